@@ -1,0 +1,259 @@
+"""The pipeline config: one typed file per dataset (TOML or YAML).
+
+Every section forbids unknown keys, so a typo is an error that names the key, the file and the keys
+that are allowed instead of a setting that is silently ignored.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A pipeline config file that cannot be used; the message says what to change."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class StorageConfig(_Section):
+    """Where batches, models and outputs live: a local folder or an fsspec URL (s3://, gs://, ...)."""
+
+    root: str = Field(
+        "data", description="storage root: a folder (relative to the config's folder) or URL"
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec storage options, e.g. endpoint_url for S3"
+    )
+
+
+class ColumnsConfig(_Section):
+    """The roles of the dataset's columns."""
+
+    id: str = Field(description="unique row id, copied to every scored row")
+    timestamp: str | None = Field(None, description="event time; decides the output date partition")
+    label: str | None = Field(None, description="optional 0/1 anomaly label, used only to evaluate")
+    numeric: list[str] = Field(default_factory=list, description="numeric feature columns")
+    categorical: list[str] = Field(default_factory=list, description="categorical feature columns")
+    missing_values: list[str] = Field(
+        default_factory=list, description="tokens that mean 'missing' in the raw data, e.g. '?'"
+    )
+    label_positive: list[str] = Field(
+        default_factory=list,
+        description="for a text label: the values that mean anomaly (others mean normal)",
+    )
+    label_negative: list[str] = Field(
+        default_factory=list,
+        description="for a text label: the values that mean normal (others mean anomaly)",
+    )
+
+    @model_validator(mode="after")
+    def _roles_do_not_overlap(self) -> ColumnsConfig:
+        if not self.numeric and not self.categorical:
+            raise ValueError("list at least one feature column under numeric or categorical")
+        features = self.numeric + self.categorical
+        duplicated = sorted({c for c in features if features.count(c) > 1})
+        if duplicated:
+            raise ValueError(f"columns listed twice among numeric/categorical: {duplicated}")
+        for role in ("id", "timestamp", "label"):
+            name = getattr(self, role)
+            if name is not None and name in features:
+                raise ValueError(f"the {role} column {name!r} must not also be a feature column")
+        if self.label_positive and self.label_negative:
+            raise ValueError("give label_positive or label_negative, not both")
+        return self
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    @property
+    def passthrough(self) -> list[str]:
+        """Columns copied unchanged from the input to the scored output."""
+        return [c for c in (self.id, self.timestamp) if c is not None]
+
+
+class ValidationConfig(_Section):
+    """The data contract and what a failure means."""
+
+    suite: str = Field(
+        description="Great Expectations suite file (relative to the config's folder)"
+    )
+    on_warning: Literal["score", "quarantine"] = Field(
+        "score", description="what a batch with only warning-level failures gets"
+    )
+
+
+class ThresholdConfig(_Section):
+    """How the anomaly threshold is calibrated on held-out validation scores."""
+
+    method: Literal["fpr", "quantile", "mean_std", "contamination", "fixed"] = "fpr"
+    value: float = Field(
+        0.01,
+        description=(
+            "fpr/contamination: share in (0, 0.5]; quantile: in (0.5, 1); mean_std: k >= 0; "
+            "fixed: the score threshold"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _value_fits_method(self) -> ThresholdConfig:
+        v, m = self.value, self.method
+        if m in ("fpr", "contamination") and not 0 < v <= 0.5:
+            raise ValueError(f"threshold.value for method {m!r} must be in (0, 0.5], got {v}")
+        if m == "quantile" and not 0.5 < v < 1:
+            raise ValueError(f"threshold.value for method 'quantile' must be in (0.5, 1), got {v}")
+        if m == "mean_std" and v < 0:
+            raise ValueError(f"threshold.value for method 'mean_std' must be >= 0, got {v}")
+        return self
+
+
+class TrainingConfig(_Section):
+    """Which data trains the model."""
+
+    window_days: int = Field(30, ge=1, description="train on the last N days of accepted batches")
+    batches: list[str] | None = Field(
+        None, description="explicit batch ids to train on (overrides window_days)"
+    )
+    exclude_labelled_anomalies: bool = Field(
+        False, description="drop rows whose label marks an anomaly before fitting"
+    )
+    max_rows: int = Field(500_000, ge=100, description="cap on training rows (seeded sample)")
+    seed: int = 0
+
+
+class ScoringConfig(_Section):
+    """How batches are scored."""
+
+    workers: int = Field(4, ge=1, description="batches scored concurrently (thread task runner)")
+    chunk_rows: int = Field(
+        65_536, ge=1024, description="rows per record batch streamed through the model"
+    )
+    top_k: int = Field(3, ge=1, description="columns named in top_features per row")
+
+
+class PipelineConfig(_Section):
+    """One dataset's pipeline: storage, columns, contract, model and thresholds."""
+
+    dataset: str = Field(description="dataset name: folder name under incoming/, scored/, models/")
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    columns: ColumnsConfig
+    validation: ValidationConfig
+    model: dict[str, Any] = Field(
+        default_factory=dict,
+        description="AutoencoderDetector parameters (see `aeflow train --help`)",
+    )
+    threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    source: str | None = Field(None, description="the file this config was read from (set on load)")
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_is_a_folder_name(cls, value: str) -> str:
+        if not value or any(ch in value for ch in "/\\ ") or value.startswith("."):
+            raise ValueError(
+                f"dataset must be a plain folder name (no '/', spaces or leading '.'), got {value!r}"
+            )
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _model_params_are_known(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from models import AutoencoderDetector
+
+        allowed = set(AutoencoderDetector().get_params())
+        # The columns and the threshold have their own config sections.
+        reserved = {"numeric_columns", "categorical_columns", "threshold_method", "threshold_value"}
+        unknown = sorted(set(value) - (allowed - reserved))
+        if unknown:
+            raise ValueError(
+                f"unknown model parameter(s) {unknown}; allowed: {sorted(allowed - reserved)}"
+            )
+        return value
+
+    def detector_params(self) -> dict[str, Any]:
+        """Keyword arguments for `models.AutoencoderDetector`, columns and threshold included."""
+        return {
+            **self.model,
+            "numeric_columns": list(self.columns.numeric),
+            "categorical_columns": list(self.columns.categorical),
+            "threshold_method": self.threshold.method,
+            "threshold_value": self.threshold.value,
+            "random_state": self.model.get("random_state", self.training.seed),
+        }
+
+    def resolve(self, path: str) -> str:
+        """A path from the config, relative to the config file's folder unless absolute or a URL."""
+        if "://" in path or Path(path).is_absolute() or self.source is None:
+            return path
+        return str((Path(self.source).parent / path).resolve())
+
+    @property
+    def storage_root(self) -> str:
+        return self.resolve(self.storage.root)
+
+    @property
+    def suite_path(self) -> str:
+        return self.resolve(self.validation.suite)
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            raise ConfigError(
+                f"{path}: config files end in .toml, .yaml or .yml, got {path.suffix!r}"
+            )
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of sections, got {type(data).__name__}"
+        )
+    return data
+
+
+def _describe(error: dict[str, Any], path: Path) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent = error["loc"][:-1]
+        section: type[BaseModel] = PipelineConfig
+        for part in parent:
+            field = section.model_fields.get(str(part))
+            annotation = field.annotation if field else None
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                section = annotation
+        allowed = sorted(name for name in section.model_fields if name != "source")
+        return f"{path}: unknown key {key!r}; allowed here: {', '.join(allowed)}"
+    if kind == "missing":
+        return f"{path}: missing required key {key!r}"
+    return f"{path}: {key}: {error['msg']} (got {error.get('input')!r})"
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read and validate a pipeline config; raises ConfigError naming the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"config file {path} does not exist; pass --config with a .toml or .yaml file"
+        )
+    data = _read_mapping(path)
+    if "source" in data:
+        raise ConfigError(f"{path}: 'source' is set by aeflow, remove it from the file")
+    try:
+        return PipelineConfig(**data, source=str(path.resolve()))
+    except ValidationError as exc:
+        problems = [_describe(err, path) for err in exc.errors()]
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems)) from None

@@ -1,0 +1,211 @@
+"""Model registry: versioned bundles on the storage root and an atomically switched champion alias.
+
+Layout under ``<root>/models/<dataset>/`` (any fsspec location)::
+
+    <version>/            the bundle written by AutoencoderDetector.save, plus registry.json
+    champion.json         {"version": ..., "history": [...]}, replaced in one atomic write
+
+Promotion and rollback rewrite ``champion.json`` only, so readers see either the old or the new
+champion, never a mix. Bundles are never modified after registration.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import posixpath
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fsspec.implementations.local import LocalFileSystem
+
+from models.storage import (
+    StorageOptions,
+    copy_tree,
+    filesystem,
+    join,
+    read_json,
+    write_json_atomic,
+)
+
+CHAMPION_FILE = "champion.json"
+ENTRY_FILE = "registry.json"
+
+
+class RegistryError(RuntimeError):
+    """A registry operation that cannot be done as asked; the message says why and what to do."""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _bundle_digest(bundle_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(p for p in bundle_dir.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(bundle_dir).as_posix().encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+class ModelRegistry:
+    """Versioned model bundles of one dataset under ``models_root`` (local folder or fsspec URL)."""
+
+    def __init__(
+        self, models_root: str, options: StorageOptions = None, cache_dir: str | None = None
+    ):
+        self.models_root = str(models_root)
+        self.options = options
+        self.cache_dir = cache_dir
+
+    # ------------------------------------------------------------------------------- versions
+    def register(self, bundle_dir: str | Path, entry: dict[str, Any] | None = None) -> str:
+        """Copy a saved bundle into the registry as a new version and return the version name.
+
+        The version is ``<UTC time>-<first 8 hex of the bundle digest>``: sortable by time and tied to
+        the bundle's content.
+        """
+        bundle_dir = Path(bundle_dir)
+        if not (bundle_dir / "manifest.json").is_file() and not any(bundle_dir.iterdir()):
+            raise RegistryError(
+                f"{bundle_dir} holds no model bundle; save the detector there first"
+            )
+        digest = _bundle_digest(bundle_dir)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        version = f"{stamp}-{digest[:8]}"
+        destination = join(self.models_root, version)
+        copy_tree(str(bundle_dir), destination, self.options)
+        record = {
+            **(entry or {}),
+            "version": version,
+            "registered_at": _now(),
+            "bundle_sha256": digest,
+        }
+        write_json_atomic(record, join(destination, ENTRY_FILE), self.options)
+        return version
+
+    def versions(self) -> list[dict[str, Any]]:
+        """Registry entries of every version, oldest first."""
+        fs, path = filesystem(self.models_root, self.options)
+        if not fs.exists(path):
+            return []
+        entries = []
+        for child in sorted(fs.ls(path, detail=False)):
+            name = posixpath.basename(child.rstrip("/"))
+            entry = read_json(join(self.models_root, name, ENTRY_FILE), self.options)
+            if entry is not None:
+                entries.append(entry)
+        return entries
+
+    def entry(self, version: str) -> dict[str, Any]:
+        record = read_json(join(self.models_root, version, ENTRY_FILE), self.options)
+        if record is None:
+            known = [e["version"] for e in self.versions()]
+            raise RegistryError(f"model version {version!r} is not registered; known: {known}")
+        return record
+
+    def update_entry(self, version: str, **fields: Any) -> dict[str, Any]:
+        """Add fields (e.g. evaluation results, gate decision) to a version's registry entry."""
+        record = {**self.entry(version), **fields}
+        write_json_atomic(record, join(self.models_root, version, ENTRY_FILE), self.options)
+        return record
+
+    # ------------------------------------------------------------------------------- champion
+    def champion_state(self) -> dict[str, Any]:
+        return read_json(join(self.models_root, CHAMPION_FILE), self.options) or {
+            "version": None,
+            "history": [],
+        }
+
+    def champion(self) -> str | None:
+        """The current champion's version, or None before the first promotion."""
+        return self.champion_state()["version"]
+
+    def promote(self, version: str, reason: str) -> dict[str, Any]:
+        """Make ``version`` the champion (one atomic write of champion.json)."""
+        self.entry(version)  # raises when unknown
+        state = self.champion_state()
+        event = {
+            "action": "promote",
+            "version": version,
+            "previous": state["version"],
+            "at": _now(),
+            "reason": reason,
+        }
+        new_state = {"version": version, "history": [*state["history"], event]}
+        write_json_atomic(new_state, join(self.models_root, CHAMPION_FILE), self.options)
+        return new_state
+
+    def rollback(self, reason: str = "manual rollback") -> dict[str, Any]:
+        """Make the champion before the current one champion again."""
+        state = self.champion_state()
+        current = state["version"]
+        previous = next(
+            (
+                e["previous"]
+                for e in reversed(state["history"])
+                if e["version"] == current and e["action"] == "promote"
+            ),
+            None,
+        )
+        if previous is None:
+            raise RegistryError(
+                f"no earlier champion to roll back to (champion is {current!r}); "
+                "promote a specific version with `aeflow models promote VERSION` instead"
+            )
+        event = {
+            "action": "rollback",
+            "version": previous,
+            "previous": current,
+            "at": _now(),
+            "reason": reason,
+        }
+        new_state = {"version": previous, "history": [*state["history"], event]}
+        write_json_atomic(new_state, join(self.models_root, CHAMPION_FILE), self.options)
+        return new_state
+
+    # -------------------------------------------------------------------------------- loading
+    def resolve(self, version: str | None = None) -> str:
+        """``version`` itself, or the champion's when None (error when there is none)."""
+        if version not in (None, "champion"):
+            self.entry(version)
+            return version
+        champion = self.champion()
+        if champion is None:
+            raise RegistryError(
+                f"no champion model under {self.models_root}; run `aeflow train --config FILE` first"
+            )
+        return champion
+
+    def local_bundle(self, version: str) -> str:
+        """A local directory holding the bundle of ``version`` (downloaded once when remote)."""
+        source = join(self.models_root, version)
+        fs, path = filesystem(source, self.options)
+        if isinstance(fs, LocalFileSystem):
+            return path
+        cache_root = self.cache_dir or os.path.join(tempfile.gettempdir(), "aeflow-model-cache")
+        digest = self.entry(version)["bundle_sha256"]
+        target = os.path.join(cache_root, f"{version}-{digest[:8]}")
+        if not os.path.isdir(target):
+            staging = tempfile.mkdtemp(prefix=".staging-", dir=_ensure_dir(cache_root))
+            copy_tree(source, staging, self.options)
+            try:
+                os.replace(staging, target)
+            except OSError:  # another process cached it first: theirs is identical
+                shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    def load(self, version: str | None = None):
+        """Load a registered detector (the champion when ``version`` is None); checksums verified."""
+        from models.detector import AutoencoderDetector
+
+        resolved = self.resolve(version)
+        return AutoencoderDetector.load(self.local_bundle(resolved)), resolved
+
+
+def _ensure_dir(path: str) -> str:
+    os.makedirs(path, exist_ok=True)
+    return path

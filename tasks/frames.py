@@ -1,0 +1,73 @@
+"""Turning raw Arrow data into the frames that validation and the model take.
+
+Raw batches write "missing" in dataset-specific ways ('?', 'unknown', ''), so string columns have
+those tokens turned into nulls first; validation then sees real nulls, and the model's imputers and
+missing-indicators handle them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def null_missing_tokens(
+    data: pa.Table | pa.RecordBatch, tokens: Sequence[str]
+) -> pa.Table | pa.RecordBatch:
+    """Replace the given tokens by null in every string column (whitespace around values ignored)."""
+    if not tokens:
+        return data
+    token_set = pa.array(sorted(set(tokens)), type=pa.string())
+    arrays = []
+    for column, field in zip(data.columns, data.schema, strict=True):
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            values = column.cast(pa.string()) if pa.types.is_large_string(field.type) else column
+            stripped = pc.utf8_trim_whitespace(values)
+            is_token = pc.is_in(stripped, value_set=token_set)
+            column = pc.if_else(is_token, pa.scalar(None, type=values.type), values)
+        arrays.append(column)
+    if isinstance(data, pa.RecordBatch):
+        return pa.RecordBatch.from_arrays(arrays, schema=data.schema)
+    return pa.Table.from_arrays(arrays, schema=data.schema)
+
+
+def feature_frame(
+    data: pa.Table | pa.RecordBatch,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    missing_tokens: Sequence[str] = (),
+) -> pd.DataFrame:
+    """The model's input frame: numeric columns as float64, categorical columns as strings/None.
+
+    Raises ValueError naming the column and sample values when a numeric column cannot be cast
+    (validation should have quarantined such a batch before it gets here).
+    """
+    missing = [c for c in (*numeric, *categorical) if c not in data.schema.names]
+    if missing:
+        raise ValueError(
+            f"batch lacks feature column(s) {missing}; present: {data.schema.names}. "
+            "Fix the batch or the config's columns section."
+        )
+    data = null_missing_tokens(data.select([*numeric, *categorical]), missing_tokens)
+    frame: dict[str, object] = {}
+    for name in numeric:
+        column = data.column(name)
+        try:
+            values = column.cast(pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            sample = column.slice(0, 3).to_pylist()
+            raise ValueError(
+                f"numeric column {name!r} cannot be read as numbers (type {column.type}, "
+                f"first values {sample}); fix the data or list the column as categorical"
+            ) from exc
+        frame[name] = values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    for name in categorical:
+        column = data.column(name)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            column = column.cast(pa.string())
+        frame[name] = column.to_numpy(zero_copy_only=False)
+    return pd.DataFrame(frame)

@@ -1,0 +1,237 @@
+"""Storage I/O: the only module that knows the storage layout.
+
+Every function takes a location as a local path or an fsspec URL (``s3://bucket/x``, ``file:///x``,
+``memory://x``) plus fsspec storage options, so local folders and object stores go through the same
+code. Parquet is read and written in record batches so memory stays flat whatever the file size.
+Writes are atomic: a temporary name in the same folder committed by rename on file systems, a single
+(possibly multipart) PUT on object stores, where an object only appears once it is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import posixpath
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from prefect import task
+
+# The storage primitives live in models.storage so the model registry can use them too; they are
+# re-exported here because the tasks are their main users.
+from models.storage import (  # noqa: F401
+    StorageOptions,
+    atomic_open,
+    copy_tree,
+    exists,
+    filesystem,
+    is_local,
+    join,
+    read_json,
+    remove,
+    url_of,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
+
+PARQUET_SUFFIX = ".parquet"
+SUCCESS_FOLDER = "_success"  # pyarrow.dataset and Hive readers skip names starting with "_"
+
+
+# ----------------------------------------------------------------------------------------- paths
+@dataclass(frozen=True)
+class StorageLayout:
+    """The folders of one dataset under a storage root (see docs/architecture.md)."""
+
+    root: str
+    dataset: str
+
+    @property
+    def incoming(self) -> str:
+        return join(self.root, "incoming", self.dataset)
+
+    def quarantine(self, batch_id: str | None = None) -> str:
+        base = join(self.root, "quarantine", self.dataset)
+        return join(base, batch_id) if batch_id else base
+
+    @property
+    def scored(self) -> str:
+        return join(self.root, "scored", self.dataset)
+
+    def scored_file(self, date: str, batch_id: str) -> str:
+        return join(self.scored, f"date={date}", f"{batch_id}{PARQUET_SUFFIX}")
+
+    def success_marker(self, batch_id: str) -> str:
+        return join(self.scored, SUCCESS_FOLDER, f"{batch_id}.json")
+
+    @property
+    def models(self) -> str:
+        return join(self.root, "models", self.dataset)
+
+    def reports(self, run: str | None = None) -> str:
+        base = join(self.root, "reports", self.dataset)
+        return join(base, run) if run else base
+
+
+# --------------------------------------------------------------------------------------- batches
+@dataclass(frozen=True)
+class BatchRef:
+    """One batch in incoming/: a Parquet file, or a folder of Parquet parts."""
+
+    batch_id: str
+    path: str
+    size_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def list_batches(incoming: str, options: StorageOptions = None) -> list[BatchRef]:
+    """Batches waiting in an incoming folder, sorted by batch id.
+
+    A ``*.parquet`` file is one batch (id = file stem); a sub-folder is one batch made of the Parquet
+    parts inside it (id = folder name). Names starting with '.' or '_' are ignored (temporary files).
+    """
+    fs, path = filesystem(incoming, options)
+    if not fs.exists(path):
+        return []
+    batches = []
+    for entry in fs.ls(path, detail=True):
+        name = posixpath.basename(entry["name"].rstrip("/"))
+        if name.startswith((".", "_")):
+            continue
+        if entry["type"] == "directory":
+            parts = [p for p in fs.find(entry["name"]) if p.endswith(PARQUET_SUFFIX)]
+            size = sum(fs.size(p) for p in parts)
+            batches.append(BatchRef(name, url_of(fs, entry["name"], incoming), size))
+        elif name.endswith(PARQUET_SUFFIX):
+            batch_id = name[: -len(PARQUET_SUFFIX)]
+            batches.append(BatchRef(batch_id, url_of(fs, entry["name"], incoming), entry["size"]))
+    return sorted(batches, key=lambda b: b.batch_id)
+
+
+def batch_files(path: str, options: StorageOptions = None) -> list[str]:
+    """The Parquet files making up a batch (the file itself, or the parts of a folder), in order."""
+    fs, inner = filesystem(path, options)
+    if fs.isdir(inner):
+        return sorted(url_of(fs, p, path) for p in fs.find(inner) if p.endswith(PARQUET_SUFFIX))
+    return [path]
+
+
+def open_parquet(path: str, options: StorageOptions = None) -> pq.ParquetFile:
+    """Open one Parquet file for streaming reads (footer only is read here)."""
+    fs, inner = filesystem(path, options)
+    return pq.ParquetFile(fs.open(inner, "rb"))
+
+
+def read_schema(path: str, options: StorageOptions = None) -> pa.Schema:
+    """The Arrow schema of a batch (its first file)."""
+    return open_parquet(batch_files(path, options)[0], options).schema_arrow
+
+
+def count_rows(path: str, options: StorageOptions = None) -> int:
+    """Rows in a batch, from the Parquet footers."""
+    return sum(open_parquet(f, options).metadata.num_rows for f in batch_files(path, options))
+
+
+def iter_record_batches(
+    path: str,
+    options: StorageOptions = None,
+    columns: list[str] | None = None,
+    batch_rows: int = 65_536,
+) -> Iterator[pa.RecordBatch]:
+    """Stream a batch as Arrow record batches of at most ``batch_rows`` rows."""
+    for file in batch_files(path, options):
+        with contextlib.closing(open_parquet(file, options)) as parquet:
+            yield from parquet.iter_batches(batch_size=batch_rows, columns=columns)
+
+
+def read_table(
+    path: str, options: StorageOptions = None, columns: list[str] | None = None
+) -> pa.Table:
+    """A whole batch as one Arrow table (for validation and training, not for scoring)."""
+    batches = list(iter_record_batches(path, options, columns))
+    if batches:
+        return pa.Table.from_batches(batches)
+    return read_schema(path, options).empty_table()
+
+
+def checksum(path: str, options: StorageOptions = None) -> str:
+    """sha256 over the bytes of a batch's files (in order): identifies the exact input scored."""
+    digest = hashlib.sha256()
+    fs, _ = filesystem(path, options)
+    for file in batch_files(path, options):
+        with fs.open(filesystem(file, options)[1], "rb") as handle:
+            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+# -------------------------------------------------------------------------------- atomic writes
+def write_parquet_atomic(
+    batches: Iterable[pa.RecordBatch] | pa.Table,
+    url: str,
+    schema: pa.Schema | None = None,
+    options: StorageOptions = None,
+    compression: str = "zstd",
+) -> int:
+    """Stream record batches (or a table) into one Parquet file, committed atomically.
+
+    Returns the number of rows written. ``schema`` is required when ``batches`` may be empty.
+    """
+    if isinstance(batches, pa.Table):
+        schema = schema or batches.schema
+        batches = batches.to_batches()
+    rows = 0
+    with atomic_open(url, options) as handle:
+        writer: pq.ParquetWriter | None = None
+        try:
+            for batch in batches:
+                if writer is None:
+                    writer = pq.ParquetWriter(
+                        handle, schema or batch.schema, compression=compression
+                    )
+                writer.write_batch(batch)
+                rows += batch.num_rows
+            if writer is None:
+                if schema is None:
+                    raise ValueError("no record batches to write and no schema given; pass schema=")
+                writer = pq.ParquetWriter(handle, schema, compression=compression)
+        finally:
+            if writer is not None:
+                writer.close()
+    return rows
+
+
+# ---------------------------------------------------------------------------------- quarantine
+def quarantine_batch(
+    batch: BatchRef,
+    quarantine_dir: str,
+    report: dict[str, Any],
+    report_markdown: str,
+    options: StorageOptions = None,
+) -> str:
+    """Move a batch out of incoming/ into its quarantine folder with its report.
+
+    The input is copied untouched to ``<quarantine_dir>/input/<original name>``, then report.json and
+    report.md are written, and only then is the batch removed from incoming/, so a crash part-way loses
+    nothing (a re-run quarantines it again). Returns the quarantine folder.
+    """
+    original_name = posixpath.basename(str(batch.path).rstrip("/"))
+    copy_tree(batch.path, join(quarantine_dir, "input", original_name), options)
+    write_json_atomic(
+        {**report, "original_path": batch.path}, join(quarantine_dir, "report.json"), options
+    )
+    write_text_atomic(report_markdown, join(quarantine_dir, "report.md"), options)
+    remove(batch.path, options)
+    return quarantine_dir
+
+
+# ------------------------------------------------------------------------------- Prefect tasks
+@task(name="list-batches", retries=2, retry_delay_seconds=5)
+def list_batches_task(incoming: str, options: StorageOptions = None) -> list[dict[str, Any]]:
+    return [b.to_dict() for b in list_batches(incoming, options)]

@@ -1,0 +1,41 @@
+"""Shared test set-up: quiet, offline, isolated Prefect and GX, and the datasets folder."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Set before prefect is imported anywhere: a private PREFECT_HOME and no telemetry.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="aeflow-test-prefect-")
+os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def datasets_dir() -> Path | None:
+    """../shared/datasets (or $AEFLOW_DATASETS) when present; tests that need it skip otherwise."""
+    candidate = Path(os.environ.get("AEFLOW_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
+    return candidate if candidate.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    found = datasets_dir()
+    if found is None:
+        pytest.skip("../shared/datasets is not present (set AEFLOW_DATASETS to its location)")
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _skip_gpu_tests_without_cuda(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("gpu") is not None:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA device")

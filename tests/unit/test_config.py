@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.config import ConfigError, load_config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+MINIMAL = """
+dataset = "shop"
+[columns]
+id = "order_id"
+numeric = ["amount"]
+categorical = ["country"]
+[validation]
+suite = "suite.json"
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "pipeline.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_minimal_config_gets_defaults_and_resolves_paths_against_its_folder(tmp_path):
+    cfg = load_config(write(tmp_path, MINIMAL))
+    assert cfg.dataset == "shop"
+    assert cfg.threshold.method == "fpr" and cfg.threshold.value == 0.01
+    assert cfg.suite_path == str(tmp_path / "suite.json")
+    assert cfg.storage_root == str(tmp_path / "data")
+    params = cfg.detector_params()
+    assert params["numeric_columns"] == ["amount"]
+    assert params["categorical_columns"] == ["country"]
+    assert params["threshold_method"] == "fpr"
+
+
+def test_url_storage_root_is_kept_as_is(tmp_path):
+    cfg = load_config(write(tmp_path, MINIMAL + '[storage]\nroot = "s3://bucket/aeflow"\n'))
+    assert cfg.storage_root == "s3://bucket/aeflow"
+
+
+def test_unknown_key_names_the_key_the_file_and_the_allowed_keys(tmp_path):
+    path = write(tmp_path, MINIMAL.replace('id = "order_id"', 'id = "order_id"\nnumerics = ["x"]'))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "columns.numerics" in message
+    assert str(path) in message
+    assert "numeric" in message and "categorical" in message  # what is allowed
+
+
+def test_unknown_top_level_section_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key 'modle'.*allowed here: .*model"):
+        load_config(write(tmp_path, MINIMAL + "[modle]\nepochs = 3\n"))
+
+
+def test_wrong_type_names_the_key_and_the_value(tmp_path):
+    text = MINIMAL + '[scoring]\nworkers = "many"\n'
+    with pytest.raises(ConfigError, match=r"scoring\.workers.*'many'"):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_required_key_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"missing required key 'columns\.id'"):
+        load_config(write(tmp_path, MINIMAL.replace('id = "order_id"\n', "")))
+
+
+def test_threshold_value_outside_its_method_range_states_the_rule(tmp_path):
+    text = MINIMAL + '[threshold]\nmethod = "contamination"\nvalue = 0.7\n'
+    with pytest.raises(ConfigError, match=r"must be in \(0, 0\.5\], got 0\.7"):
+        load_config(write(tmp_path, text))
+
+
+def test_unknown_model_parameter_lists_the_allowed_ones(tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"unknown model parameter\(s\) \['hiden_sizes'\]; allowed"
+    ):
+        load_config(write(tmp_path, MINIMAL + "[model]\nhiden_sizes = [8]\n"))
+
+
+def test_column_roles_must_not_overlap(tmp_path):
+    text = MINIMAL.replace('categorical = ["country"]', 'categorical = ["country", "order_id"]')
+    with pytest.raises(ConfigError, match="must not also be a feature column"):
+        load_config(write(tmp_path, text))
+
+
+def test_yaml_configs_are_read_the_same_way(tmp_path):
+    text = """
+dataset: shop
+columns: {id: order_id, numeric: [amount], categorical: [country]}
+validation: {suite: suite.json}
+"""
+    assert load_config(write(tmp_path, text, "pipeline.yaml")).columns.numeric == ["amount"]
+
+
+def test_invalid_syntax_and_missing_file_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "dataset = \n"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match=r"end in \.toml, \.yaml or \.yml"):
+        load_config(write(tmp_path, MINIMAL, "pipeline.ini"))
+
+
+def test_every_shipped_config_loads():
+    configs = sorted((REPO_ROOT / "configs").glob("*.toml"))
+    assert configs, "configs/ must hold at least the demo config"
+    for path in configs:
+        cfg = load_config(path)
+        assert cfg.columns.features
