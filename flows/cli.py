@@ -1,0 +1,279 @@
+"""The `aeflow` command line.
+
+Core commands (train, score, demo-data, demo) live here; further command groups register themselves
+from the modules in flows/commands/ (each has `register(subparsers)`). Every handler returns an exit
+code; errors a user can fix are printed as one clear message, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+# Quiet, offline-friendly defaults; a user's own environment wins.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+EPILOG = """examples:
+  aeflow demo --config configs/demo.toml        generate demo data, train, score, print a summary
+  aeflow train --config configs/demo.toml       train on the training window, register, promote
+  aeflow score --config configs/demo.toml       validate and score every batch not yet scored
+"""
+
+
+# --------------------------------------------------------------------------------- progress
+class TrainingProgress:
+    """A progress bar over training epochs, fed by the trainer's per-epoch callback."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("training"),
+            BarColumn(),
+            TextColumn("epoch {task.completed}/{task.total}"),
+            TextColumn("{task.fields[losses]}"),
+            TimeElapsedColumn(),
+            transient=False,
+        )
+        self._task: Any = None
+
+    def __call__(self, epoch: int, n_epochs: int, train_loss: float, val_loss: float) -> None:
+        if self._task is None:
+            self._progress.start()
+            self._task = self._progress.add_task("train", total=n_epochs, losses="")
+        losses = f"train {train_loss:.4f}  val {val_loss:.4f}"
+        self._progress.update(self._task, completed=epoch, total=n_epochs, losses=losses)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._progress.stop()
+
+
+def _with_progress(run):
+    from tasks.training import add_progress_hook, remove_progress_hook
+
+    progress = TrainingProgress()
+    add_progress_hook(progress)
+    try:
+        return run()
+    finally:
+        remove_progress_hook(progress)
+        progress.close()
+
+
+# --------------------------------------------------------------------------------- summaries
+def format_train_summary(result: dict[str, Any]) -> str:
+    metrics = result["metrics"]
+    lines = [
+        f"model version     {result['version']} ({'champion' if result['promoted'] else 'not promoted'})",
+        f"trained on        {metrics['train_rows']} rows from {len(result['training_batches'])} batches "
+        f"in {metrics['fit_seconds']:.1f} s",
+        f"threshold         {metrics['threshold']:.4f}",
+    ]
+    if "train_auroc" in metrics:
+        lines.append(f"train AUROC       {metrics['train_auroc']:.3f} (against the label column)")
+    for left_out in result["left_out"]:
+        lines.append(f"left out          {left_out['batch_id']}: {left_out['reason']}")
+    lines.append(f"model bundle      {result['models_root']}/{result['version']}")
+    return "\n".join(lines)
+
+
+def format_score_summary(summary: dict[str, Any], scored_root: str, quarantine_root: str) -> str:
+    lines = [
+        f"model version     {summary['model_version']}",
+        f"batches           {summary['batches_scored']} scored, {summary['batches_skipped']} already "
+        f"scored (skipped), {summary['batches_quarantined']} quarantined",
+        f"rows              {summary['rows_in']} in = {summary['rows_scored']} scored + "
+        f"{summary['rows_quarantined']} quarantined",
+        f"rows flagged      {summary['rows_flagged']} ({summary['flagged_share']:.2%} of scored rows)",
+    ]
+    for quarantined in summary["quarantined"]:
+        lines.append(
+            f"quarantined       {quarantined['batch_id']}: {quarantined.get('reason', '')}"
+        )
+    for warned in summary["warnings"]:
+        lines.append(f"warnings          {warned['batch_id']}: {warned.get('reason', '')}")
+    lines += [f"scored outputs    {scored_root}", f"quarantine        {quarantine_root}"]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- handlers
+def _layout(config_path: str):
+    from flows.config import load_config
+    from tasks.io import StorageLayout
+
+    cfg = load_config(config_path)
+    return cfg, StorageLayout(cfg.storage_root, cfg.dataset)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from flows.train import train_flow
+
+    _layout(args.config)  # fail fast on a bad config, before Prefect starts
+    result = _with_progress(
+        lambda: train_flow(
+            config=args.config, until=args.until, batches=args.batch, promote=not args.no_promote
+        )
+    )
+    print("\n" + format_train_summary(result))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from flows.score import run_score
+
+    cfg, layout = _layout(args.config)
+    summary = run_score(
+        args.config, model_version=args.model_version, force=args.force, workers=args.workers
+    )
+    print("\n" + format_score_summary(summary, layout.scored, layout.quarantine()))
+    return 0
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from tasks.demo_data import generate_demo_data
+
+    manifest = generate_demo_data(
+        args.out, days=args.days, rows_per_day=args.rows_per_day, seed=args.seed
+    )
+    print(manifest.to_json())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from flows.score import run_score
+    from flows.train import train_flow
+    from tasks.demo_data import generate_demo_data
+    from tasks.io import remove
+
+    cfg, layout = _layout(args.config)
+    opts = cfg.storage.options
+    # The demo starts from a clean slate for its dataset (the model registry is kept).
+    for folder in (layout.incoming, layout.quarantine(), layout.scored):
+        remove(folder, opts)
+    print(
+        f"generating {args.days} days x {args.rows_per_day} rows of demo data into {layout.incoming}"
+    )
+    manifest = generate_demo_data(
+        layout.incoming, days=args.days, rows_per_day=args.rows_per_day, seed=args.seed
+    )
+    train_until = manifest.batch_ids[args.train_days - 1]
+    trained = _with_progress(lambda: train_flow(config=args.config, until=train_until))
+    summary = run_score(args.config)
+    print("\n=== aeflow demo summary ===")
+    print(format_train_summary(trained))
+    print(format_score_summary(summary, layout.scored, layout.quarantine()))
+    print(
+        f"demo data         {manifest.days} days; drifted day {manifest.drift_batch_id}, "
+        f"malformed day {manifest.malformed_batch_id} ({manifest.malformation_kind})"
+    )
+    return 0
+
+
+# ------------------------------------------------------------------------------------ parser
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", required=True, metavar="FILE", help="pipeline config (.toml or .yaml)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aeflow",
+        description="Batch tabular anomaly detection and learned features: validate, train, score.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    train = sub.add_parser(
+        "train",
+        help="train a detector on the training window, register it and promote it",
+        description="Run the train flow: validate the training window's batches, fit the "
+        "autoencoder on the accepted ones, register the bundle under <root>/models/<dataset>/ and "
+        "make it the champion.",
+    )
+    _add_config(train)
+    train.add_argument("--until", metavar="BATCH_ID", help="use only batches with id <= this")
+    train.add_argument(
+        "--batch", action="append", metavar="BATCH_ID", help="train on this batch (repeatable)"
+    )
+    train.add_argument(
+        "--no-promote", action="store_true", help="register without making it the champion"
+    )
+    train.set_defaults(handler=cmd_train)
+
+    score = sub.add_parser(
+        "score",
+        help="validate and score every batch in incoming/ not yet scored",
+        description="Run the score flow: each batch in <root>/incoming/<dataset>/ not yet scored by "
+        "the model is validated; failures are quarantined with a report, the rest are scored into "
+        "<root>/scored/<dataset>/date=YYYY-MM-DD/<batch_id>.parquet.",
+    )
+    _add_config(score)
+    score.add_argument("--model-version", help="score with this version instead of the champion")
+    score.add_argument("--force", action="store_true", help="re-score batches already scored")
+    score.add_argument("--workers", type=int, help="batches scored concurrently (config default)")
+    score.set_defaults(handler=cmd_score)
+
+    demo_data = sub.add_parser(
+        "demo-data",
+        help="generate seeded demo card-transaction batches",
+        description="Write one Parquet batch per day of synthetic card transactions with labelled "
+        "injected anomalies, one drifted day and one malformed day. Same seed, same bytes.",
+    )
+    demo_data.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    demo_data.add_argument("--days", type=int, default=10, help="number of daily batches (10)")
+    demo_data.add_argument(
+        "--rows-per-day", type=int, default=20_000, help="rows per batch (20000)"
+    )
+    demo_data.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    demo_data.set_defaults(handler=cmd_demo_data)
+
+    demo = sub.add_parser(
+        "demo",
+        help="generate demo data, train, score and print a summary (the end-to-end job)",
+        description="Start the demo dataset from a clean slate under the config's storage root, "
+        "generate demo data into incoming/, train on the first days, score every day, and print a "
+        "summary. Uses Prefect's temporary local server unless PREFECT_API_URL is set.",
+    )
+    _add_config(demo)
+    demo.add_argument("--days", type=int, default=10, help="number of daily batches (10)")
+    demo.add_argument("--rows-per-day", type=int, default=20_000, help="rows per batch (20000)")
+    demo.add_argument("--train-days", type=int, default=6, help="train on the first N days (6)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    demo.set_defaults(handler=cmd_demo)
+
+    import flows.commands as commands
+
+    for module in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
+        importlib.import_module(f"flows.commands.{module}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from flows.config import ConfigError
+    from models.registry import RegistryError
+
+    try:
+        return int(args.handler(args) or 0)
+    except (ConfigError, RegistryError, FileNotFoundError, ValueError) as exc:
+        if os.environ.get("AEFLOW_DEBUG"):
+            raise
+        print(f"aeflow: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aeflow: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

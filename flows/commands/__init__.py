@@ -1,0 +1,1 @@
+"""Command groups of the `aeflow` CLI; each module defines `register(subparsers)`."""
