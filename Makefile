@@ -11,7 +11,7 @@ TORCH_PIN ?= torch==2.13.0
 export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: venv dev demo test lint format bench clean
+.PHONY: venv dev demo test lint format bench browser clean
 
 $(VENV)/.runtime: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,17 @@ format: $(VENV)/.dev
 
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Headless Chromium for tests/e2e/test_report_browser.py (Debian's package; needs root and apt).
+# Without it `make test` still passes: that test skips and says why.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then \
+		echo "chromium: $$(command -v chromium)"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else \
+		echo "chromium not installed and no root apt-get here: the report browser test will skip"; \
+	fi
 
 bench: $(VENV)/.dev
 	$(PIP) install -e '.[bench]'

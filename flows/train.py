@@ -1,19 +1,122 @@
-"""The `train` flow: training window -> validate -> fit -> register -> promote.
+"""The `train` flow: training window -> validate -> split -> fit -> evaluate -> gate -> report.
 
 Wiring only: every step is a task in tasks/. The flow takes the config file's path (a typed, JSON-able
-parameter Prefect can show and schedule) and passes explicit values to the tasks.
+parameter Prefect can show and schedule) and passes explicit values to the tasks. Tasks exchange
+paths and JSON records: the split files, the holdout scores and the report live under
+``<root>/reports/<dataset>/<run>/``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from prefect import flow, get_run_logger, unmapped
 
-from flows.config import load_config
+from flows.config import PipelineConfig, load_config
+from tasks.evaluate import evaluate_champion_task, evaluate_task, headline, new_run_id
+from tasks.gate import gate_task
 from tasks.io import StorageLayout, list_batches_task
-from tasks.training import promote_task, select_training_batches, train_model_task
+from tasks.report import report_task
+from tasks.training import (
+    discard_training_split_task,
+    fit_model_task,
+    select_training_batches,
+    split_training_window_task,
+)
 from tasks.validate import validate_batch_task
+
+
+def train_evaluate_gate(
+    cfg: PipelineConfig,
+    batch_paths: Sequence[str],
+    batch_ids: Sequence[str],
+    promote: bool = True,
+) -> dict[str, Any]:
+    """Split, fit, evaluate, gate and report on already accepted batches (call it inside a flow;
+    the retrain flow reuses it). Returns the train flow's result without ``left_out``."""
+    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    opts, cols, evaluation_cfg = cfg.storage.options, cfg.columns, cfg.evaluation
+    seed = cfg.training.seed
+    run = new_run_id()
+    run_dir = layout.reports(run)
+    split = split_training_window_task(
+        list(batch_paths),
+        cols.id,
+        cols.timestamp,
+        cols.numeric,
+        cols.categorical,
+        cols.missing_values,
+        cols.label,
+        cols.label_positive,
+        cols.label_negative,
+        evaluation_cfg.holdout_fraction,
+        evaluation_cfg.holdout_max_rows,
+        seed,
+        run_dir,
+        opts,
+    )
+    trained = fit_model_task(
+        split["train_path"],
+        list(batch_ids),
+        cols.numeric,
+        cols.categorical,
+        cols.label,
+        cfg.training.exclude_labelled_anomalies,
+        cfg.training.max_rows,
+        seed,
+        cfg.detector_params(),
+        layout.models,
+        opts,
+    )
+    version = trained["version"]
+    evaluation = evaluate_task(
+        layout.models,
+        version,
+        split,
+        cols.numeric,
+        cols.categorical,
+        cols.passthrough,
+        cfg.training.exclude_labelled_anomalies,
+        evaluation_cfg.baselines,
+        evaluation_cfg.baseline_max_rows,
+        evaluation_cfg.leakage_auroc,
+        seed,
+        run_dir,
+        opts,
+    )
+    champion = evaluate_champion_task(
+        layout.models, version, split, evaluation["reconstruction"]["scales"], opts
+    )
+    discard_training_split_task(split, opts)
+    gate = gate_task(
+        layout.models,
+        version,
+        evaluation,
+        champion,
+        evaluation_cfg.reconstruction_margin,
+        evaluation_cfg.auroc_margin,
+        promote,
+        {**headline(evaluation), "run": run},
+        opts,
+    )
+    report = None
+    if evaluation_cfg.report:
+        report = report_task(
+            cfg.dataset, run, evaluation, champion, gate, run_dir, layout.models, opts
+        )
+    return {
+        "dataset": cfg.dataset,
+        "version": version,
+        "promoted": gate["promoted"],
+        "metrics": trained["metrics"],
+        "training_batches": list(batch_ids),
+        "models_root": layout.models,
+        "run": run,
+        "report": report["html"] if report else None,
+        "gate": gate,
+        "evaluation": headline(evaluation),
+    }
 
 
 @flow(name="aeflow-train", log_prints=True)
@@ -24,7 +127,8 @@ def train_flow(
     promote: bool = True,
 ) -> dict[str, Any]:
     """Train a detector on the last `training.window_days` accepted batches (ids <= `until`, or the
-    explicit `batches`), register it, and make it the champion when `promote` is true.
+    explicit `batches`), evaluate it on a holdout, and make it the champion when the promotion gate
+    lets it (`promote=False` records the gate's decision without applying it).
 
     Batches failing validation are left out of training (and left in incoming/ for the score flow,
     which quarantines them).
@@ -53,40 +157,23 @@ def train_flow(
         unmapped(cols.missing_values),
         unmapped(cfg.validation.on_warning),
         unmapped(opts),
+        unmapped(cfg.validation.severity),
     ).result()
     accepted = [b for b, o in zip(window, outcomes, strict=True) if o["accepted"]]
     rejected = [o for o in outcomes if not o["accepted"]]
     for outcome in rejected:
         logger.warning("left out of training: %s (%s)", outcome["batch_id"], outcome["reason"])
-    trained = train_model_task(
-        [b["path"] for b in accepted],
-        [b["batch_id"] for b in accepted],
-        cols.numeric,
-        cols.categorical,
-        cols.missing_values,
-        cols.label,
-        cols.label_positive,
-        cols.label_negative,
-        cfg.training.exclude_labelled_anomalies,
-        cfg.training.max_rows,
-        cfg.training.seed,
-        cfg.detector_params(),
-        layout.models,
-        opts,
+    result = train_evaluate_gate(
+        cfg, [b["path"] for b in accepted], [b["batch_id"] for b in accepted], promote
     )
-    promoted = False
-    if promote:
-        promote_task(
-            layout.models, trained["version"], "trained by the train flow with promote=True", opts
-        )
-        promoted = True
-    logger.info("registered model %s (promoted: %s)", trained["version"], promoted)
+    logger.info(
+        "registered model %s; gate: %s (promoted: %s); report: %s",
+        result["version"],
+        result["gate"]["decision"],
+        result["promoted"],
+        result["report"],
+    )
     return {
-        "dataset": cfg.dataset,
-        "version": trained["version"],
-        "promoted": promoted,
-        "metrics": trained["metrics"],
-        "training_batches": [b["batch_id"] for b in accepted],
+        **result,
         "left_out": [{"batch_id": o["batch_id"], "reason": o["reason"]} for o in rejected],
-        "models_root": layout.models,
     }

@@ -93,7 +93,9 @@ class ModelRegistry:
         if not fs.exists(path):
             return []
         entries = []
-        for child in sorted(fs.ls(path, detail=False)):
+        # Only version folders hold an entry; champion.json sits beside them.
+        children = [c["name"] for c in fs.ls(path, detail=True) if c["type"] == "directory"]
+        for child in sorted(children):
             name = posixpath.basename(child.rstrip("/"))
             entry = read_json(join(self.models_root, name, ENTRY_FILE), self.options)
             if entry is not None:
@@ -124,8 +126,13 @@ class ModelRegistry:
         """The current champion's version, or None before the first promotion."""
         return self.champion_state()["version"]
 
-    def promote(self, version: str, reason: str) -> dict[str, Any]:
-        """Make ``version`` the champion (one atomic write of champion.json)."""
+    def promote(
+        self, version: str, reason: str, details: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Make ``version`` the champion (one atomic write of champion.json).
+
+        ``details`` (JSON-able, e.g. the promotion gate's comparisons) is kept in the history event.
+        """
         self.entry(version)  # raises when unknown
         state = self.champion_state()
         event = {
@@ -134,8 +141,28 @@ class ModelRegistry:
             "previous": state["version"],
             "at": _now(),
             "reason": reason,
+            **({"details": details} if details else {}),
         }
         new_state = {"version": version, "history": [*state["history"], event]}
+        write_json_atomic(new_state, join(self.models_root, CHAMPION_FILE), self.options)
+        return new_state
+
+    def refuse(
+        self, version: str, reason: str, details: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Record in champion.json's history that ``version`` was not promoted (the promotion
+        gate refused it); the champion stays as it is."""
+        self.entry(version)  # raises when unknown
+        state = self.champion_state()
+        event = {
+            "action": "refuse",
+            "version": version,
+            "previous": state["version"],
+            "at": _now(),
+            "reason": reason,
+            **({"details": details} if details else {}),
+        }
+        new_state = {"version": state["version"], "history": [*state["history"], event]}
         write_json_atomic(new_state, join(self.models_root, CHAMPION_FILE), self.options)
         return new_state
 

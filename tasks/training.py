@@ -1,4 +1,4 @@
-"""Training: choose the window, load it, fit the detector, register the bundle.
+"""Training: choose the window, split off a holdout, fit the detector, register the bundle.
 
 Plain functions do the work (tests call them directly); the @task wrappers at the bottom only add
 Prefect settings. Tasks exchange batch paths and JSON records, never frames or models.
@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from models import AutoencoderDetector
 from models.registry import ModelRegistry
 from tasks.frames import feature_frame, null_missing_tokens
-from tasks.io import StorageOptions, read_table
+from tasks.io import StorageOptions, join, read_table, remove, write_parquet_atomic
 
 ProgressCallback = Callable[[int, int, float, float], None]
 
@@ -134,7 +135,26 @@ def load_training_data(
         if label_column
         else None
     )
-    keep = np.ones(table.num_rows, dtype=bool)
+    keep = fit_row_mask(table.num_rows, labels, exclude_labelled_anomalies, max_rows, seed)
+    if not keep.all():
+        table = table.filter(pa.array(keep))
+        labels = labels[keep] if labels is not None else None
+    return feature_frame(table, numeric, categorical), labels
+
+
+def fit_row_mask(
+    n_rows: int,
+    labels: np.ndarray | None,
+    exclude_labelled_anomalies: bool,
+    max_rows: int,
+    seed: int,
+) -> np.ndarray:
+    """(n_rows,) bool: the rows a model is fitted on.
+
+    Rows labelled anomalous are left out when ``exclude_labelled_anomalies``; when more than
+    ``max_rows`` remain, a seeded uniform sample keeps the frame (and training time) bounded.
+    """
+    keep = np.ones(n_rows, dtype=bool)
     if labels is not None and exclude_labelled_anomalies:
         keep &= labels == 0
     if keep.sum() > max_rows:
@@ -142,9 +162,148 @@ def load_training_data(
         chosen = rng.choice(np.flatnonzero(keep), size=max_rows, replace=False)
         keep = np.zeros_like(keep)
         keep[chosen] = True
-    if not keep.all():
-        table = table.filter(pa.array(keep))
-        labels = labels[keep] if labels is not None else None
+    return keep
+
+
+# ------------------------------------------------------------------------- train/holdout split
+TRAIN_SPLIT_FILE = "train.parquet"
+HOLDOUT_SPLIT_FILE = "holdout.parquet"
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def split_training_window(
+    batch_paths: Sequence[str],
+    id_column: str | None,
+    timestamp_column: str | None,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    missing_tokens: Sequence[str] = (),
+    label_column: str | None = None,
+    label_positive: Sequence[str] = (),
+    label_negative: Sequence[str] = (),
+    holdout_fraction: float = 0.2,
+    holdout_max_rows: int = 100_000,
+    seed: int = 0,
+    out_dir: str = "split",
+    options: StorageOptions = None,
+) -> dict[str, Any]:
+    """Split the accepted training window into training and holdout rows, written as Parquet.
+
+    The holdout is the latest ``holdout_fraction`` of the rows by ``timestamp_column`` (what a model
+    meets after training), or a seeded random share when there is no timestamp column. Holdout rows
+    beyond ``holdout_max_rows`` are dropped by a seeded sample. Both files keep the id and timestamp
+    columns, the features (missing tokens already null) and the label as int8 0/1 under its own
+    name, so the challenger and the champion are later evaluated on exactly the same rows.
+
+    Returns ``{"method": "time" | "random", "train_path", "holdout_path", "train_rows",
+    "holdout_rows", "holdout_fraction", "seed", "timestamp_column", "label_column",
+    "train_start", "train_end", "holdout_start", "holdout_end"}`` (times as ISO strings or None).
+    """
+    if not batch_paths:
+        raise ValueError(
+            "no accepted batches to train on; check incoming/ and the validation reports"
+        )
+    if not 0 < holdout_fraction < 1:
+        raise ValueError(
+            f"holdout_fraction must be in (0, 1), got {holdout_fraction}; e.g. 0.2 holds out 20%"
+        )
+    roles = [c for c in (id_column, timestamp_column, label_column) if c]
+    columns = list(dict.fromkeys([*roles, *numeric, *categorical]))
+    tables = [read_table(path, options, columns=columns) for path in batch_paths]
+    table = pa.concat_tables(
+        [null_missing_tokens(t, missing_tokens) for t in tables], promote_options="permissive"
+    )
+    if label_column:
+        labels = label_vector(table.column(label_column), label_positive, label_negative)
+        index = table.schema.get_field_index(label_column)
+        table = table.set_column(index, label_column, pa.array(labels, type=pa.int8()))
+    n_rows = table.num_rows
+    n_holdout = round(holdout_fraction * n_rows)
+    if n_holdout < 1 or n_rows - n_holdout < 2:
+        raise ValueError(
+            f"the training window has {n_rows} rows: too few for a holdout of "
+            f"{holdout_fraction:.0%} and at least 2 training rows; train on more batches "
+            "(training.window_days) or change evaluation.holdout_fraction"
+        )
+    if timestamp_column:
+        # A stable sort keeps batch order among equal times; rows without a time count as oldest.
+        order = pc.sort_indices(
+            table, sort_keys=[(timestamp_column, "ascending", "at_start")]
+        ).to_numpy()
+        method = "time"
+    else:
+        order = np.random.default_rng(seed).permutation(n_rows)
+        method = "random"
+    holdout_rows = np.sort(order[n_rows - n_holdout :])
+    train_rows = np.sort(order[: n_rows - n_holdout])
+    if holdout_rows.size > holdout_max_rows:
+        sampled = np.random.default_rng(seed).choice(holdout_rows, holdout_max_rows, replace=False)
+        holdout_rows = np.sort(sampled)
+    train, holdout = table.take(pa.array(train_rows)), table.take(pa.array(holdout_rows))
+    if timestamp_column:
+        holdout = holdout.take(
+            pc.sort_indices(holdout, sort_keys=[(timestamp_column, "ascending")])
+        )
+    train_path = join(out_dir, TRAIN_SPLIT_FILE)
+    holdout_path = join(out_dir, HOLDOUT_SPLIT_FILE)
+    write_parquet_atomic(train, train_path, options=options)
+    write_parquet_atomic(holdout, holdout_path, options=options)
+
+    def time_range(part: pa.Table) -> tuple[str | None, str | None]:
+        if not timestamp_column or part.num_rows == 0:
+            return None, None
+        bounds = pc.min_max(part.column(timestamp_column)).as_py()
+        return _iso(bounds["min"]), _iso(bounds["max"])
+
+    train_start, train_end = time_range(train)
+    holdout_start, holdout_end = time_range(holdout)
+    return {
+        "method": method,
+        "train_path": train_path,
+        "holdout_path": holdout_path,
+        "train_rows": int(train.num_rows),
+        "holdout_rows": int(holdout.num_rows),
+        "holdout_fraction": float(holdout_fraction),
+        "seed": int(seed),
+        "timestamp_column": timestamp_column,
+        "label_column": label_column,
+        "train_start": train_start,
+        "train_end": train_end,
+        "holdout_start": holdout_start,
+        "holdout_end": holdout_end,
+    }
+
+
+def discard_training_split(split: dict[str, Any], options: StorageOptions = None) -> None:
+    """Remove a split's training rows once the model is fitted and evaluated.
+
+    They are a copy of the training batches (named in the registry entry) and the split is
+    deterministic, so they can be rebuilt; the holdout file stays as the record of the rows the
+    challenger and the champion were compared on (it is capped by ``holdout_max_rows``, the training
+    part is not, and a nightly retrain would otherwise keep a copy of every window).
+    """
+    remove(split["train_path"], options)
+
+
+def load_split(
+    path: str,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    label_column: str | None = None,
+    options: StorageOptions = None,
+) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Features (n_rows, n_features) and 0/1 labels (n_rows,) int8 or None from a split file
+    written by :func:`split_training_window`."""
+    columns = [*numeric, *categorical, *([label_column] if label_column else [])]
+    table = read_table(path, options, columns=columns)
+    labels = (
+        table.column(label_column).to_numpy().astype(np.int8, copy=False) if label_column else None
+    )
     return feature_frame(table, numeric, categorical), labels
 
 
@@ -187,16 +346,79 @@ def fit_and_register(
     return {"version": version, "metrics": metrics}
 
 
-@task(name="train-model", cache_policy=NO_CACHE)
-def train_model_task(
+def fit_from_split(
+    train_path: str,
+    training_batches: Sequence[str],
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    label_column: str | None,
+    exclude_labelled_anomalies: bool,
+    max_rows: int,
+    seed: int,
+    detector_params: dict[str, Any],
+    models_root: str,
+    options: StorageOptions = None,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Fit and register a detector on the training rows of a split; returns
+    ``{"version", "metrics"}`` (see :func:`fit_and_register`)."""
+    features, labels = load_split(train_path, numeric, categorical, label_column, options)
+    keep = fit_row_mask(len(features), labels, exclude_labelled_anomalies, max_rows, seed)
+    if not keep.all():
+        features = features.loc[keep].reset_index(drop=True)
+        labels = labels[keep] if labels is not None else None
+    return fit_and_register(
+        features, labels, detector_params, models_root, training_batches, options, progress
+    )
+
+
+@task(name="split-training-window", cache_policy=NO_CACHE)
+def split_training_window_task(
     batch_paths: list[str],
-    training_batches: list[str],
+    id_column: str | None,
+    timestamp_column: str | None,
     numeric: list[str],
     categorical: list[str],
     missing_tokens: list[str],
     label_column: str | None,
     label_positive: list[str],
     label_negative: list[str],
+    holdout_fraction: float,
+    holdout_max_rows: int,
+    seed: int,
+    out_dir: str,
+    options: StorageOptions = None,
+) -> dict[str, Any]:
+    return split_training_window(
+        batch_paths,
+        id_column,
+        timestamp_column,
+        numeric,
+        categorical,
+        missing_tokens,
+        label_column,
+        label_positive,
+        label_negative,
+        holdout_fraction,
+        holdout_max_rows,
+        seed,
+        out_dir,
+        options,
+    )
+
+
+@task(name="discard-training-split", cache_policy=NO_CACHE)
+def discard_training_split_task(split: dict[str, Any], options: StorageOptions = None) -> None:
+    discard_training_split(split, options)
+
+
+@task(name="train-model", cache_policy=NO_CACHE)
+def fit_model_task(
+    train_path: str,
+    training_batches: list[str],
+    numeric: list[str],
+    categorical: list[str],
+    label_column: str | None,
     exclude_labelled_anomalies: bool,
     max_rows: int,
     seed: int,
@@ -204,26 +426,17 @@ def train_model_task(
     models_root: str,
     options: StorageOptions = None,
 ) -> dict[str, Any]:
-    features, labels = load_training_data(
-        batch_paths,
+    return fit_from_split(
+        train_path,
+        training_batches,
         numeric,
         categorical,
-        missing_tokens,
         label_column,
-        label_positive,
-        label_negative,
         exclude_labelled_anomalies,
         max_rows,
         seed,
+        detector_params,
+        models_root,
         options,
+        _report_progress,
     )
-    return fit_and_register(
-        features, labels, detector_params, models_root, training_batches, options, _report_progress
-    )
-
-
-@task(name="promote-model", cache_policy=NO_CACHE)
-def promote_task(
-    models_root: str, version: str, reason: str, options: StorageOptions = None
-) -> dict[str, Any]:
-    return ModelRegistry(models_root, options).promote(version, reason)

@@ -1,0 +1,208 @@
+"""The promotion gate: a newly trained challenger replaces the champion only when it is not worse.
+
+Both models are evaluated on the same holdout rows (the challenger's, see tasks/evaluate.py), with
+the same error units. The challenger passes when
+
+- its reconstruction MSE (on the holdout rows not labelled anomalous) is at most
+  ``champion MSE * (1 + reconstruction_margin)``, and
+- with labels, its AUROC is at least ``champion AUROC - auroc_margin``.
+
+The decision and its reasons go into the challenger's registry entry and into champion.json's
+history (a ``promote`` or a ``refuse`` event), so `aeflow models show` can always say why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from models.registry import ModelRegistry
+from tasks.io import StorageOptions
+
+
+def _check_margins(reconstruction_margin: float, auroc_margin: float) -> None:
+    if not reconstruction_margin >= 0:
+        raise ValueError(
+            f"reconstruction_margin must be >= 0 (a share, 0.05 = 5%), got {reconstruction_margin}"
+        )
+    if not 0 <= auroc_margin <= 1:
+        raise ValueError(f"auroc_margin must be in [0, 1], got {auroc_margin}")
+
+
+def _reconstruction_mse(metrics: dict[str, Any] | None) -> float | None:
+    reconstruction = (metrics or {}).get("reconstruction") or {}
+    return reconstruction.get("mse")
+
+
+def _auroc(metrics: dict[str, Any] | None) -> float | None:
+    labels = (metrics or {}).get("labels") or {}
+    return labels.get("auroc")
+
+
+def gate_decision(
+    challenger: dict[str, Any],
+    champion: dict[str, Any] | None,
+    reconstruction_margin: float = 0.05,
+    auroc_margin: float = 0.01,
+) -> dict[str, Any]:
+    """Compare a challenger's holdout metrics with the champion's on the same rows.
+
+    Args:
+        challenger: metrics with ``reconstruction.mse`` and, when labelled, ``labels.auroc``
+            (from :func:`tasks.evaluate.evaluate_version`).
+        champion: the same for the champion (:func:`tasks.evaluate.evaluate_champion`), with
+            ``version`` and ``error``; None when there is no champion yet.
+        reconstruction_margin: allowed relative increase of the MSE (0.05 = 5% worse).
+        auroc_margin: allowed absolute decrease of the AUROC.
+
+    Returns:
+        ``{"decision": "promote" | "refuse", "reasons": [str], "comparisons": [{"metric",
+        "challenger", "champion", "margin", "limit", "passed"}], "champion_version": str | None,
+        "reconstruction_margin", "auroc_margin"}``.
+    """
+    _check_margins(reconstruction_margin, auroc_margin)
+    result: dict[str, Any] = {
+        "decision": "promote",
+        "reasons": [],
+        "comparisons": [],
+        "champion_version": champion["version"] if champion else None,
+        "reconstruction_margin": float(reconstruction_margin),
+        "auroc_margin": float(auroc_margin),
+    }
+    if champion is None:
+        result["reasons"].append("no champion yet: the first model becomes the champion")
+        return result
+    if champion.get("error"):
+        result["reasons"].append(
+            f"the champion {champion['version']} cannot score this holdout "
+            f"({champion['error']}), so it cannot score new batches either"
+        )
+        return result
+
+    challenger_mse, champion_mse = _reconstruction_mse(challenger), _reconstruction_mse(champion)
+    if challenger_mse is None or champion_mse is None:
+        result["decision"] = "refuse"
+        result["reasons"].append(
+            "the holdout reconstruction MSE is missing for "
+            f"{'the challenger' if challenger_mse is None else 'the champion'}; "
+            "the gate cannot compare the models"
+        )
+    else:
+        limit = champion_mse * (1.0 + reconstruction_margin)
+        passed = challenger_mse <= limit
+        change = challenger_mse / champion_mse - 1.0 if champion_mse > 0 else 0.0
+        result["comparisons"].append(
+            {
+                "metric": "reconstruction_mse",
+                "challenger": challenger_mse,
+                "champion": champion_mse,
+                "margin": float(reconstruction_margin),
+                "limit": limit,
+                "passed": bool(passed),
+            }
+        )
+        verdict = "within" if passed else "worse than the champion by more than"
+        result["reasons"].append(
+            f"holdout reconstruction MSE {challenger_mse:.4f} vs champion {champion_mse:.4f} "
+            f"({change:+.1%}): {verdict} the {reconstruction_margin:.0%} margin "
+            f"(limit {limit:.4f})"
+        )
+        if not passed:
+            result["decision"] = "refuse"
+
+    challenger_auroc, champion_auroc = _auroc(challenger), _auroc(champion)
+    if challenger_auroc is not None and champion_auroc is not None:
+        limit = champion_auroc - auroc_margin
+        passed = challenger_auroc >= limit
+        result["comparisons"].append(
+            {
+                "metric": "auroc",
+                "challenger": challenger_auroc,
+                "champion": champion_auroc,
+                "margin": float(auroc_margin),
+                "limit": limit,
+                "passed": bool(passed),
+            }
+        )
+        verdict = "within" if passed else "below the champion's by more than"
+        result["reasons"].append(
+            f"holdout AUROC {challenger_auroc:.4f} vs champion {champion_auroc:.4f} "
+            f"({challenger_auroc - champion_auroc:+.4f}): {verdict} the {auroc_margin} margin "
+            f"(limit {limit:.4f})"
+        )
+        if not passed:
+            result["decision"] = "refuse"
+    elif challenger.get("labels") is not None or champion.get("labels") is not None:
+        result["reasons"].append(
+            "AUROC not compared: the holdout has only one class (or no labels)"
+        )
+    return result
+
+
+def apply_gate(
+    models_root: str,
+    version: str,
+    decision: dict[str, Any],
+    promote: bool = True,
+    evaluation: dict[str, Any] | None = None,
+    options: StorageOptions = None,
+) -> dict[str, Any]:
+    """Carry out a :func:`gate_decision` for a registered challenger ``version``.
+
+    ``promote=False`` records the decision without changing the champion (a dry run). When the
+    champion changed since it was evaluated (another training run promoted a model meanwhile), the
+    challenger is refused: it was never compared with the current champion.
+
+    The challenger's registry entry gets ``gate`` (the decision, whether it was applied, the
+    champion before and after) and ``evaluation`` (headline holdout metrics when given);
+    champion.json's history gets a ``promote`` or ``refuse`` event with the reasons.
+    Returns the ``gate`` record.
+    """
+    registry = ModelRegistry(models_root, options)
+    current = registry.champion()
+    decision = {**decision, "reasons": list(decision["reasons"])}
+    if decision["decision"] == "promote" and current != decision.get("champion_version"):
+        decision["decision"] = "refuse"
+        decision["reasons"].append(
+            f"the champion changed from {decision.get('champion_version')} to {current} during "
+            "evaluation; train again to compare with the current champion"
+        )
+    reason = "promotion gate: " + "; ".join(decision["reasons"])
+    details = {"comparisons": decision["comparisons"]}
+    applied = bool(promote)
+    if not promote:
+        after = current
+    elif decision["decision"] == "promote":
+        after = registry.promote(version, reason, details)["version"]
+    else:
+        after = registry.refuse(version, reason, details)["version"]
+    record = {
+        **decision,
+        "applied": applied,
+        "champion_before": current,
+        "champion_after": after,
+        "promoted": applied and after == version and current != version,
+    }
+    fields: dict[str, Any] = {"gate": record}
+    if evaluation is not None:
+        fields["evaluation"] = evaluation
+    registry.update_entry(version, **fields)
+    return record
+
+
+@task(name="promotion-gate", cache_policy=NO_CACHE)
+def gate_task(
+    models_root: str,
+    version: str,
+    challenger: dict[str, Any],
+    champion: dict[str, Any] | None,
+    reconstruction_margin: float,
+    auroc_margin: float,
+    promote: bool,
+    evaluation: dict[str, Any] | None = None,
+    options: StorageOptions = None,
+) -> dict[str, Any]:
+    decision = gate_decision(challenger, champion, reconstruction_margin, auroc_margin)
+    return apply_gate(models_root, version, decision, promote, evaluation, options)
