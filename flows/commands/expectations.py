@@ -1,0 +1,224 @@
+"""`aeflow expectations init|check`: draft a suite from a reference batch, check a suite file."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from flows.config import PipelineConfig
+
+
+def _is_batch(path: str) -> bool:
+    return path.endswith(".parquet") or os.path.isdir(path)
+
+
+def read_reference(cfg: PipelineConfig, paths: list[str]) -> pa.Table:
+    """The reference rows: Parquet batches as they are, CSV files read like `aeflow ingest`."""
+    import pyarrow as pa
+
+    from flows.commands.ingest import csv_format
+    from tasks.ingest import csv_stem, read_csv_tables, safe_batch_prefix
+    from tasks.io import read_table
+
+    tables = []
+    for path in paths:
+        if _is_batch(path):
+            tables.append(read_table(path, cfg.storage.options))
+            continue
+        prefix = safe_batch_prefix(csv_stem(path))
+        chunks = list(
+            read_csv_tables(
+                path,
+                csv_format(cfg),
+                cfg.columns.id,
+                cfg.columns.timestamp,
+                cfg.columns.numeric,
+                cfg.columns.missing_values,
+                id_prefix=prefix,
+            )
+        )
+        tables.append(pa.concat_tables(chunks))
+    schemas = {str(t.schema) for t in tables}
+    if len(schemas) > 1:
+        raise ValueError(
+            f"the references {paths} have different schemas; draft from batches of one layout"
+        )
+    return pa.concat_tables(tables)
+
+
+def _self_check(cfg: PipelineConfig, reference: pa.Table, suite_path: str) -> Any:
+    """Validate the reference against the suite just drafted (it must pass its own reference)."""
+    import pyarrow.parquet as pq
+
+    from tasks.io import BatchRef
+    from tasks.validate import validate_batch
+
+    with tempfile.TemporaryDirectory(prefix="aeflow-reference-") as folder:
+        path = os.path.join(folder, "reference.parquet")
+        pq.write_table(reference, path)
+        return validate_batch(
+            BatchRef("reference", path, os.path.getsize(path)),
+            suite_path,
+            cfg.columns.id,
+            cfg.columns.timestamp,
+            cfg.columns.numeric,
+            cfg.columns.categorical,
+            cfg.columns.missing_values,
+            severity_overrides=cfg.validation.severity,
+        )
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from flows.config import load_config
+    from tasks.io import exists, write_text_atomic
+    from tasks.validate import DraftSettings, describe_failures, draft_suite, suite_json
+
+    cfg = load_config(args.config)
+    output = args.output or cfg.suite_path
+    if exists(output) and not args.force:
+        raise ValueError(
+            f"{output} exists and may hold reviewed edits; pass --force to overwrite it or "
+            "--output to draft elsewhere"
+        )
+    tuned = {name: getattr(args, name) for name in TUNABLE}
+    settings = DraftSettings(**{k: v for k, v in tuned.items() if v is not None})
+    reference = read_reference(cfg, args.reference)
+    suite = draft_suite(
+        reference,
+        cfg.dataset,
+        cfg.columns.id,
+        cfg.columns.timestamp,
+        cfg.columns.numeric,
+        cfg.columns.categorical,
+        label_column=cfg.columns.label,
+        missing_tokens=cfg.columns.missing_values,
+        references=args.reference,
+        settings=settings,
+    )
+    write_text_atomic(suite_json(suite), output)
+    severities = [e["severity"] for e in suite["expectations"]]
+    print(
+        f"drafted {len(severities)} expectations ({severities.count('critical')} critical, "
+        f"{severities.count('warning')} warning) from {reference.num_rows} reference rows "
+        f"into {output}"
+    )
+    outcome = _self_check(cfg, reference, output)
+    if outcome.status != "passed":
+        print(f"the reference does not pass its own suite: {outcome.reason}")
+        for line in describe_failures(outcome.critical + outcome.warnings):
+            print(f"  {line}")
+        return 1
+    print("the reference passes it. Review every bound before committing the file.")
+    return 0
+
+
+def suite_config_problems(cfg: PipelineConfig, suite_doc: dict[str, Any]) -> list[str]:
+    """Disagreements between a (structurally valid) suite and the config's columns."""
+    column_sets = [
+        e["kwargs"].get("column_set") or []
+        for e in suite_doc["expectations"]
+        if e["type"] == "expect_table_columns_to_match_set"
+    ]
+    problems = []
+    if suite_doc["name"] != cfg.dataset:
+        problems.append(f"suite name {suite_doc['name']!r} differs from dataset {cfg.dataset!r}")
+    if not column_sets:
+        problems.append(
+            "no expect_table_columns_to_match_set: a batch with extra or missing columns would pass"
+        )
+        return problems
+    cols = cfg.columns
+    named = [c for c in (cols.id, cols.timestamp, cols.label, *cols.features) if c]
+    absent = [c for c in named if c not in column_sets[0]]
+    if absent:
+        problems.append(f"config column(s) {absent} are not in the suite's column_set")
+    return problems
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from flows.config import load_config
+    from tasks.validate import SuiteError, load_suite, read_suite_document, suite_problems
+
+    cfg = load_config(args.config)
+    path = args.suite or cfg.suite_path
+    document = read_suite_document(path)
+    problems = suite_problems(document)
+    if not problems:
+        problems = suite_config_problems(cfg, document)
+    if not problems:
+        try:
+            load_suite(path, cfg.validation.severity)
+        except SuiteError as exc:
+            problems = str(exc).splitlines()[1:]
+    if problems:
+        print(f"{path}: {len(problems)} problem(s)")
+        for problem in problems:
+            print(f"  {problem.strip()}")
+        return 1
+    severities = [e.get("severity", "critical") for e in document["expectations"]]
+    print(
+        f"{path}: OK, {len(severities)} expectations ({severities.count('critical')} critical, "
+        f"{severities.count('warning')} warning)"
+    )
+    return 0
+
+
+# Drafting settings the command line can change; unset ones keep DraftSettings' defaults (listed
+# in docs/data-contract.md). Importing tasks.validate here would slow every `aeflow` command.
+TUNABLE = {
+    "range_margin": (float, "share of the robust span added to both sides of numeric ranges"),
+    "range_mostly": (float, "share of values that must fall inside a numeric range"),
+    "row_count_factor": (float, "row-count warning outside [rows/F, rows*F]"),
+    "max_levels": (int, "no category set or KL check for columns with more levels"),
+    "quantile_margin": (float, "share of the 1%%-99%% span allowed around each quantile"),
+    "kl_threshold": (float, "KL divergence (nats) of level shares that warns"),
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    group = subparsers.add_parser(
+        "expectations",
+        help="draft a Great Expectations suite from a reference batch, or check a suite file",
+        description="The data contract: expectations/<dataset>.json.",
+    )
+    commands = group.add_subparsers(dest="expectations_command", metavar="ACTION", required=True)
+
+    init = commands.add_parser(
+        "init",
+        help="draft the suite from reference batches (review it before committing)",
+        description="Draft expectations/<dataset>.json from reference data: exact column set, "
+        "types, id uniqueness, non-empty batch, no nulls in key columns (critical); null shares, "
+        "row-count bounds, robust numeric ranges, quantiles, category sets and level shares "
+        "(warnings). The reference must pass the drafted suite; the file is stable JSON meant to "
+        "be reviewed and edited. Drafting defaults: docs/data-contract.md.",
+    )
+    init.add_argument("--config", required=True, metavar="FILE", help="pipeline config")
+    init.add_argument(
+        "--reference",
+        required=True,
+        action="append",
+        metavar="PATH",
+        help="a Parquet batch (file or folder) or a CSV read like `aeflow ingest`; repeat to "
+        "draft from several",
+    )
+    init.add_argument("--output", metavar="FILE", help="where to write (the config's suite)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing suite file")
+    for name, (kind, text) in TUNABLE.items():
+        init.add_argument(f"--{name.replace('_', '-')}", type=kind, metavar="X", help=text)
+    init.set_defaults(handler=cmd_init)
+
+    check = commands.add_parser(
+        "check",
+        help="check a suite file: known expectation types, valid arguments, severities",
+        description="Check the suite file itself: GX 1.x layout, every expectation type known "
+        "and its kwargs accepted (GX silently drops the ones it cannot build), severities "
+        "critical or warning, the config's columns in the suite's column set. Exit 1 on problems.",
+    )
+    check.add_argument("--config", required=True, metavar="FILE", help="pipeline config")
+    check.add_argument("--suite", metavar="FILE", help="suite to check (the config's suite)")
+    check.set_defaults(handler=cmd_check)

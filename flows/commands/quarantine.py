@@ -1,0 +1,139 @@
+"""`aeflow quarantine list|show|release`: inspect quarantined batches and put them back."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _context(config_path: str):
+    from flows.config import load_config
+    from tasks.io import StorageLayout
+
+    cfg = load_config(config_path)
+    return cfg, StorageLayout(cfg.storage_root, cfg.dataset)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from tasks.validate import list_quarantined
+
+    cfg, layout = _context(args.config)
+    entries = list_quarantined(layout.quarantine(), cfg.storage.options)
+    if args.json:
+        print(json.dumps(entries, indent=2, sort_keys=True))
+        return 0
+    if not entries:
+        print(f"no quarantined batches in {layout.quarantine()}")
+        return 0
+    width = max(len(e["batch_id"]) for e in entries)
+    print(f"{'batch':<{width}}  {'rows':>9}  {'quarantined at':<20}  reason")
+    for entry in entries:
+        rows = "?" if entry["rows"] is None else entry["rows"]
+        print(
+            f"{entry['batch_id']:<{width}}  {rows:>9}  {entry['quarantined_at'] or '?':<20}  "
+            f"{entry['reason']}"
+        )
+    print(f"{len(entries)} quarantined batch(es) in {layout.quarantine()}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from tasks.io import exists, filesystem, join, read_json
+    from tasks.validate import ReleaseError
+
+    cfg, layout = _context(args.config)
+    folder = layout.quarantine(args.batch_id)
+    report = read_json(join(folder, "report.json"), cfg.storage.options)
+    if report is None:
+        raise ReleaseError(
+            f"no quarantined batch {args.batch_id!r} in {layout.quarantine()}; "
+            "see `aeflow quarantine list`"
+        )
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+        return 0
+    markdown = join(folder, "report.md")
+    if exists(markdown, cfg.storage.options):
+        fs, inner = filesystem(markdown, cfg.storage.options)
+        with fs.open(inner, "rb") as handle:
+            print(handle.read().decode("utf-8"), end="")
+    else:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from tasks.validate import release_quarantined, validate_batch
+
+    cfg, layout = _context(args.config)
+    cols = cfg.columns
+
+    def revalidate(batch):
+        return validate_batch(
+            batch,
+            cfg.suite_path,
+            cols.id,
+            cols.timestamp,
+            cols.numeric,
+            cols.categorical,
+            cols.missing_values,
+            cfg.validation.on_warning,
+            cfg.storage.options,
+            cfg.validation.severity,
+        )
+
+    released = release_quarantined(
+        args.batch_id,
+        layout.quarantine(),
+        layout.incoming,
+        revalidate,
+        replacement=args.input,
+        force=args.force,
+        options=cfg.storage.options,
+    )
+    check = released["revalidation"]
+    print(f"released {args.batch_id} ({released['source']}) to {released['released_to']}")
+    print(f"re-validation now: {check['status']}: {check['reason']}")
+    if released["forced"]:
+        print("released with --force: the next run will quarantine it again unless fixed")
+    print(f"quarantine folder archived in {released['archived_to']}")
+    print(f"the next `aeflow score --config {args.config}` validates and scores it")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    group = subparsers.add_parser(
+        "quarantine",
+        help="list, show or release quarantined batches",
+        description="Batches that failed their contract wait in <root>/quarantine/<dataset>/"
+        "<batch_id>/ with the untouched input, report.json and report.md.",
+    )
+    commands = group.add_subparsers(dest="quarantine_command", metavar="ACTION", required=True)
+
+    listing = commands.add_parser("list", help="quarantined batches with their reasons")
+    listing.add_argument("--config", required=True, metavar="FILE", help="pipeline config")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(handler=cmd_list)
+
+    show = commands.add_parser("show", help="the validation report of a quarantined batch")
+    show.add_argument("batch_id", metavar="BATCH_ID")
+    show.add_argument("--config", required=True, metavar="FILE", help="pipeline config")
+    show.add_argument("--json", action="store_true", help="print report.json instead of report.md")
+    show.set_defaults(handler=cmd_show)
+
+    release = commands.add_parser(
+        "release",
+        help="put a quarantined batch back in incoming/ after fixing the data or the suite",
+        description="Re-validate the quarantined input (or --input, a fixed file) against the "
+        "current suite; if it passes, copy it to incoming/ under its batch id and archive the "
+        "quarantine folder under _archive/. The next score run validates and scores it once.",
+    )
+    release.add_argument("batch_id", metavar="BATCH_ID")
+    release.add_argument("--config", required=True, metavar="FILE", help="pipeline config")
+    release.add_argument(
+        "--input", metavar="PATH", help="a fixed Parquet file or folder to release instead"
+    )
+    release.add_argument(
+        "--force", action="store_true", help="release even if it would be quarantined again"
+    )
+    release.set_defaults(handler=cmd_release)

@@ -1,0 +1,481 @@
+"""Ingest: turn a CSV export into Parquet batches in incoming/.
+
+Real exports rarely look like the contract: no header, ', ' separators, a comment line, labels with a
+trailing '.', no row id, a date without its year. ``CsvFormat`` (the config's ``ingest`` section)
+says how to read one; ``ingest_csv`` streams the file in chunks, gives every column its contract
+type (numeric columns float64, the rest text, the timestamp UTC) and writes one Parquet file per
+batch: the whole file, every N rows, or every calendar month.
+
+Ingest converts, it does not judge: a value that cannot be converted (text in a numeric column, a
+date that does not exist) stops ingest with the row and the value, and nothing is written. Batches
+are written to a hidden staging folder first and moved into incoming/ only when the whole file has
+been read, so a failed ingest never leaves half a file to be scored.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import posixpath
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from tasks.io import StorageOptions, filesystem, join, remove
+
+MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+}
+SPLITS = ("month",)
+CSV_EXTENSIONS = ("csv", "txt", "tsv", "dat")
+UTC_MICROS = pa.timestamp("us", tz="UTC")
+
+
+class IngestError(ValueError):
+    """A CSV that cannot be converted as configured; the message names the row and the fix."""
+
+
+@dataclass(frozen=True)
+class CsvFormat:
+    """How to read a CSV export (mirrors the config's ``ingest`` section).
+
+    ``date_from_parts`` = (month column, day column, first year): build the timestamp from a month
+    and a day when rows are in date order but carry no year; the year goes up whenever the month
+    goes back (dec -> jan).
+    """
+
+    header: bool = True
+    column_names: tuple[str, ...] = ()
+    separator: str = ","
+    comment_prefix: str | None = None
+    strip_whitespace: bool = False
+    drop_columns: tuple[str, ...] = ()
+    replace: dict[str, dict[str, str]] = field(default_factory=dict)
+    date_from_parts: tuple[str, str, int] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.separator) != 1:
+            raise ValueError(f"separator must be one character, got {self.separator!r}")
+        if not self.header and not self.column_names:
+            raise ValueError("a CSV without a header needs column_names (the columns, in order)")
+
+
+def safe_batch_prefix(name: str) -> str:
+    """A batch-id prefix from a file name: letters, digits, '.', '-' and '_' only."""
+    cleaned = re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("._-")
+    if not cleaned:
+        raise ValueError(f"cannot make a batch id from {name!r}; pass --name")
+    return cleaned
+
+
+def csv_stem(csv_path: str) -> str:
+    """The file name without a CSV-like extension (adult.test keeps its '.test')."""
+    base = posixpath.basename(str(csv_path).rstrip("/"))
+    stem, dot, extension = base.rpartition(".")
+    return stem if dot and extension.lower() in CSV_EXTENSIONS else base
+
+
+# ------------------------------------------------------------------------------------ reading
+def _data_lines(handle: IO[bytes], comment_prefix: str | None) -> Iterator[bytes]:
+    """The file's lines without comment lines and blank lines, each ending in a newline."""
+    prefix = comment_prefix.encode("utf-8") if comment_prefix else None
+    for line in handle:
+        if not line.strip() or (prefix is not None and line.startswith(prefix)):
+            continue
+        yield line if line.endswith(b"\n") else line + b"\n"
+
+
+def _header_names(line: bytes, fmt: CsvFormat) -> list[str]:
+    names = next(csv.reader([line.decode("utf-8")], delimiter=fmt.separator))
+    return [n.strip() for n in names] if fmt.strip_whitespace else names
+
+
+def _parse_chunk(lines: list[bytes], names: list[str], fmt: CsvFormat, first_row: int) -> pa.Table:
+    """Parse raw lines into an all-text table; empty fields become null."""
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(b"".join(lines)),
+            read_options=pacsv.ReadOptions(column_names=names),
+            parse_options=pacsv.ParseOptions(delimiter=fmt.separator),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in names},
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise IngestError(
+            f"CSV rows {first_row}-{first_row + len(lines) - 1} cannot be parsed with "
+            f"{len(names)} columns separated by {fmt.separator!r}: {exc}"
+        ) from None
+    if fmt.strip_whitespace:
+        table = pa.Table.from_arrays(
+            [_blank_to_null(pc.utf8_trim_whitespace(c)) for c in table.columns], names=names
+        )
+    return table
+
+
+def _blank_to_null(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
+
+
+def _replace_values(column: pa.ChunkedArray, mapping: dict[str, str]) -> pa.ChunkedArray:
+    for old, new in mapping.items():
+        column = pc.if_else(pc.equal(column, old), pa.scalar(new), column)
+    return column
+
+
+def _to_float(
+    column: pa.ChunkedArray, name: str, missing: pa.Array, first_row: int
+) -> pa.ChunkedArray:
+    """Text to float64, missing-value tokens to null; raises naming the first bad row."""
+    column = pc.if_else(pc.is_in(column, value_set=missing), pa.scalar(None, pa.string()), column)
+    try:
+        return column.cast(pa.float64())
+    except pa.ArrowInvalid:
+        for offset, value in enumerate(column.to_pylist()):
+            try:
+                float("nan" if value is None else value)
+            except ValueError:
+                raise IngestError(
+                    f"data row {first_row + offset}, column {name!r}: {value!r} is not a number; "
+                    "fix the CSV, add the token to columns.missing_values, or list the column as "
+                    "categorical"
+                ) from None
+        raise
+
+
+def _to_timestamp(column: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
+    """ISO-8601 text to UTC timestamps (text without an offset is taken as UTC)."""
+    try:
+        return column.cast(UTC_MICROS)
+    except pa.ArrowInvalid:
+        pass
+    try:
+        return column.cast(pa.timestamp("us")).cast(UTC_MICROS)
+    except pa.ArrowInvalid as exc:
+        raise IngestError(
+            f"timestamp column {name!r} holds values that are not ISO-8601 dates: {exc}"
+        ) from None
+
+
+class _DateFromParts:
+    """Builds timestamps from month/day columns, carrying the year across chunks."""
+
+    def __init__(self, month_column: str, day_column: str, first_year: int) -> None:
+        self.month_column, self.day_column = month_column, day_column
+        self.year, self.last_month = first_year, None
+
+    def __call__(self, table: pa.Table, first_row: int) -> pa.Array:
+        months = table.column(self.month_column).to_pylist()
+        days = table.column(self.day_column).to_pylist()
+        stamps = []
+        for offset, (month_text, day_text) in enumerate(zip(months, days, strict=True)):
+            row = first_row + offset
+            month = _month_number(month_text, row, self.month_column)
+            if self.last_month is not None and month < self.last_month:
+                self.year += 1
+            self.last_month = month
+            try:
+                day = int(float(day_text))
+                stamps.append(dt.datetime(self.year, month, day, tzinfo=dt.UTC))
+            except (TypeError, ValueError):
+                raise IngestError(
+                    f"data row {row}: {self.year}-{month:02d}-{day_text} is not a date "
+                    f"(columns {self.month_column!r}, {self.day_column!r})"
+                ) from None
+        return pa.array(stamps, type=UTC_MICROS)
+
+
+def _month_number(value: Any, row: int, column: str) -> int:
+    text = str(value).strip().lower() if value is not None else ""
+    if text[:3] in MONTHS:
+        return MONTHS[text[:3]]
+    if text.isdigit() and 1 <= int(text) <= 12:
+        return int(text)
+    raise IngestError(
+        f"data row {row}, column {column!r}: {value!r} is not a month (1-12 or jan-dec)"
+    )
+
+
+def read_csv_tables(
+    csv_path: str,
+    fmt: CsvFormat,
+    id_column: str,
+    timestamp_column: str | None,
+    numeric: Sequence[str],
+    missing_tokens: Sequence[str] = (),
+    id_prefix: str = "row",
+    chunk_rows: int = 65_536,
+    options: StorageOptions = None,
+) -> Iterator[pa.Table]:
+    """Stream a CSV as typed Arrow tables of at most ``chunk_rows`` rows.
+
+    Columns: the id first (generated as ``<id_prefix>-<row number>`` when the CSV has none), the
+    timestamp next when it is built from date parts, then the CSV's columns in order, minus
+    ``fmt.drop_columns``. Numeric columns are float64, the timestamp UTC, everything else text.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    fs, inner = filesystem(csv_path, options)
+    if not fs.exists(inner):
+        raise FileNotFoundError(f"CSV file {csv_path} does not exist")
+    missing = pa.array(sorted(set(missing_tokens)), type=pa.string())
+    dates = _DateFromParts(*fmt.date_from_parts) if fmt.date_from_parts else None
+    with fs.open(inner, "rb") as handle:
+        lines = _data_lines(handle, fmt.comment_prefix)
+        if fmt.header:
+            first = next(lines, None)
+            if first is None:
+                raise IngestError(f"{csv_path} has no header line")
+            names = _header_names(first, fmt)
+        else:
+            names = list(fmt.column_names)
+        _check_columns(names, fmt, id_column, timestamp_column, numeric, csv_path)
+        first_row = 1
+        chunk: list[bytes] = []
+        for line in lines:
+            chunk.append(line)
+            if len(chunk) == chunk_rows:
+                yield _convert(
+                    chunk,
+                    names,
+                    fmt,
+                    id_column,
+                    timestamp_column,
+                    numeric,
+                    missing,
+                    id_prefix,
+                    dates,
+                    first_row,
+                )
+                first_row += len(chunk)
+                chunk = []
+        if chunk:
+            yield _convert(
+                chunk,
+                names,
+                fmt,
+                id_column,
+                timestamp_column,
+                numeric,
+                missing,
+                id_prefix,
+                dates,
+                first_row,
+            )
+
+
+def _check_columns(
+    names: list[str],
+    fmt: CsvFormat,
+    id_column: str,
+    timestamp_column: str | None,
+    numeric: Sequence[str],
+    csv_path: str,
+) -> None:
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise IngestError(f"{csv_path}: column name(s) {duplicated} appear more than once")
+    needed = [*fmt.drop_columns, *fmt.replace, *numeric]
+    if fmt.date_from_parts:
+        needed += list(fmt.date_from_parts[:2])
+    elif timestamp_column is not None:
+        needed.append(timestamp_column)
+    absent = [n for n in dict.fromkeys(needed) if n not in names]
+    if absent:
+        raise IngestError(
+            f"{csv_path}: column(s) {absent} named in the config are not in the CSV, which has "
+            f"{names}; fix columns/ingest in the config (ingest.column_names for a headerless CSV)"
+        )
+    if fmt.date_from_parts and timestamp_column is None:
+        raise IngestError("ingest.date_from_parts builds columns.timestamp: set columns.timestamp")
+    if fmt.date_from_parts and timestamp_column in names:
+        raise IngestError(
+            f"the CSV already has a {timestamp_column!r} column; drop ingest.date_from_parts"
+        )
+
+
+def _convert(
+    lines: list[bytes],
+    names: list[str],
+    fmt: CsvFormat,
+    id_column: str,
+    timestamp_column: str | None,
+    numeric: Sequence[str],
+    missing: pa.Array,
+    id_prefix: str,
+    dates: _DateFromParts | None,
+    first_row: int,
+) -> pa.Table:
+    raw = _parse_chunk(lines, names, fmt, first_row)
+    arrays: dict[str, pa.ChunkedArray | pa.Array] = {}
+    if id_column not in names:
+        arrays[id_column] = pa.array(
+            [f"{id_prefix}-{first_row + i:07d}" for i in range(raw.num_rows)], type=pa.string()
+        )
+    if dates is not None:
+        arrays[timestamp_column] = dates(raw, first_row)
+    for name in names:
+        if name in fmt.drop_columns:
+            continue
+        column = raw.column(name)
+        if name in fmt.replace:
+            column = _replace_values(column, fmt.replace[name])
+        if name in numeric:
+            column = _to_float(column, name, missing, first_row)
+        elif name == timestamp_column:
+            column = _to_timestamp(column, name)
+        arrays[name] = column
+    return pa.table(arrays)
+
+
+# ------------------------------------------------------------------------------------ writing
+class _StagedBatches:
+    """Parquet writers for the batches of one ingest, in a hidden staging folder."""
+
+    def __init__(self, incoming: str, options: StorageOptions) -> None:
+        self.incoming, self.options = incoming, options
+        self.staging = join(incoming, f"_ingest-{uuid.uuid4().hex}")
+        self.fs, _ = filesystem(incoming, options)
+        self.open: dict[str, tuple[Any, pq.ParquetWriter]] = {}
+        self.rows: dict[str, int] = {}
+
+    def path(self, batch_id: str) -> str:
+        return join(self.staging, f"{batch_id}.parquet")
+
+    def write(self, batch_id: str, table: pa.Table) -> None:
+        if batch_id not in self.open:
+            if batch_id in self.rows:
+                raise IngestError(f"batch {batch_id} was already closed; rows are out of order")
+            inner = filesystem(self.path(batch_id), self.options)[1]
+            self.fs.makedirs(posixpath.dirname(inner), exist_ok=True)
+            handle = self.fs.open(inner, "wb")
+            self.open[batch_id] = (
+                handle,
+                pq.ParquetWriter(handle, table.schema, compression="zstd"),
+            )
+            self.rows[batch_id] = 0
+        self.open[batch_id][1].write_table(table)
+        self.rows[batch_id] += table.num_rows
+
+    def close(self, batch_id: str) -> None:
+        handle, writer = self.open.pop(batch_id)
+        writer.close()
+        handle.close()
+
+    def commit(self) -> list[dict[str, Any]]:
+        """Close every writer and move the batches into incoming/ (each move is atomic)."""
+        for batch_id in list(self.open):
+            self.close(batch_id)
+        written = []
+        for batch_id, rows in self.rows.items():
+            target = join(self.incoming, f"{batch_id}.parquet")
+            self.fs.mv(
+                filesystem(self.path(batch_id), self.options)[1],
+                filesystem(target, self.options)[1],
+            )
+            written.append({"batch_id": batch_id, "path": target, "rows": rows})
+        remove(self.staging, self.options)
+        return written
+
+    def abort(self) -> None:
+        for handle, writer in self.open.values():
+            try:
+                writer.close()
+            finally:
+                handle.close()
+        self.open.clear()
+        remove(self.staging, self.options)
+
+
+def ingest_csv(
+    csv_path: str,
+    incoming: str,
+    fmt: CsvFormat,
+    id_column: str,
+    timestamp_column: str | None,
+    numeric: Sequence[str],
+    missing_tokens: Sequence[str] = (),
+    batch_rows: int | None = None,
+    split_by: str | None = None,
+    name: str | None = None,
+    options: StorageOptions = None,
+    chunk_rows: int = 65_536,
+) -> list[dict[str, Any]]:
+    """Convert a CSV into Parquet batches in ``incoming``; returns [{"batch_id", "path", "rows"}].
+
+    Batch ids start with ``name`` (default: the CSV's file name, cleaned): ``<name>`` for the whole
+    file, ``<name>-0001``... for ``batch_rows``, ``<name>-YYYY-MM`` for ``split_by="month"`` (by the
+    timestamp column). A batch with the same id already in incoming/ is replaced.
+    """
+    if batch_rows is not None and split_by is not None:
+        raise ValueError("give batch_rows or split_by, not both")
+    if batch_rows is not None and batch_rows < 1:
+        raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
+    if split_by is not None and split_by not in SPLITS:
+        raise ValueError(f"split_by must be one of {list(SPLITS)}, got {split_by!r}")
+    if split_by == "month" and timestamp_column is None:
+        raise ValueError("split_by='month' needs columns.timestamp (or ingest.date_from_parts)")
+    prefix = safe_batch_prefix(name or csv_stem(csv_path))
+    tables = read_csv_tables(
+        csv_path,
+        fmt,
+        id_column,
+        timestamp_column,
+        numeric,
+        missing_tokens,
+        id_prefix=prefix,
+        chunk_rows=min(chunk_rows, batch_rows or chunk_rows),
+        options=options,
+    )
+    staged = _StagedBatches(incoming, options)
+    try:
+        part, part_rows = 1, 0
+        for table in tables:
+            if split_by == "month":
+                _write_by_month(staged, prefix, table, timestamp_column)
+            elif batch_rows is None:
+                staged.write(prefix, table)
+            else:
+                offset = 0
+                while offset < table.num_rows:
+                    take = min(batch_rows - part_rows, table.num_rows - offset)
+                    staged.write(f"{prefix}-{part:04d}", table.slice(offset, take))
+                    offset, part_rows = offset + take, part_rows + take
+                    if part_rows == batch_rows:
+                        staged.close(f"{prefix}-{part:04d}")
+                        part, part_rows = part + 1, 0
+        if not staged.rows:
+            raise IngestError(f"{csv_path} holds no data rows")
+        return staged.commit()
+    except BaseException:
+        staged.abort()
+        raise
+
+
+def _write_by_month(
+    staged: _StagedBatches, prefix: str, table: pa.Table, timestamp_column: str
+) -> None:
+    stamps = table.column(timestamp_column)
+    if stamps.null_count:
+        raise IngestError(
+            f"{stamps.null_count} row(s) have no {timestamp_column!r}; cannot split by month"
+        )
+    keys = pc.strftime(stamps, format="%Y-%m").to_numpy(zero_copy_only=False)
+    # Months in order of first appearance, so a chronological file closes each month as it ends.
+    _, first = np.unique(keys, return_index=True)
+    for key in keys[np.sort(first)]:
+        staged.write(f"{prefix}-{key}", table.filter(pa.array(keys == key)))

@@ -1,0 +1,209 @@
+"""The data contract: drafting suites, checking suite files, severities and the outcome's report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tasks.io import BatchRef
+from tasks.validate import (
+    DraftSettings,
+    SuiteError,
+    ValidationOutcome,
+    _round_outward,
+    draft_suite,
+    load_suite,
+    suite_json,
+    suite_problems,
+    validate_batch,
+)
+
+NUMERIC = ["amount", "visits"]
+CATEGORICAL = ["channel", "country"]
+
+
+def make_table(rows: int = 400, seed: int = 0) -> pa.Table:
+    """A small mixed-type batch: id, UTC time, two numeric columns (one with nulls), two text."""
+    rng = np.random.default_rng(seed)
+    amount = rng.lognormal(3, 0.5, rows)
+    return pa.table(
+        {
+            "tx_id": [f"t{seed}-{i}" for i in range(rows)],
+            "event_time": pa.array(
+                np.datetime64("2026-01-01", "us") + np.arange(rows).astype("timedelta64[s]"),
+                type=pa.timestamp("us", tz="UTC"),
+            ),
+            "amount": pa.array(amount, mask=rng.random(rows) < 0.02),
+            "visits": pa.array(rng.poisson(4, rows), type=pa.int64()),
+            "channel": pa.array(rng.choice(["web", "app", "pos"], rows, p=[0.5, 0.3, 0.2])),
+            "country": pa.array(rng.choice(["FR", "DE", "ES", "IT"], rows)),
+            "label": pa.array((rng.random(rows) < 0.05).astype(np.int8)),
+        }
+    )
+
+
+def write(table: pa.Table, path: Path) -> BatchRef:
+    pq.write_table(table, path)
+    return BatchRef(path.stem, str(path), path.stat().st_size)
+
+
+def drafted(table: pa.Table) -> dict:
+    return draft_suite(table, "shop", "tx_id", "event_time", NUMERIC, CATEGORICAL, "label")
+
+
+@pytest.fixture
+def suite_path(tmp_path: Path) -> str:
+    path = tmp_path / "shop.json"
+    path.write_text(suite_json(drafted(make_table())))
+    return str(path)
+
+
+def check(batch: BatchRef, suite: str, **kwargs) -> ValidationOutcome:
+    return validate_batch(batch, suite, "tx_id", "event_time", NUMERIC, CATEGORICAL, [], **kwargs)
+
+
+def test_drafted_suite_is_stable_sorted_json_that_passes_its_reference(tmp_path, suite_path):
+    text = Path(suite_path).read_text()
+    assert suite_json(drafted(make_table())) == text  # same reference, same bytes
+    assert json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n" == text
+    suite = json.loads(text)
+    kinds = {(e["type"], e["kwargs"].get("column"), e["severity"]) for e in suite["expectations"]}
+    assert ("expect_table_columns_to_match_set", None, "critical") in kinds
+    assert ("expect_column_values_to_be_unique", "tx_id", "critical") in kinds
+    assert ("expect_column_values_to_not_be_null", "tx_id", "critical") in kinds
+    assert ("expect_column_values_to_be_of_type", "event_time", "critical") in kinds
+    assert ("expect_column_values_to_be_in_type_list", "amount", "critical") in kinds
+    assert ("expect_column_values_to_be_in_set", "channel", "warning") in kinds
+    assert ("expect_column_kl_divergence_to_be_less_than", "country", "warning") in kinds
+    assert ("expect_column_quantile_values_to_be_between", "visits", "warning") in kinds
+    # The reference and a fresh batch of the same distribution both pass.
+    assert check(write(make_table(), tmp_path / "ref.parquet"), suite_path).status == "passed"
+    fresh = check(write(make_table(seed=1), tmp_path / "fresh.parquet"), suite_path)
+    assert fresh.status == "passed", fresh.reason
+
+
+def test_draft_rejects_a_reference_that_breaks_the_critical_checks():
+    table = make_table()
+    duplicated = table.set_column(0, "tx_id", pa.array(["same"] * table.num_rows))
+    with pytest.raises(ValueError, match="duplicate ids"):
+        drafted(duplicated)
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['amount'\]"):
+        drafted(table.drop_columns(["amount"]))
+    with pytest.raises(ValueError, match="max_levels must be >= 1, got 0"):
+        DraftSettings(max_levels=0)
+
+
+def test_range_bounds_round_outward_and_stay_readable():
+    assert _round_outward(23.4, up=False) == 23.4 and _round_outward(-1.0, up=True) == -1.0
+    assert _round_outward(1379963888.0, up=False) == 1379960000.0
+    assert _round_outward(1379963888.0, up=True) == 1379970000.0
+    assert _round_outward(0.1 + 0.2, up=True) >= 0.1 + 0.2
+    assert _round_outward(0.1 + 0.2, up=False) == 0.3
+
+
+def test_suite_check_reports_unknown_types_that_gx_would_drop_silently(tmp_path):
+    from great_expectations import ExpectationSuite
+
+    bogus = {"type": "expect_column_values_to_be_sparkly", "kwargs": {"column": "amount"}}
+    # GX itself logs and drops an expectation it cannot build: the suite would check nothing.
+    assert len(ExpectationSuite(name="s", expectations=[bogus]).expectations) == 0
+    problems = suite_problems({"name": "shop", "expectations": [bogus]})
+    assert problems == [
+        "expectations[0] (expect_column_values_to_be_sparkly): unknown expectation type "
+        "(not in great_expectations 1.x)"
+    ]
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"name": "shop", "expectations": [bogus]}))
+    with pytest.raises(SuiteError, match="sparkly"):
+        load_suite(str(path))
+
+
+def test_suite_check_reports_bad_kwargs_severities_and_gx0_layout():
+    problems = suite_problems(
+        {
+            "name": "shop",
+            "expectations": [
+                {"type": "expect_column_values_to_be_between", "kwargs": {"column": "a", "min": 1}},
+                {
+                    "type": "expect_column_values_to_not_be_null",
+                    "kwargs": {"column": "a"},
+                    "severity": "fatal",
+                },
+                {"expectation_type": "expect_column_to_exist", "kwargs": {"column": "a"}},
+            ],
+            "data_asset_type": "Dataset",
+        }
+    )
+    text = "\n".join(problems)
+    assert "unknown top-level key(s) ['data_asset_type']" in text
+    assert "expectations[0] (expect_column_values_to_be_between): " in text and "min" in text
+    assert "severity must be one of ['critical', 'warning'], got 'fatal'" in text
+    assert "'expectation_type' is GX 0.x; GX 1.x names it 'type'" in text
+    assert suite_problems({"name": "shop", "expectations": []}) == [
+        "'expectations' is empty: a suite that checks nothing accepts any batch"
+    ]
+
+
+def test_warnings_score_by_default_and_quarantine_when_the_policy_says(tmp_path, suite_path):
+    table = make_table(seed=2)
+    countries = table.column("country").to_pylist()
+    countries[:3] = ["XX", "XX", "YY"]  # levels never seen in the reference
+    batch = write(table.set_column(5, "country", pa.array(countries)), tmp_path / "b.parquet")
+
+    scored = check(batch, suite_path)
+    assert (scored.status, scored.accepted, scored.critical) == ("warning", True, [])
+    [unseen] = [w for w in scored.warnings if w["type"] == "expect_column_values_to_be_in_set"]
+    assert unseen["column"] == "country" and unseen["unexpected_count"] == 3
+    assert set(unseen["sample_values"]) == {"XX", "YY"}
+    assert set(unseen["sample_ids"]) == {"t2-0", "t2-1", "t2-2"}
+    assert "scored with" in scored.reason and "country" in scored.reason
+
+    strict = check(batch, suite_path, on_warning="quarantine")
+    assert (strict.status, strict.accepted) == ("quarantined", False)
+    assert "on_warning = 'quarantine'" in strict.reason
+
+    override = {"expect_column_values_to_be_in_set:country": "critical"}
+    escalated = check(batch, suite_path, severity_overrides=override)
+    assert escalated.status == "quarantined"
+    assert [c["type"] for c in escalated.critical] == ["expect_column_values_to_be_in_set"]
+
+    with pytest.raises(SuiteError, match="match no expectation type"):
+        check(batch, suite_path, severity_overrides={"expect_column_to_exist": "warning"})
+    with pytest.raises(ValueError, match="on_warning must be one of"):
+        check(batch, suite_path, on_warning="ignore")
+
+
+def test_outcome_is_json_and_its_markdown_names_each_failure(tmp_path, suite_path):
+    table = make_table(seed=3)
+    ids = table.column("tx_id").to_pylist()
+    ids[10] = ids[11] = "dup-1"
+    batch = write(table.set_column(0, "tx_id", pa.array(ids)), tmp_path / "dups.parquet")
+    outcome = check(batch, suite_path)
+    assert (outcome.status, outcome.rows) == ("quarantined", 400)
+    [unique] = outcome.critical
+    assert unique["type"] == "expect_column_values_to_be_unique"
+    assert unique["unexpected_count"] == 2 and unique["unexpected_share"] == pytest.approx(2 / 400)
+    assert unique["sample_ids"] == ["dup-1", "dup-1"]
+    assert unique["why"].startswith("row ids identify scored rows")
+
+    as_dict = outcome.to_dict()
+    assert json.loads(json.dumps(as_dict, allow_nan=False)) == as_dict
+    assert ValidationOutcome.from_dict(as_dict) == outcome
+    markdown = outcome.report_markdown()
+    assert "# Batch `dups`: quarantined" in markdown
+    assert "| expect_column_values_to_be_unique | tx_id |" in markdown and "dup-1" in markdown
+
+
+def test_data_docs_html_is_written_when_asked(tmp_path, suite_path):
+    batch = write(make_table(seed=4), tmp_path / "docs.parquet")
+    outcome = check(batch, suite_path, data_docs_dir=str(tmp_path / "reports"))
+    html = (tmp_path / "reports" / "docs.html").read_text()
+    assert outcome.status == "passed"
+    assert html.lstrip().startswith("<!DOCTYPE html>")
+    assert "Expectation Validation Result" in html and "Must have exactly these columns" in html
+    assert "Unsuccessful Expectations" in html
