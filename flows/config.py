@@ -7,6 +7,7 @@ that are allowed instead of a setting that is silently ignored.
 from __future__ import annotations
 
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -88,6 +89,79 @@ class ValidationConfig(_Section):
     on_warning: Literal["score", "quarantine"] = Field(
         "score", description="what a batch with only warning-level failures gets"
     )
+    severity: dict[str, Literal["critical", "warning"]] = Field(
+        default_factory=dict,
+        description=(
+            "severity overrides for the suite's expectations, keyed by expectation type "
+            "('expect_column_values_to_be_in_set') or type:column "
+            "('expect_column_values_to_be_in_set:service'); the more specific key wins"
+        ),
+    )
+    data_docs: bool = Field(
+        False, description="also render Great Expectations Data Docs HTML under <root>/reports/"
+    )
+
+    @field_validator("severity")
+    @classmethod
+    def _severity_keys_name_expectations(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(key for key in value if not key.startswith("expect_"))
+        if bad:
+            raise ValueError(
+                f"severity keys are expectation types, optionally with ':column', got {bad}; "
+                "e.g. 'expect_column_values_to_be_in_set:service'"
+            )
+        return value
+
+
+class DatePartsConfig(_Section):
+    """A timestamp built from month and day columns when the rows are in date order but carry no
+    year (UCI bank-full): the year starts at `first_year` and goes up whenever the month goes back.
+    """
+
+    month: str = Field(description="column holding the month: 1-12 or jan..dec")
+    day: str = Field(description="column holding the day of the month")
+    first_year: int = Field(description="calendar year of the first row")
+
+
+class IngestConfig(_Section):
+    """How `aeflow ingest` reads a CSV export (the defaults read a plain comma-separated file
+    with a header row)."""
+
+    header: bool = Field(True, description="the first (non-comment) line names the columns")
+    column_names: list[str] = Field(
+        default_factory=list, description="the CSV's column names, in order, when header is false"
+    )
+    separator: str = Field(",", description="field separator, one character")
+    comment_prefix: str | None = Field(
+        None, description="lines starting with this are skipped (e.g. '|' in adult.test)"
+    )
+    strip_whitespace: bool = Field(
+        False, description="trim spaces around values (for ', '-separated files)"
+    )
+    drop_columns: list[str] = Field(
+        default_factory=list, description="CSV columns not carried into the batches"
+    )
+    replace: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="per column, exact values to rewrite, e.g. {income = {'>50K.' = '>50K'}}",
+    )
+    date_from_parts: DatePartsConfig | None = Field(
+        None, description="build the timestamp column from month/day columns (see DatePartsConfig)"
+    )
+
+    @model_validator(mode="after")
+    def _csv_layout_is_complete(self) -> IngestConfig:
+        if len(self.separator) != 1:
+            raise ValueError(f"ingest.separator must be one character, got {self.separator!r}")
+        if not self.header and not self.column_names:
+            raise ValueError(
+                "ingest.header is false: list the CSV's columns in ingest.column_names"
+            )
+        if self.header and self.column_names:
+            raise ValueError(
+                "give ingest.column_names only for a CSV without a header (set header = false)"
+            )
+        return self
 
 
 class ThresholdConfig(_Section):
@@ -138,6 +212,152 @@ class ScoringConfig(_Section):
     top_k: int = Field(3, ge=1, description="columns named in top_features per row")
 
 
+class EvaluationConfig(_Section):
+    """The holdout evaluation after training, the report and the promotion gate
+    (see docs/evaluation.md)."""
+
+    holdout_fraction: float = Field(
+        0.2,
+        gt=0,
+        lt=0.9,
+        description="share of the training window held out for evaluation: the latest rows by "
+        "columns.timestamp, or a seeded random share without one",
+    )
+    holdout_max_rows: int = Field(
+        100_000, ge=100, description="cap on holdout rows (seeded sample) to bound evaluation time"
+    )
+    baselines: bool = Field(
+        True, description="fit Isolation Forest and PCA-reconstruction baselines beside the model"
+    )
+    baseline_max_rows: int = Field(
+        20_000, ge=100, description="training rows (seeded sample) the baselines are fitted on"
+    )
+    report: bool = Field(
+        True, description="write the HTML report and metrics.json under <root>/reports/"
+    )
+    reconstruction_margin: float = Field(
+        0.05,
+        ge=0,
+        description="gate: the challenger's holdout reconstruction MSE may exceed the champion's "
+        "by at most this share (0.05 = 5%)",
+    )
+    auroc_margin: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="gate (labelled data): the challenger's holdout AUROC may be at most this much "
+        "below the champion's",
+    )
+    leakage_auroc: float = Field(
+        0.98,
+        gt=0.5,
+        le=1,
+        description="a feature whose AUROC alone against the label reaches this is reported as "
+        "possible leakage",
+    )
+
+
+class DriftConfig(_Section):
+    """Drift of each night's batches against the champion's training data: per-column PSI, the
+    score distribution and the flag rate (see docs/operations.md)."""
+
+    numeric_bins: int = Field(
+        10, ge=2, le=100, description="quantile bins per numeric column, edges from the reference"
+    )
+    max_levels: int = Field(
+        50,
+        ge=1,
+        description="most frequent reference levels kept per categorical column; the rest share "
+        "one 'other' bin",
+    )
+    epsilon: float = Field(
+        1e-4, gt=0, le=0.01, description="floor of a bin's share so PSI stays finite"
+    )
+    psi_warn: float = Field(
+        0.1,
+        gt=0,
+        description="PSI at or above which a column (or the score) is reported as shifting",
+    )
+    psi_retrain: float = Field(
+        0.25, gt=0, description="PSI at or above which a column (or the score) has drifted"
+    )
+    min_drifted_columns: int = Field(
+        1, ge=1, description="drifted feature columns needed for a batch to count as drifted"
+    )
+    flag_rate_ratio: float = Field(
+        3.0,
+        gt=1,
+        description="the flag rate has drifted at this many times the reference's, or this many "
+        "times smaller",
+    )
+    reference_rows: int = Field(
+        100_000,
+        ge=1000,
+        description="rows sampled (seeded) from the champion's training batches for the reference",
+    )
+
+    @model_validator(mode="after")
+    def _warn_below_retrain(self) -> DriftConfig:
+        if self.psi_warn >= self.psi_retrain:
+            raise ValueError(
+                f"drift.psi_warn must be below drift.psi_retrain, got {self.psi_warn} >= "
+                f"{self.psi_retrain}; e.g. psi_warn = 0.1, psi_retrain = 0.25"
+            )
+        return self
+
+
+class RetrainConfig(_Section):
+    """When the nightly flow retrains, and on which rows."""
+
+    on_drift: bool = Field(True, description="retrain when a night's batch has drifted")
+    max_model_age_days: int | None = Field(
+        30,
+        ge=1,
+        description="retrain when the champion has gone unchallenged this many days (null: never)",
+    )
+    window_days: int | None = Field(
+        None, ge=1, description="days of accepted batches to retrain on (training.window_days)"
+    )
+    exclude_flagged: bool = Field(
+        True, description="leave out rows the champion flagged as anomalies in their scored output"
+    )
+
+
+class ScheduleConfig(_Section):
+    """Cron schedules of the deployments `aeflow serve` creates."""
+
+    nightly: str = Field(
+        "0 2 * * *", description="cron of the nightly flow (score, drift, retrain when triggered)"
+    )
+    retrain: str = Field("0 3 * * 0", description="cron of the scheduled (weekly) retraining")
+    timezone: str = Field("UTC", description="IANA time zone the cron expressions are read in")
+
+    @field_validator("nightly", "retrain")
+    @classmethod
+    def _is_a_cron(cls, value: str) -> str:
+        from prefect._vendor.croniter import croniter
+
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(
+                f"must be a 5-field cron expression (minute hour day month weekday), got {value!r}; "
+                "e.g. '0 2 * * *' for 02:00 every day"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _is_a_time_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"must be an IANA time zone such as 'UTC' or 'Europe/Berlin', got {value!r}"
+            ) from None
+        return value
+
+
 class PipelineConfig(_Section):
     """One dataset's pipeline: storage, columns, contract, model and thresholds."""
 
@@ -152,6 +372,11 @@ class PipelineConfig(_Section):
     threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
     source: str | None = Field(None, description="the file this config was read from (set on load)")
 
     @field_validator("dataset")
@@ -232,9 +457,11 @@ def _describe(error: dict[str, Any], path: Path) -> str:
         section: type[BaseModel] = PipelineConfig
         for part in parent:
             field = section.model_fields.get(str(part))
-            annotation = field.annotation if field else None
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                section = annotation
+            # `Section | None` fields: look through the union for the section class.
+            candidates = typing.get_args(field.annotation) or (field.annotation,) if field else ()
+            for candidate in candidates:
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                    section = candidate
         allowed = sorted(name for name in section.model_fields if name != "source")
         return f"{path}: unknown key {key!r}; allowed here: {', '.join(allowed)}"
     if kind == "missing":

@@ -111,3 +111,11 @@ def test_every_shipped_config_loads():
     for path in configs:
         cfg = load_config(path)
         assert cfg.columns.features
+
+
+def test_unknown_key_in_an_optional_nested_section_lists_that_sections_keys(tmp_path):
+    text = MINIMAL + "[ingest]\nheader = true\n[ingest.date_from_parts]\nmonht = 'm'\n"
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    line = next(x for x in str(err.value).splitlines() if "monht" in x)
+    assert "allowed here: day, first_year, month" in line
