@@ -1,0 +1,361 @@
+"""`aeflow nightly | retrain | backfill | serve`: living with the pipeline.
+
+Each command runs its flow in this process (Prefect's temporary local server unless PREFECT_API_URL
+points at a real one), shows a progress bar while a model trains, and ends with a short summary.
+`serve` is the long-running process that runs the deployments on their cron schedules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+
+# ------------------------------------------------------------------------------- summaries
+def format_retrain_summary(result: dict[str, Any]) -> str:
+    if result.get("version") is None:
+        return f"retraining        skipped: {result['reason']}"
+    window = result["window"]
+    lines = [
+        f"retrained         {result['version']} on {result['train_rows']} rows of "
+        f"{len(window['batches'])} accepted batches ({window['first_date']}..{window['last_date']})",
+    ]
+    if window["rows_left_out"]:
+        lines.append(
+            f"left out          {window['rows_left_out']} rows the champion had flagged as anomalies"
+        )
+    outcome = "promoted to champion" if result["promoted"] else "kept as challenger (not promoted)"
+    lines += [
+        f"trigger           {result['trigger']}: {'; '.join(result['trigger_reasons']) or '-'}",
+        f"gate              {outcome}",
+        f"why               {result['reason']}",
+        f"champion          {result['champion_after']}",
+    ]
+    if result.get("report"):
+        lines.append(f"evaluation report {result['report']}")
+    lines.append(f"record            {result['record']}")
+    return "\n".join(lines)
+
+
+def format_nightly_summary(result: dict[str, Any]) -> str:
+    from flows.cli import format_score_summary
+
+    score = result["score"]
+    lines = [f"night             {result['night']} ({result['dataset']})"]
+    if score["batches_scored"] + score["batches_quarantined"] + score["batches_skipped"] == 0:
+        lines.append("batches           none tonight (nothing new in incoming/)")
+    else:
+        lines.append(format_score_summary(score, result["scored_root"], result["quarantine_root"]))
+    for drift in result["drift"]:
+        columns = ", ".join(drift["drifted_columns"]) or "-"
+        lines.append(
+            f"drift             {drift['batch_id']}: {drift['status']} (drifted columns: {columns}; "
+            f"score PSI {drift['score_psi'] if drift['score_psi'] is not None else 'n/a'})"
+        )
+    decision = result["retrain_decision"]
+    if not decision["retrain"]:
+        lines.append("retrain trigger   none")
+    else:
+        for reason in decision["reasons"]:
+            lines.append(f"retrain trigger   {reason}")
+        if result["retrain"] is None:
+            lines.append("retraining        not run (--no-retrain)")
+        else:
+            lines.append(format_retrain_summary(result["retrain"]))
+    lines.append(f"night report      {result['report']}")
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------- progress
+class BatchProgress:
+    """A progress bar over batches while a flow processes them, fed by what lands on storage.
+
+    A background thread counts the batches whose success marker was written after the bar started,
+    or that were quarantined since, so it works whatever runs the tasks (threads or a Dask
+    cluster). Batches a run skips (already done) complete the bar when the run ends.
+    """
+
+    def __init__(
+        self, layout: Any, batch_ids: list[str], options: Any = None, label: str = "scoring"
+    ) -> None:
+        self.layout = layout
+        self.batch_ids = list(batch_ids)
+        self.options = options
+        self.label = label
+
+    def _done(self, since: str) -> int:
+        from tasks.io import exists, join, read_json
+
+        done = 0
+        for batch_id in self.batch_ids:
+            marker = read_json(self.layout.success_marker(batch_id), self.options) or {}
+            quarantined = exists(
+                join(self.layout.quarantine(batch_id), "report.json"), self.options
+            )
+            done += bool(marker.get("scored_at", "") >= since or quarantined)
+        return done
+
+    def __enter__(self) -> BatchProgress:
+        import datetime as dt
+        import threading
+
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._since = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+        self._stop = threading.Event()
+        self._progress = Progress(
+            TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+        )
+        self._task = self._progress.add_task(self.label, total=len(self.batch_ids))
+        self._progress.start()
+
+        def poll() -> None:
+            while not self._stop.wait(1.0):
+                self._progress.update(self._task, completed=self._done(self._since))
+
+        self._thread = threading.Thread(target=poll, name="aeflow-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        self._stop.set()
+        self._thread.join()
+        if kind is None:
+            self._progress.update(self._task, completed=len(self.batch_ids))
+        self._progress.stop()
+
+
+# -------------------------------------------------------------------------------- handlers
+def _task_runner(dask: str | None, workers: int | None, default_workers: int) -> Any:
+    from flows.score import task_runner_for
+
+    return task_runner_for(workers or default_workers, dask)
+
+
+def _with_training_progress(run):
+    from flows.cli import TrainingProgress
+    from tasks.training import add_progress_hook, remove_progress_hook
+
+    progress = TrainingProgress()
+    add_progress_hook(progress)
+    try:
+        return run()
+    finally:
+        remove_progress_hook(progress)
+        progress.close()
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    from flows.config import load_config
+    from flows.nightly import nightly_flow
+    from tasks.io import StorageLayout
+    from tasks.window import parse_date
+
+    cfg = load_config(args.config)  # fail fast on a bad config or date, before Prefect starts
+    if args.date:
+        parse_date(args.date)
+    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    runner = _task_runner(args.dask, args.workers, cfg.scoring.workers)
+    result = _with_training_progress(
+        lambda: nightly_flow.with_options(task_runner=runner)(
+            config=args.config, date=args.date, retrain=not args.no_retrain
+        )
+    )
+    result = {**result, "scored_root": layout.scored, "quarantine_root": layout.quarantine()}
+    print("\n" + format_nightly_summary(result))
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from flows.config import load_config
+    from flows.retrain import retrain_flow
+    from tasks.window import parse_date
+
+    load_config(args.config)
+    if args.until:
+        parse_date(args.until, "--until")
+    result = _with_training_progress(
+        lambda: retrain_flow(
+            config=args.config,
+            until=args.until,
+            trigger="manual",
+            trigger_reasons=[args.reason] if args.reason else [],
+            exclude_flagged=None if args.exclude_flagged is None else args.exclude_flagged,
+            promote=not args.no_promote,
+        )
+    )
+    print("\n" + format_retrain_summary(result))
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from flows.backfill import backfill_flow
+    from flows.cli import format_score_summary
+    from flows.config import load_config
+    from tasks.io import StorageLayout, list_batches
+    from tasks.window import parse_date, select_date_range
+
+    cfg = load_config(args.config)
+    parse_date(args.start, "--from")
+    parse_date(args.end, "--to")
+    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    runner = _task_runner(args.dask, args.workers, cfg.scoring.workers)
+    in_range = [
+        b["batch_id"]
+        for b in select_date_range(
+            [b.to_dict() for b in list_batches(layout.incoming, cfg.storage.options)],
+            args.start,
+            args.end,
+        )
+    ]
+    with BatchProgress(layout, in_range, cfg.storage.options, "re-scoring"):
+        summary = backfill_flow.with_options(task_runner=runner)(
+            config=args.config,
+            start=args.start,
+            end=args.end,
+            model_version=args.model_version,
+            force=args.force,
+        )
+    print(f"\nbackfill          {args.start}..{args.end}")
+    print(format_score_summary(summary, layout.scored, layout.quarantine()))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from flows.deployments import deployment_specs, serve, trigger_help
+
+    specs = deployment_specs(args.config, args.nightly_cron, args.retrain_cron, args.timezone)
+    print(trigger_help(specs, args.config))
+    if not os.environ.get("PREFECT_API_URL"):
+        print(
+            "\nnote: PREFECT_API_URL is not set, so runs go to a temporary local server that stops "
+            "with this process; for a server that outlives it, run `prefect server start` and "
+            "`export PREFECT_API_URL=http://127.0.0.1:4200/api` (docs/operations.md)"
+        )
+    runner = None
+    if args.dask:
+        from flows.config import load_config
+
+        runner = _task_runner(args.dask, args.workers, load_config(args.config).scoring.workers)
+    print("\nserving; stop with Ctrl-C", flush=True)
+    serve(specs, limit=args.limit, task_runner=runner)
+    return 0
+
+
+# ---------------------------------------------------------------------------------- parser
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", required=True, metavar="FILE", help="pipeline config (.toml or .yaml)"
+    )
+
+
+def _add_runner(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers", type=int, help="batches processed concurrently (scoring.workers)"
+    )
+    parser.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run the batches' tasks on a Dask cluster: 'local' (a temporary LocalCluster of "
+        "--workers processes) or a scheduler address (tcp://host:8786); needs prefect-dask",
+    )
+
+
+def register(subparsers: Any) -> None:
+    nightly = subparsers.add_parser(
+        "nightly",
+        help="score tonight's batches, measure drift, retrain when a trigger fires",
+        description="Run the nightly flow: validate and score the night's batches with the "
+        "champion (quarantining what fails the contract), measure drift against the champion's "
+        "training data (reports under <root>/reports/<dataset>/drift/), and retrain when a batch "
+        "drifted or the champion is older than retrain.max_model_age_days. The challenger is "
+        "promoted only through the promotion gate.",
+    )
+    _add_config(nightly)
+    nightly.add_argument(
+        "--date",
+        metavar="YYYY-MM-DD",
+        help="process the batches whose id starts with this date (default: every batch not "
+        "scored yet)",
+    )
+    nightly.add_argument(
+        "--no-retrain", action="store_true", help="report retraining triggers but do not retrain"
+    )
+    _add_runner(nightly)
+    nightly.set_defaults(handler=cmd_nightly)
+
+    retrain = subparsers.add_parser(
+        "retrain",
+        help="train a challenger on the recent accepted batches and gate it",
+        description="Run the retrain flow: train a challenger on the accepted (validated and "
+        "scored) batches of the last retrain.window_days days, leaving out rows the champion "
+        "flagged unless --keep-flagged, evaluate it against the champion on the same holdout and "
+        "promote it only when the gate passes. The decision and its reasons are recorded.",
+    )
+    _add_config(retrain)
+    retrain.add_argument(
+        "--until", metavar="YYYY-MM-DD", help="last day of the window (the newest accepted batch)"
+    )
+    retrain.add_argument("--reason", help="why you are retraining (kept in the record)")
+    flagged = retrain.add_mutually_exclusive_group()
+    flagged.add_argument(
+        "--exclude-flagged",
+        dest="exclude_flagged",
+        action="store_true",
+        default=None,
+        help="leave out rows the champion flagged (retrain.exclude_flagged)",
+    )
+    flagged.add_argument(
+        "--keep-flagged",
+        dest="exclude_flagged",
+        action="store_false",
+        help="train on every accepted row, flagged or not",
+    )
+    retrain.add_argument(
+        "--no-promote",
+        action="store_true",
+        help="evaluate and record the gate's decision without changing the champion",
+    )
+    retrain.set_defaults(handler=cmd_retrain)
+
+    backfill = subparsers.add_parser(
+        "backfill",
+        help="re-score a date range with a chosen model version",
+        description="Run the backfill flow: validate and re-score every batch in incoming/ dated "
+        "START..END (batch ids starting with the date) with --model-version (the champion by "
+        "default). Batches already scored by that version are skipped unless --force; other "
+        "outputs of a batch are replaced, never appended to.",
+    )
+    _add_config(backfill)
+    backfill.add_argument("--from", dest="start", required=True, metavar="YYYY-MM-DD")
+    backfill.add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD")
+    backfill.add_argument("--model-version", help="score with this version (the champion)")
+    backfill.add_argument(
+        "--force", action="store_true", help="re-score batches already scored by the version"
+    )
+    _add_runner(backfill)
+    backfill.set_defaults(handler=cmd_backfill)
+
+    serve = subparsers.add_parser(
+        "serve",
+        help="serve the deployments with their cron schedules (long-running)",
+        description="Create the deployments of this config on the Prefect API (PREFECT_API_URL) "
+        "and run their scheduled and ad-hoc runs in this process until interrupted: "
+        "<dataset>-nightly (schedule.nightly, 02:00 by default), <dataset>-retrain "
+        "(schedule.retrain, weekly), <dataset>-backfill and <dataset>-score (on demand, e.g. "
+        "`prefect deployment run aeflow-nightly/<dataset>-nightly`).",
+    )
+    _add_config(serve)
+    serve.add_argument("--nightly-cron", metavar="CRON", help="override schedule.nightly")
+    serve.add_argument("--retrain-cron", metavar="CRON", help="override schedule.retrain")
+    serve.add_argument("--timezone", metavar="TZ", help="override schedule.timezone")
+    serve.add_argument("--limit", type=int, help="most flow runs at the same time (no limit)")
+    _add_runner(serve)
+    serve.set_defaults(handler=cmd_serve)

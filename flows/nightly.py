@@ -1,0 +1,309 @@
+"""The `nightly` flow: score tonight's batches with the champion, measure drift, retrain when a
+trigger fires.
+
+Wiring only: every step is a task in tasks/. One night is::
+
+    list incoming -> tonight's batches (a date, or everything not scored yet)
+      -> validate each -> quarantine or score (exactly once per batch) -> score summary
+      -> drift of each scored batch against the champion's training reference -> drift report
+      -> retraining triggers (drift, champion age) -> `retrain` subflow when one fires
+      -> nightly summary (JSON under <root>/reports/<dataset>/nightly/ and a Prefect artifact)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from operator import itemgetter
+from typing import Any
+
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+
+from flows.config import PipelineConfig, load_config
+from flows.retrain import retrain_flow
+from models.registry import ModelRegistry
+from tasks.drift import (
+    champion_challenged_at,
+    drift_artifact_task,
+    ensure_reference_task,
+    measure_drift_task,
+    retrain_triggers,
+)
+from tasks.io import StorageLayout, join, list_batches_task, write_json_atomic
+from tasks.reporting import artifact_key, score_summary_task
+from tasks.scoring import score_batch_task
+from tasks.validate import quarantine_task, validate_batch_task
+from tasks.window import select_nightly_batches_task
+
+
+def validate_and_score(
+    cfg: PipelineConfig,
+    layout: StorageLayout,
+    batches: list[dict[str, Any]],
+    model_version: str,
+    force: bool = False,
+) -> dict[str, list[Any]]:
+    """Validate each batch (mapped over the task runner), quarantine the rejected ones and score
+    each accepted one with ``model_version`` as soon as its own validation passes (as the score
+    flow does). Call inside a flow.
+
+    Returns ``{"scored": [markers], "skipped": [markers of batches a concurrent run scored],
+    "quarantined": [...], "warnings": [outcomes], "failures": [messages]}``, each by batch id.
+    """
+    opts, cols = cfg.storage.options, cfg.columns
+    result: dict[str, list[Any]] = {
+        "scored": [], "skipped": [], "quarantined": [], "warnings": [], "failures": []
+    }  # fmt: skip
+    if not batches:
+        return result
+    validations = validate_batch_task.map(
+        batches,
+        unmapped(cfg.suite_path),
+        unmapped(cols.id),
+        unmapped(cols.timestamp),
+        unmapped(cols.numeric),
+        unmapped(cols.categorical),
+        unmapped(cols.missing_values),
+        unmapped(cfg.validation.on_warning),
+        unmapped(opts),
+        unmapped(cfg.validation.severity),
+        unmapped(layout.reports("data-docs") if cfg.validation.data_docs else None),
+    )
+    batch_of = {f.task_run_id: b for f, b in zip(validations, batches, strict=True)}
+    scoring, quarantining = [], []
+    for validated in as_completed(list(validations)):
+        batch, outcome = batch_of[validated.task_run_id], validated.result()
+        if not outcome["accepted"]:
+            quarantining.append(
+                quarantine_task.submit(batch, layout.quarantine(batch["batch_id"]), outcome, opts)
+            )
+            continue
+        if outcome["status"] == "warning":
+            result["warnings"].append(outcome)
+        scoring.append(
+            score_batch_task.submit(
+                batch,
+                layout.root,
+                cfg.dataset,
+                cols.passthrough,
+                cols.timestamp,
+                cols.numeric,
+                cols.categorical,
+                cols.missing_values,
+                model_version,
+                cfg.scoring.chunk_rows,
+                cfg.scoring.top_k,
+                force,
+                opts,
+            )
+        )
+    for future in scoring:
+        try:
+            marker = future.result()
+        except Exception as exc:  # reported at the end of the run; the other batches go on
+            result["failures"].append(f"{exc.__class__.__name__}: {exc}")
+            continue
+        result["scored" if marker["status"] == "scored" else "skipped"].append(marker)
+    result["quarantined"] = [f.result() for f in quarantining]
+    for key in ("scored", "skipped", "quarantined", "warnings"):
+        result[key].sort(key=itemgetter("batch_id"))
+    return result
+
+
+def nightly_markdown(result: dict[str, Any]) -> str:
+    """The night for people: what was scored, flagged, quarantined, drifted and retrained."""
+    score = result["score"]
+    lines = [
+        f"# Nightly run: {result['dataset']} ({result['night']})",
+        "",
+        f"Scored with model `{score['model_version']}`.",
+        "",
+        "| batches scored | scored before | quarantined | rows scored | rows flagged | drifted batches | retrained |",
+        "|---|---|---|---|---|---|---|",
+        f"| {score['batches_scored']} | {score['batches_skipped']} "
+        f"| {score['batches_quarantined']} | {score['rows_scored']} "
+        f"| {score['rows_flagged']} ({score['flagged_share']:.2%}) "
+        f"| {sum(1 for d in result['drift'] if d['drifted'])} "
+        f"| {'yes' if result['retrain'] else 'no'} |",
+    ]
+    if score["quarantined"]:
+        lines += ["", "## Quarantined", ""]
+        lines += [
+            f"- {q['batch_id']}: {q.get('reason', '')} (`{q.get('quarantine_dir', '')}`)"
+            for q in score["quarantined"]
+        ]
+    if result["drift"]:
+        lines += ["", "## Drift", "", "| batch | status | drifted columns | report |"]
+        lines += ["|---|---|---|---|"]
+        lines += [
+            f"| {d['batch_id']} | {d['status']} | {', '.join(d['drifted_columns']) or '-'} "
+            f"| `{d['report']}` |"
+            for d in result["drift"]
+        ]
+    decision = result["retrain_decision"]
+    lines += ["", "## Retraining", ""]
+    if not decision["retrain"]:
+        lines.append("No trigger fired.")
+    else:
+        lines += [f"- trigger: {reason}" for reason in decision["reasons"]]
+        retrained = result["retrain"]
+        if retrained is None:
+            lines.append("- not run: retraining was switched off for this run")
+        else:
+            outcome = "promoted to champion" if retrained["promoted"] else "kept as challenger"
+            lines.append(f"- challenger `{retrained['version']}`: {outcome}: {retrained['reason']}")
+    lines += ["", f"Champion after the run: `{result['champion_after']}`."]
+    return "\n".join(lines) + "\n"
+
+
+@task(name="nightly-summary", cache_policy=NO_CACHE)
+def nightly_summary_task(result: dict[str, Any], report_url: str, options: Any = None) -> str:
+    """Store the night's summary as JSON and publish it as a Markdown artifact."""
+    write_json_atomic(result, report_url, options)
+    create_markdown_artifact(
+        markdown=nightly_markdown(result),
+        key=artifact_key(result["dataset"], "nightly"),
+        description=f"aeflow nightly run for {result['dataset']} ({result['night']})",
+    )
+    return report_url
+
+
+@task(name="retrain-triggers", cache_policy=NO_CACHE)
+def retrain_triggers_task(
+    drift_reports: list[dict[str, Any]],
+    champion_since: str | None,
+    on_drift: bool,
+    max_model_age_days: int | None,
+) -> dict[str, Any]:
+    return retrain_triggers(
+        drift_reports,
+        champion_since,
+        dt.datetime.now(dt.UTC),
+        on_drift,
+        max_model_age_days,
+    )
+
+
+def _compact(report: dict[str, Any]) -> dict[str, Any]:
+    keep = ("batch_id", "status", "drifted", "reasons", "drifted_columns", "warned_columns")
+    return {
+        **{k: report[k] for k in keep},
+        "score_psi": report["score"]["psi"],
+        "flag_rate": report["flag_rate"]["batch"],
+        "reference_flag_rate": report["flag_rate"]["reference"],
+        "report": report["report"],
+    }
+
+
+@flow(name="aeflow-nightly", log_prints=True)
+def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> dict[str, Any]:
+    """One night: score the night's batches (those whose id starts with ``date``, YYYY-MM-DD, or
+    every batch not scored yet) with the champion, measure their drift, and retrain when drift or
+    the champion's age calls for it (unless ``retrain`` is false). Returns the night's summary.
+    """
+    logger = get_run_logger()
+    cfg = load_config(config)
+    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    opts, cols = cfg.storage.options, cfg.columns
+    night = date or dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H%M%SZ")
+    registry = ModelRegistry(layout.models, opts)
+
+    available = list_batches_task(layout.incoming, opts)
+    selected = select_nightly_batches_task(available, layout.root, cfg.dataset, date, opts)
+    pending, scored_before = selected["pending"], selected["scored_before"]
+    version = registry.resolve(None) if pending or scored_before else registry.champion()
+    processed = validate_and_score(cfg, layout, pending, version or "")
+    scored_before = sorted([*scored_before, *processed["skipped"]], key=itemgetter("batch_id"))
+    score = score_summary_task(
+        cfg.dataset,
+        version or "none",
+        processed["scored"],
+        scored_before,
+        processed["quarantined"],
+        processed["warnings"],
+    )
+
+    # Drift is measured for every batch of the night scored by the current champion (also one
+    # scored by an earlier run of this night); the reference is that model's training data.
+    to_measure = [
+        m for m in [*processed["scored"], *scored_before] if m.get("model_version") == version
+    ]
+    drift_reports: list[dict[str, Any]] = []
+    if to_measure:
+        profile = ensure_reference_task(
+            layout.root,
+            cfg.dataset,
+            version,
+            cols.numeric,
+            cols.categorical,
+            cols.missing_values,
+            cfg.drift.numeric_bins,
+            cfg.drift.max_levels,
+            cfg.drift.reference_rows,
+            cfg.training.seed,
+            opts,
+        )
+        d = cfg.drift
+        drift_reports = measure_drift_task.map(
+            batch_id=[m["batch_id"] for m in to_measure],
+            batch_path=[m["input_path"] for m in to_measure],
+            scored_path=[m["output"] for m in to_measure],
+            root=unmapped(layout.root),
+            dataset=unmapped(cfg.dataset),
+            profile=unmapped(profile),
+            missing_tokens=unmapped(cols.missing_values),
+            psi_warn=unmapped(d.psi_warn),
+            psi_retrain=unmapped(d.psi_retrain),
+            flag_rate_ratio=unmapped(d.flag_rate_ratio),
+            min_drifted_columns=unmapped(d.min_drifted_columns),
+            epsilon=unmapped(d.epsilon),
+            chunk_rows=unmapped(cfg.scoring.chunk_rows),
+            options=unmapped(opts),
+        ).result()
+        for report in drift_reports:
+            if report["drifted"]:
+                logger.warning("drift in %s: %s", report["batch_id"], "; ".join(report["reasons"]))
+    drift_artifact_task(cfg.dataset, drift_reports)
+
+    since = (
+        champion_challenged_at(registry.champion_state(), registry.entry(version))
+        if version
+        else None
+    )
+    decision = retrain_triggers_task(
+        drift_reports, since, cfg.retrain.on_drift, cfg.retrain.max_model_age_days
+    )
+    retrained = None
+    if decision["retrain"] and retrain:
+        # The window ends with the night: its date, or the newest event date among its batches.
+        until = date or max((m["date"] for m in to_measure), default=None)
+        retrained = retrain_flow(
+            config=config,
+            until=until,
+            trigger="+".join(decision["triggers"]),
+            trigger_reasons=decision["reasons"],
+        )
+    result = {
+        "dataset": cfg.dataset,
+        "night": night,
+        "date": date,
+        "model_version": version,
+        "score": score,
+        "scored_before": [m["batch_id"] for m in scored_before],
+        "drift": [_compact(r) for r in drift_reports],
+        "retrain_decision": decision,
+        "retrain": retrained,
+        "champion_after": registry.champion(),
+    }
+    result["failures"] = processed["failures"]
+    result["report"] = join(layout.reports("nightly"), f"{night}.json")
+    nightly_summary_task(result, result["report"], opts)
+    if processed["failures"]:
+        logger.error("%d batch(es) failed to score", len(processed["failures"]))
+        raise RuntimeError(
+            f"{len(processed['failures'])} batch(es) failed to score: "
+            + "; ".join(processed["failures"])
+        )
+    return result

@@ -1,0 +1,247 @@
+"""The `retrain` flow: a challenger on the recent accepted batches, through the promotion gate.
+
+Wiring only. The same tasks as the train flow (split -> fit -> evaluate -> champion on the same
+holdout -> gate -> report), with two differences:
+
+- the window is the accepted batches (validated and scored, never quarantined) of the last
+  ``retrain.window_days`` days, not whatever lies in incoming/;
+- with ``retrain.exclude_flagged`` the rows the champion flagged are left out of the *training*
+  rows (after the split, so the holdout the gate compares on is untouched).
+
+Every run records why it ran (the trigger: drift, model age, the weekly schedule or a person) and
+why the challenger was promoted or kept, in ``<root>/reports/<dataset>/<run>/retrain.json``, in the
+registry (the challenger's entry and champion.json's history) and as a Prefect artifact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.config import load_config
+from models.registry import ModelRegistry
+from tasks.drift import ensure_reference_task
+from tasks.evaluate import evaluate_champion_task, evaluate_task, headline, new_run_id
+from tasks.gate import gate_task
+from tasks.io import StorageLayout, join, write_json_atomic
+from tasks.report import report_task
+from tasks.reporting import artifact_key
+from tasks.training import fit_model_task, split_training_window_task
+from tasks.window import training_window_task, without_flagged_rows_task
+
+RECORD_FILE = "retrain.json"
+FILTERED_TRAIN_FILE = "train-without-flagged.parquet"
+
+
+def retrain_markdown(record: dict[str, Any]) -> str:
+    """The retraining decision for people: why it ran, on what, and why the challenger was promoted
+    or kept."""
+    window = record["window"]
+    lines = [
+        f"# Retraining: {record['dataset']} ({record['run']})",
+        "",
+        f"**Trigger:** {record['trigger']}",
+    ]
+    lines += [f"- {reason}" for reason in record["trigger_reasons"]]
+    if record["version"] is None:
+        return "\n".join([*lines, "", f"**Skipped:** {record['reason']}", ""])
+    outcome = "promoted to champion" if record["promoted"] else "kept as challenger (not promoted)"
+    lines += [
+        "",
+        f"**Window:** {len(window['batches'])} accepted batches, {window['first_date']} .. "
+        f"{window['last_date']} ({window['days']} days up to {window['until'] or 'the newest'})",
+        f"**Rows left out (flagged by the champion):** {window['rows_left_out']}",
+        f"**Challenger:** `{record['version']}`, {outcome}",
+        f"**Champion before / after:** `{record['champion_before']}` / `{record['champion_after']}`",
+        "",
+        "**Why:**",
+    ]
+    lines += [f"- {reason}" for reason in record["gate"]["reasons"]]
+    if record["report"]:
+        lines += ["", f"Evaluation report: `{record['report']}`"]
+    return "\n".join(lines) + "\n"
+
+
+@task(name="retrain-record", cache_policy=NO_CACHE)
+def retrain_record_task(record: dict[str, Any], url: str, options: Any = None) -> str:
+    """Store the retraining record as JSON and publish it as a Markdown artifact."""
+    write_json_atomic(record, url, options)
+    create_markdown_artifact(
+        markdown=retrain_markdown(record),
+        key=artifact_key(record["dataset"], "retrain"),
+        description=f"aeflow retraining of {record['dataset']}: trigger {record['trigger']}",
+    )
+    return url
+
+
+@flow(name="aeflow-retrain", log_prints=True)
+def retrain_flow(
+    config: str,
+    until: str | None = None,
+    trigger: str = "manual",
+    trigger_reasons: list[str] | None = None,
+    exclude_flagged: bool | None = None,
+    promote: bool = True,
+) -> dict[str, Any]:
+    """Train a challenger on the accepted batches of the last ``retrain.window_days`` days up to
+    ``until`` (YYYY-MM-DD; the newest accepted batch by default) and promote it only through the
+    gate. ``trigger`` says why (drift, model_age, schedule, manual) and ``trigger_reasons`` the
+    details; ``exclude_flagged`` overrides ``retrain.exclude_flagged``; ``promote=False`` records
+    the gate's decision without applying it. Returns the retraining record.
+    """
+    logger = get_run_logger()
+    cfg = load_config(config)
+    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    opts, cols, evaluation_cfg = cfg.storage.options, cfg.columns, cfg.evaluation
+    seed = cfg.training.seed
+    window_days = cfg.retrain.window_days or cfg.training.window_days
+    leave_out_flagged = cfg.retrain.exclude_flagged if exclude_flagged is None else exclude_flagged
+    registry = ModelRegistry(layout.models, opts)
+    run = new_run_id()
+    run_dir = layout.reports(run)
+    record: dict[str, Any] = {
+        "dataset": cfg.dataset,
+        "run": run,
+        "trigger": trigger,
+        "trigger_reasons": list(trigger_reasons or []),
+        "champion_before": registry.champion(),
+    }
+
+    window = training_window_task(layout.root, cfg.dataset, window_days, until, opts)
+    record["window"] = {
+        "days": window_days,
+        "until": until,
+        "first_date": window[0]["date"] if window else None,
+        "last_date": window[-1]["date"] if window else None,
+        "batches": [b["batch_id"] for b in window],
+        "exclude_flagged": leave_out_flagged,
+        "rows_left_out": 0,
+    }
+    if not window:
+        reason = (
+            f"no accepted (validated and scored) batches in the {window_days} days up to "
+            f"{until or 'the newest batch'}; score batches first (`aeflow nightly`)"
+        )
+        logger.warning("retraining skipped: %s", reason)
+        record.update(
+            version=None, promoted=False, decision="skipped", reason=reason, gate=None,
+            champion_after=registry.champion(), train_rows=0, metrics=None, evaluation=None,
+            report=None,
+        )  # fmt: skip
+        record["record"] = join(run_dir, RECORD_FILE)
+        retrain_record_task(record, record["record"], opts)
+        return record
+
+    batch_ids = [b["batch_id"] for b in window]
+    split = split_training_window_task(
+        [b["path"] for b in window],
+        cols.id,
+        cols.timestamp,
+        cols.numeric,
+        cols.categorical,
+        cols.missing_values,
+        cols.label,
+        cols.label_positive,
+        cols.label_negative,
+        evaluation_cfg.holdout_fraction,
+        evaluation_cfg.holdout_max_rows,
+        seed,
+        run_dir,
+        opts,
+    )
+    if leave_out_flagged:
+        filtered = without_flagged_rows_task(
+            split["train_path"], window, cols.id, join(run_dir, FILTERED_TRAIN_FILE), opts
+        )
+        record["window"]["rows_left_out"] = filtered["rows_left_out"]
+        split = {**split, "train_path": filtered["path"], "train_rows": filtered["rows_kept"]}
+    trained = fit_model_task(
+        split["train_path"],
+        batch_ids,
+        cols.numeric,
+        cols.categorical,
+        cols.label,
+        cfg.training.exclude_labelled_anomalies,
+        cfg.training.max_rows,
+        seed,
+        cfg.detector_params(),
+        layout.models,
+        opts,
+    )
+    version = trained["version"]
+    evaluation = evaluate_task(
+        layout.models,
+        version,
+        split,
+        cols.numeric,
+        cols.categorical,
+        cols.passthrough,
+        cfg.training.exclude_labelled_anomalies,
+        evaluation_cfg.baselines,
+        evaluation_cfg.baseline_max_rows,
+        evaluation_cfg.leakage_auroc,
+        seed,
+        run_dir,
+        opts,
+    )
+    champion = evaluate_champion_task(
+        layout.models, version, split, evaluation["reconstruction"]["scales"], opts
+    )
+    gate = gate_task(
+        layout.models,
+        version,
+        evaluation,
+        champion,
+        evaluation_cfg.reconstruction_margin,
+        evaluation_cfg.auroc_margin,
+        promote,
+        {**headline(evaluation), "run": run, "trigger": trigger},
+        opts,
+    )
+    report = None
+    if evaluation_cfg.report:
+        report = report_task(
+            cfg.dataset, run, evaluation, champion, gate, run_dir, layout.models, opts
+        )
+    if gate["promoted"]:
+        # The new champion's drift reference, built now while its training batches are at hand.
+        ensure_reference_task(
+            layout.root,
+            cfg.dataset,
+            version,
+            cols.numeric,
+            cols.categorical,
+            cols.missing_values,
+            cfg.drift.numeric_bins,
+            cfg.drift.max_levels,
+            cfg.drift.reference_rows,
+            seed,
+            opts,
+        )
+    record.update(
+        {
+            "version": version,
+            "promoted": gate["promoted"],
+            "decision": gate["decision"],
+            "reason": "; ".join(gate["reasons"]),
+            "gate": gate,
+            "champion_after": registry.champion(),
+            "train_rows": trained["metrics"]["train_rows"],
+            "metrics": trained["metrics"],
+            "evaluation": headline(evaluation),
+            "report": report["html"] if report else None,
+        }
+    )
+    record["record"] = join(run_dir, RECORD_FILE)
+    retrain_record_task(record, record["record"], opts)
+    logger.info(
+        "retrained %s (trigger %s): %s; %s",
+        version,
+        trigger,
+        "promoted" if gate["promoted"] else "kept as challenger",
+        record["reason"],
+    )
+    return record

@@ -1,0 +1,258 @@
+"""Living with the pipeline: the nightly flow day by day over demo data, retraining and backfill.
+
+One story, run once for the module: train on the first days, then one nightly run per day. The
+malformed day must be quarantined, the drifted day detected and retrained on (the challenger
+promoted or kept, with the reason recorded), and every valid batch written exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tomllib
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from flows.backfill import backfill_flow
+from flows.config import load_config
+from flows.nightly import nightly_flow
+from flows.retrain import retrain_flow
+from flows.train import train_flow
+from models.registry import ModelRegistry
+from tasks.demo_data import generate_demo_data
+from tasks.io import StorageLayout, read_table
+from tasks.validate import draft_suite, suite_json
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DAYS, ROWS_PER_DAY, TRAIN_DAYS = 7, 1200, 2
+# Small and quick: a few epochs, no baselines or HTML report, a 5-day retraining window.
+SMALL_AND_QUICK = {
+    "model": {"epochs": 8},
+    "evaluation": {"baselines": False, "report": False},
+    "retrain": {"window_days": 5},
+}
+
+
+def write_config(workdir: Path) -> Path:
+    """The demo config on a private storage root (YAML, so sections merge whatever the TOML holds)."""
+    data = tomllib.loads((REPO_ROOT / "configs" / "demo.toml").read_text())
+    data["storage"]["root"] = "data"
+    data["validation"]["suite"] = "demo.json"
+    for section, values in SMALL_AND_QUICK.items():
+        data[section] = {**data.get(section, {}), **values}
+    config = workdir / "demo.yaml"
+    config.write_text(yaml.safe_dump(data))
+    return config
+
+
+def draft_demo_suite(cfg, reference_paths: list[str]) -> None:
+    """The data contract, drafted from the training days as `aeflow expectations init` does."""
+    import pyarrow as pa
+
+    reference = pa.concat_tables([pq.read_table(p) for p in reference_paths])
+    cols = cfg.columns
+    suite = draft_suite(
+        reference, cfg.dataset, cols.id, cols.timestamp, cols.numeric, cols.categorical,
+        label_column=cols.label, missing_tokens=cols.missing_values,
+    )  # fmt: skip
+    Path(cfg.suite_path).write_text(suite_json(suite))
+
+
+@pytest.fixture(scope="module")
+def nights(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("nightly")
+    config = write_config(workdir)
+    cfg = load_config(config)
+    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    manifest = generate_demo_data(
+        layout.incoming, days=DAYS, rows_per_day=ROWS_PER_DAY, seed=11, drift_day=-3,
+        malformed_day=-2,
+    )  # fmt: skip
+    draft_demo_suite(cfg, manifest.paths[:TRAIN_DAYS])
+    trained = train_flow(config=str(config), until=manifest.batch_ids[TRAIN_DAYS - 1])
+    results = {day: nightly_flow(config=str(config), date=day) for day in manifest.batch_ids}
+    return {
+        "config": config,
+        "cfg": cfg,
+        "layout": layout,
+        "manifest": manifest,
+        "trained": trained,
+        "results": results,
+    }
+
+
+def test_the_malformed_day_is_quarantined_and_not_scored(nights):
+    malformed = nights["manifest"].malformed_batch_id
+    night = nights["results"][malformed]
+    assert [q["batch_id"] for q in night["score"]["quarantined"]] == [malformed]
+    assert night["score"]["batches_scored"] == 0 and night["drift"] == []
+    layout = nights["layout"]
+    assert Path(layout.quarantine(malformed), "report.json").is_file()
+    assert not list(Path(layout.scored).glob(f"date=*/{malformed}.parquet"))
+    assert not night["retrain_decision"]["retrain"]
+
+
+def test_the_drifted_day_is_detected_and_triggers_a_retrain(nights):
+    manifest, layout = nights["manifest"], nights["layout"]
+    drifted = manifest.drift_batch_id
+    night = nights["results"][drifted]
+    [drift] = night["drift"]
+    assert drift["drifted"] and "amount" in drift["drifted_columns"]
+    report = json.loads(Path(layout.reports("drift"), f"{drifted}.json").read_text())
+    by_column = {c["column"]: c for c in report["columns"]}
+    assert by_column["amount"]["psi"] >= 0.25
+    assert report["reference_version"] == nights["trained"]["version"]
+    decision = night["retrain_decision"]
+    assert decision["retrain"] and decision["triggers"] == ["drift"]
+    assert any(drifted in reason for reason in decision["reasons"])
+
+    normal_days = [b for b in manifest.batch_ids if b not in (drifted, manifest.malformed_batch_id)]
+    for day in normal_days:
+        result = nights["results"][day]
+        assert [d["status"] != "drift" for d in result["drift"]] == [True], day
+        assert result["retrain"] is None, day
+
+
+def test_the_challenger_is_promoted_or_kept_with_a_recorded_reason(nights):
+    manifest, layout = nights["manifest"], nights["layout"]
+    retrained = nights["results"][manifest.drift_batch_id]["retrain"]
+    assert retrained["trigger"] == "drift" and retrained["decision"] in ("promote", "refuse")
+    assert retrained["reason"] and retrained["gate"]["comparisons"]
+    # the window: accepted batches of the last 5 days up to the drifted day, flagged rows left out
+    window = retrained["window"]
+    assert window["batches"] == manifest.batch_ids[manifest.drift_day - 4 : manifest.drift_day + 1]
+    assert window["exclude_flagged"] and window["rows_left_out"] > 0
+
+    registry = ModelRegistry(layout.models)
+    entry = registry.entry(retrained["version"])
+    assert entry["gate"]["decision"] == retrained["decision"]
+    assert entry["training_batches"] == window["batches"]
+    event = registry.champion_state()["history"][-1]
+    assert event["version"] == retrained["version"]
+    assert event["action"] == ("promote" if retrained["promoted"] else "refuse")
+    assert retrained["reason"] in event["reason"]
+    expected_champion = (
+        retrained["version"] if retrained["promoted"] else nights["trained"]["version"]
+    )
+    assert registry.champion() == expected_champion == retrained["champion_after"]
+    stored = json.loads(Path(retrained["record"]).read_text())
+    assert stored["reason"] == retrained["reason"] and stored["trigger_reasons"]
+    # the filtered training rows: the holdout keeps every row, the training rows lose the flagged
+    run_dir = Path(layout.reports(retrained["run"]))
+    assert pq.read_metadata(run_dir / "train-without-flagged.parquet").num_rows == (
+        pq.read_metadata(run_dir / "train.parquet").num_rows - window["rows_left_out"]
+    )
+
+
+def test_every_valid_batch_is_written_exactly_once(nights):
+    manifest, layout = nights["manifest"], nights["layout"]
+    valid = [b for b in manifest.batch_ids if b != manifest.malformed_batch_id]
+    outputs = sorted(Path(layout.scored).glob("date=*/*.parquet"))
+    assert sorted(p.stem for p in outputs) == valid
+    for path in outputs:
+        assert pq.read_metadata(path).num_rows == ROWS_PER_DAY
+    scored_nights = [b for b in valid if nights["results"][b]["score"]["batches_scored"] == 1]
+    assert scored_nights == valid
+
+    # a second run of a night scores nothing again and leaves the output untouched
+    day = valid[0]
+    before = {p: p.stat().st_mtime_ns for p in outputs}
+    again = nightly_flow(config=str(nights["config"]), date=day, retrain=False)
+    assert again["score"]["batches_scored"] == 0 and again["score"]["batches_skipped"] == 1
+    assert {p: p.stat().st_mtime_ns for p in outputs} == before
+
+
+def test_every_night_leaves_reports_and_artifacts(nights):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    layout = nights["layout"]
+    for day in nights["manifest"].batch_ids:
+        stored = json.loads(Path(layout.reports("nightly"), f"{day}.json").read_text())
+        assert stored["night"] == day and stored["report"].endswith(f"{day}.json")
+
+    async def latest(key: str) -> str:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                sort=ArtifactSort.CREATED_DESC,
+                limit=1,
+            )
+        return found[0].data if found else ""
+
+    assert "Nightly run: demo" in asyncio.run(latest("demo-nightly"))
+    assert "# Drift: demo" in asyncio.run(latest("demo-drift"))
+    assert "**Trigger:** drift" in asyncio.run(latest("demo-retrain"))
+
+
+def test_a_manual_retrain_can_keep_the_flagged_rows(nights):
+    retrained = retrain_flow(
+        config=str(nights["config"]),
+        trigger="manual",
+        trigger_reasons=["test"],
+        exclude_flagged=False,
+        promote=False,
+    )
+    assert retrained["trigger"] == "manual" and retrained["trigger_reasons"] == ["test"]
+    assert retrained["window"]["rows_left_out"] == 0 and not retrained["promoted"]
+    assert retrained["gate"]["applied"] is False
+    # the newest accepted day ends the window; the quarantined day is never part of it
+    manifest = nights["manifest"]
+    assert retrained["window"]["batches"][-1] == manifest.batch_ids[-1]
+    assert manifest.malformed_batch_id not in retrained["window"]["batches"]
+
+
+def test_retraining_without_accepted_batches_is_skipped_with_a_reason(tmp_path):
+    config = write_config(tmp_path)
+    skipped = retrain_flow(config=str(config), until="2026-01-05")
+    assert skipped["version"] is None and skipped["decision"] == "skipped"
+    assert "no accepted (validated and scored) batches" in skipped["reason"]
+    assert Path(skipped["record"]).is_file()
+
+
+def test_backfill_rescores_a_date_range_in_place(nights):
+    manifest, layout = nights["manifest"], nights["layout"]
+    first_version = nights["trained"]["version"]
+    start, end = manifest.batch_ids[0], manifest.batch_ids[1]
+    summary = backfill_flow(
+        config=str(nights["config"]), start=start, end=end, model_version=first_version, force=True
+    )
+    assert summary["batches_scored"] == 2 and summary["model_version"] == first_version
+    outputs = sorted(Path(layout.scored).glob("date=*/*.parquet"))
+    assert len(outputs) == DAYS - 1  # replaced, not added
+    for day in (start, end):
+        [path] = [p for p in outputs if p.stem == day]
+        versions = read_table(str(path), columns=["model_version"]).column(0).unique()
+        assert versions.to_pylist() == [first_version]
+    again = backfill_flow(
+        config=str(nights["config"]), start=start, end=end, model_version=first_version
+    )
+    assert again["batches_scored"] == 0 and again["batches_skipped"] == 2
+
+
+def test_a_scheduled_night_scores_only_the_new_batch(nights, tmp_path):
+    """Without a date (as the cron deployment runs it), the night is what arrived since."""
+    layout = nights["layout"]
+    config = str(nights["config"])
+    quiet = nightly_flow(config=config, retrain=False)
+    assert quiet["score"]["batches_scored"] == 0 and quiet["drift"] == []
+    assert quiet["score"]["batches_skipped"] == 0  # history is not tonight's business
+
+    # One more day arrives: the generator writes earlier days byte for byte the same.
+    more = generate_demo_data(
+        tmp_path, days=DAYS + 1, rows_per_day=ROWS_PER_DAY, seed=11, drift_day=-4,
+        malformed_day=-3,
+    )  # fmt: skip
+    new_day = more.batch_ids[-1]
+    shutil.copy(more.paths[-1], Path(layout.incoming, f"{new_day}.parquet"))
+    night = nightly_flow(config=config, retrain=False)
+    assert [m["batch_id"] for m in night["score"]["scored"]] == [new_day]
+    assert [d["batch_id"] for d in night["drift"]] == [new_day]
+    assert night["night"] != new_day and Path(night["report"]).is_file()

@@ -1,0 +1,192 @@
+"""Deployments on a real Prefect server: `prefect server start` on loopback with its own SQLite
+database, `aeflow serve` in another process, cron-scheduled runs created by the server's
+scheduler, and an ad-hoc `prefect deployment run` that the served process completes.
+
+Separate from the session's test harness: the server, the serving process and the CLI calls are
+subprocesses that only share the server's URL, as on a real machine. Every process is stopped at
+the end, whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from flows.config import load_config
+from flows.train import train_flow
+from tasks.demo_data import generate_demo_data
+from tasks.io import StorageLayout
+from tasks.validate import draft_suite, suite_json
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PREFECT = shutil.which("prefect", path=str(BIN)) or "prefect"
+AEFLOW = shutil.which("aeflow", path=str(BIN)) or "aeflow"
+TINY = {"model": {"epochs": 3}, "evaluation": {"baselines": False, "report": False}}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def started(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """A subprocess in its own process group, stopped (group and all) on the way out."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            yield process
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=15)
+
+
+def wait_until(check, timeout: float, what: str, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(1)
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{tail}")
+
+
+def healthy(api: str) -> bool:
+    try:
+        return httpx.get(f"{api}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def flow_runs(api: str, deployment: str) -> list:
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    async with PrefectClient(api) as client:
+        return await client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment]))
+        )
+
+
+@pytest.fixture
+def trained_demo(tmp_path: Path) -> dict:
+    """A demo config with three small days and a champion trained on the first two."""
+    data = tomllib.loads((REPO_ROOT / "configs" / "demo.toml").read_text())
+    data["storage"]["root"] = "data"
+    data["validation"]["suite"] = "demo.json"
+    for section, values in TINY.items():
+        data[section] = {**data.get(section, {}), **values}
+    config = tmp_path / "demo.yaml"
+    config.write_text(yaml.safe_dump(data))
+    cfg = load_config(config)
+    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    manifest = generate_demo_data(
+        layout.incoming, days=3, rows_per_day=400, seed=3, drift_day=None, malformed_day=None
+    )
+    cols = cfg.columns
+    suite = draft_suite(
+        pa.concat_tables([pq.read_table(p) for p in manifest.paths[:2]]),
+        cfg.dataset, cols.id, cols.timestamp, cols.numeric, cols.categorical,
+        label_column=cols.label,
+    )  # fmt: skip
+    Path(cfg.suite_path).write_text(suite_json(suite))
+    train_flow(config=str(config), until=manifest.batch_ids[1])
+    return {"config": config, "layout": layout, "manifest": manifest}
+
+
+def test_served_deployments_get_cron_runs_and_complete_an_ad_hoc_run(trained_demo, tmp_path):
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    server_env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "server-home"),
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        # schedule new deployments within seconds instead of the default minute
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
+    }
+    server_env.pop("PREFECT_API_URL", None)
+    client_env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "client-home"),
+        "PREFECT_API_URL": api,
+        "GX_ANALYTICS_ENABLED": "false",
+    }
+    server_log, serve_log = tmp_path / "server.log", tmp_path / "serve.log"
+    started_at = time.monotonic()
+    with started(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        server_env,
+        server_log,
+    ):
+        wait_until(lambda: healthy(api), 90, "the Prefect server's /api/health", server_log)
+        with started(
+            [AEFLOW, "serve", "--config", str(trained_demo["config"])], client_env, serve_log
+        ):
+            nightly = wait_until(
+                lambda: asyncio.run(flow_runs(api, "demo-nightly")),
+                60,
+                "scheduled runs of demo-nightly",
+                serve_log,
+            )
+            # cron '0 2 * * *' in UTC: every scheduled run starts at 02:00, one day apart
+            starts = sorted(run.expected_start_time.astimezone(dt.UTC) for run in nightly)
+            assert all(run.state.is_scheduled() for run in nightly)
+            assert all((t.hour, t.minute) == (2, 0) for t in starts)
+            assert len(starts) >= 2 and starts[1] - starts[0] == dt.timedelta(days=1)
+            weekly = wait_until(
+                lambda: asyncio.run(flow_runs(api, "demo-retrain")), 30, "retrain runs"
+            )
+            for run in weekly:
+                start = run.expected_start_time.astimezone(dt.UTC)
+                assert (start.weekday(), start.hour) == (6, 3)  # Sunday 03:00
+                assert run.parameters["trigger"] == "schedule"
+
+            day = trained_demo["manifest"].batch_ids[2]
+            adhoc = subprocess.run(
+                [PREFECT, "deployment", "run", "aeflow-nightly/demo-nightly",
+                 "-p", f"date={day}", "--watch", "--watch-timeout", "120"],
+                env=client_env, capture_output=True, text=True, timeout=150,
+            )  # fmt: skip
+            assert adhoc.returncode == 0, adhoc.stdout + adhoc.stderr + serve_log.read_text()
+            assert "finished successfully" in adhoc.stdout
+
+            runs = asyncio.run(flow_runs(api, "demo-nightly"))
+            done = [r for r in runs if r.state.is_completed()]
+            assert len(done) == 1 and done[0].parameters["date"] == day
+    layout = trained_demo["layout"]
+    assert [p.stem for p in Path(layout.scored).glob("date=*/*.parquet")] == [day]
+    assert Path(layout.reports("drift"), f"{day}.json").is_file()
+    assert Path(layout.reports("nightly"), f"{day}.json").is_file()
+    assert time.monotonic() - started_at < 150

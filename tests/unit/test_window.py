@@ -1,0 +1,170 @@
+"""Tonight's batches, date ranges and the accepted-batches training window (real Parquet files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tasks.io import StorageLayout, checksum, list_batches, write_json_atomic
+from tasks.window import (
+    accepted_batches,
+    flagged_ids,
+    select_date_range,
+    select_nightly_batches,
+    training_window,
+    without_flagged_rows,
+)
+
+DAYS = ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04", "2026-01-05"]
+
+
+def write_batch(layout: StorageLayout, batch_id: str, n: int = 6, offset: int = 0) -> str:
+    path = Path(layout.incoming, f"{batch_id}.parquet")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ids = [f"{batch_id}-{i + offset}" for i in range(n)]
+    pq.write_table(pa.table({"id": ids, "amount": [float(i) for i in range(n)]}), path)
+    return str(path)
+
+
+def write_scored(layout: StorageLayout, batch_id: str, path: str, flagged: list[bool]) -> str:
+    """A scored output and its success marker, as the score task writes them."""
+    source = pq.read_table(path)
+    output = Path(layout.scored_file(batch_id, batch_id))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(
+        pa.table({"id": source.column("id"), "is_anomaly": pa.array(flagged)}), str(output)
+    )
+    write_json_atomic(
+        {
+            "batch_id": batch_id,
+            "status": "scored",
+            "rows_in": source.num_rows,
+            "rows_out": source.num_rows,
+            "flagged": sum(flagged),
+            "input_path": path,
+            "input_sha256": checksum(path),
+            "model_version": "v1",
+            "output": str(output),
+            "date": batch_id,
+        },
+        layout.success_marker(batch_id),
+    )
+    return str(output)
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> StorageLayout:
+    return StorageLayout(str(tmp_path), "demo")
+
+
+def batches(layout: StorageLayout) -> list[dict]:
+    return [b.to_dict() for b in list_batches(layout.incoming)]
+
+
+def test_tonight_is_the_dated_batches_not_yet_scored(layout):
+    paths = {day: write_batch(layout, day) for day in DAYS[:3]}
+    write_batch(layout, "2026-01-03-late")
+    write_scored(layout, DAYS[2], paths[DAYS[2]], [False] * 6)
+
+    night = select_nightly_batches(batches(layout), layout, "2026-01-03")
+    assert [b["batch_id"] for b in night["pending"]] == ["2026-01-03-late"]
+    assert [m["batch_id"] for m in night["scored_before"]] == ["2026-01-03"]
+
+    # a scheduled run (no date): every batch not scored yet, and the history is not its business
+    everything = select_nightly_batches(batches(layout), layout)
+    assert [b["batch_id"] for b in everything["pending"]] == [
+        "2026-01-01",
+        "2026-01-02",
+        "2026-01-03-late",
+    ]
+    assert everything["scored_before"] == []
+
+
+def test_a_changed_file_under_a_scored_name_is_scored_again(layout):
+    path = write_batch(layout, DAYS[0])
+    write_scored(layout, DAYS[0], path, [False] * 6)
+    write_batch(layout, DAYS[0], offset=100)  # re-delivered with other rows
+    night = select_nightly_batches(batches(layout), layout, DAYS[0])
+    assert [b["batch_id"] for b in night["pending"]] == [DAYS[0]]
+    assert night["scored_before"] == []
+
+
+def test_a_bad_date_is_one_clear_error(layout):
+    with pytest.raises(ValueError, match="date must be a date YYYY-MM-DD"):
+        select_nightly_batches([], layout, "yesterday")
+
+
+def test_date_ranges_are_inclusive_and_skip_undated_batches(layout):
+    for day in DAYS:
+        write_batch(layout, day)
+    write_batch(layout, "manual-upload")
+    chosen = select_date_range(batches(layout), "2026-01-02", "2026-01-04")
+    assert [b["batch_id"] for b in chosen] == DAYS[1:4]
+    with pytest.raises(ValueError, match="start 2026-01-04 is after end 2026-01-02"):
+        select_date_range(batches(layout), "2026-01-04", "2026-01-02")
+
+
+def test_the_window_holds_the_accepted_batches_of_the_last_n_days(layout):
+    paths = {day: write_batch(layout, day) for day in DAYS}
+    for day in DAYS:
+        if day != "2026-01-04":  # validated and quarantined elsewhere: never scored
+            write_scored(layout, day, paths[day], [False] * 6)
+    accepted = accepted_batches(layout)
+    assert [b["batch_id"] for b in accepted] == [
+        "2026-01-01",
+        "2026-01-02",
+        "2026-01-03",
+        "2026-01-05",
+    ]
+    assert accepted[0]["rows"] == 6 and accepted[0]["model_version"] == "v1"
+
+    assert [b["batch_id"] for b in training_window(accepted, 3)] == ["2026-01-03", "2026-01-05"]
+    assert [b["batch_id"] for b in training_window(accepted, 2, until="2026-01-02")] == [
+        "2026-01-01",
+        "2026-01-02",
+    ]
+    assert training_window([], 3) == []
+    with pytest.raises(ValueError, match="window_days must be >= 1"):
+        training_window(accepted, 0)
+
+
+def test_rows_flagged_in_the_scored_outputs_are_left_out_of_the_training_rows(layout):
+    flags = {
+        DAYS[0]: [False, True, False, False, True, False],
+        DAYS[1]: [False, False, False, False, False, True],
+    }
+    for day, flagged in flags.items():
+        write_scored(layout, day, write_batch(layout, day), flagged)
+    window = training_window(accepted_batches(layout), 7)
+    assert sorted(flagged_ids(window, "id").to_pylist()) == [
+        f"{DAYS[0]}-1",
+        f"{DAYS[0]}-4",
+        f"{DAYS[1]}-5",
+    ]
+    # a training split: rows of both days, reordered (as a time-ordered split would)
+    rows = pa.concat_tables([pq.read_table(b["path"]) for b in window]).take([11, 0, 4, 7, 1, 5])
+    train = Path(layout.root, "split", "train.parquet")
+    train.parent.mkdir()
+    pq.write_table(rows, train)
+    destination = str(Path(layout.reports("retrain-test"), "train-without-flagged.parquet"))
+
+    result = without_flagged_rows(str(train), window, "id", destination)
+    assert result == {"path": destination, "rows_in": 6, "rows_kept": 3, "rows_left_out": 3}
+    assert pq.read_table(destination).column("id").to_pylist() == [
+        f"{DAYS[0]}-0",
+        f"{DAYS[1]}-1",
+        f"{DAYS[0]}-5",
+    ]
+
+
+def test_training_rows_without_the_id_column_cannot_be_matched(layout):
+    path = write_batch(layout, DAYS[0])
+    write_scored(layout, DAYS[0], path, [True] * 6)
+    train = Path(layout.root, "train.parquet")
+    pq.write_table(pq.read_table(path).drop_columns(["id"]), train)
+    window = training_window(accepted_batches(layout), 1)
+    with pytest.raises(ValueError, match="lack the id column 'id'"):
+        without_flagged_rows(str(train), window, "id", str(Path(layout.root, "out.parquet")))
