@@ -70,17 +70,25 @@ def _with_progress(run):
 # --------------------------------------------------------------------------------- summaries
 def format_train_summary(result: dict[str, Any]) -> str:
     metrics = result["metrics"]
+    gate = result.get("gate") or {}
+    status = "champion" if result["promoted"] else "registered, not promoted"
     lines = [
-        f"model version     {result['version']} ({'champion' if result['promoted'] else 'not promoted'})",
+        f"model version     {result['version']} ({status})",
         f"trained on        {metrics['train_rows']} rows from {len(result['training_batches'])} batches "
         f"in {metrics['fit_seconds']:.1f} s",
         f"threshold         {metrics['threshold']:.4f}",
     ]
-    if "train_auroc" in metrics:
-        lines.append(f"train AUROC       {metrics['train_auroc']:.3f} (against the label column)")
-    for left_out in result["left_out"]:
+    evaluation = result.get("evaluation") or {}
+    if evaluation.get("auroc") is not None:
+        lines.append(f"holdout AUROC     {evaluation['auroc']:.3f} (against the label column)")
+    if gate:
+        reasons = "; ".join(gate.get("reasons", [])) or "no reasons recorded"
+        lines.append(f"promotion gate    {gate.get('decision', '?')}: {reasons}")
+    for left_out in result.get("left_out", []):
         lines.append(f"left out          {left_out['batch_id']}: {left_out['reason']}")
     lines.append(f"model bundle      {result['models_root']}/{result['version']}")
+    if result.get("report"):
+        lines.append(f"report            {result['report']}")
     return "\n".join(lines)
 
 
@@ -130,7 +138,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     cfg, layout = _layout(args.config)
     summary = run_score(
-        args.config, model_version=args.model_version, force=args.force, workers=args.workers
+        args.config,
+        model_version=args.model_version,
+        force=args.force,
+        workers=args.workers,
+        dask=args.dask,
     )
     print("\n" + format_score_summary(summary, layout.scored, layout.quarantine()))
     return 0
@@ -194,10 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser(
         "train",
-        help="train a detector on the training window, register it and promote it",
+        help="train a detector on the training window, evaluate it, promote it through the gate",
         description="Run the train flow: validate the training window's batches, fit the "
-        "autoencoder on the accepted ones, register the bundle under <root>/models/<dataset>/ and "
-        "make it the champion.",
+        "autoencoder on the accepted ones, register the bundle under <root>/models/<dataset>/, "
+        "evaluate it on a holdout beside the champion and baselines, write an HTML report, and make "
+        "it the champion when the promotion gate passes.",
     )
     _add_config(train)
     train.add_argument("--until", metavar="BATCH_ID", help="use only batches with id <= this")
@@ -220,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--model-version", help="score with this version instead of the champion")
     score.add_argument("--force", action="store_true", help="re-score batches already scored")
     score.add_argument("--workers", type=int, help="batches scored concurrently (config default)")
+    score.add_argument(
+        "--dask",
+        metavar="ADDRESS|local",
+        help="run on a Dask cluster: a scheduler address (tcp://host:8786), or 'local' for a "
+        "temporary LocalCluster of --workers processes (needs the dask extra)",
+    )
     score.set_defaults(handler=cmd_score)
 
     demo_data = sub.add_parser(

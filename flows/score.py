@@ -1,14 +1,17 @@
 """The `score` flow: find unscored batches -> validate each -> quarantine or score -> summary.
 
-Wiring only. Batches are mapped over the flow's task runner (threads by default; a Dask cluster with
-`--dask`), so validation and scoring of different batches overlap.
+Wiring only. Batches are mapped over the flow's task runner: threads by default, or a Dask cluster
+(`aeflow score --dask ADDRESS|local`, through prefect-dask). A batch is scored as soon as its own
+validation passes, so validating one batch overlaps with scoring another.
 """
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
-from prefect import flow, unmapped
+from prefect import flow, get_run_logger, unmapped
+from prefect.futures import as_completed
 
 from flows.config import load_config
 from tasks.io import StorageLayout, list_batches_task
@@ -23,6 +26,8 @@ def score_flow(
 ) -> dict[str, Any]:
     """Score every batch in incoming/ not yet scored by the model (the champion unless
     `model_version`); `force` re-scores batches already scored. Returns the run summary.
+
+    Raises RuntimeError after the summary when a batch failed to score (the others are committed).
     """
     cfg = load_config(config)
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
@@ -33,7 +38,7 @@ def score_flow(
         available, layout.root, cfg.dataset, model_version, force, opts
     )
     pending, version = plan["pending"], plan["model_version"]
-    outcomes = validate_batch_task.map(
+    validations = validate_batch_task.map(
         pending,
         unmapped(cfg.suite_path),
         unmapped(cols.id),
@@ -43,41 +48,98 @@ def score_flow(
         unmapped(cols.missing_values),
         unmapped(cfg.validation.on_warning),
         unmapped(opts),
-    ).result()
+        unmapped(cfg.validation.severity),
+        unmapped(layout.reports("data-docs") if cfg.validation.data_docs else None),
+    )
+    batch_of = {
+        future.task_run_id: batch for future, batch in zip(validations, pending, strict=True)
+    }
     scoring, quarantining, warnings = [], [], []
-    for batch, outcome in zip(pending, outcomes, strict=True):
-        if outcome["accepted"]:
-            if outcome["status"] == "warning":
-                warnings.append(outcome)
-            scoring.append(
-                score_batch_task.submit(
-                    batch,
-                    layout.root,
-                    cfg.dataset,
-                    cols.passthrough,
-                    cols.timestamp,
-                    cols.numeric,
-                    cols.categorical,
-                    cols.missing_values,
-                    version,
-                    cfg.scoring.chunk_rows,
-                    cfg.scoring.top_k,
-                    force,
-                    opts,
-                )
-            )
-        else:
+    for validated in as_completed(list(validations)):
+        batch, outcome = batch_of[validated.task_run_id], validated.result()
+        if not outcome["accepted"]:
             quarantining.append(
                 quarantine_task.submit(batch, layout.quarantine(batch["batch_id"]), outcome, opts)
             )
-    return score_summary_task(
+            continue
+        if outcome["status"] == "warning":
+            warnings.append(outcome)
+        scoring.append(
+            score_batch_task.submit(
+                batch,
+                layout.root,
+                cfg.dataset,
+                cols.passthrough,
+                cols.timestamp,
+                cols.numeric,
+                cols.categorical,
+                cols.missing_values,
+                version,
+                cfg.scoring.chunk_rows,
+                cfg.scoring.top_k,
+                force,
+                opts,
+            )
+        )
+    markers, failures = [], []
+    for future in scoring:
+        try:
+            markers.append(future.result())
+        except Exception as exc:  # reported after the summary; the other batches are committed
+            failures.append(f"{exc.__class__.__name__}: {exc}")
+    by_id = itemgetter("batch_id")
+    # A concurrent run may have scored a batch between planning and scoring: it is skipped then.
+    scored = sorted((m for m in markers if m["status"] == "scored"), key=by_id)
+    skipped = sorted(
+        [*plan["skipped"], *(m for m in markers if m["status"] != "scored")], key=by_id
+    )
+    summary = score_summary_task(
         cfg.dataset,
         version,
-        [f.result() for f in scoring],
-        plan["skipped"],
-        [f.result() for f in quarantining],
-        warnings,
+        scored,
+        skipped,
+        sorted((f.result() for f in quarantining), key=by_id),
+        sorted(warnings, key=by_id),
     )
+    if failures:
+        get_run_logger().error("%d batch(es) failed to score", len(failures))
+        raise RuntimeError(f"{len(failures)} batch(es) failed to score: " + "; ".join(failures))
+    return summary
+
+
+def task_runner_for(workers: int, dask: str | None = None) -> Any:
+    """The Prefect task runner for a score run.
+
+    Args:
+        workers: batches validated and scored at once (threads, or Dask workers for "local").
+        dask: None for threads in this process; "local" for a temporary Dask LocalCluster of
+            ``workers`` single-threaded worker processes; otherwise the address of a running Dask
+            scheduler ("tcp://host:8786"), whose workers need aeflow installed.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers}")
+    if dask is None:
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=workers)
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError:
+        raise ValueError(
+            "--dask needs prefect-dask and distributed; install them with `pip install aeflow[dask]`"
+        ) from None
+    if dask == "local":
+        # One thread per worker process: scoring holds the GIL in pandas and scikit-learn, so
+        # processes, not threads, spread it over the cores.
+        return DaskTaskRunner(
+            cluster_class="distributed.LocalCluster",
+            cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True},
+        )
+    if "://" not in dask and ":" not in dask:
+        raise ValueError(
+            f"--dask takes 'local' or a scheduler address such as tcp://host:8786, got {dask!r}"
+        )
+    return DaskTaskRunner(address=dask)
 
 
 def run_score(
@@ -86,15 +148,13 @@ def run_score(
     force: bool = False,
     workers: int | None = None,
     task_runner: Any = None,
+    dask: str | None = None,
 ) -> dict[str, Any]:
-    """Run the score flow with `workers` threads (the config's `scoring.workers` by default), or on
-    the given Prefect task runner (e.g. a DaskTaskRunner).
+    """Run the score flow with `workers` threads (the config's `scoring.workers` by default), on a
+    Dask cluster (`dask`: "local" or a scheduler address), or on the given Prefect task runner.
     """
-    from prefect.task_runners import ThreadPoolTaskRunner
-
     if task_runner is None:
-        threads = workers or load_config(config).scoring.workers
-        task_runner = ThreadPoolTaskRunner(max_workers=threads)
+        task_runner = task_runner_for(workers or load_config(config).scoring.workers, dask)
     return score_flow.with_options(task_runner=task_runner)(
         config=config, model_version=model_version, force=force
     )

@@ -40,6 +40,7 @@ from models.storage import (  # noqa: F401
 
 PARQUET_SUFFIX = ".parquet"
 SUCCESS_FOLDER = "_success"  # pyarrow.dataset and Hive readers skip names starting with "_"
+LOCK_FOLDER = "_locks"  # per-batch scoring locks (see tasks.scoring.BatchLock)
 
 
 # ----------------------------------------------------------------------------------------- paths
@@ -67,6 +68,9 @@ class StorageLayout:
 
     def success_marker(self, batch_id: str) -> str:
         return join(self.scored, SUCCESS_FOLDER, f"{batch_id}.json")
+
+    def scoring_lock(self, batch_id: str) -> str:
+        return join(self.scored, LOCK_FOLDER, f"{batch_id}.lock")
 
     @property
     def models(self) -> str:
@@ -144,20 +148,31 @@ def iter_record_batches(
     columns: list[str] | None = None,
     batch_rows: int = 65_536,
 ) -> Iterator[pa.RecordBatch]:
-    """Stream a batch as Arrow record batches of at most ``batch_rows`` rows."""
+    """Stream a batch as Arrow record batches of at most ``batch_rows`` rows (a record batch never
+    spans two row groups)."""
     for file in batch_files(path, options):
         with contextlib.closing(open_parquet(file, options)) as parquet:
-            yield from parquet.iter_batches(batch_size=batch_rows, columns=columns)
+            # One reader per row group: a reader over the whole file keeps every row group it has
+            # pre-buffered until it is closed, so its memory grew with the file (pyarrow 26: a peak
+            # of 730 MB against 281 MB for a 10M-row file, docs/benchmarks/score_speed.md).
+            for group in range(parquet.num_row_groups):
+                yield from parquet.iter_batches(
+                    batch_size=batch_rows, columns=columns, row_groups=[group]
+                )
 
 
 def read_table(
     path: str, options: StorageOptions = None, columns: list[str] | None = None
 ) -> pa.Table:
     """A whole batch as one Arrow table (for validation and training, not for scoring)."""
-    batches = list(iter_record_batches(path, options, columns))
-    if batches:
-        return pa.Table.from_batches(batches)
-    return read_schema(path, options).empty_table()
+    tables = []
+    for file in batch_files(path, options):
+        fs, inner = filesystem(file, options)
+        with fs.open(inner, "rb") as handle:
+            tables.append(pq.read_table(handle, columns=columns))
+    if not tables:
+        raise FileNotFoundError(f"batch {path} holds no Parquet files")
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
 def checksum(path: str, options: StorageOptions = None) -> str:
@@ -171,6 +186,46 @@ def checksum(path: str, options: StorageOptions = None) -> str:
     return digest.hexdigest()
 
 
+def fingerprint(path: str, options: StorageOptions = None) -> str:
+    """A cheap identity of a batch's bytes from file metadata only: sha256 over each file's name,
+    size and modification stamp (mtime locally, ETag or LastModified on object stores).
+
+    Equal fingerprints mean the files were not rewritten, without reading them; scoring uses it to
+    skip the full :func:`checksum` of batches already scored, and falls back to the checksum when
+    the fingerprints differ (a copied but identical file is still recognised).
+    """
+    fs, _ = filesystem(path, options)
+    digest = hashlib.sha256()
+    for file in batch_files(path, options):
+        inner = filesystem(file, options)[1]
+        fs.invalidate_cache(inner)  # object stores cache listings: ask the store itself
+        info = fs.info(inner)
+        stamp = next(
+            (info[key] for key in ("mtime", "ETag", "LastModified", "created") if key in info), ""
+        )
+        digest.update(f"{posixpath.basename(file)}|{info.get('size')}|{stamp}\n".encode())
+    return digest.hexdigest()
+
+
+def remove_stale_temporaries(url: str, options: StorageOptions = None) -> list[str]:
+    """Remove temporaries that an interrupted atomic write of ``url`` left next to it.
+
+    Local atomic writes go to ``.<name>.tmp-<random>`` in the destination folder; a process killed
+    mid-write (SIGKILL, power loss) leaves that file behind. Only call this while no other writer of
+    ``url`` can be running (scoring holds the batch's lock). Object stores need nothing: their
+    temporaries live on the writer's local disk, and an object appears only when complete.
+    Returns the removed paths.
+    """
+    if not is_local(url):
+        return []
+    fs, path = filesystem(url, options)
+    folder, name = posixpath.split(path)
+    stale = fs.glob(posixpath.join(folder, f".{name}.tmp-*")) if fs.exists(folder) else []
+    for leftover in stale:
+        fs.rm(leftover)
+    return stale
+
+
 # -------------------------------------------------------------------------------- atomic writes
 def write_parquet_atomic(
     batches: Iterable[pa.RecordBatch] | pa.Table,
@@ -178,11 +233,14 @@ def write_parquet_atomic(
     schema: pa.Schema | None = None,
     options: StorageOptions = None,
     compression: str = "zstd",
+    writer_options: dict[str, Any] | None = None,
 ) -> int:
     """Stream record batches (or a table) into one Parquet file, committed atomically.
 
     Returns the number of rows written. ``schema`` is required when ``batches`` may be empty.
+    ``writer_options`` go to ``pyarrow.parquet.ParquetWriter`` (e.g. ``use_dictionary``).
     """
+    writer_options = writer_options or {}
     if isinstance(batches, pa.Table):
         schema = schema or batches.schema
         batches = batches.to_batches()
@@ -193,14 +251,14 @@ def write_parquet_atomic(
             for batch in batches:
                 if writer is None:
                     writer = pq.ParquetWriter(
-                        handle, schema or batch.schema, compression=compression
+                        handle, schema or batch.schema, compression=compression, **writer_options
                     )
                 writer.write_batch(batch)
                 rows += batch.num_rows
             if writer is None:
                 if schema is None:
                     raise ValueError("no record batches to write and no schema given; pass schema=")
-                writer = pq.ParquetWriter(handle, schema, compression=compression)
+                writer = pq.ParquetWriter(handle, schema, compression=compression, **writer_options)
         finally:
             if writer is not None:
                 writer.close()

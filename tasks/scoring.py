@@ -1,18 +1,40 @@
 """Scoring: stream a batch through the model and commit its output exactly once.
 
-The output of a batch has a deterministic name, ``scored/<dataset>/date=YYYY-MM-DD/<batch_id>.parquet``.
-It is streamed (record batch in, record batch out) into a temporary file that is committed by rename
-(or one PUT), and only then is the success marker ``scored/<dataset>/_success/<batch_id>.json``
-written. A batch whose marker names the same model version and input checksum is skipped unless
-forced; a re-run replaces the output file, so nothing is ever appended twice.
+One batch, :func:`score_batch`:
+
+1. Take the batch's lock (:class:`BatchLock`), so concurrent runs never score a batch twice at once.
+2. Skip it when its success marker names the same model version and the same input (the cheap
+   :func:`tasks.io.fingerprint` first, the sha256 :func:`tasks.io.checksum` when they differ),
+   unless forced.
+3. Stream it: Parquet record batches -> feature frame -> ``detector.score`` (one torch forward
+   pass in ``inference_mode`` per chunk, on the GPU when present) -> output record batch -> an
+   incremental ParquetWriter. Reading, scoring and writing run in three threads joined by bounded
+   queues, so memory holds a few chunks whatever the file size.
+4. Commit the output under its deterministic name,
+   ``scored/<dataset>/date=YYYY-MM-DD/<batch_id>.parquet``, by rename (local) or one PUT (object
+   stores); a re-run replaces it, nothing is ever appended.
+5. Only then write the success marker ``scored/<dataset>/_success/<batch_id>.json``: rows in and
+   out, flagged rows, input sha256 and fingerprint, model version, output path.
+
+A crash anywhere before step 5 leaves no marker, so the next run scores the batch again; the output
+schema is documented in docs/outputs.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
+import os
+import queue
+import socket
 import threading
-from collections.abc import Iterator, Sequence
-from typing import Any
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -28,45 +50,68 @@ from tasks.io import (
     StorageOptions,
     batch_files,
     checksum,
+    filesystem,
+    fingerprint,
+    is_local,
     iter_record_batches,
     open_parquet,
     read_json,
     remove,
+    remove_stale_temporaries,
     write_json_atomic,
     write_parquet_atomic,
 )
 
-SCORE_COLUMNS = (
-    "anomaly_score",
-    "anomaly_percentile",
-    "is_anomaly",
-    "threshold",
-    "top_features",
+T = TypeVar("T")
+
+# The output columns around the latent features z_0..z_{k-1} (docs/outputs.md).
+SCORE_FIELDS = (
+    pa.field("anomaly_score", pa.float64()),
+    pa.field("anomaly_percentile", pa.float64()),
+    pa.field("is_anomaly", pa.bool_()),
+    pa.field("threshold", pa.float64()),
+    pa.field("top_features", pa.string()),
 )
-TRAILING_COLUMNS = ("model_version", "batch_id", "scored_at")
+TRAILING_FIELDS = (
+    pa.field("model_version", pa.string()),
+    pa.field("batch_id", pa.string()),
+    pa.field("scored_at", pa.timestamp("us", tz="UTC")),
+)
+SCORE_COLUMNS = tuple(field.name for field in SCORE_FIELDS)
+TRAILING_COLUMNS = tuple(field.name for field in TRAILING_FIELDS)
+# Record batches buffered between the reading and the scoring threads.
+PIPELINE_DEPTH = 2
+# Output columns with few distinct values per file. Dictionary-encoding only these (not the float
+# scores and latent features, which are all distinct) makes the write 3x cheaper and the file
+# smaller (docs/benchmarks/score_speed.md).
+DICTIONARY_COLUMNS = ("is_anomaly", "threshold", "top_features", *TRAILING_COLUMNS)
+# Test hook: seconds to sleep after writing each scored chunk, so a test can kill a run part-way
+# through a small batch. Unset (the default) costs nothing.
+SLOW_WRITE_ENV = "AEFLOW_TEST_SLOW_SCORING_S"
 
 
+# ---------------------------------------------------------------------------------- output schema
 def output_schema(
     input_schema: pa.Schema, passthrough: Sequence[str], latent_dim: int
 ) -> pa.Schema:
-    """The scored file's schema: passthrough columns as in the input, then the model outputs."""
+    """The scored file's schema: passthrough columns as in the input, then the model outputs.
+
+    See docs/outputs.md for the meaning and units of each column.
+    """
+    missing = [name for name in passthrough if input_schema.get_field_index(name) < 0]
+    if missing:
+        raise ValueError(
+            f"passthrough column(s) {missing} are not in the batch (columns: {input_schema.names}); "
+            "fix the config's columns.id / columns.timestamp or the batch"
+        )
     fields = [input_schema.field(name) for name in passthrough]
-    fields += [
-        pa.field("anomaly_score", pa.float64()),
-        pa.field("anomaly_percentile", pa.float64()),
-        pa.field("is_anomaly", pa.bool_()),
-        pa.field("threshold", pa.float64()),
-        pa.field("top_features", pa.string()),
-    ]
+    fields += SCORE_FIELDS
     fields += [pa.field(f"z_{i}", pa.float32()) for i in range(latent_dim)]
-    fields += [
-        pa.field("model_version", pa.string()),
-        pa.field("batch_id", pa.string()),
-        pa.field("scored_at", pa.timestamp("us", tz="UTC")),
-    ]
+    fields += TRAILING_FIELDS
     return pa.schema(fields)
 
 
+# --------------------------------------------------------------------------------- date partition
 def _earliest_from_statistics(path: str, column: str, options: StorageOptions) -> Any | None:
     """The column's minimum from Parquet row-group statistics, or None when any group lacks them."""
     earliest = None
@@ -111,6 +156,7 @@ def batch_date(path: str, timestamp_column: str | None, options: StorageOptions 
     return dt.datetime.now(dt.UTC).date().isoformat()
 
 
+# ------------------------------------------------------------------------------------------ model
 _model_cache: dict[tuple[str, str], Any] = {}
 _model_cache_lock = threading.Lock()
 
@@ -128,60 +174,391 @@ def load_model(
         return _model_cache[key], resolved
 
 
-def _scored_record_batches(
-    batch: BatchRef,
+# Scoring calls running in this process right now; each sizes its torch thread pool from it.
+_active_scorers = 0
+_active_scorers_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _count_active_scorer() -> Iterator[int]:
+    global _active_scorers
+    with _active_scorers_lock:
+        _active_scorers += 1
+        active = _active_scorers
+    try:
+        yield active
+    finally:
+        with _active_scorers_lock:
+            _active_scorers -= 1
+
+
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_torch_threads(concurrent_batches: int, scoring_threads: int = 1) -> int:
+    """Torch intra-op threads for one scoring thread: the CPUs left after one for the reading and
+    writing threads, shared by all scoring threads of the batches scored at once, at least 1.
+
+    Why not torch's default (all CPUs): OpenMP workers spin while waiting, so an all-CPU pool next
+    to other scoring threads or busy neighbours makes the forward pass several times slower (4.5x
+    on the 2-core machine of docs/benchmarks/score_speed.md).
+    """
+    return max(1, (_available_cpus() - 1) // max(1, concurrent_batches * scoring_threads))
+
+
+# -------------------------------------------------------------------------------------- streaming
+def prefetch(
+    items: Iterable[T], depth: int = PIPELINE_DEPTH, name: str = "prefetch"
+) -> Iterator[T]:
+    """Iterate ``items`` in a background thread, keeping at most ``depth`` items ready.
+
+    A stage of a pipeline: the producer's work (Parquet decoding) overlaps with the consumer's,
+    while the bounded queue keeps memory flat. An exception in the producer is raised
+    in the consumer; closing the consumer stops the producer.
+    """
+    ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(message: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(message, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        iterator = iter(items)
+        try:
+            for item in iterator:
+                if not put(("item", item)):
+                    return
+            put(("done", None))
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put(("error", exc))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    producer = threading.Thread(target=produce, name=f"aeflow-{name}", daemon=True)
+    producer.start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+        producer.join()
+
+
+def ordered_map(
+    function: Callable[[T], Any],
+    items: Iterable[T],
+    workers: int,
+    initializer: Callable[[], None] | None = None,
+    name: str = "map",
+) -> Iterator[Any]:
+    """``function`` over ``items`` in ``workers`` threads; results in input order, with at most
+    ``workers + 1`` items in flight (memory stays bounded). An exception is raised in order, and
+    closing the iterator cancels the work not yet started.
+    """
+    pool = ThreadPoolExecutor(workers, thread_name_prefix=f"aeflow-{name}", initializer=initializer)
+    in_flight: deque[Future[Any]] = deque()
+    try:
+        for item in items:
+            in_flight.append(pool.submit(function, item))
+            if len(in_flight) > workers:
+                yield in_flight.popleft().result()
+        while in_flight:
+            yield in_flight.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def score_chunk(
+    record_batch: pa.RecordBatch,
     detector: Any,
-    model_version: str,
     schema: pa.Schema,
+    *,
+    model_version: str,
+    batch_id: str,
     passthrough: Sequence[str],
     numeric: Sequence[str],
     categorical: Sequence[str],
-    missing_tokens: Sequence[str],
-    chunk_rows: int,
-    top_k: int,
+    missing_tokens: Sequence[str] = (),
+    top_k: int = 3,
     scored_at: dt.datetime,
-    options: StorageOptions,
-    counters: dict[str, int],
+) -> pa.RecordBatch:
+    """One input record batch (n rows) -> one output record batch of ``schema`` (n rows, same
+    order): the passthrough columns, then ``detector.score``'s outputs, then the constants."""
+    n = record_batch.num_rows
+    latent_dim = sum(1 for name in schema.names[len(passthrough) :] if name.startswith("z_"))
+    features = feature_frame(record_batch, numeric, categorical, missing_tokens)
+    result = detector.score(features, top_k=top_k)
+    latent = np.asarray(result.latent, dtype=np.float32)
+    if latent.shape != (n, latent_dim):
+        raise ValueError(
+            f"the model returned latent features of shape {latent.shape}, the output schema "
+            f"expects ({n}, {latent_dim}); the model and the schema are out of step"
+        )
+    arrays = [record_batch.column(name) for name in passthrough]
+    arrays += [
+        pa.array(np.asarray(result.scores, dtype=np.float64)),
+        pa.array(np.asarray(result.percentiles, dtype=np.float64)),
+        pa.array(np.asarray(result.is_anomaly, dtype=bool)),
+        pa.repeat(pa.scalar(float(detector.threshold_), pa.float64()), n),
+        pa.array(result.top_features, type=pa.string()),
+    ]
+    arrays += [pa.array(latent[:, i]) for i in range(latent_dim)]
+    arrays += [
+        pa.repeat(pa.scalar(model_version, pa.string()), n),
+        pa.repeat(pa.scalar(batch_id, pa.string()), n),
+        pa.repeat(pa.scalar(scored_at, pa.timestamp("us", tz="UTC")), n),
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def score_record_batches(
+    record_batches: Iterable[pa.RecordBatch],
+    detector: Any,
+    schema: pa.Schema,
+    *,
+    model_version: str,
+    batch_id: str,
+    passthrough: Sequence[str],
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    missing_tokens: Sequence[str] = (),
+    top_k: int = 3,
+    scored_at: dt.datetime,
+    counters: dict[str, int] | None = None,
+    scoring_threads: int = 1,
+    torch_threads: int | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    columns = list(dict.fromkeys([*passthrough, *numeric, *categorical]))
-    threshold = float(detector.threshold_)
-    for record_batch in iter_record_batches(
-        batch.path, options, columns=columns, batch_rows=chunk_rows
+    """Score input record batches into output record batches of ``schema`` (one per non-empty
+    input, rows in the same order), with ``scoring_threads`` chunks scored at once.
+
+    ``counters`` (when given) accumulates ``rows_in``, ``rows_out`` and ``flagged``.
+    ``torch_threads`` sets the intra-op threads of each scoring thread.
+    """
+    counters = counters if counters is not None else {}
+    for key in ("rows_in", "rows_out", "flagged"):
+        counters.setdefault(key, 0)
+
+    def non_empty() -> Iterator[pa.RecordBatch]:
+        for record_batch in record_batches:
+            counters["rows_in"] += record_batch.num_rows
+            if record_batch.num_rows:
+                yield record_batch
+
+    def set_torch_threads() -> None:
+        if torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(torch_threads)  # this thread's OpenMP pool only
+
+    def score_one(record_batch: pa.RecordBatch) -> pa.RecordBatch:
+        return score_chunk(
+            record_batch,
+            detector,
+            schema,
+            model_version=model_version,
+            batch_id=batch_id,
+            passthrough=passthrough,
+            numeric=numeric,
+            categorical=categorical,
+            missing_tokens=missing_tokens,
+            top_k=top_k,
+            scored_at=scored_at,
+        )
+
+    for scored in ordered_map(score_one, non_empty(), scoring_threads, set_torch_threads, "score"):
+        counters["rows_out"] += scored.num_rows
+        counters["flagged"] += int(pc.sum(scored.column("is_anomaly")).as_py() or 0)
+        yield scored
+
+
+def _slowed_for_tests(record_batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    delay = float(os.environ.get(SLOW_WRITE_ENV, "0") or 0)
+    for record_batch in record_batches:
+        yield record_batch
+        if delay > 0:
+            time.sleep(delay)
+
+
+# -------------------------------------------------------------------------------------------- lock
+class BatchLockTimeout(TimeoutError):
+    """Another run held a batch's lock for longer than the caller was willing to wait."""
+
+
+class BatchLock:
+    """Mutual exclusion for scoring one batch, across threads, processes and machines.
+
+    - Local storage: ``fcntl.flock`` on ``<scored>/_locks/<batch_id>.lock``. The kernel releases
+      the lock when its holder exits, even by SIGKILL, so a crash never leaves a stale lock.
+    - Object stores: a lease object created with an exclusive PUT (``If-None-Match: *`` on S3),
+      renewed every ``lease_s / 3`` by a heartbeat thread. A holder that died stops renewing; once
+      its lease has expired the next run breaks it. If two runs break the same stale lease at the
+      same moment both may proceed; :meth:`check` (called before each commit) makes the one whose
+      lease was replaced fail instead of committing, and even without it the commits are atomic
+      replacements of the same name, so a batch still has exactly one output.
+
+    Waits up to ``timeout_s`` for a holder, then raises :class:`BatchLockTimeout`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        options: StorageOptions = None,
+        timeout_s: float = 3600.0,
+        lease_s: float = 60.0,
+        poll_s: float = 0.2,
     ):
-        n = record_batch.num_rows
-        counters["rows_in"] += n
-        if n == 0:
-            continue
-        features = feature_frame(record_batch, numeric, categorical, missing_tokens)
-        result = detector.score(features, top_k=top_k)
-        arrays = [record_batch.column(name) for name in passthrough]
-        arrays += [
-            pa.array(np.asarray(result.scores, dtype=np.float64)),
-            pa.array(np.asarray(result.percentiles, dtype=np.float64)),
-            pa.array(np.asarray(result.is_anomaly, dtype=bool)),
-            pa.array(np.full(n, threshold, dtype=np.float64)),
-            pa.array(_top_features_strings(result.top_features), type=pa.string()),
-        ]
-        latent = np.asarray(result.latent, dtype=np.float32)
-        arrays += [pa.array(latent[:, i]) for i in range(latent.shape[1])]
-        arrays += [
-            pa.array(np.full(n, model_version, dtype=object), type=pa.string()),
-            pa.array(np.full(n, batch.batch_id, dtype=object), type=pa.string()),
-            pa.array(np.full(n, scored_at), type=pa.timestamp("us", tz="UTC")),
-        ]
-        counters["rows_out"] += n
-        counters["flagged"] += int(np.count_nonzero(result.is_anomaly))
-        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+        self.url = url
+        self.options = options
+        self.timeout_s = timeout_s
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self._fd: int | None = None
+        self._heartbeat: threading.Thread | None = None
+        self._released = threading.Event()
+        self._lost = False
+
+    # -- local: flock
+    def _acquire_flock(self, path: str, deadline: float) -> None:
+        import fcntl
+
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._fd = fd
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise self._timeout() from None
+                time.sleep(self.poll_s)
+
+    # -- object stores: lease
+    def _lease_record(self) -> bytes:
+        record = {"owner": self.owner, "expires_at": time.time() + self.lease_s}
+        return json.dumps(record).encode("utf-8")
+
+    def _acquire_lease(self, deadline: float) -> None:
+        fs, path = filesystem(self.url, self.options)
+        while True:
+            try:
+                fs.pipe_file(path, self._lease_record(), mode="create")
+                break
+            except FileExistsError:
+                pass
+            current = read_json(self.url, self.options)
+            if current is not None and float(current.get("expires_at", 0)) < time.time():
+                remove(self.url, self.options)  # its holder stopped renewing it: it died
+                continue
+            if time.monotonic() > deadline:
+                raise self._timeout()
+            time.sleep(self.poll_s)
+        self._heartbeat = threading.Thread(target=self._renew, name="aeflow-lease", daemon=True)
+        self._heartbeat.start()
+
+    def _renew(self) -> None:
+        fs, path = filesystem(self.url, self.options)
+        while not self._released.wait(self.lease_s / 3):
+            current = read_json(self.url, self.options)
+            if current is None or current.get("owner") != self.owner:
+                self._lost = True
+                return
+            fs.pipe_file(path, self._lease_record())
+
+    def _timeout(self) -> BatchLockTimeout:
+        return BatchLockTimeout(
+            f"batch lock {self.url} is held by another scoring run; waited {self.timeout_s:.0f} s. "
+            "Let that run finish, or raise the timeout"
+        )
+
+    # -- protocol
+    def acquire(self) -> BatchLock:
+        deadline = time.monotonic() + self.timeout_s
+        if is_local(self.url):
+            self._acquire_flock(filesystem(self.url, self.options)[1], deadline)
+        else:
+            self._acquire_lease(deadline)
+        return self
+
+    def check(self) -> None:
+        """Raise when this holder's lease was broken by another run (object stores only)."""
+        if self._lost or (
+            self._heartbeat is not None
+            and (read_json(self.url, self.options) or {}).get("owner") != self.owner
+        ):
+            self._lost = True
+            raise RuntimeError(
+                f"lost the batch lock {self.url} to another run (this run stalled for longer than "
+                f"the {self.lease_s:.0f} s lease); not committing: the other run scores the batch"
+            )
+
+    def release(self) -> None:
+        self._released.set()
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+        if self._heartbeat is not None:
+            self._heartbeat.join()
+            self._heartbeat = None
+            current = read_json(self.url, self.options)
+            if current is not None and current.get("owner") == self.owner:
+                remove(self.url, self.options)
+
+    def __enter__(self) -> BatchLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
-def _top_features_strings(top_features: Any) -> list[str]:
-    if len(top_features) and not isinstance(top_features[0], str):
-        return [",".join(map(str, row)) for row in top_features]
-    return list(top_features)
+# ----------------------------------------------------------------------------------- exactly once
+def is_scored_by(
+    marker: dict[str, Any] | None,
+    model_version: str,
+    path: str,
+    options: StorageOptions = None,
+    input_fingerprint: str | None = None,
+) -> bool:
+    """Whether a success marker records ``path``'s current bytes scored by ``model_version``.
+
+    The fingerprint (file metadata) decides when it matches; otherwise the sha256 of the bytes does,
+    so only batches that look changed are read in full.
+    """
+    if marker is None or marker.get("model_version") != model_version:
+        return False
+    current = input_fingerprint or fingerprint(path, options)
+    if marker.get("input_fingerprint") == current:
+        return True
+    return marker.get("input_sha256") == checksum(path, options)
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def score_batch(
-    batch: BatchRef,
+    batch: BatchRef | dict[str, Any],
     layout: StorageLayout,
     passthrough: Sequence[str],
     timestamp_column: str | None,
@@ -193,55 +570,139 @@ def score_batch(
     top_k: int = 3,
     force: bool = False,
     options: StorageOptions = None,
+    *,
+    scoring_threads: int = 1,
+    torch_threads: int | None = None,
+    lock_timeout_s: float = 3600.0,
 ) -> dict[str, Any]:
     """Score one batch with the champion (or ``model_version``) and commit it exactly once.
 
-    Returns the success marker: batch_id, status ("scored" or "skipped"), rows_in, rows_out,
-    flagged, input_sha256, model_version, output path, scored_at.
-    """
-    detector, version = load_model(layout.models, model_version, options)
-    input_sha256 = checksum(batch.path, options)
-    marker_url = layout.success_marker(batch.batch_id)
-    previous = read_json(marker_url, options)
-    if (
-        previous is not None
-        and not force
-        and previous.get("model_version") == version
-        and previous.get("input_sha256") == input_sha256
-    ):
-        return {**previous, "status": "skipped"}
+    Args:
+        batch: the batch (a :class:`BatchRef` or its dict).
+        layout: the dataset's storage layout.
+        passthrough: input columns copied to the output (id, timestamp).
+        timestamp_column: decides the date partition (None: today's UTC date).
+        numeric, categorical, missing_tokens: the model's input columns and missing-value tokens.
+        model_version: a registered version; None scores with the champion.
+        chunk_rows: rows per record batch streamed through the model (memory scales with it).
+        top_k: columns named in ``top_features``.
+        force: score even when the marker says this model already scored these bytes.
+        options: fsspec storage options.
+        scoring_threads: chunks of this batch scored at once. More than one overlaps a chunk's
+            GIL-bound preprocessing (pandas, scikit-learn) with another's forward pass, which can
+            help on idle machines with spare cores, at the cost of one more chunk in memory; on a
+            busy 2-core machine it was slower and used 25% more memory
+            (docs/benchmarks/score_speed.md), so more cores are better used by scoring several
+            batches at once (flow workers, Dask workers).
+        torch_threads: intra-op threads of each scoring thread's forward pass; None picks
+            :func:`default_torch_threads` for the batches being scored in this process now.
+        lock_timeout_s: seconds to wait for another run scoring the same batch.
 
-    date = batch_date(batch.path, timestamp_column, options)
-    output = layout.scored_file(date, batch.batch_id)
-    scored_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    schema = output_schema(
-        open_parquet(batch_files(batch.path, options)[0], options).schema_arrow,
-        passthrough,
-        int(detector.latent_dim_),
-    )
-    counters = {"rows_in": 0, "rows_out": 0, "flagged": 0}
-    stream = _scored_record_batches(
-        batch, detector, version, schema, passthrough, numeric, categorical, missing_tokens,
-        chunk_rows, top_k, scored_at, options, counters,
-    )  # fmt: skip
-    write_parquet_atomic(stream, output, schema=schema, options=options)
-    if previous is not None and previous.get("output") not in (None, output):
-        remove(previous["output"], options)  # the batch moved partition: keep one output only
-    marker = {
-        "batch_id": batch.batch_id,
-        "status": "scored",
-        "rows_in": counters["rows_in"],
-        "rows_out": counters["rows_out"],
-        "flagged": counters["flagged"],
-        "input_path": batch.path,
-        "input_sha256": input_sha256,
-        "model_version": version,
-        "output": output,
-        "date": date,
-        "scored_at": scored_at.isoformat(),
-    }
-    write_json_atomic(marker, marker_url, options)
-    return marker
+    Returns:
+        The success marker (a dict): batch_id, status ("scored", or "skipped" when already scored),
+        rows_in, rows_out, flagged, input_path, input_sha256, input_fingerprint, model_version,
+        output, date, scored_at, seconds.
+    """
+    _check_positive("chunk_rows", chunk_rows)
+    _check_positive("top_k", top_k)
+    _check_positive("scoring_threads", scoring_threads)
+    if torch_threads is not None:
+        _check_positive("torch_threads", torch_threads)
+    batch = batch if isinstance(batch, BatchRef) else BatchRef(**batch)
+    detector, version = load_model(layout.models, model_version, options)
+    marker_url = layout.success_marker(batch.batch_id)
+
+    with BatchLock(layout.scoring_lock(batch.batch_id), options, lock_timeout_s) as lock:
+        started = time.perf_counter()
+        input_fingerprint = fingerprint(batch.path, options)
+        previous = read_json(marker_url, options)
+        if not force and is_scored_by(previous, version, batch.path, options, input_fingerprint):
+            return {**previous, "status": "skipped"}
+
+        date = batch_date(batch.path, timestamp_column, options)
+        output = layout.scored_file(date, batch.batch_id)
+        for url in (output, marker_url):
+            remove_stale_temporaries(url, options)
+        scored_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        schema = output_schema(
+            open_parquet(batch_files(batch.path, options)[0], options).schema_arrow,
+            passthrough,
+            int(detector.latent_dim_),
+        )
+        counters = {"rows_in": 0, "rows_out": 0, "flagged": 0}
+        columns = list(dict.fromkeys([*passthrough, *numeric, *categorical]))
+        with contextlib.ExitStack() as stages:
+            active = stages.enter_context(_count_active_scorer())
+            hasher = stages.enter_context(ThreadPoolExecutor(1, "aeflow-sha256"))
+            # The checksum reads the input once more; it runs beside the scoring, not before it.
+            input_sha256 = hasher.submit(checksum, batch.path, options)
+            # A pipeline: a reading thread, `scoring_threads` scoring threads, and this thread
+            # writing; each stage is closed on the way out, so an error anywhere stops them all.
+            chunks = stages.enter_context(
+                contextlib.closing(
+                    prefetch(
+                        iter_record_batches(
+                            batch.path, options, columns=columns, batch_rows=chunk_rows
+                        ),
+                        name="read",
+                    )
+                )
+            )
+            scored = stages.enter_context(
+                contextlib.closing(
+                    score_record_batches(
+                        chunks,
+                        detector,
+                        schema,
+                        model_version=version,
+                        batch_id=batch.batch_id,
+                        passthrough=passthrough,
+                        numeric=numeric,
+                        categorical=categorical,
+                        missing_tokens=missing_tokens,
+                        top_k=top_k,
+                        scored_at=scored_at,
+                        counters=counters,
+                        scoring_threads=scoring_threads,
+                        torch_threads=torch_threads
+                        or default_torch_threads(active, scoring_threads),
+                    )
+                )
+            )
+            write_parquet_atomic(
+                _slowed_for_tests(scored),
+                output,
+                schema=schema,
+                options=options,
+                writer_options={"use_dictionary": list(DICTIONARY_COLUMNS)},
+            )
+            input_sha256 = input_sha256.result()
+        if fingerprint(batch.path, options) != input_fingerprint:
+            remove(output, options)
+            raise RuntimeError(
+                f"batch {batch.batch_id} changed while it was being scored ({batch.path}); "
+                "its output was removed, run the score again"
+            )
+        if previous is not None and previous.get("output") not in (None, output):
+            remove(previous["output"], options)  # the batch moved partition: keep one output only
+        marker = {
+            "batch_id": batch.batch_id,
+            "status": "scored",
+            "rows_in": counters["rows_in"],
+            "rows_out": counters["rows_out"],
+            "flagged": counters["flagged"],
+            "input_path": batch.path,
+            "input_sha256": input_sha256,
+            "input_fingerprint": input_fingerprint,
+            "model_version": version,
+            "output": output,
+            "date": date,
+            "scored_at": scored_at.isoformat(),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        lock.check()
+        write_json_atomic(marker, marker_url, options)
+        return marker
 
 
 @task(name="score-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
@@ -259,7 +720,9 @@ def score_batch_task(
     top_k: int = 3,
     force: bool = False,
     options: StorageOptions = None,
+    torch_threads: int | None = None,
 ) -> dict[str, Any]:
+    """:func:`score_batch` as a Prefect task (arguments are paths and JSON, never frames)."""
     return score_batch(
         BatchRef(**batch),
         StorageLayout(root, dataset),
@@ -273,6 +736,7 @@ def score_batch_task(
         top_k,
         force,
         options,
+        torch_threads=torch_threads,
     )
 
 
@@ -285,18 +749,13 @@ def find_pending_batches(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Split incoming batches into (to score, already scored by ``model_version``).
 
-    A batch counts as scored when its success marker names the same model version and the same input
-    checksum: a changed file under the same name is scored again.
+    A batch counts as scored when its success marker names the same model version and the same
+    input (:func:`is_scored_by`): a changed file under the same name is scored again.
     """
     pending, done = [], []
     for batch in batches:
         marker = read_json(layout.success_marker(batch["batch_id"]), options)
-        if (
-            not force
-            and marker is not None
-            and marker.get("model_version") == model_version
-            and marker.get("input_sha256") == checksum(batch["path"], options)
-        ):
+        if not force and is_scored_by(marker, model_version, batch["path"], options):
             done.append({**marker, "status": "skipped"})
         else:
             pending.append(batch)

@@ -1,0 +1,169 @@
+"""The score flow with everything on S3: incoming, models, scored and quarantine.
+
+S3 is moto's server, started by the test on loopback: a real HTTP S3 API that s3fs talks to
+exactly as it talks to AWS (exclusive PUTs with If-None-Match included).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import tempfile
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+
+from flows.config import load_config
+from flows.score import run_score
+from models import AutoencoderDetector
+from models.registry import ModelRegistry
+from tasks.demo_data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, generate_demo_data
+from tasks.frames import feature_frame
+from tasks.io import StorageLayout, filesystem, read_json, read_table
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUCKET = "aeflow-test"
+DAYS, ROWS_PER_DAY = 3, 800
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_options():
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    options = {
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "us-east-1"},
+    }
+    import boto3
+
+    boto3.client(
+        "s3",
+        endpoint_url=options["client_kwargs"]["endpoint_url"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket=BUCKET)
+    yield options
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_pipeline(s3_options, tmp_path_factory):
+    """Demo batches uploaded to S3 (the last one malformed), a champion registered on S3, a config
+    whose storage root is the bucket, and one score run."""
+    workdir = tmp_path_factory.mktemp("s3")
+    root = f"s3://{BUCKET}/aeflow"
+    layout = StorageLayout(root, "demo")
+    local_incoming = workdir / "incoming"
+    manifest = generate_demo_data(
+        local_incoming, days=DAYS, rows_per_day=ROWS_PER_DAY, seed=11, drift_day=None
+    )
+    fs, _ = filesystem(root, s3_options)
+    for file in sorted(local_incoming.glob("*.parquet")):
+        fs.put_file(str(file), f"{BUCKET}/aeflow/incoming/demo/{file.name}")
+
+    train = read_table(str(local_incoming / f"{manifest.batch_ids[0]}.parquet"))
+    detector = AutoencoderDetector(
+        numeric_columns=list(NUMERIC_COLUMNS),
+        categorical_columns=list(CATEGORICAL_COLUMNS),
+        hidden_sizes=(16,),
+        latent_dim=3,
+        epochs=2,
+        device="cpu",
+    ).fit(feature_frame(train, NUMERIC_COLUMNS, CATEGORICAL_COLUMNS))
+    bundle = Path(tempfile.mkdtemp(dir=workdir))
+    detector.save(bundle)
+    registry = ModelRegistry(layout.models, s3_options)
+    version = registry.register(bundle)
+    registry.promote(version, "s3 test")
+
+    text = (REPO_ROOT / "configs" / "demo.toml").read_text()
+    options = s3_options["client_kwargs"]
+    text = text.replace(
+        'root = "../data"',
+        f'root = "{root}"\n'
+        f'options = {{ key = "testing", secret = "testing", client_kwargs = {{ '
+        f'endpoint_url = "{options["endpoint_url"]}", region_name = "us-east-1" }} }}',
+    )
+    text = text.replace("../expectations/demo.json", str(REPO_ROOT / "expectations" / "demo.json"))
+    config = workdir / "s3.toml"
+    config.write_text(text)
+    assert load_config(config).storage_root == root
+    summary = run_score(str(config), workers=2)
+    return {
+        "config": config,
+        "layout": layout,
+        "manifest": manifest,
+        "version": version,
+        "summary": summary,
+        "fs": fs,
+    }
+
+
+def test_scoring_and_quarantine_write_only_to_s3(s3_pipeline, s3_options):
+    summary, layout, manifest, fs = (
+        s3_pipeline["summary"],
+        s3_pipeline["layout"],
+        s3_pipeline["manifest"],
+        s3_pipeline["fs"],
+    )
+    malformed = manifest.malformed_batch_id
+    valid = [b for b in manifest.batch_ids if b != malformed]
+    assert summary["model_version"] == s3_pipeline["version"]
+    assert [m["batch_id"] for m in summary["scored"]] == valid
+    assert [q["batch_id"] for q in summary["quarantined"]] == [malformed]
+    assert summary["rows_scored"] == ROWS_PER_DAY * len(valid)
+
+    files = sorted(fs.find(f"{BUCKET}/aeflow"))
+    prefix = f"{BUCKET}/aeflow/"
+    relative = [f[len(prefix) :] for f in files]
+    for batch_id in valid:
+        assert f"scored/demo/date={batch_id}/{batch_id}.parquet" in relative
+        assert f"scored/demo/_success/{batch_id}.json" in relative
+    assert f"quarantine/demo/{malformed}/report.json" in relative
+    assert any(r.startswith(f"quarantine/demo/{malformed}/input/") for r in relative)
+    assert f"incoming/demo/{malformed}.parquet" not in relative
+    # leases are removed on release; nothing temporary is ever written to the bucket
+    assert not [r for r in relative if "/_locks/" in r or r.rsplit("/", 1)[-1].startswith(".")]
+
+    marker = read_json(layout.success_marker(valid[0]), s3_options)
+    assert (
+        marker["output"] == f"s3://{BUCKET}/aeflow/scored/demo/date={valid[0]}/{valid[0]}.parquet"
+    )
+    assert marker["rows_in"] == marker["rows_out"] == ROWS_PER_DAY
+
+
+def test_scored_outputs_read_back_from_s3_as_one_dataset(s3_pipeline):
+    fs, layout = s3_pipeline["fs"], s3_pipeline["layout"]
+    dataset = ds.dataset(
+        layout.scored.removeprefix("s3://"), filesystem=fs, format="parquet", partitioning="hive"
+    )
+    table = dataset.to_table(columns=["transaction_id", "date", "model_version"])
+    scored = s3_pipeline["summary"]["rows_scored"]
+    assert table.num_rows == scored
+    assert len(set(table.column("transaction_id").to_pylist())) == scored
+    assert set(table.column("model_version").to_pylist()) == {s3_pipeline["version"]}
+
+
+def test_a_second_run_on_s3_skips_every_scored_batch(s3_pipeline):
+    fs, layout = s3_pipeline["fs"], s3_pipeline["layout"]
+    before = {path: fs.info(path)["ETag"] for path in fs.find(layout.scored.removeprefix("s3://"))}
+    again = run_score(str(s3_pipeline["config"]))
+    assert again["batches_scored"] == 0 and again["batches_quarantined"] == 0
+    assert again["batches_skipped"] == DAYS - 1
+    after = {path: fs.info(path)["ETag"] for path in fs.find(layout.scored.removeprefix("s3://"))}
+    assert after == before
+    manifest = s3_pipeline["manifest"]
+    assert again["skipped"] == [b for b in manifest.batch_ids if b != manifest.malformed_batch_id]

@@ -1,0 +1,467 @@
+"""Streaming, exactly-once scoring of batches (the plain functions under the score flow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from models import AutoencoderDetector
+from models.registry import ModelRegistry
+from tasks.demo_data import (
+    CATEGORICAL_COLUMNS,
+    ID_COLUMN,
+    NUMERIC_COLUMNS,
+    TIMESTAMP_COLUMN,
+    generate_demo_data,
+)
+from tasks.frames import feature_frame
+from tasks.io import StorageLayout, checksum, list_batches, read_table
+from tasks.scoring import (
+    BatchLock,
+    BatchLockTimeout,
+    default_torch_threads,
+    find_pending_batches,
+    prefetch,
+    score_batch,
+)
+
+PASSTHROUGH = [ID_COLUMN, TIMESTAMP_COLUMN]
+ROWS_PER_DAY = 1500
+
+
+def register_champion(layout: StorageLayout, frame_source: str, tmp_path: Path, seed: int = 0):
+    """Fit a tiny detector on one batch, register it and make it the champion; returns version."""
+    frame = feature_frame(read_table(frame_source), NUMERIC_COLUMNS, CATEGORICAL_COLUMNS)
+    detector = AutoencoderDetector(
+        numeric_columns=list(NUMERIC_COLUMNS),
+        categorical_columns=list(CATEGORICAL_COLUMNS),
+        hidden_sizes=(16,),
+        latent_dim=3,
+        epochs=2,
+        random_state=seed,
+        device="cpu",
+    ).fit(frame)
+    bundle = tmp_path / f"bundle-{seed}"
+    detector.save(bundle)
+    registry = ModelRegistry(layout.models)
+    version = registry.register(bundle)
+    registry.promote(version, "test")
+    return version
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A storage root with 3 demo batches and a champion; tests copy it before changing it."""
+    base = tmp_path_factory.mktemp("scoring")
+    layout = StorageLayout(str(base / "root"), "demo")
+    generate_demo_data(
+        layout.incoming,
+        days=3,
+        rows_per_day=ROWS_PER_DAY,
+        seed=3,
+        drift_day=None,
+        malformed_day=None,
+    )
+    batches = list_batches(layout.incoming)
+    version = register_champion(layout, batches[0].path, base)
+    return {"root": base / "root", "version": version}
+
+
+@pytest.fixture
+def store(trained, tmp_path):
+    """A private copy of the trained storage root."""
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(trained["root"], root)
+    layout = StorageLayout(str(root), "demo")
+    return {"layout": layout, "batches": list_batches(layout.incoming), **trained}
+
+
+def score(layout, batch, **kwargs):
+    return score_batch(
+        batch,
+        layout,
+        PASSTHROUGH,
+        TIMESTAMP_COLUMN,
+        list(NUMERIC_COLUMNS),
+        list(CATEGORICAL_COLUMNS),
+        **kwargs,
+    )
+
+
+def files_under(folder: str) -> list[str]:
+    return sorted(
+        str(Path(dirpath, name).relative_to(folder))
+        for dirpath, _, names in os.walk(folder)
+        for name in names
+    )
+
+
+# --------------------------------------------------------------------------------- the contract
+def test_scored_file_follows_the_output_contract(store):
+    layout, batch = store["layout"], store["batches"][0]
+    marker = score(layout, batch, chunk_rows=400, top_k=2)
+
+    output = Path(layout.scored, "date=2026-01-01", f"{batch.batch_id}.parquet")
+    assert marker["output"] == str(output) and output.is_file()
+    table = pq.read_table(output)
+    source = pq.read_table(batch.path)
+    assert table.column_names == [
+        *PASSTHROUGH,
+        "anomaly_score",
+        "anomaly_percentile",
+        "is_anomaly",
+        "threshold",
+        "top_features",
+        "z_0",
+        "z_1",
+        "z_2",
+        "model_version",
+        "batch_id",
+        "scored_at",
+    ]
+    # rows keep the input's ids, timestamps and order
+    assert table.column(ID_COLUMN).equals(source.column(ID_COLUMN))
+    assert table.column(TIMESTAMP_COLUMN).equals(source.column(TIMESTAMP_COLUMN))
+    assert table.schema.field("z_0").type == pa.float32()
+    scores = table.column("anomaly_score").to_numpy()
+    threshold = table.column("threshold").to_numpy()
+    assert np.all(threshold == threshold[0])
+    assert table.column("is_anomaly").to_numpy().tolist() == (scores > threshold).tolist()
+    percentiles = table.column("anomaly_percentile").to_numpy()
+    assert percentiles.min() >= 0 and percentiles.max() <= 1
+    # the percentile is a monotone function of the score
+    order = np.argsort(scores, kind="stable")
+    assert np.all(np.diff(percentiles[order]) >= 0)
+    for named in table.column("top_features").to_pylist():
+        columns = named.split(",")
+        assert len(columns) == 2 and set(columns) <= set(NUMERIC_COLUMNS + CATEGORICAL_COLUMNS)
+    assert set(table.column("model_version").to_pylist()) == {store["version"]}
+    assert set(table.column("batch_id").to_pylist()) == {batch.batch_id}
+    assert table.column("scored_at").unique().to_pylist()[0].isoformat() == marker["scored_at"]
+
+    # streamed: one row group per chunk of 400 rows, not one table in memory
+    assert pq.ParquetFile(output).metadata.num_row_groups == -(-ROWS_PER_DAY // 400)
+
+    on_disk = json.loads(Path(layout.success_marker(batch.batch_id)).read_text())
+    assert on_disk == marker
+    assert marker["status"] == "scored"
+    assert marker["rows_in"] == marker["rows_out"] == ROWS_PER_DAY
+    assert marker["flagged"] == int(pc.sum(table.column("is_anomaly")).as_py())
+    assert marker["input_sha256"] == checksum(batch.path)
+    assert marker["model_version"] == store["version"]
+
+
+def test_scores_match_the_detector_on_the_whole_batch(store):
+    layout, batch = store["layout"], store["batches"][1]
+    score(layout, batch, chunk_rows=512)
+    detector = ModelRegistry(layout.models).load()[0]
+    expected = detector.score(
+        feature_frame(read_table(batch.path), NUMERIC_COLUMNS, CATEGORICAL_COLUMNS)
+    )
+    table = pq.read_table(Path(layout.scored, "date=2026-01-02", f"{batch.batch_id}.parquet"))
+    np.testing.assert_allclose(table.column("anomaly_score").to_numpy(), expected.scores, rtol=1e-5)
+    np.testing.assert_allclose(table.column("z_2").to_numpy(), expected.latent[:, 2], rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------- exactly once
+def test_a_second_run_skips_and_force_replaces_without_appending(store):
+    layout, batch = store["layout"], store["batches"][0]
+    first = score(layout, batch)
+    output = Path(first["output"])
+    written = output.stat().st_mtime_ns
+
+    again = score(layout, batch)
+    assert again["status"] == "skipped" and again["scored_at"] == first["scored_at"]
+    assert output.stat().st_mtime_ns == written
+    assert find_pending_batches([batch.to_dict()], layout, store["version"]) == (
+        [],
+        [{**first, "status": "skipped"}],
+    )
+
+    forced = score(layout, batch, force=True)
+    assert forced["status"] == "scored"
+    table = pq.read_table(output)
+    assert table.num_rows == ROWS_PER_DAY  # replaced, not appended
+    assert pc.count_distinct(table.column(ID_COLUMN)).as_py() == ROWS_PER_DAY
+    assert files_under(layout.scored) == [
+        "_locks/2026-01-01.lock",
+        "_success/2026-01-01.json",
+        "date=2026-01-01/2026-01-01.parquet",
+    ]
+
+
+def test_a_rewritten_input_is_scored_again_and_a_touched_one_is_not(store):
+    layout, batch = store["layout"], store["batches"][0]
+    first = score(layout, batch)
+
+    # Same bytes, new modification time: the fingerprint differs, the sha256 does not -> skipped.
+    later = time.time() + 5
+    os.utime(batch.path, (later, later))
+    assert score(layout, batch)["status"] == "skipped"
+
+    # Different bytes under the same name -> scored again, one output still.
+    table = pq.read_table(batch.path)
+    pq.write_table(table.slice(0, 1000), batch.path)
+    rescored = score(layout, batch)
+    assert rescored["status"] == "scored" and rescored["rows_out"] == 1000
+    assert rescored["input_sha256"] != first["input_sha256"]
+    assert pq.read_table(rescored["output"]).num_rows == 1000
+
+
+def test_another_model_version_rescores(store, tmp_path):
+    layout, batch = store["layout"], store["batches"][2]
+    score(layout, batch)
+    challenger = register_champion(layout, batch.path, tmp_path, seed=1)
+    assert [b["batch_id"] for b in find_pending_batches([batch.to_dict()], layout, challenger)[0]]
+    marker = score(layout, batch, model_version=challenger)
+    assert marker["status"] == "scored" and marker["model_version"] == challenger
+    assert set(pq.read_table(marker["output"]).column("model_version").to_pylist()) == {challenger}
+
+
+def test_two_concurrent_runs_leave_exactly_one_output_per_batch(store):
+    layout, batches = store["layout"], store["batches"]
+    statuses: dict[str, list[str]] = {b.batch_id: [] for b in batches}
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for batch in batches:
+                statuses[batch.batch_id].append(score(layout, batch, chunk_rows=300)["status"])
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    runs = [threading.Thread(target=run) for _ in range(2)]
+    for thread in runs:
+        thread.start()
+    for thread in runs:
+        thread.join()
+    assert not errors
+    # each batch scored by one run; the other waited on the batch lock, then skipped it
+    assert all(sorted(s) == ["scored", "skipped"] for s in statuses.values()), statuses
+    outputs = sorted(Path(layout.scored).glob("date=*/*.parquet"))
+    assert [p.stem for p in outputs] == [b.batch_id for b in batches]
+    for path in outputs:
+        table = pq.read_table(path)
+        assert table.num_rows == ROWS_PER_DAY
+        assert pc.count_distinct(table.column(ID_COLUMN)).as_py() == ROWS_PER_DAY
+        marker = json.loads(Path(layout.success_marker(path.stem)).read_text())
+        assert table.column("scored_at")[0].as_py().isoformat() == marker["scored_at"]
+    assert not [f for f in files_under(layout.scored) if Path(f).name.startswith(".")]
+
+
+def test_temporaries_left_by_a_killed_writer_are_removed(store):
+    layout, batch = store["layout"], store["batches"][0]
+    folder = Path(layout.scored, "date=2026-01-01")
+    folder.mkdir(parents=True)
+    stale = folder / f".{batch.batch_id}.parquet.tmp-0123456789abcdef"
+    stale.write_bytes(b"PAR1 half a file")
+    unrelated = folder / ".other-batch.parquet.tmp-0123"
+    unrelated.write_bytes(b"another batch's writer")
+    score(layout, batch)
+    assert not stale.exists()
+    assert unrelated.exists()  # another batch's writer may still be running
+
+
+def test_a_failing_chunk_leaves_no_output_no_marker_and_no_temporary(store):
+    layout, batch = store["layout"], store["batches"][0]
+    table = pq.read_table(batch.path)
+    broken = table.set_column(
+        table.schema.get_field_index("amount"),
+        "amount",
+        pa.array(["12.5"] * 1000 + ["not a number"] * (table.num_rows - 1000)),
+    )
+    pq.write_table(broken, batch.path)
+    with pytest.raises(ValueError, match="numeric column 'amount' cannot be read as numbers"):
+        score(layout, batch, chunk_rows=256)
+    assert files_under(layout.scored) == ["_locks/2026-01-01.lock"]
+
+
+def test_arguments_are_checked_with_the_rule_and_the_value(store):
+    layout, batch = store["layout"], store["batches"][0]
+    with pytest.raises(ValueError, match="chunk_rows must be a positive integer, got 0"):
+        score(layout, batch, chunk_rows=0)
+    with pytest.raises(ValueError, match=r"passthrough column\(s\) \['account_id'\]"):
+        score_batch(batch, layout, ["account_id"], None, list(NUMERIC_COLUMNS), [])
+
+
+def test_torch_threads_leave_a_core_for_io_and_are_shared_by_concurrent_batches():
+    cpus = len(os.sched_getaffinity(0))
+    assert default_torch_threads(1) == max(1, cpus - 1)
+    assert default_torch_threads(cpus * 4) == 1
+
+
+# ----------------------------------------------------------------------------------- pipeline
+def test_prefetch_keeps_order_and_propagates_errors():
+    assert list(prefetch(range(50), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise OSError("disk gone")
+
+    stream = prefetch(failing())
+    assert next(stream) == 1
+    with pytest.raises(OSError, match="disk gone"):
+        next(stream)
+
+
+def test_prefetch_is_bounded_and_stops_when_closed():
+    produced = []
+
+    def source():
+        for i in range(1000):
+            produced.append(i)
+            yield i
+
+    stream = prefetch(source(), depth=2)
+    assert next(stream) == 0
+    time.sleep(0.3)
+    # one item consumed, two waiting in the queue, one blocked in put: memory stays bounded
+    assert len(produced) <= 4
+    stream.close()
+    count = len(produced)
+    time.sleep(0.2)
+    assert len(produced) == count
+
+
+# --------------------------------------------------------------------------------------- locks
+def test_local_lock_excludes_a_second_holder_until_released(tmp_path):
+    url = str(tmp_path / "_locks" / "b.lock")
+    with BatchLock(url), pytest.raises(BatchLockTimeout, match="held by another scoring run"):
+        BatchLock(url, timeout_s=0.3, poll_s=0.05).acquire()
+    with BatchLock(url, timeout_s=0.3):
+        pass
+
+
+def test_local_lock_of_a_killed_process_is_free_at_once(tmp_path):
+    url = tmp_path / "_locks" / "b.lock"
+    url.parent.mkdir()
+    # The holder takes the same kernel lock BatchLock takes (plain flock: no heavy imports).
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX);"
+            "print('held', flush=True); time.sleep(60)",
+            str(url),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(BatchLockTimeout):
+            BatchLock(str(url), timeout_s=0.2, poll_s=0.05).acquire()
+        holder.kill()  # SIGKILL: no clean-up code runs in the holder
+        holder.wait(timeout=10)
+        with BatchLock(str(url), timeout_s=2):
+            pass
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+
+
+def test_object_store_lease_excludes_expires_and_is_removed(tmp_path):
+    url = f"memory://{tmp_path.name}/_locks/b.lock"
+    first = BatchLock(url, lease_s=30).acquire()
+    with pytest.raises(BatchLockTimeout):
+        BatchLock(url, timeout_s=0.3, poll_s=0.05).acquire()
+    first.check()
+    first.release()
+    from tasks.io import exists
+
+    assert not exists(url)
+
+    # A holder that died stops renewing: its lease expires and the next run breaks it.
+    dead = BatchLock(url, lease_s=0.3).acquire()
+    dead._released.set()  # stop its heartbeat, as a killed process would
+    dead._heartbeat.join()
+    successor = BatchLock(url, timeout_s=5, poll_s=0.05).acquire()
+    with pytest.raises(RuntimeError, match="lost the batch lock"):
+        dead.check()
+    successor.check()
+    successor.release()
+
+
+# ------------------------------------------------------------------------------------- readers
+@pytest.fixture
+def scored_folder(store):
+    """Every batch scored, plus what readers must ignore: markers, locks, a writer's temporary."""
+    layout = store["layout"]
+    for batch in store["batches"]:
+        score(layout, batch)
+    in_flight = Path(layout.scored, "date=2026-01-02", ".2026-01-02.parquet.tmp-5e1f")
+    in_flight.write_bytes(b"PAR1 a concurrent writer's half-written file")
+    return layout.scored
+
+
+def test_pandas_reads_the_scored_folder_with_its_date_partitions(scored_folder):
+    import pandas as pd
+
+    frame = pd.read_parquet(scored_folder)
+    assert len(frame) == 3 * ROWS_PER_DAY
+    assert frame[ID_COLUMN].is_unique
+    assert sorted(frame["date"].astype(str).unique()) == ["2026-01-01", "2026-01-02", "2026-01-03"]
+    assert pd.api.types.is_bool_dtype(frame["is_anomaly"])
+
+
+def test_pyarrow_dataset_reads_and_prunes_date_partitions(scored_folder):
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(scored_folder, format="parquet", partitioning="hive")
+    assert dataset.count_rows() == 3 * ROWS_PER_DAY
+    one_day = dataset.to_table(filter=ds.field("date") == "2026-01-02", columns=["batch_id"])
+    assert one_day.num_rows == ROWS_PER_DAY
+    assert set(one_day.column("batch_id").to_pylist()) == {"2026-01-02"}
+
+
+def test_duckdb_reads_the_scored_folder_with_hive_partitioning(scored_folder):
+    import duckdb
+
+    rows = duckdb.sql(
+        f"""
+        select cast(date as varchar), count(*), count(distinct {ID_COLUMN}),
+               sum(cast(is_anomaly as int)), count(distinct model_version)
+        from read_parquet('{scored_folder}/*/*.parquet', hive_partitioning = true)
+        group by all order by 1
+        """
+    ).fetchall()
+    assert [r[0] for r in rows] == ["2026-01-01", "2026-01-02", "2026-01-03"]
+    for _, count, distinct_ids, flagged, versions in rows:
+        assert count == distinct_ids == ROWS_PER_DAY
+        assert 0 <= flagged < count and versions == 1
+
+
+# ------------------------------------------------------------------------------ task runners
+def test_score_runs_on_threads_a_local_dask_cluster_or_a_scheduler_address():
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    from flows.cli import build_parser
+    from flows.score import task_runner_for
+
+    assert isinstance(task_runner_for(3), ThreadPoolTaskRunner)
+    local = task_runner_for(3, "local")
+    assert isinstance(local, DaskTaskRunner) and local.address is None
+    assert local.cluster_kwargs == {"n_workers": 3, "threads_per_worker": 1, "processes": True}
+    remote = task_runner_for(3, "tcp://10.0.0.5:8786")
+    assert remote.address == "tcp://10.0.0.5:8786" and not remote.cluster_kwargs
+    with pytest.raises(ValueError, match="--dask takes 'local' or a scheduler address"):
+        task_runner_for(2, "cluster")
+    with pytest.raises(ValueError, match="workers must be a positive integer, got 0"):
+        task_runner_for(0)
+
+    args = build_parser().parse_args(["score", "--config", "x.toml", "--dask", "local"])
+    assert args.dask == "local"
