@@ -1,0 +1,156 @@
+"""The mixed-type autoencoder network and its per-column reconstruction error.
+
+The network maps a preprocessed row (n_features,) to a latent code (latent_dim,) and back to one
+output per preprocessed feature: a value for each regression feature (scaled numeric value or
+missing indicator) and a logit for each one-hot level. :class:`ColumnErrors` turns an output and its
+target into one error per original column (squared errors of a numeric column and of its missing
+indicator summed; a cross-entropy over the levels of a categorical column), which is both the
+training loss and the anomaly score's split into per-column contributions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional
+
+from models.preprocessing import FeatureLayout
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+}
+
+
+def _dense_stack(
+    sizes: Sequence[int], activation: str, dropout: float, batch_norm: bool
+) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+        layers.append(nn.Linear(n_in, n_out))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(n_out))
+        layers.append(ACTIVATIONS[activation]())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+    return layers
+
+
+class MixedAutoencoder(nn.Module):
+    """Fully connected autoencoder: ``n_features -> hidden_sizes -> latent_dim -> reversed -> out``.
+
+    Args:
+        n_features: width of the preprocessed input and of the output.
+        hidden_sizes: widths of the encoder's hidden layers (the decoder mirrors them); may be empty.
+        latent_dim: width of the latent code.
+        activation: a key of :data:`ACTIVATIONS`.
+        dropout: dropout rate after each hidden activation, in [0, 1).
+        batch_norm: batch normalisation after each hidden linear layer.
+        variational: encode a Gaussian (mean and log-variance) and sample from it while training.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        hidden_sizes: Sequence[int],
+        latent_dim: int,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+        variational: bool = False,
+    ):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.variational = variational
+        encoder_sizes = [n_features, *hidden_sizes]
+        self.encoder = nn.Sequential(
+            *_dense_stack(encoder_sizes, activation, dropout, batch_norm),
+            nn.Linear(encoder_sizes[-1], latent_dim * (2 if variational else 1)),
+        )
+        decoder_sizes = [latent_dim, *reversed(hidden_sizes)]
+        self.decoder = nn.Sequential(
+            *_dense_stack(decoder_sizes, activation, dropout, batch_norm),
+            nn.Linear(decoder_sizes[-1], n_features),
+        )
+
+    def _encode_distribution(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        encoded = self.encoder(x)
+        if not self.variational:
+            return encoded, None
+        mean, log_var = encoded.chunk(2, dim=1)
+        return mean, log_var.clamp(-10.0, 10.0)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, n_features) -> (n, latent_dim) latent code (the mean for the variational variant)."""
+        return self._encode_distribution(x)[0]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(n, latent_dim) -> (n, n_features): regression values, then one-hot logits."""
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Return ``(output (n, n_features), latent mean (n, k), latent log-variance or None)``.
+
+        The variational variant samples the latent code while training and uses the mean otherwise,
+        so scores are deterministic.
+        """
+        mean, log_var = self._encode_distribution(x)
+        z = mean
+        if log_var is not None and self.training:
+            z = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var)
+        return self.decode(z), mean, log_var
+
+
+def kl_divergence(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """(n, k) Gaussian parameters -> (n,) KL divergence to the standard normal, in nats."""
+    return 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var).sum(dim=1)
+
+
+class ColumnErrors:
+    """Per-original-column reconstruction errors for a :class:`FeatureLayout`.
+
+    ``errors = ColumnErrors(layout, device)(output, target)`` gives an (n, n_columns) float32 tensor:
+    for a numeric column the squared error of its scaled value plus that of its missing indicator;
+    for a categorical column the cross-entropy (nats) of its observed level under the predicted
+    distribution. A level unseen at fit (an all-zero one-hot block) costs as much as the least likely
+    known level: at least as surprising as anything the model knows.
+    """
+
+    def __init__(self, layout: FeatureLayout, device: torch.device | str):
+        self.n_columns = len(layout.columns)
+        self.n_regression = layout.n_regression
+        self.regression_column = torch.tensor(
+            layout.regression_column, dtype=torch.long, device=device
+        )
+        self.blocks = [(start, stop) for start, stop, _ in layout.categorical_blocks]
+        # Numeric-only data without indicators: feature i is column i, no scatter needed.
+        self.identity = not self.blocks and layout.regression_column == tuple(range(self.n_columns))
+        self.categorical_column = torch.tensor(
+            [column for _, _, column in layout.categorical_blocks], dtype=torch.long, device=device
+        )
+
+    def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        output = output.float()
+        if self.identity:
+            return (output - target).pow(2)
+        errors = output.new_zeros(output.shape[0], self.n_columns)
+        if self.n_regression:
+            squared = (output[:, : self.n_regression] - target[:, : self.n_regression]).pow(2)
+            errors = errors.index_add(1, self.regression_column, squared)
+        if self.blocks:
+            cross_entropies = []
+            for start, stop in self.blocks:
+                log_probs = functional.log_softmax(output[:, start:stop], dim=1)
+                one_hot = target[:, start:stop]
+                known = one_hot.sum(dim=1) > 0.5
+                observed = -(one_hot * log_probs).sum(dim=1)
+                least_likely = -log_probs.min(dim=1).values
+                cross_entropies.append(torch.where(known, observed, least_likely))
+            errors = errors.index_add(1, self.categorical_column, torch.stack(cross_entropies, 1))
+        return errors

@@ -1,0 +1,233 @@
+"""Pickle-free save and load of a fitted :class:`models.detector.AutoencoderDetector`.
+
+A bundle is one local directory:
+
+==========================  ===============================================================
+``weights.safetensors``     network weights, tensors named ``member{m}.{parameter}``
+``preprocessor.skops``      the fitted ColumnTransformer (skops; loaded with trusted types only)
+``params.json``             constructor parameters (``get_params()``)
+``schema.json``             input columns (numeric, categorical) and the preprocessed layout
+``calibration.json``        threshold, reference scores for percentiles, per-member scales
+``versions.json``           bundle format and library versions at save time
+``metrics.json``            training history and fit metadata
+``manifest.json``           sha256 of every file above
+==========================  ===============================================================
+
+:func:`load_detector` checks every checksum and refuses skops types outside
+:data:`TRUSTED_SKOPS_TYPES` before it deserialises anything, with an error naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import skops.io
+from safetensors.torch import load_file, save_file
+from sklearn.compose import ColumnTransformer
+
+from models.detector import AutoencoderDetector, library_versions, resolve_device
+from models.preprocessing import FeatureLayout
+
+BUNDLE_FORMAT = 1
+WEIGHTS_FILE = "weights.safetensors"
+PREPROCESSOR_FILE = "preprocessor.skops"
+PARAMS_FILE = "params.json"
+SCHEMA_FILE = "schema.json"
+CALIBRATION_FILE = "calibration.json"
+VERSIONS_FILE = "versions.json"
+METRICS_FILE = "metrics.json"
+MANIFEST_FILE = "manifest.json"
+BUNDLE_FILES = (
+    WEIGHTS_FILE,
+    PREPROCESSOR_FILE,
+    PARAMS_FILE,
+    SCHEMA_FILE,
+    CALIBRATION_FILE,
+    VERSIONS_FILE,
+    METRICS_FILE,
+)
+# Types skops does not trust by default but the preprocessor legitimately holds. Anything else in
+# preprocessor.skops (a function, an arbitrary class) makes load refuse the bundle.
+TRUSTED_SKOPS_TYPES = frozenset({"numpy.dtype"})
+# Parameters stored as JSON lists that the constructor takes as tuples.
+_TUPLE_PARAMS = ("hidden_sizes", "ensemble_widths", "numeric_columns", "categorical_columns")
+
+
+class BundleError(ValueError):
+    """A model bundle is incomplete, was modified, or holds types that are not trusted."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_json(path: Path, payload) -> None:
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def _json_params(detector: AutoencoderDetector) -> dict:
+    params = detector.get_params(deep=False)
+    return {
+        key: list(value) if isinstance(value, tuple | list) else value
+        for key, value in params.items()
+    }
+
+
+def save_detector(detector: AutoencoderDetector, dir_path: str | Path) -> Path:
+    """Write ``detector``'s bundle into ``dir_path`` (created if needed; files are overwritten).
+
+    Returns the bundle directory.
+    """
+    path = Path(dir_path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        f"member{member}.{name}": tensor.detach().cpu().contiguous()
+        for member, network in enumerate(detector.networks_)
+        for name, tensor in network.state_dict().items()
+    }
+    save_file(tensors, str(path / WEIGHTS_FILE), metadata={"format": str(BUNDLE_FORMAT)})
+    skops.io.dump(detector.preprocessor_, path / PREPROCESSOR_FILE)
+    _write_json(path / PARAMS_FILE, _json_params(detector))
+    _write_json(
+        path / SCHEMA_FILE,
+        {
+            "feature_names_in": [str(c) for c in detector.feature_names_in_],
+            "numeric_columns": list(detector.numeric_columns_),
+            "categorical_columns": list(detector.categorical_columns_),
+            "latent_dim": int(detector.latent_dim_),
+            "layout": detector.layout_.to_dict(),
+        },
+    )
+    _write_json(
+        path / CALIBRATION_FILE,
+        {
+            "threshold": float(detector.threshold_),
+            "threshold_method": detector.threshold_method,
+            "threshold_value": detector.threshold_value,
+            "reference_scores": [float(v) for v in detector.reference_scores_],
+            "column_weights": [float(v) for v in detector.column_weights_],
+            "member_normalizers": [[float(v) for v in n] for n in detector.member_normalizers_],
+            "member_stds": [float(v) for v in detector.member_stds_],
+        },
+    )
+    _write_json(
+        path / VERSIONS_FILE,
+        {"bundle_format": BUNDLE_FORMAT, "saved_with": library_versions()},
+    )
+    _write_json(path / METRICS_FILE, {"history": detector.history_, "metadata": detector.metadata_})
+    _write_json(
+        path / MANIFEST_FILE,
+        {
+            "bundle_format": BUNDLE_FORMAT,
+            "sha256": {name: _sha256(path / name) for name in BUNDLE_FILES},
+        },
+    )
+    return path
+
+
+def verify_bundle(dir_path: str | Path) -> dict:
+    """Check that every bundle file exists and matches its manifest checksum; return the manifest.
+
+    Raises :class:`BundleError` naming the first file that is missing or does not match.
+    """
+    path = Path(dir_path)
+    manifest_path = path / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise BundleError(
+            f"{manifest_path} is missing: a bundle needs its manifest of checksums; "
+            "save the model again with AutoencoderDetector.save"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        checksums = manifest["sha256"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise BundleError(f"{manifest_path} is not a valid manifest ({error})") from None
+    if manifest.get("bundle_format") != BUNDLE_FORMAT:
+        raise BundleError(
+            f"{manifest_path} has bundle_format {manifest.get('bundle_format')!r}, this version "
+            f"reads {BUNDLE_FORMAT}; load it with the aeflow version that saved it"
+        )
+    for name in BUNDLE_FILES:
+        file_path = path / name
+        if name not in checksums:
+            raise BundleError(
+                f"{manifest_path} lists no checksum for {name}; the bundle is incomplete"
+            )
+        if not file_path.is_file():
+            raise BundleError(f"{file_path} is missing from the bundle")
+        if _sha256(file_path) != checksums[name]:
+            raise BundleError(
+                f"{file_path} does not match its sha256 in {MANIFEST_FILE}: the file was modified "
+                "or corrupted after saving; restore it or save the model again"
+            )
+    return manifest
+
+
+def load_detector(dir_path: str | Path, device: str = "auto") -> AutoencoderDetector:
+    """Load and verify a bundle written by :func:`save_detector`, onto ``device``.
+
+    Raises :class:`BundleError` when a checksum does not match or the preprocessor holds a type
+    outside :data:`TRUSTED_SKOPS_TYPES`.
+    """
+    path = Path(dir_path)
+    verify_bundle(path)
+    preprocessor_path = path / PREPROCESSOR_FILE
+    found_types = skops.io.get_untrusted_types(file=preprocessor_path)
+    untrusted = sorted(set(found_types) - TRUSTED_SKOPS_TYPES)
+    if untrusted:
+        raise BundleError(
+            f"{preprocessor_path} holds types that are not trusted: {untrusted}; only "
+            f"scikit-learn preprocessing types and {sorted(TRUSTED_SKOPS_TYPES)} are allowed"
+        )
+    preprocessor = skops.io.load(preprocessor_path, trusted=list(found_types))
+    if not isinstance(preprocessor, ColumnTransformer):
+        raise BundleError(
+            f"{preprocessor_path} must hold a fitted ColumnTransformer, got "
+            f"{type(preprocessor).__name__}; save the model again with AutoencoderDetector.save"
+        )
+
+    params = json.loads((path / PARAMS_FILE).read_text())
+    for key in _TUPLE_PARAMS:
+        if params.get(key) is not None:
+            params[key] = tuple(params[key])
+    params["device"] = device
+    detector = AutoencoderDetector(**params)
+    schema = json.loads((path / SCHEMA_FILE).read_text())
+    calibration = json.loads((path / CALIBRATION_FILE).read_text())
+    metrics = json.loads((path / METRICS_FILE).read_text())
+
+    detector.device_ = resolve_device(device)
+    detector.preprocessor_ = preprocessor
+    detector.numeric_columns_ = list(schema["numeric_columns"])
+    detector.categorical_columns_ = list(schema["categorical_columns"])
+    detector.feature_names_in_ = np.asarray(schema["feature_names_in"], dtype=object)
+    detector.n_features_in_ = len(detector.feature_names_in_)
+    detector.latent_dim_ = int(schema["latent_dim"])
+    detector.layout_ = FeatureLayout.from_dict(schema["layout"])
+    detector.threshold_ = float(calibration["threshold"])
+    detector.reference_scores_ = np.asarray(calibration["reference_scores"], dtype=np.float64)
+    detector.column_weights_ = np.asarray(calibration["column_weights"], dtype=np.float32)
+    detector.member_normalizers_ = [
+        np.asarray(n, dtype=np.float32) for n in calibration["member_normalizers"]
+    ]
+    detector.member_stds_ = [float(s) for s in calibration["member_stds"]]
+    detector.history_ = metrics["history"]
+    detector.metadata_ = metrics["metadata"]
+
+    tensors = load_file(str(path / WEIGHTS_FILE))
+    detector.networks_ = []
+    for member in range(detector.n_members):
+        prefix = f"member{member}."
+        state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        network = detector._build_network(member, detector.layout_.n_features)
+        network.load_state_dict(state, strict=True)
+        detector.networks_.append(network.to(detector.device_).eval())
+    detector._prepare_scoring()
+    return detector

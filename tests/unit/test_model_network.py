@@ -1,0 +1,65 @@
+"""MixedAutoencoder shapes and variants; ColumnErrors per-column losses."""
+
+import math
+
+import pytest
+import torch
+
+from models.network import ColumnErrors, MixedAutoencoder, kl_divergence
+from models.preprocessing import FeatureLayout
+
+# Columns: "amount" (value + missing indicator), "count", "city" (3 levels).
+LAYOUT = FeatureLayout(
+    columns=("amount", "count", "city"),
+    n_features=6,
+    n_regression=3,
+    regression_column=(0, 1, 0),
+    categorical_blocks=((3, 6, 2),),
+    levels=(("a", "b", "c"),),
+)
+
+
+@pytest.mark.parametrize("variational", [False, True])
+def test_shapes_and_deterministic_eval(variational):
+    torch.manual_seed(0)
+    network = MixedAutoencoder(6, (16, 8), 3, "gelu", 0.1, True, variational)
+    x = torch.randn(5, 6)
+    output, mean, log_var = network(x)
+    assert output.shape == (5, 6) and mean.shape == (5, 3)
+    assert (log_var is not None) == variational
+    assert network.encode(x).shape == (5, 3) and network.decode(mean).shape == (5, 6)
+    network.eval()
+    torch.testing.assert_close(network(x)[0], network(x)[0])
+    torch.testing.assert_close(network.decode(network.encode(x)), network(x)[0])
+
+
+def test_column_errors_sum_indicator_into_its_column_and_use_cross_entropy():
+    target = torch.tensor([[1.0, 2.0, 0.0, 0.0, 1.0, 0.0]])
+    logits = torch.tensor([0.0, 2.0, 0.0])
+    output = torch.cat([torch.tensor([[0.0, 2.5, 0.5]]), logits[None]], dim=1)
+    errors = ColumnErrors(LAYOUT, "cpu")(output, target)
+    log_probs = torch.log_softmax(logits, 0)
+    expected = torch.tensor([[1.0**2 + 0.5**2, 0.5**2, -log_probs[1].item()]])
+    torch.testing.assert_close(errors, expected)
+
+
+def test_unseen_level_costs_the_least_likely_level():
+    logits = torch.tensor([3.0, 0.0, -1.0])
+    output = torch.cat([torch.zeros(1, 3), logits[None]], dim=1)
+    unseen = torch.zeros(1, 6)
+    errors = ColumnErrors(LAYOUT, "cpu")(output, unseen)
+    assert errors[0, 2].item() == pytest.approx(-torch.log_softmax(logits, 0)[2].item())
+
+
+def test_numeric_only_layout_is_plain_squared_error():
+    layout = FeatureLayout(("a", "b"), 2, 2, (0, 1), (), ())
+    output, target = torch.tensor([[1.0, 3.0]]), torch.tensor([[0.0, 1.0]])
+    torch.testing.assert_close(
+        ColumnErrors(layout, "cpu")(output, target), torch.tensor([[1.0, 4.0]])
+    )
+
+
+def test_kl_divergence_is_zero_at_the_prior():
+    assert kl_divergence(torch.zeros(2, 3), torch.zeros(2, 3)).tolist() == [0.0, 0.0]
+    assert kl_divergence(torch.ones(1, 2), torch.zeros(1, 2)).item() == pytest.approx(1.0)
+    assert math.isfinite(kl_divergence(torch.zeros(1, 1), torch.full((1, 1), 5.0)).item())

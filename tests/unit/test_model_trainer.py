@@ -1,0 +1,103 @@
+"""The training loop: learning, early stopping, determinism, trimming, progress."""
+
+import torch
+
+from models.network import ColumnErrors, MixedAutoencoder
+from models.preprocessing import FeatureLayout
+from models.trainer import TrainingConfig, train_network
+
+LAYOUT = FeatureLayout(tuple(f"x{i}" for i in range(4)), 4, 4, (0, 1, 2, 3), (), ())
+
+
+def low_rank_data(n_rows: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    factors = torch.randn(n_rows, 1, generator=generator)
+    return factors @ torch.tensor([[1.0, -2.0, 0.5, 1.5]]) + 0.01 * torch.randn(
+        n_rows, 4, generator=generator
+    )
+
+
+def fit(config: TrainingConfig, seed: int = 0, progress=None, data=None):
+    torch.manual_seed(seed)
+    network = MixedAutoencoder(4, (16,), 1)
+    data = low_rank_data(600) if data is None else data
+    history = train_network(
+        network,
+        ColumnErrors(LAYOUT, "cpu"),
+        data[:500],
+        data[500:],
+        torch.ones(4),
+        torch.arange(4),
+        config,
+        torch.Generator().manual_seed(seed),
+        progress,
+    )
+    return network, history
+
+
+CONFIG = TrainingConfig(
+    epochs=30, batch_size=64, learning_rate=3e-3, weight_decay=0.0, patience=0, grad_clip=1.0
+)
+
+
+def test_learns_a_low_rank_structure():
+    _, history = fit(CONFIG)
+    assert history["val_loss"][-1] < 0.05 * history["val_loss"][0]
+    assert history["epochs_run"] == 30 and len(history["train_loss"]) == 30
+
+
+def test_same_seed_same_weights_and_different_seed_differs():
+    first, _ = fit(CONFIG, seed=1)
+    second, _ = fit(CONFIG, seed=1)
+    third, _ = fit(CONFIG, seed=2)
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.equal(first.encoder[0].weight, third.encoder[0].weight)
+
+
+def test_early_stopping_restores_the_best_epoch():
+    config = TrainingConfig(
+        epochs=200, batch_size=500, learning_rate=0.3, weight_decay=0.0, patience=3, grad_clip=0.0
+    )
+    network, history = fit(config)
+    assert history["epochs_run"] < 200
+    assert history["epochs_run"] - history["best_epoch"] == 3
+    data = low_rank_data(600)
+    network.eval()
+    with torch.no_grad():
+        restored = ((network(data[500:])[0] - data[500:]) ** 2).sum(1).mean().item()
+    assert abs(restored - min(history["val_loss"])) < 1e-4
+
+
+def test_trimming_keeps_planted_outliers_out_of_the_fit():
+    # 25 of 500 training rows lie along a second direction that a 2-d code could also learn.
+    data = low_rank_data(600)
+    generator = torch.Generator().manual_seed(5)
+    data[:25] = torch.randn(25, 1, generator=generator) * 3 * torch.tensor([[2.0, 1.0, -1.0, 0.0]])
+
+    def outlier_error(trim_fraction):
+        torch.manual_seed(0)
+        network = MixedAutoencoder(4, (16,), 2)
+        config = TrainingConfig(**{**CONFIG.__dict__, "trim_fraction": trim_fraction})
+        train_network(
+            network,
+            ColumnErrors(LAYOUT, "cpu"),
+            data[:500],
+            data[500:],
+            torch.ones(4),
+            torch.arange(4),
+            config,
+            torch.Generator().manual_seed(0),
+        )
+        with torch.no_grad():
+            return ((network(data[:25])[0] - data[:25]) ** 2).sum(1).mean().item()
+
+    assert outlier_error(0.1) > 2.5 * outlier_error(0.0)
+
+
+def test_progress_reports_every_epoch_and_swap_noise_trains():
+    calls = []
+    config = TrainingConfig(**{**CONFIG.__dict__, "epochs": 3, "swap_noise": 0.2})
+    fit(config, progress=lambda *args: calls.append(args))
+    assert [(epoch, total) for epoch, total, _, _ in calls] == [(1, 3), (2, 3), (3, 3)]
+    assert all(train > 0 and val > 0 for _, _, train, val in calls)
