@@ -19,10 +19,10 @@ from typing import Any
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import as_completed
 
-from flows.config import PipelineConfig, load_config
+from flows.config import load_config
 from flows.retrain import retrain_flow
+from flows.score import validate_and_score
 from models.registry import ModelRegistry
 from tasks.drift import (
     champion_challenged_at,
@@ -33,83 +33,7 @@ from tasks.drift import (
 )
 from tasks.io import StorageLayout, join, list_batches_task, write_json_atomic
 from tasks.reporting import artifact_key, score_summary_task
-from tasks.scoring import score_batch_task
-from tasks.validate import quarantine_task, validate_batch_task
 from tasks.window import select_nightly_batches_task
-
-
-def validate_and_score(
-    cfg: PipelineConfig,
-    layout: StorageLayout,
-    batches: list[dict[str, Any]],
-    model_version: str,
-    force: bool = False,
-) -> dict[str, list[Any]]:
-    """Validate each batch (mapped over the task runner), quarantine the rejected ones and score
-    each accepted one with ``model_version`` as soon as its own validation passes (as the score
-    flow does). Call inside a flow.
-
-    Returns ``{"scored": [markers], "skipped": [markers of batches a concurrent run scored],
-    "quarantined": [...], "warnings": [outcomes], "failures": [messages]}``, each by batch id.
-    """
-    opts, cols = cfg.storage.options, cfg.columns
-    result: dict[str, list[Any]] = {
-        "scored": [], "skipped": [], "quarantined": [], "warnings": [], "failures": []
-    }  # fmt: skip
-    if not batches:
-        return result
-    validations = validate_batch_task.map(
-        batches,
-        unmapped(cfg.suite_path),
-        unmapped(cols.id),
-        unmapped(cols.timestamp),
-        unmapped(cols.numeric),
-        unmapped(cols.categorical),
-        unmapped(cols.missing_values),
-        unmapped(cfg.validation.on_warning),
-        unmapped(opts),
-        unmapped(cfg.validation.severity),
-        unmapped(layout.reports("data-docs") if cfg.validation.data_docs else None),
-    )
-    batch_of = {f.task_run_id: b for f, b in zip(validations, batches, strict=True)}
-    scoring, quarantining = [], []
-    for validated in as_completed(list(validations)):
-        batch, outcome = batch_of[validated.task_run_id], validated.result()
-        if not outcome["accepted"]:
-            quarantining.append(
-                quarantine_task.submit(batch, layout.quarantine(batch["batch_id"]), outcome, opts)
-            )
-            continue
-        if outcome["status"] == "warning":
-            result["warnings"].append(outcome)
-        scoring.append(
-            score_batch_task.submit(
-                batch,
-                layout.root,
-                cfg.dataset,
-                cols.passthrough,
-                cols.timestamp,
-                cols.numeric,
-                cols.categorical,
-                cols.missing_values,
-                model_version,
-                cfg.scoring.chunk_rows,
-                cfg.scoring.top_k,
-                force,
-                opts,
-            )
-        )
-    for future in scoring:
-        try:
-            marker = future.result()
-        except Exception as exc:  # reported at the end of the run; the other batches go on
-            result["failures"].append(f"{exc.__class__.__name__}: {exc}")
-            continue
-        result["scored" if marker["status"] == "scored" else "skipped"].append(marker)
-    result["quarantined"] = [f.result() for f in quarantining]
-    for key in ("scored", "skipped", "quarantined", "warnings"):
-        result[key].sort(key=itemgetter("batch_id"))
-    return result
 
 
 def nightly_markdown(result: dict[str, Any]) -> str:

@@ -22,18 +22,15 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.config import load_config
+from flows.train import train_evaluate_gate
 from models.registry import ModelRegistry
 from tasks.drift import ensure_reference_task
-from tasks.evaluate import evaluate_champion_task, evaluate_task, headline, new_run_id
-from tasks.gate import gate_task
+from tasks.evaluate import new_run_id
 from tasks.io import StorageLayout, join, write_json_atomic
-from tasks.report import report_task
 from tasks.reporting import artifact_key
-from tasks.training import fit_model_task, split_training_window_task
-from tasks.window import training_window_task, without_flagged_rows_task
+from tasks.window import training_window_task
 
 RECORD_FILE = "retrain.json"
-FILTERED_TRAIN_FILE = "train-without-flagged.parquet"
 
 
 def retrain_markdown(record: dict[str, Any]) -> str:
@@ -95,7 +92,7 @@ def retrain_flow(
     logger = get_run_logger()
     cfg = load_config(config)
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
-    opts, cols, evaluation_cfg = cfg.storage.options, cfg.columns, cfg.evaluation
+    opts, cols = cfg.storage.options, cfg.columns
     seed = cfg.training.seed
     window_days = cfg.retrain.window_days or cfg.training.window_days
     leave_out_flagged = cfg.retrain.exclude_flagged if exclude_flagged is None else exclude_flagged
@@ -118,6 +115,7 @@ def retrain_flow(
         "last_date": window[-1]["date"] if window else None,
         "batches": [b["batch_id"] for b in window],
         "exclude_flagged": leave_out_flagged,
+        "rows_before_filter": 0,
         "rows_left_out": 0,
     }
     if not window:
@@ -136,76 +134,18 @@ def retrain_flow(
         return record
 
     batch_ids = [b["batch_id"] for b in window]
-    split = split_training_window_task(
+    result = train_evaluate_gate(
+        cfg,
         [b["path"] for b in window],
-        cols.id,
-        cols.timestamp,
-        cols.numeric,
-        cols.categorical,
-        cols.missing_values,
-        cols.label,
-        cols.label_positive,
-        cols.label_negative,
-        evaluation_cfg.holdout_fraction,
-        evaluation_cfg.holdout_max_rows,
-        seed,
-        run_dir,
-        opts,
-    )
-    if leave_out_flagged:
-        filtered = without_flagged_rows_task(
-            split["train_path"], window, cols.id, join(run_dir, FILTERED_TRAIN_FILE), opts
-        )
-        record["window"]["rows_left_out"] = filtered["rows_left_out"]
-        split = {**split, "train_path": filtered["path"], "train_rows": filtered["rows_kept"]}
-    trained = fit_model_task(
-        split["train_path"],
         batch_ids,
-        cols.numeric,
-        cols.categorical,
-        cols.label,
-        cfg.training.exclude_labelled_anomalies,
-        cfg.training.max_rows,
-        seed,
-        cfg.detector_params(),
-        layout.models,
-        opts,
-    )
-    version = trained["version"]
-    evaluation = evaluate_task(
-        layout.models,
-        version,
-        split,
-        cols.numeric,
-        cols.categorical,
-        cols.passthrough,
-        cfg.training.exclude_labelled_anomalies,
-        evaluation_cfg.baselines,
-        evaluation_cfg.baseline_max_rows,
-        evaluation_cfg.leakage_auroc,
-        seed,
-        run_dir,
-        opts,
-    )
-    champion = evaluate_champion_task(
-        layout.models, version, split, evaluation["reconstruction"]["scales"], opts
-    )
-    gate = gate_task(
-        layout.models,
-        version,
-        evaluation,
-        champion,
-        evaluation_cfg.reconstruction_margin,
-        evaluation_cfg.auroc_margin,
         promote,
-        {**headline(evaluation), "run": run, "trigger": trigger},
-        opts,
+        run=run,
+        flagged_window=window if leave_out_flagged else None,
+        gate_context={"trigger": trigger},
     )
-    report = None
-    if evaluation_cfg.report:
-        report = report_task(
-            cfg.dataset, run, evaluation, champion, gate, run_dir, layout.models, opts
-        )
+    record["window"]["rows_before_filter"] = result["rows_before_filter"]
+    record["window"]["rows_left_out"] = result["rows_left_out"]
+    gate, version = result["gate"], result["version"]
     if gate["promoted"]:
         # The new champion's drift reference, built now while its training batches are at hand.
         ensure_reference_task(
@@ -229,10 +169,10 @@ def retrain_flow(
             "reason": "; ".join(gate["reasons"]),
             "gate": gate,
             "champion_after": registry.champion(),
-            "train_rows": trained["metrics"]["train_rows"],
-            "metrics": trained["metrics"],
-            "evaluation": headline(evaluation),
-            "report": report["html"] if report else None,
+            "train_rows": result["metrics"]["train_rows"],
+            "metrics": result["metrics"],
+            "evaluation": result["evaluation"],
+            "report": result["report"],
         }
     )
     record["record"] = join(run_dir, RECORD_FILE)

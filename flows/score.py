@@ -13,11 +13,95 @@ from typing import Any
 from prefect import flow, get_run_logger, unmapped
 from prefect.futures import as_completed
 
-from flows.config import load_config
+from flows.config import PipelineConfig, load_config
 from tasks.io import StorageLayout, list_batches_task
 from tasks.reporting import score_summary_task
 from tasks.scoring import find_pending_batches_task, score_batch_task
 from tasks.validate import quarantine_task, validate_batch_task
+
+
+def validate_batches(
+    cfg: PipelineConfig, layout: StorageLayout, batches: list[dict[str, Any]]
+) -> Any:
+    """Submit one validation task per batch (mapped over the task runner); returns the futures,
+    in the order of ``batches``. Call inside a flow.
+    """
+    opts, cols = cfg.storage.options, cfg.columns
+    return validate_batch_task.map(
+        batches,
+        unmapped(cfg.suite_path),
+        unmapped(cols.id),
+        unmapped(cols.timestamp),
+        unmapped(cols.numeric),
+        unmapped(cols.categorical),
+        unmapped(cols.missing_values),
+        unmapped(cfg.validation.on_warning),
+        unmapped(opts),
+        unmapped(cfg.validation.severity),
+        unmapped(layout.reports("data-docs") if cfg.validation.data_docs else None),
+    )
+
+
+def validate_and_score(
+    cfg: PipelineConfig,
+    layout: StorageLayout,
+    batches: list[dict[str, Any]],
+    model_version: str,
+    force: bool = False,
+) -> dict[str, list[Any]]:
+    """Validate each batch (mapped over the task runner), quarantine the rejected ones and score
+    each accepted one with ``model_version`` as soon as its own validation passes (as the score
+    flow does). Call inside a flow.
+
+    Returns ``{"scored": [markers], "skipped": [markers of batches a concurrent run scored],
+    "quarantined": [...], "warnings": [outcomes], "failures": [messages]}``, each by batch id.
+    """
+    opts, cols = cfg.storage.options, cfg.columns
+    result: dict[str, list[Any]] = {
+        "scored": [], "skipped": [], "quarantined": [], "warnings": [], "failures": []
+    }  # fmt: skip
+    if not batches:
+        return result
+    validations = validate_batches(cfg, layout, batches)
+    batch_of = {f.task_run_id: b for f, b in zip(validations, batches, strict=True)}
+    scoring, quarantining = [], []
+    for validated in as_completed(list(validations)):
+        batch, outcome = batch_of[validated.task_run_id], validated.result()
+        if not outcome["accepted"]:
+            quarantining.append(
+                quarantine_task.submit(batch, layout.quarantine(batch["batch_id"]), outcome, opts)
+            )
+            continue
+        if outcome["status"] == "warning":
+            result["warnings"].append(outcome)
+        scoring.append(
+            score_batch_task.submit(
+                batch,
+                layout.root,
+                cfg.dataset,
+                cols.passthrough,
+                cols.timestamp,
+                cols.numeric,
+                cols.categorical,
+                cols.missing_values,
+                model_version,
+                cfg.scoring.chunk_rows,
+                cfg.scoring.top_k,
+                force,
+                opts,
+            )
+        )
+    for future in scoring:
+        try:
+            marker = future.result()
+        except Exception as exc:  # reported at the end of the run; the other batches go on
+            result["failures"].append(f"{exc.__class__.__name__}: {exc}")
+            continue
+        result["scored" if marker["status"] == "scored" else "skipped"].append(marker)
+    result["quarantined"] = [f.result() for f in quarantining]
+    for key in ("scored", "skipped", "quarantined", "warnings"):
+        result[key].sort(key=itemgetter("batch_id"))
+    return result
 
 
 @flow(name="aeflow-score", log_prints=True)
@@ -32,75 +116,23 @@ def score_flow(
     cfg = load_config(config)
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     opts = cfg.storage.options
-    cols = cfg.columns
     available = list_batches_task(layout.incoming, opts)
     plan = find_pending_batches_task(
         available, layout.root, cfg.dataset, model_version, force, opts
     )
     pending, version = plan["pending"], plan["model_version"]
-    validations = validate_batch_task.map(
-        pending,
-        unmapped(cfg.suite_path),
-        unmapped(cols.id),
-        unmapped(cols.timestamp),
-        unmapped(cols.numeric),
-        unmapped(cols.categorical),
-        unmapped(cols.missing_values),
-        unmapped(cfg.validation.on_warning),
-        unmapped(opts),
-        unmapped(cfg.validation.severity),
-        unmapped(layout.reports("data-docs") if cfg.validation.data_docs else None),
-    )
-    batch_of = {
-        future.task_run_id: batch for future, batch in zip(validations, pending, strict=True)
-    }
-    scoring, quarantining, warnings = [], [], []
-    for validated in as_completed(list(validations)):
-        batch, outcome = batch_of[validated.task_run_id], validated.result()
-        if not outcome["accepted"]:
-            quarantining.append(
-                quarantine_task.submit(batch, layout.quarantine(batch["batch_id"]), outcome, opts)
-            )
-            continue
-        if outcome["status"] == "warning":
-            warnings.append(outcome)
-        scoring.append(
-            score_batch_task.submit(
-                batch,
-                layout.root,
-                cfg.dataset,
-                cols.passthrough,
-                cols.timestamp,
-                cols.numeric,
-                cols.categorical,
-                cols.missing_values,
-                version,
-                cfg.scoring.chunk_rows,
-                cfg.scoring.top_k,
-                force,
-                opts,
-            )
-        )
-    markers, failures = [], []
-    for future in scoring:
-        try:
-            markers.append(future.result())
-        except Exception as exc:  # reported after the summary; the other batches are committed
-            failures.append(f"{exc.__class__.__name__}: {exc}")
-    by_id = itemgetter("batch_id")
+    outcome = validate_and_score(cfg, layout, pending, version, force)
     # A concurrent run may have scored a batch between planning and scoring: it is skipped then.
-    scored = sorted((m for m in markers if m["status"] == "scored"), key=by_id)
-    skipped = sorted(
-        [*plan["skipped"], *(m for m in markers if m["status"] != "scored")], key=by_id
-    )
+    skipped = sorted([*plan["skipped"], *outcome["skipped"]], key=itemgetter("batch_id"))
     summary = score_summary_task(
         cfg.dataset,
         version,
-        scored,
+        outcome["scored"],
         skipped,
-        sorted((f.result() for f in quarantining), key=by_id),
-        sorted(warnings, key=by_id),
+        outcome["quarantined"],
+        outcome["warnings"],
     )
+    failures = outcome["failures"]
     if failures:
         get_run_logger().error("%d batch(es) failed to score", len(failures))
         raise RuntimeError(f"{len(failures)} batch(es) failed to score: " + "; ".join(failures))

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from prefect import flow, get_run_logger, unmapped
+from prefect import flow, get_run_logger
 
 from flows.config import PipelineConfig, load_config
+from flows.score import validate_batches
 from tasks.evaluate import evaluate_champion_task, evaluate_task, headline, new_run_id
 from tasks.gate import gate_task
-from tasks.io import StorageLayout, list_batches_task
+from tasks.io import StorageLayout, join, list_batches_task
 from tasks.report import report_task
 from tasks.training import (
     discard_training_split_task,
@@ -24,7 +25,9 @@ from tasks.training import (
     select_training_batches,
     split_training_window_task,
 )
-from tasks.validate import validate_batch_task
+from tasks.window import without_flagged_rows_task
+
+FILTERED_TRAIN_FILE = "train-without-flagged.parquet"
 
 
 def train_evaluate_gate(
@@ -32,13 +35,21 @@ def train_evaluate_gate(
     batch_paths: Sequence[str],
     batch_ids: Sequence[str],
     promote: bool = True,
+    run: str | None = None,
+    flagged_window: Sequence[dict[str, Any]] | None = None,
+    gate_context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Split, fit, evaluate, gate and report on already accepted batches (call it inside a flow;
-    the retrain flow reuses it). Returns the train flow's result without ``left_out``."""
+    the retrain flow reuses it). Returns the train flow's result without ``left_out``.
+
+    ``flagged_window``: scored batches whose flagged rows are left out of the training part (never
+    the holdout, so the gate compares on rows neither model chose); ``gate_context`` is recorded
+    with the gate decision (e.g. the retraining trigger).
+    """
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     opts, cols, evaluation_cfg = cfg.storage.options, cfg.columns, cfg.evaluation
     seed = cfg.training.seed
-    run = new_run_id()
+    run = run or new_run_id()
     run_dir = layout.reports(run)
     split = split_training_window_task(
         list(batch_paths),
@@ -56,6 +67,18 @@ def train_evaluate_gate(
         run_dir,
         opts,
     )
+    rows_before_filter, rows_left_out = split["train_rows"], 0
+    if flagged_window is not None:
+        filtered = without_flagged_rows_task(
+            split["train_path"],
+            list(flagged_window),
+            cols.id,
+            join(run_dir, FILTERED_TRAIN_FILE),
+            opts,
+        )
+        discard_training_split_task(split, opts)
+        rows_left_out = filtered["rows_left_out"]
+        split = {**split, "train_path": filtered["path"], "train_rows": filtered["rows_kept"]}
     trained = fit_model_task(
         split["train_path"],
         list(batch_ids),
@@ -97,7 +120,7 @@ def train_evaluate_gate(
         evaluation_cfg.reconstruction_margin,
         evaluation_cfg.auroc_margin,
         promote,
-        {**headline(evaluation), "run": run},
+        {**headline(evaluation), "run": run, **(gate_context or {})},
         opts,
     )
     report = None
@@ -116,6 +139,8 @@ def train_evaluate_gate(
         "report": report["html"] if report else None,
         "gate": gate,
         "evaluation": headline(evaluation),
+        "rows_before_filter": rows_before_filter,
+        "rows_left_out": rows_left_out,
     }
 
 
@@ -137,7 +162,6 @@ def train_flow(
     cfg = load_config(config)
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     opts = cfg.storage.options
-    cols = cfg.columns
     available = list_batches_task(layout.incoming, opts)
     window = select_training_batches(
         available, cfg.training.window_days, until, batches or cfg.training.batches
@@ -147,18 +171,7 @@ def train_flow(
             f"no batches to train on in {layout.incoming}; add Parquet files there "
             "(e.g. `aeflow demo-data` or `aeflow ingest`)"
         )
-    outcomes = validate_batch_task.map(
-        window,
-        unmapped(cfg.suite_path),
-        unmapped(cols.id),
-        unmapped(cols.timestamp),
-        unmapped(cols.numeric),
-        unmapped(cols.categorical),
-        unmapped(cols.missing_values),
-        unmapped(cfg.validation.on_warning),
-        unmapped(opts),
-        unmapped(cfg.validation.severity),
-    ).result()
+    outcomes = [future.result() for future in validate_batches(cfg, layout, window)]
     accepted = [b for b, o in zip(window, outcomes, strict=True) if o["accepted"]]
     rejected = [o for o in outcomes if not o["accepted"]]
     for outcome in rejected:

@@ -143,11 +143,13 @@ def test_the_challenger_is_promoted_or_kept_with_a_recorded_reason(nights):
     assert registry.champion() == expected_champion == retrained["champion_after"]
     stored = json.loads(Path(retrained["record"]).read_text())
     assert stored["reason"] == retrained["reason"] and stored["trigger_reasons"]
-    # the filtered training rows: the holdout keeps every row, the training rows lose the flagged
+    # the training rows lose the flagged rows (the holdout keeps every row and stays as the
+    # record of the comparison); the training copies are discarded once the model is fitted
+    assert retrained["train_rows"] == window["rows_before_filter"] - window["rows_left_out"]
     run_dir = Path(layout.reports(retrained["run"]))
-    assert pq.read_metadata(run_dir / "train-without-flagged.parquet").num_rows == (
-        pq.read_metadata(run_dir / "train.parquet").num_rows - window["rows_left_out"]
-    )
+    assert (run_dir / "holdout.parquet").is_file()
+    assert not (run_dir / "train.parquet").exists()
+    assert not (run_dir / "train-without-flagged.parquet").exists()
 
 
 def test_every_valid_batch_is_written_exactly_once(nights):
