@@ -3,9 +3,30 @@
 >>> from models import AutoencoderDetector
 >>> detector = AutoencoderDetector().fit(frame)
 >>> result = detector.score(batch)  # scores, percentiles, flags, latent features, top columns
+
+The names are imported on first use, so `models.storage` and `models.registry` (used by every CLI
+command) do not pay for importing torch.
 """
 
-from models.detector import AutoencoderDetector, ScoreResult
-from models.persistence import BundleError
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from models.detector import AutoencoderDetector, ScoreResult
+    from models.persistence import BundleError
+
+_LAZY = {
+    "AutoencoderDetector": "models.detector",
+    "ScoreResult": "models.detector",
+    "BundleError": "models.persistence",
+}
 
 __all__ = ["AutoencoderDetector", "BundleError", "ScoreResult"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'models' has no attribute {name!r}")
