@@ -23,6 +23,7 @@ from models import calibration
 from models.network import ACTIVATIONS, ColumnErrors, MixedAutoencoder
 from models.preprocessing import (
     SCALINGS,
+    FastPreprocessor,
     as_frame,
     build_preprocessor,
     check_columns_present,
@@ -37,6 +38,9 @@ ERROR_NORMALIZATIONS = ("none", "validation_mean")
 # Rows per forward pass when scoring: large enough to amortise per-call overhead, small enough that
 # a 64k-row chunk of a wide frame stays well under a GiB of activations.
 INFERENCE_CHUNK_ROWS = 65536
+# On CPU a smaller chunk keeps the activations and column errors in cache between the operations,
+# which is worth more than the per-call overhead it adds (measured: 2048 rows beat 65536 by ~2x).
+CPU_INFERENCE_CHUNK_ROWS = 2048
 # Scaled inputs are clipped to this magnitude so an absurd value cannot overflow float32 squares.
 INPUT_CLIP = 1e4
 
@@ -274,6 +278,12 @@ class AutoencoderDetector(BaseEstimator):
         """Frame/array -> (n, n_features) float32 tensor on the detector's device."""
         frame = as_frame(X)
         check_columns_present(frame, self.feature_names_in_)
+        fast = self._fast_preprocessor()
+        if fast is not None:
+            if len(frame) == 0:
+                return torch.zeros((0, self.layout_.n_features), device=self.device_)
+            features = fast.transform(frame, clip=INPUT_CLIP)
+            return torch.from_numpy(features).to(self.device_)
         normalised = normalise_frame(frame, self.numeric_columns_, self.categorical_columns_)
         if normalised.empty:
             return torch.zeros((0, self.layout_.n_features), device=self.device_)
@@ -281,25 +291,43 @@ class AutoencoderDetector(BaseEstimator):
         np.clip(features, -INPUT_CLIP, INPUT_CLIP, out=features)
         return torch.from_numpy(features).to(self.device_)
 
+    def _fast_preprocessor(self) -> FastPreprocessor | None:
+        """The numpy replay of ``preprocessor_`` (rebuilt when ``preprocessor_`` is replaced), or
+        ``None`` when it is not one :func:`build_preprocessor` makes or its width disagrees with
+        ``layout_``; ``_features`` then uses ``preprocessor_.transform``."""
+        cached = getattr(self, "_fast_cache", None)
+        if cached is None or cached[0] is not self.preprocessor_:
+            fast = FastPreprocessor.from_fitted(
+                self.preprocessor_, self.numeric_columns_, self.categorical_columns_
+            )
+            if fast is not None and fast.n_features != self.layout_.n_features:
+                fast = None
+            cached = (self.preprocessor_, fast)
+            self._fast_cache = cached
+        return cached[1]
+
     @torch.inference_mode()
     def _forward(self, features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(n, n_features) -> contributions (n, n_columns) float32, latent (n, latent_dim_) float32."""
-        contributions, latents = [], []
-        for start in range(0, features.shape[0], INFERENCE_CHUNK_ROWS):
-            chunk = features[start : start + INFERENCE_CHUNK_ROWS]
+        n_rows = features.shape[0]
+        contributions = np.empty((n_rows, len(self.feature_names_in_)), dtype=np.float32)
+        latents = np.empty((n_rows, self.latent_dim_), dtype=np.float32)
+        chunk_rows = (
+            CPU_INFERENCE_CHUNK_ROWS if features.device.type == "cpu" else (INFERENCE_CHUNK_ROWS)
+        )
+        for start in range(0, n_rows, chunk_rows):
+            chunk = features[start : start + chunk_rows]
+            stop = start + chunk.shape[0]
             total = None
             member_latents = []
             for network, scale in zip(self.networks_, self._member_scales, strict=True):
                 output, mean, _ = network(chunk)
-                weighted = self._column_errors(output, chunk) * scale
-                total = weighted if total is None else total + weighted
+                weighted = self._column_errors(output, chunk).mul_(scale)
+                total = weighted if total is None else total.add_(weighted)
                 member_latents.append(mean.float())
-            contributions.append(total.cpu().numpy())
-            latents.append(torch.cat(member_latents, dim=1).cpu().numpy())
-        if not contributions:
-            n_columns = len(self.feature_names_in_)
-            return np.zeros((0, n_columns), np.float32), np.zeros((0, self.latent_dim_), np.float32)
-        return np.concatenate(contributions), np.concatenate(latents)
+            contributions[start:stop] = total.cpu().numpy()
+            latents[start:stop] = torch.cat(member_latents, dim=1).cpu().numpy()
+        return contributions, latents
 
     def _prepare_scoring(self) -> None:
         """Build the per-member scale vectors used by :meth:`_forward` from the calibration state."""
@@ -529,7 +557,21 @@ class AutoencoderDetector(BaseEstimator):
         combinations, so each distinct one is joined once."""
         if top.shape[0] == 0:
             return []
-        combinations, row_combination = np.unique(top, axis=0, return_inverse=True)
+        n_columns = len(self.feature_names_in_)
+        if n_columns ** top.shape[1] < 2**62:
+            # One integer per combination (base n_columns digits): a 1-D unique is far cheaper
+            # than a row-wise one.
+            keys = np.zeros(top.shape[0], dtype=np.int64)
+            for position in range(top.shape[1]):
+                keys *= n_columns
+                keys += top[:, position]
+            unique_keys, row_combination = np.unique(keys, return_inverse=True)
+            combinations = np.empty((len(unique_keys), top.shape[1]), dtype=np.int64)
+            for position in reversed(range(top.shape[1])):
+                combinations[:, position] = unique_keys % n_columns
+                unique_keys = unique_keys // n_columns
+        else:
+            combinations, row_combination = np.unique(top, axis=0, return_inverse=True)
         names = [str(c) for c in self.feature_names_in_]
         joined = np.array([",".join(names[i] for i in row) for row in combinations], dtype=object)
         return joined[row_combination.reshape(-1)].tolist()

@@ -144,13 +144,43 @@ class ColumnErrors:
             squared = (output[:, : self.n_regression] - target[:, : self.n_regression]).pow(2)
             errors = errors.index_add(1, self.regression_column, squared)
         if self.blocks:
-            cross_entropies = []
-            for start, stop in self.blocks:
-                log_probs = functional.log_softmax(output[:, start:stop], dim=1)
-                one_hot = target[:, start:stop]
-                known = one_hot.sum(dim=1) > 0.5
-                observed = -(one_hot * log_probs).sum(dim=1)
-                least_likely = -log_probs.min(dim=1).values
-                cross_entropies.append(torch.where(known, observed, least_likely))
-            errors = errors.index_add(1, self.categorical_column, torch.stack(cross_entropies, 1))
+            if output.requires_grad:
+                cross_entropies = self._cross_entropies(output, target)
+            else:
+                cross_entropies = self._cross_entropies_transposed(output, target)
+            errors = errors.index_add(1, self.categorical_column, cross_entropies)
         return errors
+
+    def _cross_entropies(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(n, n_features) -> (n, n_categorical) cross-entropies, one block at a time (training)."""
+        cross_entropies = []
+        for start, stop in self.blocks:
+            log_probs = functional.log_softmax(output[:, start:stop], dim=1)
+            one_hot = target[:, start:stop]
+            known = one_hot.sum(dim=1) > 0.5
+            observed = -(one_hot * log_probs).sum(dim=1)
+            least_likely = -log_probs.min(dim=1).values
+            cross_entropies.append(torch.where(known, observed, least_likely))
+        return torch.stack(cross_entropies, 1)
+
+    def _cross_entropies_transposed(
+        self, output: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
+        """The same values as :meth:`_cross_entropies` (up to float rounding), for scoring.
+
+        A block of a row-major (n, n_features) matrix is a narrow strided slice, and reducing over
+        its few levels is slow; with the categorical features transposed to (n_levels, n), each
+        block is a contiguous run of rows and every reduction runs along the n rows. No gradient.
+        """
+        first = self.blocks[0][0]
+        logits = output[:, first:].t().contiguous()
+        one_hots = target[:, first:].t().contiguous()
+        cross_entropies = output.new_empty(len(self.blocks), output.shape[0])
+        for index, (start, stop) in enumerate(self.blocks):
+            log_probs = functional.log_softmax(logits[start - first : stop - first], dim=0)
+            one_hot = one_hots[start - first : stop - first]
+            known = one_hot.sum(dim=0) > 0.5
+            observed = -(one_hot * log_probs).sum(dim=0)
+            least_likely = -log_probs.amin(dim=0)
+            torch.where(known, observed, least_likely, out=cross_entropies[index])
+        return cross_entropies.t()
