@@ -1333,6 +1333,10 @@ def validate_batch(
                         runner, frame, check, results[check.index], id_column
                     )
                 ordered.append(failure)
+    del frame
+    # Hand the batch's Arrow buffers back to the OS now: a long-running worker would otherwise
+    # keep the allocator's high-water mark of its biggest batch for good.
+    pa.default_memory_pool().release_unused()
     if data_docs_dir is not None:
         out_file = join(data_docs_dir, f"{batch.batch_id}.html")
         _render_data_docs(suite, results, out_file, options)
