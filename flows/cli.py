@@ -55,7 +55,8 @@ class TrainingProgress:
             self._progress.stop()
 
 
-def _with_progress(run):
+def with_training_progress(run):
+    """Run ``run()`` with a training progress bar fed by the trainer's per-epoch callback."""
     from tasks.training import add_progress_hook, remove_progress_hook
 
     progress = TrainingProgress()
@@ -124,7 +125,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from flows.train import train_flow
 
     _layout(args.config)  # fail fast on a bad config, before Prefect starts
-    result = _with_progress(
+    result = with_training_progress(
         lambda: train_flow(
             config=args.config, until=args.until, batches=args.batch, promote=not args.no_promote
         )
@@ -176,7 +177,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         layout.incoming, days=args.days, rows_per_day=args.rows_per_day, seed=args.seed
     )
     train_until = manifest.batch_ids[args.train_days - 1]
-    trained = _with_progress(lambda: train_flow(config=args.config, until=train_until))
+    trained = with_training_progress(lambda: train_flow(config=args.config, until=train_until))
     summary = run_score(args.config)
     print("\n=== aeflow demo summary ===")
     print(format_train_summary(trained))

@@ -17,7 +17,6 @@ from operator import itemgetter
 from typing import Any
 
 from prefect import flow, get_run_logger, task, unmapped
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.config import load_config
@@ -31,8 +30,8 @@ from tasks.drift import (
     measure_drift_task,
     retrain_triggers,
 )
-from tasks.io import StorageLayout, join, list_batches_task, write_json_atomic
-from tasks.reporting import artifact_key, score_summary_task
+from tasks.io import StorageLayout, join, list_batches_task
+from tasks.reporting import artifact_key, publish_record_task, score_summary_task
 from tasks.window import select_nightly_batches_task
 
 
@@ -80,18 +79,6 @@ def nightly_markdown(result: dict[str, Any]) -> str:
             lines.append(f"- challenger `{retrained['version']}`: {outcome}: {retrained['reason']}")
     lines += ["", f"Champion after the run: `{result['champion_after']}`."]
     return "\n".join(lines) + "\n"
-
-
-@task(name="nightly-summary", cache_policy=NO_CACHE)
-def nightly_summary_task(result: dict[str, Any], report_url: str, options: Any = None) -> str:
-    """Store the night's summary as JSON and publish it as a Markdown artifact."""
-    write_json_atomic(result, report_url, options)
-    create_markdown_artifact(
-        markdown=nightly_markdown(result),
-        key=artifact_key(result["dataset"], "nightly"),
-        description=f"aeflow nightly run for {result['dataset']} ({result['night']})",
-    )
-    return report_url
 
 
 @task(name="retrain-triggers", cache_policy=NO_CACHE)
@@ -223,7 +210,14 @@ def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> 
     }
     result["failures"] = processed["failures"]
     result["report"] = join(layout.reports("nightly"), f"{night}.json")
-    nightly_summary_task(result, result["report"], opts)
+    publish_record_task(
+        result,
+        result["report"],
+        nightly_markdown(result),
+        artifact_key(result["dataset"], "nightly"),
+        f"aeflow nightly run for {result['dataset']} ({result['night']})",
+        opts,
+    )
     if processed["failures"]:
         logger.error("%d batch(es) failed to score", len(processed["failures"]))
         raise RuntimeError(

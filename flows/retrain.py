@@ -17,17 +17,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 
 from flows.config import load_config
 from flows.train import train_evaluate_gate
 from models.registry import ModelRegistry
 from tasks.drift import ensure_reference_task
 from tasks.evaluate import new_run_id
-from tasks.io import StorageLayout, join, write_json_atomic
-from tasks.reporting import artifact_key
+from tasks.io import StorageLayout, join
+from tasks.reporting import artifact_key, publish_record_task
 from tasks.window import training_window_task
 
 RECORD_FILE = "retrain.json"
@@ -62,16 +60,15 @@ def retrain_markdown(record: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@task(name="retrain-record", cache_policy=NO_CACHE)
-def retrain_record_task(record: dict[str, Any], url: str, options: Any = None) -> str:
-    """Store the retraining record as JSON and publish it as a Markdown artifact."""
-    write_json_atomic(record, url, options)
-    create_markdown_artifact(
-        markdown=retrain_markdown(record),
-        key=artifact_key(record["dataset"], "retrain"),
-        description=f"aeflow retraining of {record['dataset']}: trigger {record['trigger']}",
+def _publish(record: dict[str, Any], options: Any) -> None:
+    publish_record_task(
+        record,
+        record["record"],
+        retrain_markdown(record),
+        artifact_key(record["dataset"], "retrain"),
+        f"aeflow retraining of {record['dataset']}: trigger {record['trigger']}",
+        options,
     )
-    return url
 
 
 @flow(name="aeflow-retrain", log_prints=True)
@@ -130,7 +127,7 @@ def retrain_flow(
             report=None,
         )  # fmt: skip
         record["record"] = join(run_dir, RECORD_FILE)
-        retrain_record_task(record, record["record"], opts)
+        _publish(record, opts)
         return record
 
     batch_ids = [b["batch_id"] for b in window]
@@ -176,7 +173,7 @@ def retrain_flow(
         }
     )
     record["record"] = join(run_dir, RECORD_FILE)
-    retrain_record_task(record, record["record"], opts)
+    _publish(record, opts)
     logger.info(
         "retrained %s (trigger %s): %s; %s",
         version,

@@ -10,6 +10,8 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from tasks.io import StorageOptions, write_json_atomic
+
 
 def artifact_key(dataset: str, kind: str) -> str:
     """A Prefect artifact key (lowercase letters, digits and dashes only) for a dataset."""
@@ -108,3 +110,18 @@ def score_summary_task(
         description=f"aeflow score run summary for {dataset}",
     )
     return summary
+
+
+@task(name="publish-record", cache_policy=NO_CACHE)
+def publish_record_task(
+    record: dict[str, Any],
+    url: str,
+    markdown: str,
+    key: str,
+    description: str,
+    options: StorageOptions = None,
+) -> str:
+    """Store a run's record as JSON at ``url`` and publish its Markdown as a Prefect artifact."""
+    write_json_atomic(record, url, options)
+    create_markdown_artifact(markdown=markdown, key=key, description=description)
+    return url

@@ -139,20 +139,8 @@ def _task_runner(dask: str | None, workers: int | None, default_workers: int) ->
     return task_runner_for(workers or default_workers, dask)
 
 
-def _with_training_progress(run):
-    from flows.cli import TrainingProgress
-    from tasks.training import add_progress_hook, remove_progress_hook
-
-    progress = TrainingProgress()
-    add_progress_hook(progress)
-    try:
-        return run()
-    finally:
-        remove_progress_hook(progress)
-        progress.close()
-
-
 def cmd_nightly(args: argparse.Namespace) -> int:
+    from flows.cli import with_training_progress
     from flows.config import load_config
     from flows.nightly import nightly_flow
     from tasks.io import StorageLayout
@@ -163,7 +151,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         parse_date(args.date)
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     runner = _task_runner(args.dask, args.workers, cfg.scoring.workers)
-    result = _with_training_progress(
+    result = with_training_progress(
         lambda: nightly_flow.with_options(task_runner=runner)(
             config=args.config, date=args.date, retrain=not args.no_retrain
         )
@@ -174,6 +162,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
+    from flows.cli import with_training_progress
     from flows.config import load_config
     from flows.retrain import retrain_flow
     from tasks.window import parse_date
@@ -181,7 +170,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     load_config(args.config)
     if args.until:
         parse_date(args.until, "--until")
-    result = _with_training_progress(
+    result = with_training_progress(
         lambda: retrain_flow(
             config=args.config,
             until=args.until,
