@@ -984,7 +984,9 @@ def _prepare_frame(
         if pa.types.is_decimal(kind) or pa.types.is_null(kind):
             position = table.schema.get_field_index(name)
             table = table.set_column(position, name, table.column(name).cast(pa.float64()))
-    return table.to_pandas(date_as_object=False, split_blocks=True)
+    # self_destruct frees each Arrow column as it is converted: the caller drops the table next,
+    # and the batch is never held twice in memory.
+    return table.to_pandas(date_as_object=False, split_blocks=True, self_destruct=True)
 
 
 # ===================================================================================== GX run
