@@ -245,37 +245,22 @@ def read_csv_tables(
             names = list(fmt.column_names)
         _check_columns(names, fmt, id_column, timestamp_column, numeric, csv_path)
         first_row = 1
+
+        def convert(chunk: list[bytes], first_row: int) -> pa.Table:
+            return _convert(
+                chunk, names, fmt, id_column, timestamp_column, numeric, missing, id_prefix,
+                dates, first_row,
+            )  # fmt: skip
+
         chunk: list[bytes] = []
         for line in lines:
             chunk.append(line)
             if len(chunk) == chunk_rows:
-                yield _convert(
-                    chunk,
-                    names,
-                    fmt,
-                    id_column,
-                    timestamp_column,
-                    numeric,
-                    missing,
-                    id_prefix,
-                    dates,
-                    first_row,
-                )
+                yield convert(chunk, first_row)
                 first_row += len(chunk)
                 chunk = []
         if chunk:
-            yield _convert(
-                chunk,
-                names,
-                fmt,
-                id_column,
-                timestamp_column,
-                numeric,
-                missing,
-                id_prefix,
-                dates,
-                first_row,
-            )
+            yield convert(chunk, first_row)
 
 
 def _check_columns(

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from subprocess_support import stop_process_group
 
 pytestmark = pytest.mark.slow
 
@@ -73,14 +73,7 @@ def prefect_api(tmp_path_factory) -> Iterator[str]:
                 pytest.fail("the Prefect server did not start:\n" + log.read_text()[-3000:])
             yield api
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=15)
+            stop_process_group(server)
 
 
 @pytest.fixture(scope="module")

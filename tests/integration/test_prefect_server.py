@@ -14,7 +14,6 @@ import contextlib
 import datetime as dt
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from subprocess_support import stop_process_group
 
 from flows.config import load_config
 from flows.train import train_flow
@@ -60,14 +60,7 @@ def started(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
         try:
             yield process
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=15)
+            stop_process_group(process)
 
 
 def wait_until(check, timeout: float, what: str, log: Path | None = None):
