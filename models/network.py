@@ -28,6 +28,47 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+class Dropout(nn.Module):
+    """Inverted dropout whose CPU mask comes from 15-bit random integers, about 4x cheaper.
+
+    torch's CPU dropout draws one Bernoulli variate per element from a sequential Mersenne
+    twister; on the small matrices of tabular autoencoders that draw costs more than the layer's
+    matrix product. Here one 64-bit draw yields four 15-bit uniform integers, and an element is
+    dropped when its integer is below ``round(p * 2**15)``, so the drop rate is ``p`` to within
+    2**-16 and the kept values are scaled by the exact inverse of the keep rate. The global torch
+    RNG drives the draw, so seeding makes it deterministic. On CUDA, and for small inputs, it is
+    torch's own dropout.
+    """
+
+    LEVELS = 1 << 15
+    # Below about this many values torch's own dropout is the cheaper call (measured on CPU).
+    SMALL = 1 << 12
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {p}")
+        self.p = p
+        self.threshold = round(p * self.LEVELS)
+        self.scale = self.LEVELS / (self.LEVELS - self.threshold)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, width) -> (n, width); the identity in eval mode."""
+        if not self.training or self.threshold == 0:
+            return x
+        if x.device.type != "cpu" or x.numel() < self.SMALL:
+            return functional.dropout(x, self.p, training=True)
+        n_values = x.numel()
+        words = torch.empty((n_values + 3) // 4, dtype=torch.int64, device=x.device).random_()
+        # random_() fills int64 with 63 random bits: clearing each 16-bit piece's top bit leaves
+        # four independent 15-bit uniform integers per word.
+        levels = words.view(torch.int16)[:n_values].view(x.shape) & (self.LEVELS - 1)
+        return x * ((levels >= self.threshold).to(x.dtype) * self.scale)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 def _dense_stack(
     sizes: Sequence[int], activation: str, dropout: float, batch_norm: bool
 ) -> list[nn.Module]:
@@ -38,7 +79,7 @@ def _dense_stack(
             layers.append(nn.BatchNorm1d(n_out))
         layers.append(ACTIVATIONS[activation]())
         if dropout > 0:
-            layers.append(nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
     return layers
 
 

@@ -83,6 +83,77 @@ def _swap_noise(
     return torch.where(swap[:, feature_column], donated, batch)
 
 
+class FlatAdamW:
+    """AdamW on one flat parameter tensor: torch.optim.AdamW's update rule (decoupled weight
+    decay, bias-corrected moments, amsgrad off) in six in-place kernel calls per step.
+
+    torch.optim's Python around the update (hooks, state bookkeeping, per-group checks) costs
+    about 90 us a step, several times its fused kernel on a network of a few thousand weights,
+    and a step of a small tabular autoencoder costs about 1 ms in all.
+
+    Args:
+        flat: the parameter (n,), with its gradient in ``flat.grad`` when :meth:`step` is called.
+        weight_decay: decoupled weight decay per unit learning rate.
+        betas: decay rates of the first and second moment estimates.
+        eps: added to the bias-corrected root of the second moment.
+    """
+
+    def __init__(
+        self,
+        flat: torch.nn.Parameter,
+        weight_decay: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ):
+        self.flat = flat
+        self.weight_decay = weight_decay
+        self.betas = betas
+        self.eps = eps
+        self.exp_avg = torch.zeros_like(flat, memory_format=torch.preserve_format)
+        self.exp_avg_sq = torch.zeros_like(flat, memory_format=torch.preserve_format)
+        self.steps = 0
+
+    @torch.no_grad()
+    def step(self, learning_rate: float) -> None:
+        """Update ``flat`` in place from ``flat.grad`` at ``learning_rate``."""
+        self.steps += 1
+        beta1, beta2 = self.betas
+        gradient = self.flat.grad
+        self.flat.mul_(1.0 - learning_rate * self.weight_decay)
+        self.exp_avg.lerp_(gradient, 1.0 - beta1)
+        self.exp_avg_sq.mul_(beta2).addcmul_(gradient, gradient, value=1.0 - beta2)
+        bias_correction1 = 1.0 - beta1**self.steps
+        bias_correction2 = 1.0 - beta2**self.steps
+        denominator = (self.exp_avg_sq.sqrt() / math.sqrt(bias_correction2)).add_(self.eps)
+        self.flat.addcdiv_(self.exp_avg, denominator, value=-learning_rate / bias_correction1)
+
+
+def _flatten_parameters(network: torch.nn.Module) -> torch.nn.Parameter:
+    """Make every parameter of ``network`` a view of one flat buffer, and its gradient a view of
+    the buffer's gradient; return the buffer as a leaf the optimizer can update.
+
+    Backward accumulates into the existing gradient views in place, so the flat gradient is the
+    concatenation of the parameters' gradients. :func:`_unflatten_parameters` gives every
+    parameter its own storage again (safetensors refuses tensors that share memory).
+    """
+    parameters = list(network.parameters())
+    flat = torch.nn.Parameter(torch.cat([p.detach().reshape(-1) for p in parameters]))
+    flat.grad = torch.zeros_like(flat)
+    offset = 0
+    for parameter in parameters:
+        size = parameter.numel()
+        parameter.data = flat.data[offset : offset + size].view_as(parameter)
+        parameter.grad = flat.grad[offset : offset + size].view_as(parameter)
+        offset += size
+    return flat
+
+
+def _unflatten_parameters(network: torch.nn.Module) -> None:
+    for parameter in network.parameters():
+        parameter.data = parameter.data.clone()
+        parameter.grad = None
+
+
 @torch.inference_mode()
 def reconstruction_loss(
     network: MixedAutoencoder,
@@ -144,22 +215,28 @@ def train_network(
     """
     n_parameters = sum(p.numel() for p in network.parameters())
     work_per_step = min(config.batch_size, train.shape[0]) * n_parameters
-    with _cpu_threads(train.device, work_per_step):
-        return _train_loop(
-            network,
-            column_errors,
-            train,
-            validation,
-            column_weights,
-            feature_column,
-            config,
-            generator,
-            progress,
-        )
+    flat = _flatten_parameters(network)
+    try:
+        with _cpu_threads(train.device, work_per_step):
+            return _train_loop(
+                network,
+                flat,
+                column_errors,
+                train,
+                validation,
+                column_weights,
+                feature_column,
+                config,
+                generator,
+                progress,
+            )
+    finally:
+        _unflatten_parameters(network)
 
 
 def _train_loop(
     network: MixedAutoencoder,
+    flat: torch.nn.Parameter,
     column_errors: ColumnErrors,
     train: torch.Tensor,
     validation: torch.Tensor,
@@ -179,15 +256,10 @@ def _train_loop(
     rows_per_epoch = sum(min(batch_size, n_train - start) for start in starts)
     total_steps = config.epochs * len(starts)
     warmup_steps = max(1, int(config.warmup_fraction * total_steps))
-    # The fused kernel updates all parameters in one call: on small networks the per-step Python
-    # and dispatch overhead, not arithmetic, bounds throughput.
-    parameters = list(network.parameters())
-    optimizer = torch.optim.AdamW(
-        parameters, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True
-    )
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: _lr_factor(step, total_steps, warmup_steps)
-    )
+    # On small networks the per-step Python and dispatch overhead, not arithmetic, bounds
+    # throughput: with every parameter and gradient a view of one flat buffer (``flat``),
+    # clearing and clipping are one kernel call each and the AdamW update a handful.
+    optimizer = FlatAdamW(flat, weight_decay=config.weight_decay)
     autocast = (
         torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         if device.type == "cuda"
@@ -198,6 +270,7 @@ def _train_loop(
     best_loss = math.inf
     best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
     epochs_without_improvement = 0
+    step = 0
 
     for epoch in range(1, config.epochs + 1):
         network.train()
@@ -205,7 +278,7 @@ def _train_loop(
         epoch_loss = torch.zeros((), dtype=torch.float64, device=device)
         for start in starts:
             rows = order[start : start + batch_size]
-            target = train[rows]
+            target = train.index_select(0, rows)
             inputs = target
             if config.swap_noise > 0:
                 inputs = _swap_noise(
@@ -221,12 +294,14 @@ def _train_loop(
                 loss = per_row.mean()
             if log_var is not None:
                 loss = loss + config.kl_weight * kl_divergence(mean.float(), log_var.float()).mean()
-            optimizer.zero_grad(set_to_none=True)
+            flat.grad.zero_()
             loss.backward()
             if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip, foreach=True)
-            optimizer.step()
-            schedule.step()
+                # torch.nn.utils.clip_grad_norm_'s rule on the one flat gradient.
+                gradient_norm = torch.linalg.vector_norm(flat.grad)
+                flat.grad.mul_((config.grad_clip / (gradient_norm + 1e-6)).clamp_(max=1.0))
+            optimizer.step(config.learning_rate * _lr_factor(step, total_steps, warmup_steps))
+            step += 1
             epoch_loss += per_row.detach().sum(dtype=torch.float64)
         train_loss = float(epoch_loss) / rows_per_epoch
         val_loss = reconstruction_loss(network, column_errors, validation, column_weights)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from models.network import ColumnErrors, MixedAutoencoder, kl_divergence
+from models.network import ColumnErrors, Dropout, MixedAutoencoder, kl_divergence
 from models.preprocessing import FeatureLayout
 
 # Columns: "amount" (value + missing indicator), "count", "city" (3 levels).
@@ -63,3 +63,28 @@ def test_kl_divergence_is_zero_at_the_prior():
     assert kl_divergence(torch.zeros(2, 3), torch.zeros(2, 3)).tolist() == [0.0, 0.0]
     assert kl_divergence(torch.ones(1, 2), torch.zeros(1, 2)).item() == pytest.approx(1.0)
     assert math.isfinite(kl_divergence(torch.zeros(1, 1), torch.full((1, 1), 5.0)).item())
+
+
+@pytest.mark.parametrize("shape", [(512, 64), (8, 16)])  # the bit-mask path and torch's own
+def test_dropout_rate_scale_and_determinism(shape):
+    layer = Dropout(0.2)
+    x = torch.ones(shape)
+    torch.manual_seed(0)
+    samples = torch.stack([layer(x) for _ in range(400)])
+    torch.manual_seed(0)
+    again = torch.stack([layer(x) for _ in range(400)])
+    assert torch.equal(samples, again)
+    assert abs(float((samples == 0).float().mean()) - 0.2) < 0.01
+    assert abs(float(samples.mean()) - 1.0) < 0.02
+    kept = samples[samples != 0]
+    torch.testing.assert_close(kept, torch.full_like(kept, 1.25), rtol=1e-4, atol=0.0)
+    # Masks of neighbouring values (which share a 64-bit draw) are independent.
+    dropped = (samples == 0).float().reshape(-1, 4)
+    assert abs(float(torch.corrcoef(dropped.T)[0, 3])) < 0.02
+    layer.eval()
+    assert torch.equal(layer(x), x)
+
+
+def test_dropout_rate_out_of_range_is_named():
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.0"):
+        Dropout(1.0)

@@ -1,10 +1,12 @@
 """The training loop: learning, early stopping, determinism, trimming, progress."""
 
+import dataclasses
+
 import torch
 
 from models.network import ColumnErrors, MixedAutoencoder
 from models.preprocessing import FeatureLayout
-from models.trainer import TrainingConfig, train_network
+from models.trainer import FlatAdamW, TrainingConfig, train_network
 
 LAYOUT = FeatureLayout(tuple(f"x{i}" for i in range(4)), 4, 4, (0, 1, 2, 3), (), ())
 
@@ -101,3 +103,52 @@ def test_progress_reports_every_epoch_and_swap_noise_trains():
     fit(config, progress=lambda *args: calls.append(args))
     assert [(epoch, total) for epoch, total, _, _ in calls] == [(1, 3), (2, 3), (3, 3)]
     assert all(train > 0 and val > 0 for _, _, train, val in calls)
+
+
+def test_flat_adamw_matches_torch_adamw():
+    generator = torch.Generator().manual_seed(3)
+    start = torch.randn(50, generator=generator)
+    gradients = [torch.randn(50, generator=generator) for _ in range(20)]
+    rates = [1e-2 * (step + 1) / 20 for step in range(20)]
+    ours = torch.nn.Parameter(start.clone())
+    reference = torch.nn.Parameter(start.clone())
+    optimizer = FlatAdamW(ours, weight_decay=0.05)
+    torch_optimizer = torch.optim.AdamW([reference], lr=1.0, weight_decay=0.05)
+    for gradient, rate in zip(gradients, rates, strict=True):
+        ours.grad, reference.grad = gradient.clone(), gradient.clone()
+        optimizer.step(rate)
+        torch_optimizer.param_groups[0]["lr"] = rate
+        torch_optimizer.step()
+    assert not torch.equal(ours.detach(), start)
+    torch.testing.assert_close(ours.detach(), reference.detach(), rtol=1e-6, atol=1e-7)
+
+
+def test_training_leaves_each_parameter_its_own_storage():
+    network, _ = fit(dataclasses.replace(CONFIG, epochs=2))
+    parameters = list(network.parameters())
+    pointers = {p.untyped_storage().data_ptr() for p in parameters}
+    assert len(pointers) == len(parameters)  # safetensors refuses shared storage
+    assert all(p.grad is None for p in parameters)
+
+
+FLAT_ADAMW_STEP = FlatAdamW.step
+
+
+def gradient_norms_at_each_step(monkeypatch, grad_clip: float) -> list[float]:
+    norms: list[float] = []
+
+    def recording_step(self, learning_rate):
+        norms.append(float(torch.linalg.vector_norm(self.flat.grad)))
+        FLAT_ADAMW_STEP(self, learning_rate)
+
+    monkeypatch.setattr(FlatAdamW, "step", recording_step)
+    fit(dataclasses.replace(CONFIG, epochs=2, grad_clip=grad_clip), data=low_rank_data(600) * 50)
+    return norms
+
+
+def test_gradients_are_clipped_to_the_configured_norm(monkeypatch):
+    unclipped = gradient_norms_at_each_step(monkeypatch, grad_clip=0.0)
+    clipped = gradient_norms_at_each_step(monkeypatch, grad_clip=1.0)
+    assert max(unclipped) > 10.0
+    assert len(clipped) == len(unclipped) == 2 * 8
+    assert max(clipped) <= 1.0 + 1e-5
