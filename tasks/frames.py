@@ -7,6 +7,9 @@ missing-indicators handle them.
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -73,3 +76,25 @@ def feature_frame(
         # of becoming Python str objects that pandas converts back; same frame, ~15x faster.
         frame[name] = column.to_pandas()
     return pd.DataFrame(frame)
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_native_memory() -> None:
+    """Give freed memory back to the OS: Arrow's pool, and glibc's malloc heaps, where numpy and
+    pandas buffers live. Each thread that worked on a batch has its own heap, and glibc keeps a
+    heap's high-water mark until it is trimmed, so a long-running worker would otherwise hold
+    the memory of its biggest batch on every thread that touched one."""
+    pa.default_memory_pool().release_unused()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

@@ -22,14 +22,17 @@ reports unknown types and bad arguments as errors.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import math
 import os
 import posixpath
+import queue
 import re
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
@@ -43,7 +46,7 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.frames import null_missing_tokens
+from tasks.frames import null_missing_tokens, release_native_memory
 from tasks.io import (
     BatchRef,
     StorageOptions,
@@ -823,14 +826,16 @@ def _precheck(kind: str, reason: str, **details: Any) -> dict[str, Any]:
 def _read_parquet(files: Sequence[str], options: StorageOptions) -> pa.Table:
     """All parts of a batch as one table.
 
-    One whole-file read per part, single-threaded: 4x less CPU than streaming record batches,
-    and batches are validated concurrently by the flow's workers anyway.
+    One whole-file read per part (4x less CPU than streaming record batches), decoding columns
+    on Arrow's shared CPU pool: on a fresh worker that costs less CPU time as well as less wall
+    time than a single-threaded read (0.6 s against 1.3 s of CPU for 1M rows x 30 columns,
+    measured), and concurrent validations share the one pool rather than oversubscribing cores.
     """
     tables = []
     for file in files:
         fs, inner = filesystem(file, options)
         with fs.open(inner, "rb") as handle:
-            tables.append(pq.read_table(handle, use_threads=False))
+            tables.append(pq.read_table(handle, use_threads=True))
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
@@ -990,6 +995,15 @@ def _prepare_frame(
 
 
 # ===================================================================================== GX run
+def _gx_threads() -> int:
+    """Threads (each with its own GX context) that validate one batch's column groups: two where
+    there are two cores. ``AEFLOW_VALIDATION_THREADS`` overrides it (1 = one at a time)."""
+    configured = os.environ.get("AEFLOW_VALIDATION_THREADS")
+    if configured:
+        return max(1, int(configured))
+    return min(2, os.cpu_count() or 1)
+
+
 def _gx_context() -> Any:
     """An ephemeral GX context: in-memory stores, no docs site, analytics and progress bars off."""
     _gx_environment()
@@ -1118,7 +1132,7 @@ def _by_column(checks: Iterable[Check]) -> dict[str | None, list[Check]]:
 
 
 def _run_checks(
-    runner: _GxRunner,
+    runners: Sequence[_GxRunner],
     frame: pd.DataFrame,
     checks: Sequence[Check],
     first_pass: str = "BOOLEAN_ONLY",
@@ -1129,17 +1143,49 @@ def _run_checks(
     run on a frame of that column alone (30x less copying on a 30-column batch). A first pass
     asks only for success; the checks that failed run again for their observed values, counts
     and sample values. ``first_pass`` "BASIC" keeps the observed values of passing checks too
-    (for Data Docs).
+    (for Data Docs). The column groups are spread over ``runners``, one thread each.
     """
     results: dict[int, Any] = {}
     detailed = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE}
     for result_format, todo in ((first_pass, checks), (detailed, None)):
         todo = todo if todo is not None else [c for c in checks if not results[c.index].success]
-        for column, group in _by_column(todo).items():
-            part = frame if column is None else frame[[column]]
-            for item in runner.run(part, group, result_format).results:
+        jobs = [
+            (frame if column is None else frame[[column]], group, result_format)
+            for column, group in _by_column(todo).items()
+        ]
+        for validation in _run_jobs(runners, jobs):
+            for item in validation.results:
                 results[item.expectation_config.meta[INDEX_META_KEY]] = item
     return results
+
+
+def _run_jobs(
+    runners: Sequence[_GxRunner], jobs: Sequence[tuple[pd.DataFrame, Sequence[Check], Any]]
+) -> list[Any]:
+    """``runner.run(*job)`` for every job, on one thread per runner; results in job order.
+
+    A GX context is not thread-safe, so each thread borrows a runner of its own. The row-level
+    work (comparisons, null masks, quantiles over a million values) runs in numpy and pandas,
+    which release the GIL, so the column groups of one batch validate in parallel.
+    """
+    if len(runners) == 1 or len(jobs) < 2:
+        return [runners[0].run(*job) for job in jobs]
+    idle: queue.SimpleQueue[_GxRunner] = queue.SimpleQueue()
+    for runner in runners:
+        idle.put(runner)
+
+    def run(job: tuple[pd.DataFrame, Sequence[Check], Any]) -> Any:
+        runner = idle.get()
+        try:
+            return runner.run(*job)
+        finally:
+            idle.put(runner)
+
+    # Widest frames and biggest groups first, so no thread is left with a long job at the end.
+    order = sorted(range(len(jobs)), key=lambda i: (-jobs[i][0].shape[1], -len(jobs[i][1])))
+    with ThreadPoolExecutor(len(runners), thread_name_prefix="aeflow-gx") as pool:
+        done = dict(zip(order, pool.map(run, [jobs[i] for i in order]), strict=True))
+    return [done[i] for i in range(len(jobs))]
 
 
 def _sample_ids(
@@ -1324,8 +1370,11 @@ def validate_batch(
     frame = _prepare_frame(table, numeric, missing_tokens)
     del table
     first_pass = "BOOLEAN_ONLY" if data_docs_dir is None else "BASIC"
-    with _GxRunner() as runner:
-        results = _run_checks(runner, frame, suite.checks, first_pass)
+    with contextlib.ExitStack() as stack:
+        # Contexts are built here, one after the other: GX keeps the last one in a global slot.
+        runners = [stack.enter_context(_GxRunner()) for _ in range(_gx_threads())]
+        runner = runners[0]
+        results = _run_checks(runners, frame, suite.checks, first_pass)
         ordered = []
         for check in suite.checks:
             if not results[check.index].success:
@@ -1336,9 +1385,9 @@ def validate_batch(
                     )
                 ordered.append(failure)
     del frame
-    # Hand the batch's Arrow buffers back to the OS now: a long-running worker would otherwise
-    # keep the allocator's high-water mark of its biggest batch for good.
-    pa.default_memory_pool().release_unused()
+    # Hand the batch's memory back to the OS now: a long-running worker would otherwise keep the
+    # allocators' high-water mark of its biggest batch for good.
+    release_native_memory()
     if data_docs_dir is not None:
         out_file = join(data_docs_dir, f"{batch.batch_id}.html")
         _render_data_docs(suite, results, out_file, options)

@@ -207,3 +207,24 @@ def test_data_docs_html_is_written_when_asked(tmp_path, suite_path):
     assert html.lstrip().startswith("<!DOCTYPE html>")
     assert "Expectation Validation Result" in html and "Must have exactly these columns" in html
     assert "Unsuccessful Expectations" in html
+
+
+def test_outcome_is_the_same_on_one_thread_and_on_several(tmp_path, suite_path, monkeypatch):
+    table = make_table(seed=3)
+    countries = table.column("country").to_pylist()
+    countries[:4] = ["XX"] * 4  # warning: an unseen level
+    ids = table.column("tx_id").to_pylist()
+    ids[5] = ids[6]  # critical: a duplicate id
+    table = table.set_column(5, "country", pa.array(countries))
+    batch = write(table.set_column(0, "tx_id", pa.array(ids)), tmp_path / "b.parquet")
+
+    outcomes = {}
+    for threads in ("1", "3"):
+        monkeypatch.setenv("AEFLOW_VALIDATION_THREADS", threads)
+        outcome = check(batch, suite_path).to_dict()
+        outcome.pop("validated_at")
+        outcomes[threads] = outcome
+    assert outcomes["1"]["status"] == "quarantined"
+    assert {f["type"] for f in outcomes["1"]["critical"]} == {"expect_column_values_to_be_unique"}
+    assert {f["column"] for f in outcomes["1"]["warnings"]} >= {"country"}
+    assert outcomes["3"] == outcomes["1"]
