@@ -43,6 +43,11 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+def _version_stamp() -> str:
+    """The UTC second a version is registered in, as its name's sortable prefix."""
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
 def _bundle_digest(bundle_dir: Path) -> str:
     digest = hashlib.sha256()
     for file in sorted(p for p in bundle_dir.rglob("*") if p.is_file()):
@@ -66,7 +71,7 @@ class ModelRegistry:
         """Copy a saved bundle into the registry as a new version and return the version name.
 
         The version is ``<UTC time>-<first 8 hex of the bundle digest>``: sortable by time and tied to
-        the bundle's content.
+        the bundle's content (``-2``, ``-3``, ... when that name is taken).
         """
         bundle_dir = Path(bundle_dir)
         if not (bundle_dir / "manifest.json").is_file() and not any(bundle_dir.iterdir()):
@@ -74,8 +79,14 @@ class ModelRegistry:
                 f"{bundle_dir} holds no model bundle; save the detector there first"
             )
         digest = _bundle_digest(bundle_dir)
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        version = f"{stamp}-{digest[:8]}"
+        base = f"{_version_stamp()}-{digest[:8]}"
+        version, copies = base, 1
+        # The same bundle registered twice within a second gets a numbered name, not the first
+        # version's folder (whose entry holds its evaluation and gate decision).
+        fs, _ = filesystem(self.models_root, self.options)
+        while fs.exists(filesystem(join(self.models_root, version, ENTRY_FILE), self.options)[1]):
+            copies += 1
+            version = f"{base}-{copies}"
         destination = join(self.models_root, version)
         copy_tree(str(bundle_dir), destination, self.options)
         record = {

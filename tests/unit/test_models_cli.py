@@ -97,3 +97,18 @@ def test_unknown_versions_and_impossible_rollbacks_are_clear_errors(registry_set
     assert main(["models", "rollback", "--config", config]) == 2
     assert "no earlier champion to roll back to" in capsys.readouterr().err
     assert registry.champion() == versions[0]
+
+
+def test_the_same_bundle_registered_twice_in_one_second_gets_two_versions(
+    registry_setup, tmp_path, monkeypatch
+):
+    _, registry, versions = registry_setup
+    monkeypatch.setattr("models.registry._version_stamp", lambda: "20261122T000000Z")
+    bundle = tmp_path / "bundle-1"
+    first = registry.register(bundle, {"note": "first"})
+    second = registry.register(bundle, {"note": "second"})
+    third = registry.register(bundle)
+    assert second == f"{first}-2" and third == f"{first}-3"
+    assert registry.entry(first)["note"] == "first"
+    assert registry.entry(second)["note"] == "second"
+    assert len(registry.versions()) == len(versions) + 3
