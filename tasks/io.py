@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 from prefect import task
 
 # The storage primitives live in models.storage so the model registry can use them too; they are
@@ -126,9 +127,32 @@ def batch_files(path: str, options: StorageOptions = None) -> list[str]:
     return [path]
 
 
-def open_parquet(path: str, options: StorageOptions = None) -> pq.ParquetFile:
-    """Open one Parquet file for streaming reads (footer only is read here)."""
+@contextlib.contextmanager
+def open_input(path: str, options: StorageOptions = None) -> Iterator[tuple[Any, bool]]:
+    """Open one file for Arrow to read; yields ``(file, threads_safe)``.
+
+    Arrow opens local files itself, so its decoding threads never call back into Python
+    (``threads_safe`` is True). Other stores are read through fsspec's Python file object, and
+    Arrow's thread pool must not read from one: pyarrow can abort ("terminate called without an
+    active exception") or hang at interpreter exit once its pool threads have called into a
+    Python file (apache/arrow#34314, #50482; seen here in about 1 run in 10). Readers decode those
+    on the calling thread: ``use_threads=threads_safe``.
+    """
     fs, inner = filesystem(path, options)
+    if isinstance(fs, LocalFileSystem):
+        with pa.OSFile(inner, "rb") as file:
+            yield file, True
+    else:
+        with fs.open(inner, "rb") as file:
+            yield file, False
+
+
+def open_parquet(path: str, options: StorageOptions = None) -> pq.ParquetFile:
+    """Open one Parquet file for streaming reads (footer only is read here). A local file is
+    opened by Arrow itself (see :func:`open_input`), and closed with the returned reader."""
+    fs, inner = filesystem(path, options)
+    if isinstance(fs, LocalFileSystem):
+        return pq.ParquetFile(inner)
     return pq.ParquetFile(fs.open(inner, "rb"))
 
 
@@ -155,9 +179,13 @@ def iter_record_batches(
             # One reader per row group: a reader over the whole file keeps every row group it has
             # pre-buffered until it is closed, so its memory grew with the file (pyarrow 26: a peak
             # of 730 MB against 281 MB for a 10M-row file, docs/benchmarks/score_speed.md).
+            threads_safe = is_local(file)  # see open_input
             for group in range(parquet.num_row_groups):
                 yield from parquet.iter_batches(
-                    batch_size=batch_rows, columns=columns, row_groups=[group]
+                    batch_size=batch_rows,
+                    columns=columns,
+                    row_groups=[group],
+                    use_threads=threads_safe,
                 )
 
 
@@ -167,9 +195,8 @@ def read_table(
     """A whole batch as one Arrow table (for validation and training, not for scoring)."""
     tables = []
     for file in batch_files(path, options):
-        fs, inner = filesystem(file, options)
-        with fs.open(inner, "rb") as handle:
-            tables.append(pq.read_table(handle, columns=columns))
+        with open_input(file, options) as (handle, threads_safe):
+            tables.append(pq.read_table(handle, columns=columns, use_threads=threads_safe))
     if not tables:
         raise FileNotFoundError(f"batch {path} holds no Parquet files")
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -15,8 +16,10 @@ from tasks.io import (
     count_rows,
     iter_record_batches,
     list_batches,
+    open_input,
     quarantine_batch,
     read_json,
+    read_table,
     write_json_atomic,
     write_parquet_atomic,
 )
@@ -108,3 +111,24 @@ def test_quarantine_moves_the_untouched_input_with_its_report(tmp_path):
     assert Path(kept).read_bytes() == original and checksum(kept) == digest
     assert read_json(os.path.join(folder, "report.json"))["reason"] == "x"
     assert Path(folder, "report.md").read_text() == "# bad\n"
+
+
+def test_local_files_are_opened_by_arrow_so_its_threads_never_read_through_python(tmp_path):
+    # A folder named like a Hive partition must not turn into a column of the batch.
+    folder = tmp_path / "ds=2026-01-01"
+    folder.mkdir()
+    path = str(folder / "b.parquet")
+    pq.write_table(pa.table({"x": list(range(1000))}), path, row_group_size=300)
+    with open_input(path) as (handle, threads_safe):
+        assert isinstance(handle, pa.NativeFile) and threads_safe
+    assert read_table(path).column_names == ["x"]
+    assert sum(b.num_rows for b in iter_record_batches(path, batch_rows=128)) == 1000
+
+    # Other stores go through fsspec's Python file object, decoded on the calling thread.
+    remote = f"memory://{tmp_path.name}/b.parquet"
+    with fsspec.open(remote, "wb") as out:
+        out.write(Path(path).read_bytes())
+    with open_input(remote) as (handle, threads_safe):
+        assert not isinstance(handle, pa.NativeFile) and not threads_safe
+    assert read_table(remote).column("x").to_pylist() == list(range(1000))
+    assert count_rows(remote) == 1000

@@ -163,6 +163,14 @@ CASES: list[Case] = [
     ("not_parquet", csv_named_parquet, "quarantined", ["cannot be read"]),
     ("parts_disagree", parts_with_different_schemas, "quarantined", ["cannot be read"]),
     (
+        "duplicate_column_names",
+        lambda t, p: write(
+            pa.Table.from_arrays([*t.columns, t.column("amount")], [*t.column_names, "amount"]), p
+        ),
+        "quarantined",
+        ["['amount'] appear more than once"],
+    ),
+    (
         "duplicate_ids",
         lambda t, p: write(
             replace(
