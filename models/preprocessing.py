@@ -46,6 +46,13 @@ def numpy_column_names(n_columns: int) -> list[str]:
 def as_frame(X) -> pd.DataFrame:
     """Return ``X`` as a DataFrame; a 2-D numpy array gets columns ``x0 .. x{d-1}``."""
     if isinstance(X, pd.DataFrame):
+        names = [str(name) for name in X.columns]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            raise ValueError(
+                f"X has duplicate column names {duplicated}; column names must be unique: "
+                "rename or drop the copies"
+            )
         return X
     if isinstance(X, pd.Series):
         raise TypeError(

@@ -92,6 +92,15 @@ def test_detected_columns_use_every_column_and_reject_datetimes():
         AutoencoderDetector(epochs=2).fit(frame)
 
 
+def test_duplicate_column_names_are_an_error_naming_them(fitted):
+    frame = mixed_frame(60).drop(columns=["id", "label"])
+    doubled = pd.concat([frame, frame[["fee"]]], axis=1)
+    with pytest.raises(ValueError, match=r"duplicate column names \['fee'\]"):
+        AutoencoderDetector(epochs=2).fit(doubled)
+    with pytest.raises(ValueError, match=r"duplicate column names \['fee'\]"):
+        fitted.decision_function(pd.concat([mixed_frame(5), mixed_frame(5)[["fee"]]], axis=1))
+
+
 def test_numeric_column_with_text_is_an_error_naming_it(fitted):
     frame = mixed_frame(5).astype({"fee": object})
     frame.loc[2, "fee"] = "n/a"
