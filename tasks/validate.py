@@ -1024,10 +1024,15 @@ def _prepare_frame(
 def _gx_threads() -> int:
     """Threads (each with its own GX context) that validate one batch's column groups: two where
     there are two cores. ``AEFLOW_VALIDATION_THREADS`` overrides it (1 = one at a time)."""
-    configured = os.environ.get("AEFLOW_VALIDATION_THREADS")
-    if configured:
-        return max(1, int(configured))
-    return min(2, os.cpu_count() or 1)
+    configured = os.environ.get("AEFLOW_VALIDATION_THREADS", "").strip()
+    if not configured:
+        return min(2, os.cpu_count() or 1)
+    if not configured.isdigit() or int(configured) < 1:
+        raise ValueError(
+            f"AEFLOW_VALIDATION_THREADS must be a whole number >= 1, got {configured!r}; "
+            "unset it for the default (2 where there are two cores)"
+        )
+    return int(configured)
 
 
 def _gx_context() -> Any:

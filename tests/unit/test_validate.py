@@ -228,3 +228,11 @@ def test_outcome_is_the_same_on_one_thread_and_on_several(tmp_path, suite_path, 
     assert {f["type"] for f in outcomes["1"]["critical"]} == {"expect_column_values_to_be_unique"}
     assert {f["column"] for f in outcomes["1"]["warnings"]} >= {"country"}
     assert outcomes["3"] == outcomes["1"]
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-1"])
+def test_a_bad_validation_thread_count_is_named(tmp_path, suite_path, monkeypatch, value):
+    batch = write(make_table(seed=4), tmp_path / "b.parquet")
+    monkeypatch.setenv("AEFLOW_VALIDATION_THREADS", value)
+    with pytest.raises(ValueError, match=f"AEFLOW_VALIDATION_THREADS must be .* got '{value}'"):
+        check(batch, suite_path)
