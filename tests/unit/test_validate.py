@@ -12,9 +12,11 @@ import pytest
 
 from tasks.io import BatchRef
 from tasks.validate import (
+    PARALLEL_VALIDATION_ROWS,
     DraftSettings,
     SuiteError,
     ValidationOutcome,
+    _gx_threads,
     _round_outward,
     draft_suite,
     load_suite,
@@ -236,3 +238,14 @@ def test_a_bad_validation_thread_count_is_named(tmp_path, suite_path, monkeypatc
     monkeypatch.setenv("AEFLOW_VALIDATION_THREADS", value)
     with pytest.raises(ValueError, match=f"AEFLOW_VALIDATION_THREADS must be .* got '{value}'"):
         check(batch, suite_path)
+
+
+def test_only_big_batches_are_validated_on_two_threads(monkeypatch):
+    monkeypatch.delenv("AEFLOW_VALIDATION_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert _gx_threads(PARALLEL_VALIDATION_ROWS - 1) == 1
+    assert _gx_threads(PARALLEL_VALIDATION_ROWS) == 2
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert _gx_threads(10 * PARALLEL_VALIDATION_ROWS) == 1
+    monkeypatch.setenv("AEFLOW_VALIDATION_THREADS", "3")
+    assert _gx_threads(10) == 3
