@@ -513,37 +513,32 @@ def _score_columns(rows: pd.DataFrame) -> list[tuple[str, str]]:
     return columns
 
 
-def figure_roc_curve(rows: pd.DataFrame) -> bytes:
-    from sklearn.metrics import roc_auc_score, roc_curve
+def _curve_figure(rows: pd.DataFrame, kind: str) -> bytes:
+    """One curve per score column against the label: ``kind`` "roc" (false-positive rate against
+    recall, with the diagonal) or "pr" (recall against precision, with the label share)."""
+    from sklearn import metrics
 
     figure, ax = _new_figure(width=5.5, height=5.0)
     labels = rows["label"].to_numpy()
     for name, column in _score_columns(rows):
-        fpr, tpr, _ = roc_curve(labels, rows[column])
-        auc = roc_auc_score(labels, rows[column])
-        ax.plot(fpr, tpr, label=f"{name} (AUROC {auc:.3f})")
-    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
-    ax.set_xlabel("false-positive rate")
-    ax.set_ylabel("true-positive rate (recall)")
-    ax.legend(loc="lower right")
-    ax.grid(alpha=0.3)
-    return _png(figure)
-
-
-def figure_pr_curve(rows: pd.DataFrame) -> bytes:
-    from sklearn.metrics import average_precision_score, precision_recall_curve
-
-    figure, ax = _new_figure(width=5.5, height=5.0)
-    labels = rows["label"].to_numpy()
-    for name, column in _score_columns(rows):
-        precision, recall, _ = precision_recall_curve(labels, rows[column])
-        ap = average_precision_score(labels, rows[column])
-        ax.plot(recall, precision, label=f"{name} (AUPRC {ap:.3f})")
-    ax.axhline(labels.mean(), color="grey", linestyle=":", label="chance (label share)")
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_ylim(0, 1.02)
-    ax.legend(loc="upper right")
+        if kind == "roc":
+            x, y, _ = metrics.roc_curve(labels, rows[column])
+            summary = f"AUROC {metrics.roc_auc_score(labels, rows[column]):.3f}"
+        else:
+            y, x, _ = metrics.precision_recall_curve(labels, rows[column])
+            summary = f"AUPRC {metrics.average_precision_score(labels, rows[column]):.3f}"
+        ax.plot(x, y, label=f"{name} ({summary})")
+    if kind == "roc":
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
+        ax.set_xlabel("false-positive rate")
+        ax.set_ylabel("true-positive rate (recall)")
+        ax.legend(loc="lower right")
+    else:
+        ax.axhline(labels.mean(), color="grey", linestyle=":", label="chance (label share)")
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_ylim(0, 1.02)
+        ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
     return _png(figure)
 
@@ -560,8 +555,8 @@ def render_figures(metrics: dict[str, Any], rows: pd.DataFrame) -> dict[str, byt
     }
     labels = metrics.get("labels")
     if labels and labels["positives"] and labels["negatives"]:
-        figures["roc_curve"] = figure_roc_curve(rows)
-        figures["pr_curve"] = figure_pr_curve(rows)
+        figures["roc_curve"] = _curve_figure(rows, "roc")
+        figures["pr_curve"] = _curve_figure(rows, "pr")
     return figures
 
 

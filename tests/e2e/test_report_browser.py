@@ -21,19 +21,13 @@ from pathlib import Path
 
 import matplotlib.image
 import pytest
+from report_support import run_and_report
 
 from tasks.demo_data import (
     CATEGORICAL_COLUMNS,
-    ID_COLUMN,
     LABEL_COLUMN,
     NUMERIC_COLUMNS,
-    TIMESTAMP_COLUMN,
-    generate_demo_data,
 )
-from tasks.evaluate import evaluate_champion, evaluate_version, headline
-from tasks.gate import apply_gate, gate_decision
-from tasks.report import create_report
-from tasks.training import fit_from_split, split_training_window
 
 pytestmark = pytest.mark.slow
 
@@ -88,29 +82,6 @@ def chromium() -> str:
     return binary
 
 
-def build_report(root: Path, label_column: str | None) -> Path:
-    manifest = generate_demo_data(
-        root / "incoming", days=3, rows_per_day=500, seed=5, drift_day=None, malformed_day=None
-    )
-    run_dir = str(root / "reports" / "demo" / "run")
-    split = split_training_window(
-        manifest.paths, ID_COLUMN, TIMESTAMP_COLUMN, NUMERIC, CATEGORICAL,
-        label_column=label_column, holdout_fraction=0.25, out_dir=run_dir,
-    )  # fmt: skip
-    models = str(root / "models" / "demo")
-    params = {"numeric_columns": NUMERIC, "categorical_columns": CATEGORICAL, "epochs": 3}
-    version = fit_from_split(
-        split["train_path"], manifest.batch_ids, NUMERIC, CATEGORICAL, label_column, False,
-        100_000, 0, {**params, "device": "cpu"}, models,
-    )["version"]  # fmt: skip
-    evaluation = evaluate_version(models, version, split, NUMERIC, CATEGORICAL, out_dir=run_dir)
-    champion = evaluate_champion(models, version, split, evaluation["reconstruction"]["scales"])
-    gate = apply_gate(
-        models, version, gate_decision(evaluation, champion), True, headline(evaluation)
-    )
-    return Path(create_report("demo", "run", evaluation, champion, gate, run_dir)["html"])
-
-
 def open_in_chromium(binary: str, report: Path, workdir: Path) -> list[dict]:
     probe = workdir / "probe.html"
     probe.write_text(
@@ -149,7 +120,7 @@ def embedded_pngs(report: Path) -> dict[str, bytes]:
     ids=["labelled", "unlabelled"],
 )
 def test_report_shows_every_plot_in_headless_chromium(chromium, tmp_path, label_column, expected):
-    report = build_report(tmp_path / "pipeline", label_column)
+    report = Path(run_and_report(tmp_path / "pipeline", label_column, seed=5)["written"]["html"])
     images = open_in_chromium(chromium, report, tmp_path)
     assert [image["figure"] for image in images] == expected
     for image in images:
