@@ -85,6 +85,14 @@ def test_dropout_rate_scale_and_determinism(shape):
     assert torch.equal(layer(x), x)
 
 
+def test_dropout_rate_that_rounds_to_every_level_uses_torch_dropout():
+    layer = Dropout(1.0 - 2**-17)  # rounds to 2**15 of 2**15 levels: no level would be kept
+    torch.manual_seed(0)
+    samples = layer(torch.ones(512, 64))
+    assert float((samples == 0).float().mean()) > 0.99
+    assert torch.isfinite(samples).all()
+
+
 def test_dropout_rate_out_of_range_is_named():
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.0"):
         Dropout(1.0)
