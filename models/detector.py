@@ -31,7 +31,13 @@ from models.preprocessing import (
     normalise_frame,
     resolve_columns,
 )
-from models.trainer import ProgressCallback, TrainingConfig, train_network
+from models.trainer import (
+    ProgressCallback,
+    TrainingConfig,
+    resolve_batch_size,
+    resolve_learning_rate,
+    train_network,
+)
 
 VARIANTS = ("plain", "denoising", "variational")
 ERROR_NORMALIZATIONS = ("none", "validation_mean")
@@ -114,9 +120,15 @@ class AutoencoderDetector(BaseEstimator):
             Member scores are divided by their validation standard deviation, then averaged.
     Training
         trim_fraction: share of each batch's highest-error rows left out of the loss, in [0, 1).
-        epochs, batch_size, learning_rate (AdamW peak, warm-up then cosine decay), weight_decay,
-        patience (early stopping on the validation loss, 0 = off), grad_clip (max gradient norm,
-        0 = off), validation_fraction (held-out share used for early stopping and calibration).
+        epochs, weight_decay, patience (early stopping on the validation loss, 0 = off), grad_clip
+            (max gradient norm, 0 = off), validation_fraction (held-out share used for early
+            stopping and calibration).
+        batch_size: rows per optimisation step, or ``"auto"``: about 8 steps per epoch, a power of
+            two from 256 to 4096 rows (small tables keep 256; see
+            :func:`models.trainer.resolve_batch_size`).
+        learning_rate: AdamW peak (warm-up, then cosine decay), or ``"auto"``: 1e-3 up to 256 rows
+            per step, growing with the square root of the rows per step above that (4096 rows:
+            4e-3). ``metadata_`` records both values used.
     Scoring
         column_weights: optional ``{column: weight}`` (default 1 each) for the loss and the score.
         error_normalization: ``"validation_mean"`` divides each column's error by its mean on the
@@ -149,8 +161,8 @@ class AutoencoderDetector(BaseEstimator):
         ensemble_widths: Sequence[float] | None = None,
         trim_fraction: float = 0.2,
         epochs: int = 100,
-        batch_size: int = 256,
-        learning_rate: float = 1e-3,
+        batch_size: int | str = "auto",
+        learning_rate: float | str = "auto",
         weight_decay: float = 1e-4,
         patience: int = 10,
         grad_clip: float = 1.0,
@@ -213,8 +225,16 @@ class AutoencoderDetector(BaseEstimator):
                 f"error_normalization must be one of {ERROR_NORMALIZATIONS}, "
                 f"got {self.error_normalization!r}"
             )
-        for name in ("latent_dim", "n_members", "epochs", "batch_size"):
+        for name in ("latent_dim", "n_members", "epochs"):
             positive_int(name, getattr(self, name))
+        if self.batch_size != "auto" and (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, int | np.integer)
+            or self.batch_size < 1
+        ):
+            raise ValueError(
+                f'batch_size must be a positive integer or "auto", got {self.batch_size!r}'
+            )
         for size in self.hidden_sizes:
             positive_int("every hidden_sizes entry", size)
         if self.ensemble_widths is not None and (
@@ -234,9 +254,14 @@ class AutoencoderDetector(BaseEstimator):
             raise ValueError(
                 f"validation_fraction must be in (0, 1), got {self.validation_fraction}"
             )
-        for name in ("learning_rate",):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.learning_rate != "auto" and not (
+            isinstance(self.learning_rate, int | float | np.number)
+            and not isinstance(self.learning_rate, bool)
+            and self.learning_rate > 0
+        ):
+            raise ValueError(
+                f'learning_rate must be a number > 0 or "auto", got {self.learning_rate!r}'
+            )
         for name in ("weight_decay", "grad_clip", "kl_weight", "patience"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -401,10 +426,11 @@ class AutoencoderDetector(BaseEstimator):
         feature_column = torch.tensor(
             self._feature_column_index(), dtype=torch.long, device=self.device_
         )
+        batch_size = resolve_batch_size(self.batch_size, len(train_rows))
         config = TrainingConfig(
             epochs=self.epochs,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
+            batch_size=batch_size,
+            learning_rate=resolve_learning_rate(self.learning_rate, batch_size),
             weight_decay=self.weight_decay,
             patience=self.patience,
             grad_clip=self.grad_clip,
@@ -479,6 +505,8 @@ class AutoencoderDetector(BaseEstimator):
             "n_rows": int(len(normalised)),
             "n_train_rows": int(len(train_rows)),
             "n_validation_rows": int(len(validation_rows)),
+            "batch_size": config.batch_size,
+            "learning_rate": config.learning_rate,
             "n_features_preprocessed": int(self.layout_.n_features),
             "device": str(self.device_),
             "validation_score_mean": float(validation_scores.mean()),

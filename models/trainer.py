@@ -54,6 +54,37 @@ class TrainingConfig:
     warmup_fraction: float = 0.05
 
 
+# batch_size="auto": about AUTO_STEPS_PER_EPOCH optimisation steps per epoch, rounded to a power of
+# two within [AUTO_BATCH_MIN, AUTO_BATCH_MAX] rows. Small tables keep 256-row steps (the size the
+# other defaults were tuned at); large ones get steps big enough to amortise torch's per-call cost,
+# which dominates a small network's step below a few thousand rows on CPU. 8 is the fewest steps
+# per epoch that kept ADBench quality (docs/benchmarks/quality.md: 16 and 8 steps scored as
+# fixed 256-row steps did, 4 lost 0.002 AUROC).
+AUTO_STEPS_PER_EPOCH = 8
+AUTO_BATCH_MIN, AUTO_BATCH_MAX = 256, 4096
+# learning_rate="auto": BASE_LEARNING_RATE up to BASE_BATCH rows per step (where the other defaults
+# were tuned), scaled with the square root of the rows per step above that (the square-root rule
+# for Adam-type optimisers: a step's gradient noise falls with the square root of its rows).
+BASE_LEARNING_RATE, BASE_BATCH = 1e-3, 256
+
+
+def resolve_batch_size(batch_size: int | str, n_train: int) -> int:
+    """Rows per optimisation step for ``n_train`` training rows: ``batch_size``, or the
+    ``"auto"`` rule above; never more than ``n_train``."""
+    if batch_size == "auto":
+        target = max(1.0, n_train / AUTO_STEPS_PER_EPOCH)
+        batch_size = min(AUTO_BATCH_MAX, max(AUTO_BATCH_MIN, 2 ** round(math.log2(target))))
+    return max(1, min(int(batch_size), n_train))
+
+
+def resolve_learning_rate(learning_rate: float | str, batch_size: int) -> float:
+    """Peak learning rate: ``learning_rate``, or for ``"auto"`` BASE_LEARNING_RATE times
+    ``sqrt(max(batch_size, BASE_BATCH) / BASE_BATCH)``."""
+    if learning_rate == "auto":
+        return BASE_LEARNING_RATE * math.sqrt(max(batch_size, BASE_BATCH) / BASE_BATCH)
+    return float(learning_rate)
+
+
 def _lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     """Linear warm-up to 1, then cosine decay to 1% of the peak at ``total_steps``."""
     if step < warmup_steps:

@@ -69,6 +69,20 @@ def test_invalid_parameter_is_reported_with_its_value_at_fit():
         )
     with pytest.raises(ValueError, match="scaling must be one of .* got 'log'"):
         AutoencoderDetector(scaling="log").fit(mixed_frame(20))
+    with pytest.raises(ValueError, match='batch_size must be a positive integer or "auto", got 0'):
+        AutoencoderDetector(batch_size=0).fit(mixed_frame(20))
+    with pytest.raises(ValueError, match="learning_rate must be a number > 0 or \"auto\", got 'x'"):
+        AutoencoderDetector(learning_rate="x").fit(mixed_frame(20))
+
+
+def test_auto_batch_size_and_learning_rate_follow_the_training_rows():
+    detector = AutoencoderDetector(epochs=1, device="cpu", random_state=0).fit(mixed_frame(400))
+    # 400 rows, 10% held out: 360 training rows, below the 256-row floor's two steps.
+    assert detector.metadata_["batch_size"] == 256
+    assert detector.metadata_["learning_rate"] == pytest.approx(1e-3)
+    explicit = AutoencoderDetector(epochs=1, batch_size=64, learning_rate=0.01, device="cpu")
+    explicit.fit(mixed_frame(400))
+    assert (explicit.metadata_["batch_size"], explicit.metadata_["learning_rate"]) == (64, 0.01)
 
 
 def test_named_columns_ignore_extra_columns_and_missing_ones_are_named(fitted):

@@ -2,11 +2,18 @@
 
 import dataclasses
 
+import pytest
 import torch
 
 from models.network import ColumnErrors, MixedAutoencoder
 from models.preprocessing import FeatureLayout
-from models.trainer import FlatAdamW, TrainingConfig, train_network
+from models.trainer import (
+    FlatAdamW,
+    TrainingConfig,
+    resolve_batch_size,
+    resolve_learning_rate,
+    train_network,
+)
 
 LAYOUT = FeatureLayout(tuple(f"x{i}" for i in range(4)), 4, 4, (0, 1, 2, 3), (), ())
 
@@ -152,3 +159,20 @@ def test_gradients_are_clipped_to_the_configured_norm(monkeypatch):
     assert max(unclipped) > 10.0
     assert len(clipped) == len(unclipped) == 2 * 8
     assert max(clipped) <= 1.0 + 1e-5
+
+
+@pytest.mark.parametrize(
+    ("n_train", "expected"),
+    [(40, 40), (483, 256), (3_036, 512), (7_045, 1024), (30_930, 4096), (1_000_000, 4096)],
+)
+def test_auto_batch_size_aims_at_eight_steps_per_epoch_within_bounds(n_train, expected):
+    assert resolve_batch_size("auto", n_train) == expected
+    assert resolve_batch_size(128, n_train) == min(128, n_train)
+
+
+def test_auto_learning_rate_grows_with_the_square_root_of_the_batch_above_256_rows():
+    assert resolve_learning_rate("auto", 64) == pytest.approx(1e-3)
+    assert resolve_learning_rate("auto", 256) == pytest.approx(1e-3)
+    assert resolve_learning_rate("auto", 1024) == pytest.approx(2e-3)
+    assert resolve_learning_rate("auto", 4096) == pytest.approx(4e-3)
+    assert resolve_learning_rate(0.02, 4096) == 0.02
