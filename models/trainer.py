@@ -57,9 +57,10 @@ class TrainingConfig:
 # batch_size="auto": about AUTO_STEPS_PER_EPOCH optimisation steps per epoch, rounded to a power of
 # two within [AUTO_BATCH_MIN, AUTO_BATCH_MAX] rows. Small tables keep 256-row steps (the size the
 # other defaults were tuned at); large ones get steps big enough to amortise torch's per-call cost,
-# which dominates a small network's step below a few thousand rows on CPU. 8 is the fewest steps
-# per epoch that kept ADBench quality (docs/benchmarks/quality.md: 16 and 8 steps scored as
-# fixed 256-row steps did, 4 lost 0.002 AUROC).
+# which dominates a small network's step below a few thousand rows on CPU. On ADBench
+# (docs/benchmarks/quality.md) mean AUROC is flat within seed noise from fixed 256-row steps
+# (0.836) through 16 and 8 steps per epoch (0.835, 0.834) to 4 (0.833, where single sets start to
+# lose: Wilt -0.020); 8 keeps a step away from that.
 AUTO_STEPS_PER_EPOCH = 8
 AUTO_BATCH_MIN, AUTO_BATCH_MAX = 256, 4096
 # learning_rate="auto": BASE_LEARNING_RATE up to BASE_BATCH rows per step (where the other defaults
