@@ -20,13 +20,12 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
 from flows.config import load_config
-from flows.retrain import retrain_flow
+from flows.retrain import ensure_drift_reference, retrain_flow
 from flows.score import validate_and_score
 from models.registry import ModelRegistry
 from tasks.drift import (
     champion_challenged_at,
     drift_artifact_task,
-    ensure_reference_task,
     measure_drift_task,
     retrain_triggers,
 )
@@ -143,19 +142,7 @@ def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> 
     ]
     drift_reports: list[dict[str, Any]] = []
     if to_measure:
-        profile = ensure_reference_task(
-            layout.root,
-            cfg.dataset,
-            version,
-            cols.numeric,
-            cols.categorical,
-            cols.missing_values,
-            cfg.drift.numeric_bins,
-            cfg.drift.max_levels,
-            cfg.drift.reference_rows,
-            cfg.training.seed,
-            opts,
-        )
+        profile = ensure_drift_reference(cfg, layout, version)
         d = cfg.drift
         drift_reports = measure_drift_task.map(
             batch_id=[m["batch_id"] for m in to_measure],

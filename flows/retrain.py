@@ -19,7 +19,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.config import load_config
+from flows.config import PipelineConfig, load_config
 from flows.train import train_evaluate_gate
 from models.registry import ModelRegistry
 from tasks.drift import ensure_reference_task
@@ -29,6 +29,27 @@ from tasks.reporting import artifact_key, publish_record_task
 from tasks.window import training_window_task
 
 RECORD_FILE = "retrain.json"
+
+
+def ensure_drift_reference(
+    cfg: PipelineConfig, layout: StorageLayout, version: str
+) -> dict[str, Any]:
+    """The drift reference profile of model ``version`` with the config's drift settings, built
+    from its training batches if it does not exist yet."""
+    cols = cfg.columns
+    return ensure_reference_task(
+        layout.root,
+        cfg.dataset,
+        version,
+        cols.numeric,
+        cols.categorical,
+        cols.missing_values,
+        cfg.drift.numeric_bins,
+        cfg.drift.max_levels,
+        cfg.drift.reference_rows,
+        cfg.training.seed,
+        cfg.storage.options,
+    )
 
 
 def retrain_markdown(record: dict[str, Any]) -> str:
@@ -89,8 +110,7 @@ def retrain_flow(
     logger = get_run_logger()
     cfg = load_config(config)
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
-    opts, cols = cfg.storage.options, cfg.columns
-    seed = cfg.training.seed
+    opts = cfg.storage.options
     window_days = cfg.retrain.window_days or cfg.training.window_days
     leave_out_flagged = cfg.retrain.exclude_flagged if exclude_flagged is None else exclude_flagged
     registry = ModelRegistry(layout.models, opts)
@@ -145,19 +165,7 @@ def retrain_flow(
     gate, version = result["gate"], result["version"]
     if gate["promoted"]:
         # The new champion's drift reference, built now while its training batches are at hand.
-        ensure_reference_task(
-            layout.root,
-            cfg.dataset,
-            version,
-            cols.numeric,
-            cols.categorical,
-            cols.missing_values,
-            cfg.drift.numeric_bins,
-            cfg.drift.max_levels,
-            cfg.drift.reference_rows,
-            seed,
-            opts,
-        )
+        ensure_drift_reference(cfg, layout, version)
     record.update(
         {
             "version": version,

@@ -16,12 +16,10 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from model_support import register_tiny_champion
 
-from models import AutoencoderDetector
-from models.registry import ModelRegistry
-from tasks.demo_data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, generate_demo_data
-from tasks.frames import feature_frame
-from tasks.io import StorageLayout, list_batches, read_table
+from tasks.demo_data import generate_demo_data
+from tasks.io import StorageLayout, list_batches
 from tasks.scoring import SLOW_WRITE_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -42,20 +40,9 @@ def make_project(folder: Path) -> Path:
         drift_day=None,
         malformed_day=None,
     )
-    first = list_batches(layout.incoming)[0]
-    detector = AutoencoderDetector(
-        numeric_columns=list(NUMERIC_COLUMNS),
-        categorical_columns=list(CATEGORICAL_COLUMNS),
-        hidden_sizes=(16,),
-        latent_dim=3,
-        epochs=1,
-        device="cpu",
-    ).fit(feature_frame(read_table(first.path), NUMERIC_COLUMNS, CATEGORICAL_COLUMNS))
-    bundle = Path(tempfile.mkdtemp(dir=folder))
-    detector.save(bundle)
-    registry = ModelRegistry(layout.models)
-    registry.promote(registry.register(bundle), "kill test")
-    shutil.rmtree(bundle)
+    register_tiny_champion(
+        layout, list_batches(layout.incoming)[0].path, folder, epochs=1, reason="kill test"
+    )
     text = (REPO_ROOT / "configs" / "demo.toml").read_text()
     text = text.replace('root = "../data"', 'root = "data"')
     text = text.replace("../expectations/demo.json", str(REPO_ROOT / "expectations" / "demo.json"))

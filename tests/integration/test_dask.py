@@ -7,15 +7,13 @@ process, pickled by reference) with two threads, and tiny data.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from model_support import register_tiny_champion
 
 from flows.score import run_score
-from models import AutoencoderDetector
-from models.registry import ModelRegistry
 from tasks.demo_data import (
     CATEGORICAL_COLUMNS,
     ID_COLUMN,
@@ -23,8 +21,7 @@ from tasks.demo_data import (
     TIMESTAMP_COLUMN,
     generate_demo_data,
 )
-from tasks.frames import feature_frame
-from tasks.io import StorageLayout, list_batches, read_table
+from tasks.io import StorageLayout, list_batches
 from tasks.scoring import score_batch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -44,18 +41,7 @@ def dask_run(tmp_path_factory):
         malformed_day=None,
     )
     batches = list_batches(layout.incoming)
-    detector = AutoencoderDetector(
-        numeric_columns=list(NUMERIC_COLUMNS),
-        categorical_columns=list(CATEGORICAL_COLUMNS),
-        hidden_sizes=(16,),
-        latent_dim=3,
-        epochs=2,
-        device="cpu",
-    ).fit(feature_frame(read_table(batches[0].path), NUMERIC_COLUMNS, CATEGORICAL_COLUMNS))
-    bundle = Path(tempfile.mkdtemp(dir=workdir))
-    detector.save(bundle)
-    registry = ModelRegistry(layout.models)
-    registry.promote(registry.register(bundle), "dask test")
+    register_tiny_champion(layout, batches[0].path, workdir, reason="dask test")
 
     # The same storage scored by the plain functions in this process, to compare with.
     reference = StorageLayout(str(workdir / "reference"), "demo")

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import logging
 import socket
-import tempfile
 from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
+from model_support import register_tiny_champion
 
 from flows.config import load_config
 from flows.score import run_score
-from models import AutoencoderDetector
-from models.registry import ModelRegistry
-from tasks.demo_data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, generate_demo_data
-from tasks.frames import feature_frame
-from tasks.io import StorageLayout, filesystem, read_json, read_table
+from tasks.demo_data import generate_demo_data
+from tasks.io import StorageLayout, filesystem, read_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "aeflow-test"
@@ -74,20 +71,13 @@ def s3_pipeline(s3_options, tmp_path_factory):
     for file in sorted(local_incoming.glob("*.parquet")):
         fs.put_file(str(file), f"{BUCKET}/aeflow/incoming/demo/{file.name}")
 
-    train = read_table(str(local_incoming / f"{manifest.batch_ids[0]}.parquet"))
-    detector = AutoencoderDetector(
-        numeric_columns=list(NUMERIC_COLUMNS),
-        categorical_columns=list(CATEGORICAL_COLUMNS),
-        hidden_sizes=(16,),
-        latent_dim=3,
-        epochs=2,
-        device="cpu",
-    ).fit(feature_frame(train, NUMERIC_COLUMNS, CATEGORICAL_COLUMNS))
-    bundle = Path(tempfile.mkdtemp(dir=workdir))
-    detector.save(bundle)
-    registry = ModelRegistry(layout.models, s3_options)
-    version = registry.register(bundle)
-    registry.promote(version, "s3 test")
+    version = register_tiny_champion(
+        layout,
+        str(local_incoming / f"{manifest.batch_ids[0]}.parquet"),
+        workdir,
+        options=s3_options,
+        reason="s3 test",
+    )
 
     text = (REPO_ROOT / "configs" / "demo.toml").read_text()
     options = s3_options["client_kwargs"]

@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from model_support import register_tiny_champion
 
 from flows.commands import quarantine as quarantine_commands
 from flows.config import load_config
-from models import AutoencoderDetector
 from models.registry import ModelRegistry
-from tasks.demo_data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, generate_demo_data
-from tasks.frames import feature_frame
-from tasks.io import StorageLayout, list_batches, read_table
+from tasks.demo_data import generate_demo_data
+from tasks.io import StorageLayout, list_batches
 from tasks.scoring import find_pending_batches, score_batch
 from tasks.validate import ReleaseError, quarantine, validate_batch
 
@@ -102,19 +101,7 @@ def setup(tmp_path):
     shutil.copy(day2_path, fixed)  # the good bytes stand for the re-exported, fixed batch
     pq.write_table(pq.read_table(fixed).drop_columns(["merchant_risk_score"]), day2_path)
 
-    frame = feature_frame(read_table(manifest.paths[0]), NUMERIC_COLUMNS, CATEGORICAL_COLUMNS)
-    detector = AutoencoderDetector(
-        numeric_columns=list(NUMERIC_COLUMNS),
-        categorical_columns=list(CATEGORICAL_COLUMNS),
-        hidden_sizes=(16,),
-        latent_dim=3,
-        epochs=2,
-        random_state=0,
-        device="cpu",
-    ).fit(frame)
-    detector.save(tmp_path / "bundle")
-    registry = ModelRegistry(layout.models)
-    registry.promote(registry.register(tmp_path / "bundle"), "test")
+    register_tiny_champion(layout, manifest.paths[0], tmp_path)
 
     first = score_run(str(config))
     assert first == {"scored": [day1], "quarantined": [day2], "skipped": []}

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from model_support import register_tiny_champion
 
-from models import AutoencoderDetector
 from models.registry import ModelRegistry
 from tasks.demo_data import (
     CATEGORICAL_COLUMNS,
@@ -40,26 +40,6 @@ PASSTHROUGH = [ID_COLUMN, TIMESTAMP_COLUMN]
 ROWS_PER_DAY = 1500
 
 
-def register_champion(layout: StorageLayout, frame_source: str, tmp_path: Path, seed: int = 0):
-    """Fit a tiny detector on one batch, register it and make it the champion; returns version."""
-    frame = feature_frame(read_table(frame_source), NUMERIC_COLUMNS, CATEGORICAL_COLUMNS)
-    detector = AutoencoderDetector(
-        numeric_columns=list(NUMERIC_COLUMNS),
-        categorical_columns=list(CATEGORICAL_COLUMNS),
-        hidden_sizes=(16,),
-        latent_dim=3,
-        epochs=2,
-        random_state=seed,
-        device="cpu",
-    ).fit(frame)
-    bundle = tmp_path / f"bundle-{seed}"
-    detector.save(bundle)
-    registry = ModelRegistry(layout.models)
-    version = registry.register(bundle)
-    registry.promote(version, "test")
-    return version
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A storage root with 3 demo batches and a champion; tests copy it before changing it."""
@@ -74,7 +54,7 @@ def trained(tmp_path_factory):
         malformed_day=None,
     )
     batches = list_batches(layout.incoming)
-    version = register_champion(layout, batches[0].path, base)
+    version = register_tiny_champion(layout, batches[0].path, base)
     return {"root": base / "root", "version": version}
 
 
@@ -224,7 +204,7 @@ def test_a_rewritten_input_is_scored_again_and_a_touched_one_is_not(store):
 def test_another_model_version_rescores(store, tmp_path):
     layout, batch = store["layout"], store["batches"][2]
     score(layout, batch)
-    challenger = register_champion(layout, batch.path, tmp_path, seed=1)
+    challenger = register_tiny_champion(layout, batch.path, tmp_path, seed=1)
     assert [b["batch_id"] for b in find_pending_batches([batch.to_dict()], layout, challenger)[0]]
     marker = score(layout, batch, model_version=challenger)
     assert marker["status"] == "scored" and marker["model_version"] == challenger
