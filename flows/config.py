@@ -428,6 +428,22 @@ class PipelineConfig(_Section):
     def suite_path(self) -> str:
         return self.resolve(self.validation.suite)
 
+    def validation_arguments(self) -> dict[str, Any]:
+        """Keyword arguments for `tasks.validate.validate_batch` (and its task) after the batch:
+        the suite, the column roles, the warning policy, storage options and severities."""
+        cols = self.columns
+        return {
+            "suite_path": self.suite_path,
+            "id_column": cols.id,
+            "timestamp_column": cols.timestamp,
+            "numeric": cols.numeric,
+            "categorical": cols.categorical,
+            "missing_tokens": cols.missing_values,
+            "on_warning": self.validation.on_warning,
+            "options": self.storage.options,
+            "severity_overrides": self.validation.severity,
+        }
+
 
 def _read_mapping(path: Path) -> dict[str, Any]:
     text = path.read_text(encoding="utf-8")

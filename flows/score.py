@@ -26,20 +26,9 @@ def validate_batches(
     """Submit one validation task per batch (mapped over the task runner); returns the futures,
     in the order of ``batches``. Call inside a flow.
     """
-    opts, cols = cfg.storage.options, cfg.columns
-    return validate_batch_task.map(
-        batches,
-        unmapped(cfg.suite_path),
-        unmapped(cols.id),
-        unmapped(cols.timestamp),
-        unmapped(cols.numeric),
-        unmapped(cols.categorical),
-        unmapped(cols.missing_values),
-        unmapped(cfg.validation.on_warning),
-        unmapped(opts),
-        unmapped(cfg.validation.severity),
-        unmapped(layout.reports("data-docs") if cfg.validation.data_docs else None),
-    )
+    shared = {name: unmapped(value) for name, value in cfg.validation_arguments().items()}
+    data_docs_dir = layout.reports("data-docs") if cfg.validation.data_docs else None
+    return validate_batch_task.map(batches, data_docs_dir=unmapped(data_docs_dir), **shared)
 
 
 def validate_and_score(

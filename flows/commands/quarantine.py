@@ -66,21 +66,9 @@ def cmd_release(args: argparse.Namespace) -> int:
     from tasks.validate import release_quarantined, validate_batch
 
     cfg, layout = _context(args.config)
-    cols = cfg.columns
 
     def revalidate(batch):
-        return validate_batch(
-            batch,
-            cfg.suite_path,
-            cols.id,
-            cols.timestamp,
-            cols.numeric,
-            cols.categorical,
-            cols.missing_values,
-            cfg.validation.on_warning,
-            cfg.storage.options,
-            cfg.validation.severity,
-        )
+        return validate_batch(batch, **cfg.validation_arguments())
 
     released = release_quarantined(
         args.batch_id,

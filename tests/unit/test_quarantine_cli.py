@@ -54,15 +54,7 @@ def score_run(config: str) -> dict[str, list[str]]:
     done: dict[str, list[str]] = {"scored": [], "quarantined": [], "skipped": []}
     done["skipped"] = [s["batch_id"] for s in skipped]
     for batch in pending:
-        outcome = validate_batch(
-            batch,
-            cfg.suite_path,
-            cols.id,
-            cols.timestamp,
-            cols.numeric,
-            cols.categorical,
-            cols.missing_values,
-        )
+        outcome = validate_batch(batch, **cfg.validation_arguments())
         if outcome.accepted:
             marker = score_batch(
                 batch,

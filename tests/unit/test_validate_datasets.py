@@ -44,18 +44,7 @@ def as_batch(cfg, csv: Path, folder: Path, fmt=None) -> BatchRef:
 
 
 def validate(cfg, batch: BatchRef) -> ValidationOutcome:
-    cols = cfg.columns
-    return validate_batch(
-        batch,
-        cfg.suite_path,
-        cols.id,
-        cols.timestamp,
-        cols.numeric,
-        cols.categorical,
-        cols.missing_values,
-        cfg.validation.on_warning,
-        severity_overrides=cfg.validation.severity,
-    )
+    return validate_batch(batch, **cfg.validation_arguments())
 
 
 @pytest.mark.parametrize(
