@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from flows.commands import add_config_argument
+
 # Quiet, offline-friendly defaults; a user's own environment wins.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -190,12 +192,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------ parser
-def _add_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", required=True, metavar="FILE", help="pipeline config (.toml or .yaml)"
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aeflow",
@@ -213,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate it on a holdout beside the champion and baselines, write an HTML report, and make "
         "it the champion when the promotion gate passes.",
     )
-    _add_config(train)
+    add_config_argument(train)
     train.add_argument("--until", metavar="BATCH_ID", help="use only batches with id <= this")
     train.add_argument(
         "--batch", action="append", metavar="BATCH_ID", help="train on this batch (repeatable)"
@@ -230,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the model is validated; failures are quarantined with a report, the rest are scored into "
         "<root>/scored/<dataset>/date=YYYY-MM-DD/<batch_id>.parquet.",
     )
-    _add_config(score)
+    add_config_argument(score)
     score.add_argument("--model-version", help="score with this version instead of the champion")
     score.add_argument("--force", action="store_true", help="re-score batches already scored")
     score.add_argument("--workers", type=int, help="batches scored concurrently (config default)")
@@ -263,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
         "generate demo data into incoming/, train on the first days, score every day, and print a "
         "summary. Uses Prefect's temporary local server unless PREFECT_API_URL is set.",
     )
-    _add_config(demo)
+    add_config_argument(demo)
     demo.add_argument("--days", type=int, default=10, help="number of daily batches (10)")
     demo.add_argument("--rows-per-day", type=int, default=20_000, help="rows per batch (20000)")
     demo.add_argument("--train-days", type=int, default=6, help="train on the first N days (6)")

@@ -7,6 +7,8 @@ import os
 import tempfile
 from typing import TYPE_CHECKING, Any
 
+from flows.commands import add_config_argument
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -197,7 +199,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(warnings). The reference must pass the drafted suite; the file is stable JSON meant to "
         "be reviewed and edited. Drafting defaults: docs/data-contract.md.",
     )
-    init.add_argument("--config", required=True, metavar="FILE", help="pipeline config")
+    add_config_argument(init)
     init.add_argument(
         "--reference",
         required=True,
@@ -219,6 +221,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and its kwargs accepted (GX silently drops the ones it cannot build), severities "
         "critical or warning, the config's columns in the suite's column set. Exit 1 on problems.",
     )
-    check.add_argument("--config", required=True, metavar="FILE", help="pipeline config")
+    add_config_argument(check)
     check.add_argument("--suite", metavar="FILE", help="suite to check (the config's suite)")
     check.set_defaults(handler=cmd_check)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from flows.commands import add_config_argument
+
 if TYPE_CHECKING:
     from flows.config import PipelineConfig
     from tasks.ingest import CsvFormat
@@ -68,9 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "<root>/incoming/<dataset>/: the whole file, every N rows, or one per calendar month. "
         "Nothing is written unless the whole file converts.",
     )
-    parser.add_argument(
-        "--config", required=True, metavar="FILE", help="pipeline config (.toml or .yaml)"
-    )
+    add_config_argument(parser)
     parser.add_argument("--csv", required=True, metavar="PATH", help="the CSV file to convert")
     split = parser.add_mutually_exclusive_group()
     split.add_argument(

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from flows.commands import add_config_argument
+
 
 def _registry(config_path: str):
     from flows.config import load_config
@@ -138,11 +140,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
 
     def add(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
-        parser = sub.add_parser(name, help=help_text, description=description)
-        parser.add_argument(
-            "--config", required=True, metavar="FILE", help="pipeline config (.toml or .yaml)"
-        )
-        return parser
+        return add_config_argument(sub.add_parser(name, help=help_text, description=description))
 
     listing = add(
         "list",

@@ -11,6 +11,8 @@ import argparse
 import os
 from typing import Any
 
+from flows.commands import add_config_argument
+
 
 # ------------------------------------------------------------------------------- summaries
 def format_retrain_summary(result: dict[str, Any]) -> str:
@@ -239,12 +241,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------- parser
-def _add_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", required=True, metavar="FILE", help="pipeline config (.toml or .yaml)"
-    )
-
-
 def _add_runner(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, help="batches processed concurrently (scoring.workers)"
@@ -267,7 +263,7 @@ def register(subparsers: Any) -> None:
         "drifted or the champion is older than retrain.max_model_age_days. The challenger is "
         "promoted only through the promotion gate.",
     )
-    _add_config(nightly)
+    add_config_argument(nightly)
     nightly.add_argument(
         "--date",
         metavar="YYYY-MM-DD",
@@ -288,7 +284,7 @@ def register(subparsers: Any) -> None:
         "flagged unless --keep-flagged, evaluate it against the champion on the same holdout and "
         "promote it only when the gate passes. The decision and its reasons are recorded.",
     )
-    _add_config(retrain)
+    add_config_argument(retrain)
     retrain.add_argument(
         "--until", metavar="YYYY-MM-DD", help="last day of the window (the newest accepted batch)"
     )
@@ -322,7 +318,7 @@ def register(subparsers: Any) -> None:
         "default). Batches already scored by that version are skipped unless --force; other "
         "outputs of a batch are replaced, never appended to.",
     )
-    _add_config(backfill)
+    add_config_argument(backfill)
     backfill.add_argument("--from", dest="start", required=True, metavar="YYYY-MM-DD")
     backfill.add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD")
     backfill.add_argument("--model-version", help="score with this version (the champion)")
@@ -341,7 +337,7 @@ def register(subparsers: Any) -> None:
         "(schedule.retrain, weekly), <dataset>-backfill and <dataset>-score (on demand, e.g. "
         "`prefect deployment run aeflow-nightly/<dataset>-nightly`).",
     )
-    _add_config(serve)
+    add_config_argument(serve)
     serve.add_argument("--nightly-cron", metavar="CRON", help="override schedule.nightly")
     serve.add_argument("--retrain-cron", metavar="CRON", help="override schedule.retrain")
     serve.add_argument("--timezone", metavar="TZ", help="override schedule.timezone")

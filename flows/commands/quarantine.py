@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from flows.commands import add_config_argument
+
 
 def _context(config_path: str):
     from flows.config import load_config
@@ -99,13 +101,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = group.add_subparsers(dest="quarantine_command", metavar="ACTION", required=True)
 
     listing = commands.add_parser("list", help="quarantined batches with their reasons")
-    listing.add_argument("--config", required=True, metavar="FILE", help="pipeline config")
+    add_config_argument(listing)
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(handler=cmd_list)
 
     show = commands.add_parser("show", help="the validation report of a quarantined batch")
     show.add_argument("batch_id", metavar="BATCH_ID")
-    show.add_argument("--config", required=True, metavar="FILE", help="pipeline config")
+    add_config_argument(show)
     show.add_argument("--json", action="store_true", help="print report.json instead of report.md")
     show.set_defaults(handler=cmd_show)
 
@@ -117,7 +119,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "quarantine folder under _archive/. The next score run validates and scores it once.",
     )
     release.add_argument("batch_id", metavar="BATCH_ID")
-    release.add_argument("--config", required=True, metavar="FILE", help="pipeline config")
+    add_config_argument(release)
     release.add_argument(
         "--input", metavar="PATH", help="a fixed Parquet file or folder to release instead"
     )
