@@ -146,17 +146,7 @@ class ModelRegistry:
         """
         self.entry(version)  # raises when unknown
         state = self.champion_state()
-        event = {
-            "action": "promote",
-            "version": version,
-            "previous": state["version"],
-            "at": _now(),
-            "reason": reason,
-            **({"details": details} if details else {}),
-        }
-        new_state = {"version": version, "history": [*state["history"], event]}
-        write_json_atomic(new_state, join(self.models_root, CHAMPION_FILE), self.options)
-        return new_state
+        return self._record(state, "promote", version, reason, details, champion=version)
 
     def refuse(
         self, version: str, reason: str, details: dict[str, Any] | None = None
@@ -165,17 +155,7 @@ class ModelRegistry:
         gate refused it); the champion stays as it is."""
         self.entry(version)  # raises when unknown
         state = self.champion_state()
-        event = {
-            "action": "refuse",
-            "version": version,
-            "previous": state["version"],
-            "at": _now(),
-            "reason": reason,
-            **({"details": details} if details else {}),
-        }
-        new_state = {"version": state["version"], "history": [*state["history"], event]}
-        write_json_atomic(new_state, join(self.models_root, CHAMPION_FILE), self.options)
-        return new_state
+        return self._record(state, "refuse", version, reason, details, champion=state["version"])
 
     def rollback(self, reason: str = "manual rollback") -> dict[str, Any]:
         """Make the champion before the current one champion again."""
@@ -194,14 +174,28 @@ class ModelRegistry:
                 f"no earlier champion to roll back to (champion is {current!r}); "
                 "promote a specific version with `aeflow models promote VERSION` instead"
             )
+        return self._record(state, "rollback", previous, reason, None, champion=previous)
+
+    def _record(
+        self,
+        state: dict[str, Any],
+        action: str,
+        version: str,
+        reason: str,
+        details: dict[str, Any] | None,
+        champion: str | None,
+    ) -> dict[str, Any]:
+        """Append an ``action`` event about ``version`` to ``state``'s history, make ``champion``
+        the champion, and write champion.json in one atomic write; returns the new state."""
         event = {
-            "action": "rollback",
-            "version": previous,
-            "previous": current,
+            "action": action,
+            "version": version,
+            "previous": state["version"],
             "at": _now(),
             "reason": reason,
+            **({"details": details} if details else {}),
         }
-        new_state = {"version": previous, "history": [*state["history"], event]}
+        new_state = {"version": champion, "history": [*state["history"], event]}
         write_json_atomic(new_state, join(self.models_root, CHAMPION_FILE), self.options)
         return new_state
 
