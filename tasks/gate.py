@@ -22,6 +22,33 @@ from models.registry import ModelRegistry
 from tasks.io import StorageOptions
 
 
+def _record_comparison(
+    result: dict[str, Any],
+    metric: str,
+    challenger: float,
+    champion: float,
+    margin: float,
+    limit: float,
+    passed: bool,
+    reason: str,
+) -> None:
+    """Add one challenger-vs-champion comparison and its reason to the gate ``result``; a failed
+    comparison makes the decision "refuse"."""
+    result["comparisons"].append(
+        {
+            "metric": metric,
+            "challenger": challenger,
+            "champion": champion,
+            "margin": float(margin),
+            "limit": limit,
+            "passed": bool(passed),
+        }
+    )
+    result["reasons"].append(reason)
+    if not passed:
+        result["decision"] = "refuse"
+
+
 def _check_margins(reconstruction_margin: float, auroc_margin: float) -> None:
     if not reconstruction_margin >= 0:
         raise ValueError(
@@ -93,47 +120,37 @@ def gate_decision(
         limit = champion_mse * (1.0 + reconstruction_margin)
         passed = challenger_mse <= limit
         change = challenger_mse / champion_mse - 1.0 if champion_mse > 0 else 0.0
-        result["comparisons"].append(
-            {
-                "metric": "reconstruction_mse",
-                "challenger": challenger_mse,
-                "champion": champion_mse,
-                "margin": float(reconstruction_margin),
-                "limit": limit,
-                "passed": bool(passed),
-            }
-        )
         verdict = "within" if passed else "worse than the champion by more than"
-        result["reasons"].append(
+        _record_comparison(
+            result,
+            "reconstruction_mse",
+            challenger_mse,
+            champion_mse,
+            reconstruction_margin,
+            limit,
+            passed,
             f"holdout reconstruction MSE {challenger_mse:.4f} vs champion {champion_mse:.4f} "
             f"({change:+.1%}): {verdict} the {reconstruction_margin:.0%} margin "
-            f"(limit {limit:.4f})"
+            f"(limit {limit:.4f})",
         )
-        if not passed:
-            result["decision"] = "refuse"
 
     challenger_auroc, champion_auroc = _auroc(challenger), _auroc(champion)
     if challenger_auroc is not None and champion_auroc is not None:
         limit = champion_auroc - auroc_margin
         passed = challenger_auroc >= limit
-        result["comparisons"].append(
-            {
-                "metric": "auroc",
-                "challenger": challenger_auroc,
-                "champion": champion_auroc,
-                "margin": float(auroc_margin),
-                "limit": limit,
-                "passed": bool(passed),
-            }
-        )
         verdict = "within" if passed else "below the champion's by more than"
-        result["reasons"].append(
+        _record_comparison(
+            result,
+            "auroc",
+            challenger_auroc,
+            champion_auroc,
+            auroc_margin,
+            limit,
+            passed,
             f"holdout AUROC {challenger_auroc:.4f} vs champion {champion_auroc:.4f} "
             f"({challenger_auroc - champion_auroc:+.4f}): {verdict} the {auroc_margin} margin "
-            f"(limit {limit:.4f})"
+            f"(limit {limit:.4f})",
         )
-        if not passed:
-            result["decision"] = "refuse"
     elif challenger.get("labels") is not None or champion.get("labels") is not None:
         result["reasons"].append(
             "AUROC not compared: the holdout has only one class (or no labels)"
