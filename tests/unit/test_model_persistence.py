@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -90,14 +91,19 @@ def test_missing_file_or_manifest_is_refused(saved, tmp_path):
         AutoencoderDetector.load(bundle)
 
 
+def replace_preprocessor(bundle: Path, preprocessor) -> None:
+    """Put ``preprocessor`` in the bundle with a matching checksum: only the type checks stop it."""
+    skops.io.dump(preprocessor, bundle / PREPROCESSOR_FILE)
+    manifest = json.loads((bundle / MANIFEST_FILE).read_text())
+    manifest["sha256"][PREPROCESSOR_FILE] = _sha256(bundle / PREPROCESSOR_FILE)
+    (bundle / MANIFEST_FILE).write_text(json.dumps(manifest))
+
+
 def test_untrusted_skops_type_is_refused_even_with_a_valid_checksum(saved, tmp_path):
     _, path = saved
     bundle = copy_bundle(path, tmp_path)
     # A function inside the preprocessor could run arbitrary code: load must not accept it.
-    skops.io.dump(FunctionTransformer(os.getcwd), bundle / PREPROCESSOR_FILE)
-    manifest = json.loads((bundle / MANIFEST_FILE).read_text())
-    manifest["sha256"][PREPROCESSOR_FILE] = _sha256(bundle / PREPROCESSOR_FILE)
-    (bundle / MANIFEST_FILE).write_text(json.dumps(manifest))
+    replace_preprocessor(bundle, FunctionTransformer(os.getcwd))
     with pytest.raises(BundleError, match=r"preprocessor.skops holds types that are not trusted"):
         AutoencoderDetector.load(bundle)
 
@@ -105,10 +111,7 @@ def test_untrusted_skops_type_is_refused_even_with_a_valid_checksum(saved, tmp_p
 def test_a_trusted_object_that_is_not_a_column_transformer_is_refused(saved, tmp_path):
     _, path = saved
     bundle = copy_bundle(path, tmp_path)
-    skops.io.dump(FunctionTransformer(np.log1p), bundle / PREPROCESSOR_FILE)
-    manifest = json.loads((bundle / MANIFEST_FILE).read_text())
-    manifest["sha256"][PREPROCESSOR_FILE] = _sha256(bundle / PREPROCESSOR_FILE)
-    (bundle / MANIFEST_FILE).write_text(json.dumps(manifest))
+    replace_preprocessor(bundle, FunctionTransformer(np.log1p))
     with pytest.raises(
         BundleError, match="must hold a fitted ColumnTransformer, got FunctionTransformer"
     ):

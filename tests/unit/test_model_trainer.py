@@ -26,9 +26,10 @@ def low_rank_data(n_rows: int, seed: int = 0) -> torch.Tensor:
     )
 
 
-def fit(config: TrainingConfig, seed: int = 0, progress=None, data=None):
+def fit(config: TrainingConfig, seed: int = 0, progress=None, data=None, latent_dim: int = 1):
+    """Train a 4 -> 16 -> ``latent_dim`` network on rows 0-499 of ``data`` (validation: the rest)."""
     torch.manual_seed(seed)
-    network = MixedAutoencoder(4, (16,), 1)
+    network = MixedAutoencoder(4, (16,), latent_dim)
     data = low_rank_data(600) if data is None else data
     history = train_network(
         network,
@@ -85,19 +86,8 @@ def test_trimming_keeps_planted_outliers_out_of_the_fit():
     data[:25] = torch.randn(25, 1, generator=generator) * 3 * torch.tensor([[2.0, 1.0, -1.0, 0.0]])
 
     def outlier_error(trim_fraction):
-        torch.manual_seed(0)
-        network = MixedAutoencoder(4, (16,), 2)
         config = TrainingConfig(**{**CONFIG.__dict__, "trim_fraction": trim_fraction})
-        train_network(
-            network,
-            ColumnErrors(LAYOUT, "cpu"),
-            data[:500],
-            data[500:],
-            torch.ones(4),
-            torch.arange(4),
-            config,
-            torch.Generator().manual_seed(0),
-        )
+        network, _ = fit(config, data=data, latent_dim=2)
         with torch.no_grad():
             return ((network(data[:25])[0] - data[:25]) ** 2).sum(1).mean().item()
 
