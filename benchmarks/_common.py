@@ -3,7 +3,9 @@ markdown output. Benchmarks are scripts, not tests; each writes a table to docs/
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
+import json
 import os
 import platform
 import shlex
@@ -65,6 +67,34 @@ def adbench_split(
 def auroc_auprc(y_true: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
     """(AUROC, AUPRC) of ``scores`` (higher = more anomalous) against 0/1 labels."""
     return float(roc_auc_score(y_true, scores)), float(average_precision_score(y_true, scores))
+
+
+def add_variant_argument(parser: argparse.ArgumentParser, example: str) -> None:
+    """``--variant NAME=JSON`` (repeatable): an extra aeflow run with parameters overriding the
+    defaults; ``example`` is shown in the help."""
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help=f"extra aeflow variant, parameters overriding the defaults, e.g. {example}; "
+        "repeatable",
+    )
+
+
+def parse_variants(specs: Sequence[str]) -> dict[str, dict]:
+    """``["name={...}", ...]`` from ``--variant`` -> ``{name: params}``."""
+    variants = {}
+    for spec in specs:
+        name, _, params = spec.partition("=")
+        try:
+            variants[name] = json.loads(params)
+        except json.JSONDecodeError as error:
+            raise SystemExit(
+                f"--variant {spec!r}: the part after '=' must be a JSON object of detector "
+                f'parameters ({error}); e.g. \'robust={{"scaling": "robust"}}\''
+            ) from None
+    return variants
 
 
 def machine_info() -> str:

@@ -19,7 +19,6 @@ Needs the ``bench`` extra (PyOD). Writes docs/benchmarks/nslkdd.md unless ``--no
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,8 +33,10 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import (  # noqa: E402
+    add_variant_argument,
     auroc_auprc,
     markdown_table,
+    parse_variants,
     require_datasets,
     write_report,
 )
@@ -129,20 +130,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument(
-        "--variant",
-        action="append",
-        default=[],
-        metavar="NAME=JSON",
-        help="extra aeflow variant, parameters overriding the defaults, e.g. "
-        '\'robust={"scaling": "robust"}\'; repeatable',
-    )
+    add_variant_argument(parser, '\'robust={"scaling": "robust"}\'')
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     variants = {"aeflow (defaults, native categoricals)": {}}
-    for spec in args.variant:
-        name, _, params = spec.partition("=")
-        variants[f"aeflow variant: {name}"] = json.loads(params)
+    for name, params in parse_variants(args.variant).items():
+        variants[f"aeflow variant: {name}"] = params
     torch.set_num_threads(args.threads)
 
     folder = require_datasets("nslkdd")

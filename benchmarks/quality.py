@@ -19,7 +19,6 @@ docs/benchmarks/quality.md unless ``--no-write``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections import defaultdict
@@ -33,9 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import (  # noqa: E402
     adbench_split,
+    add_variant_argument,
     auroc_auprc,
     load_npz,
     markdown_table,
+    parse_variants,
     write_report,
 )
 from models import AutoencoderDetector, trainer  # noqa: E402
@@ -116,14 +117,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--baselines", nargs="*", default=list(BASELINES), help=f"subset of {BASELINES}"
     )
     parser.add_argument("--ablation", action="store_true", help="also run the ablation variants")
-    parser.add_argument(
-        "--variant",
-        action="append",
-        default=[],
-        metavar="NAME=JSON",
-        help="extra aeflow variant, parameters overriding the defaults, e.g. "
-        "'latent 2={\"latent_dim\": 2}'; repeatable",
-    )
+    add_variant_argument(parser, "'latent 2={\"latent_dim\": 2}'")
     parser.add_argument(
         "--threads",
         type=int,
@@ -148,9 +142,8 @@ def main(argv=None) -> None:
     methods.update({name: None for name in args.baselines})
     if args.ablation:
         methods.update({f"ablation: {k}": v for k, v in ABLATION.items() if k != "defaults"})
-    for spec in args.variant:
-        name, _, params = spec.partition("=")
-        methods[f"ablation: {name}"] = json.loads(params)
+    for name, params in parse_variants(args.variant).items():
+        methods[f"ablation: {name}"] = params
 
     auroc = defaultdict(lambda: defaultdict(list))
     auprc = defaultdict(lambda: defaultdict(list))
