@@ -1,7 +1,7 @@
 """The `backfill` flow: re-score the batches of a date range with a chosen model version.
 
-Wiring only. Each batch in incoming/ whose id starts with a date in [start, end] is validated and
-scored with the version (the champion by default). A batch already scored by that version (same
+Wiring only. Each batch in incoming/ dated in [start, end] (its date: ``columns.batch_date``, see
+tasks/batch_dates.py) is validated and scored with the version (the champion by default). A batch already scored by that version (same
 input checksum) is skipped unless ``force``; any other output of the batch is replaced, never
 appended to, so a backfill can be run again safely.
 """
@@ -15,6 +15,7 @@ from prefect import flow, get_run_logger
 
 from flows.config import load_config
 from flows.nightly import validate_and_score
+from flows.preflight import check_config_columns
 from tasks.io import StorageLayout, list_batches_task
 from tasks.reporting import score_summary_task
 from tasks.scoring import find_pending_batches_task
@@ -33,10 +34,20 @@ def backfill_flow(
     ``model_version`` (the champion when None). Returns the run summary of the score flow's shape.
     """
     cfg = load_config(config)
+    check_config_columns(cfg, model_version)
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     opts = cfg.storage.options
     available = list_batches_task(layout.incoming, opts)
-    in_range = select_date_range_task(available, start, end)
+    in_range = select_date_range_task(
+        available,
+        start,
+        end,
+        layout.root,
+        cfg.dataset,
+        cfg.columns.batch_date,
+        cfg.columns.timestamp,
+        opts,
+    )
     plan = find_pending_batches_task(in_range, layout.root, cfg.dataset, model_version, force, opts)
     processed = validate_and_score(cfg, layout, plan["pending"], plan["model_version"], force=force)
     summary = score_summary_task(

@@ -124,9 +124,14 @@ def _layout(config_path: str):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from flows.preflight import check_config_columns
     from flows.train import train_flow
+    from tasks.window import parse_date
 
-    _layout(args.config)  # fail fast on a bad config, before Prefect starts
+    cfg, _ = _layout(args.config)  # fail fast on a bad config or date, before Prefect starts
+    if args.until:
+        parse_date(args.until, "--until")
+    check_config_columns(cfg, against_model=False)
     result = with_training_progress(
         lambda: train_flow(
             config=args.config, until=args.until, batches=args.batch, promote=not args.no_promote
@@ -137,9 +142,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from flows.preflight import check_config_columns
     from flows.score import run_score
 
     cfg, layout = _layout(args.config)
+    check_config_columns(cfg, args.model_version)  # before Prefect starts or a batch is touched
     summary = run_score(
         args.config,
         model_version=args.model_version,
@@ -210,7 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
         "it the champion when the promotion gate passes.",
     )
     add_config_argument(train)
-    train.add_argument("--until", metavar="BATCH_ID", help="use only batches with id <= this")
+    train.add_argument(
+        "--until",
+        metavar="YYYY-MM-DD",
+        help="last day of the training window (training.window_days days of batches, by each "
+        "batch's date; default: the newest batch's date)",
+    )
     train.add_argument(
         "--batch", action="append", metavar="BATCH_ID", help="train on this batch (repeatable)"
     )

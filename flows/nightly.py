@@ -20,6 +20,7 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
 from flows.config import load_config
+from flows.preflight import check_config_columns
 from flows.retrain import ensure_drift_reference, retrain_flow
 from flows.score import validate_and_score
 from models.registry import ModelRegistry
@@ -109,19 +110,22 @@ def _compact(report: dict[str, Any]) -> dict[str, Any]:
 
 @flow(name="aeflow-nightly", log_prints=True)
 def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> dict[str, Any]:
-    """One night: score the night's batches (those whose id starts with ``date``, YYYY-MM-DD, or
-    every batch not scored yet) with the champion, measure their drift, and retrain when drift or
+    """One night: score the night's batches (those dated ``date``, YYYY-MM-DD, by
+    ``columns.batch_date``; or every batch not scored yet) with the champion, measure their drift, and retrain when drift or
     the champion's age calls for it (unless ``retrain`` is false). Returns the night's summary.
     """
     logger = get_run_logger()
     cfg = load_config(config)
+    check_config_columns(cfg)
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     opts, cols = cfg.storage.options, cfg.columns
     night = date or dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H%M%SZ")
     registry = ModelRegistry(layout.models, opts)
 
     available = list_batches_task(layout.incoming, opts)
-    selected = select_nightly_batches_task(available, layout.root, cfg.dataset, date, opts)
+    selected = select_nightly_batches_task(
+        available, layout.root, cfg.dataset, date, opts, cols.batch_date, cols.timestamp
+    )
     pending, scored_before = selected["pending"], selected["scored_before"]
     version = registry.resolve(None) if pending or scored_before else registry.champion()
     processed = validate_and_score(cfg, layout, pending, version or "")

@@ -20,6 +20,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.config import PipelineConfig, load_config
+from flows.preflight import check_config_columns
 from flows.train import train_evaluate_gate
 from models.registry import ModelRegistry
 from tasks.drift import ensure_reference_task
@@ -109,6 +110,7 @@ def retrain_flow(
     """
     logger = get_run_logger()
     cfg = load_config(config)
+    check_config_columns(cfg, against_model=False)
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     opts = cfg.storage.options
     window_days = cfg.retrain.window_days or cfg.training.window_days

@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.futures import as_completed
 
 from flows.config import PipelineConfig, load_config
+from flows.preflight import check_config_columns
 from tasks.io import StorageLayout, list_batches_task
 from tasks.reporting import score_summary_task
 from tasks.scoring import find_pending_batches_task, score_batch_task
@@ -78,6 +79,7 @@ def validate_and_score(
                 cfg.scoring.top_k,
                 force,
                 opts,
+                batch_date_source=cols.batch_date,
             )
         )
     for future in scoring:
@@ -103,6 +105,7 @@ def score_flow(
     Raises RuntimeError after the summary when a batch failed to score (the others are committed).
     """
     cfg = load_config(config)
+    check_config_columns(cfg, model_version)
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     opts = cfg.storage.options
     available = list_batches_task(layout.incoming, opts)

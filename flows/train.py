@@ -14,6 +14,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.config import PipelineConfig, load_config
+from flows.preflight import check_config_columns
 from flows.score import validate_batches
 from tasks.evaluate import evaluate_champion_task, evaluate_task, headline, new_run_id
 from tasks.gate import gate_task
@@ -22,7 +23,7 @@ from tasks.report import report_task
 from tasks.training import (
     discard_training_split_task,
     fit_model_task,
-    select_training_batches,
+    select_training_batches_task,
     split_training_window_task,
 )
 from tasks.window import without_flagged_rows_task
@@ -151,8 +152,8 @@ def train_flow(
     batches: list[str] | None = None,
     promote: bool = True,
 ) -> dict[str, Any]:
-    """Train a detector on the last `training.window_days` accepted batches (ids <= `until`, or the
-    explicit `batches`), evaluate it on a holdout, and make it the champion when the promotion gate
+    """Train a detector on the batches dated in the last `training.window_days` days up to `until`
+    (YYYY-MM-DD; the newest batch's date by default), or on the explicit `batches`, evaluate it on a holdout, and make it the champion when the promotion gate
     lets it (`promote=False` records the gate's decision without applying it).
 
     Batches failing validation are left out of training (and left in incoming/ for the score flow,
@@ -160,16 +161,26 @@ def train_flow(
     """
     logger = get_run_logger()
     cfg = load_config(config)
+    check_config_columns(cfg, against_model=False)
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     opts = cfg.storage.options
     available = list_batches_task(layout.incoming, opts)
-    window = select_training_batches(
-        available, cfg.training.window_days, until, batches or cfg.training.batches
+    window = select_training_batches_task(
+        available,
+        layout.root,
+        cfg.dataset,
+        cfg.training.window_days,
+        until,
+        batches or cfg.training.batches,
+        cfg.columns.batch_date,
+        cfg.columns.timestamp,
+        opts,
     )
     if not window:
+        within = f" dated in the {cfg.training.window_days} days up to {until}" if until else ""
         raise ValueError(
-            f"no batches to train on in {layout.incoming}; add Parquet files there "
-            "(e.g. `aeflow demo-data` or `aeflow ingest`)"
+            f"no batches to train on in {layout.incoming}{within}; add Parquet files there "
+            "(e.g. `aeflow demo-data` or `aeflow ingest`) or widen training.window_days"
         )
     outcomes = [future.result() for future in validate_batches(cfg, layout, window)]
     accepted = [b for b, o in zip(window, outcomes, strict=True) if o["accepted"]]

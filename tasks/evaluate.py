@@ -848,6 +848,9 @@ def evaluate_version(
         fit_frame=train_frame.iloc[fit_rows].reset_index(drop=True),
     )
     metrics["split"] = {k: v for k, v in split.items() if not k.endswith("_path")}
+    metrics["split"].setdefault("label_note", None)
+    if metrics["split"]["label_note"]:
+        metrics["data_quality"]["warnings"].append(metrics["split"]["label_note"])
     metrics["split"]["evaluation_train_rows"] = int(len(window_rows))
     metrics["holdout_scores_path"] = None
     if out_dir is not None:

@@ -188,6 +188,7 @@ METRICS_SCHEMA: dict[str, Any] = {
                     "seed": {"type": "integer"},
                     "timestamp_column": _STRING_OR_NULL,
                     "label_column": _STRING_OR_NULL,
+                    "label_note": _STRING_OR_NULL,
                     "train_start": _TIME,
                     "train_end": _TIME,
                     "holdout_start": _TIME,

@@ -145,12 +145,14 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     from flows.cli import with_training_progress
     from flows.config import load_config
     from flows.nightly import nightly_flow
+    from flows.preflight import check_config_columns
     from tasks.io import StorageLayout
     from tasks.window import parse_date
 
     cfg = load_config(args.config)  # fail fast on a bad config or date, before Prefect starts
     if args.date:
         parse_date(args.date)
+    check_config_columns(cfg)
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     runner = _task_runner(args.dask, args.workers, cfg.scoring.workers)
     result = with_training_progress(
@@ -166,12 +168,14 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 def cmd_retrain(args: argparse.Namespace) -> int:
     from flows.cli import with_training_progress
     from flows.config import load_config
+    from flows.preflight import check_config_columns
     from flows.retrain import retrain_flow
     from tasks.window import parse_date
 
-    load_config(args.config)
+    cfg = load_config(args.config)
     if args.until:
         parse_date(args.until, "--until")
+    check_config_columns(cfg, against_model=False)
     result = with_training_progress(
         lambda: retrain_flow(
             config=args.config,
@@ -190,22 +194,21 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from flows.backfill import backfill_flow
     from flows.cli import format_score_summary
     from flows.config import load_config
+    from flows.preflight import check_config_columns
+    from tasks.batch_dates import batch_dates
     from tasks.io import StorageLayout, list_batches
     from tasks.window import parse_date, select_date_range
 
     cfg = load_config(args.config)
     parse_date(args.start, "--from")
     parse_date(args.end, "--to")
+    check_config_columns(cfg, args.model_version)
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     runner = _task_runner(args.dask, args.workers, cfg.scoring.workers)
-    in_range = [
-        b["batch_id"]
-        for b in select_date_range(
-            [b.to_dict() for b in list_batches(layout.incoming, cfg.storage.options)],
-            args.start,
-            args.end,
-        )
-    ]
+    opts, cols = cfg.storage.options, cfg.columns
+    available = [b.to_dict() for b in list_batches(layout.incoming, opts)]
+    dates = batch_dates(available, layout, cols.batch_date, cols.timestamp, opts)
+    in_range = [b["batch_id"] for b in select_date_range(available, args.start, args.end, dates)]
     with BatchProgress(layout, in_range, cfg.storage.options, "re-scoring"):
         summary = backfill_flow.with_options(task_runner=runner)(
             config=args.config,
@@ -267,8 +270,8 @@ def register(subparsers: Any) -> None:
     nightly.add_argument(
         "--date",
         metavar="YYYY-MM-DD",
-        help="process the batches whose id starts with this date (default: every batch not "
-        "scored yet)",
+        help="process the batches dated this day (columns.batch_date: the timestamp column, a "
+        "date in the batch id, or the arrival; default: every batch not scored yet)",
     )
     nightly.add_argument(
         "--no-retrain", action="store_true", help="report retraining triggers but do not retrain"
@@ -314,7 +317,7 @@ def register(subparsers: Any) -> None:
         "backfill",
         help="re-score a date range with a chosen model version",
         description="Run the backfill flow: validate and re-score every batch in incoming/ dated "
-        "START..END (batch ids starting with the date) with --model-version (the champion by "
+        "START..END (each batch's date: columns.batch_date) with --model-version (the champion by "
         "default). Batches already scored by that version are skipped unless --force; other "
         "outputs of a batch are replaced, never appended to.",
     )
