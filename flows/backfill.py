@@ -14,10 +14,11 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.config import load_config
-from flows.nightly import validate_and_score
+from flows.errors import BatchesFailed
 from flows.preflight import check_config_columns
+from flows.score import validate_and_score
 from tasks.io import StorageLayout, list_batches_task
-from tasks.reporting import score_summary_task
+from tasks.reporting import RESULT_KEYS, publish_result, score_line, score_summary_task
 from tasks.scoring import find_pending_batches_task
 from tasks.window import select_date_range_task
 
@@ -57,10 +58,20 @@ def backfill_flow(
         sorted([*plan["skipped"], *processed["skipped"]], key=itemgetter("batch_id")),
         processed["quarantined"],
         processed["warnings"],
+        cfg.threshold.method,
+        cfg.threshold.value,
+    )
+    failed = len(processed["failures"])
+    publish_result(
+        "backfill",
+        cfg.dataset,
+        f"{cfg.dataset} backfill {start}..{end} with {plan['model_version']}: "
+        f"{score_line(summary)}" + (f"; {failed} failed to score" if failed else ""),
+        {key: summary[key] for key in RESULT_KEYS},
     )
     if processed["failures"]:
         get_run_logger().error("%d batch(es) failed to score", len(processed["failures"]))
-        raise RuntimeError(
+        raise BatchesFailed(
             f"{len(processed['failures'])} batch(es) failed to score: "
             + "; ".join(processed["failures"])
         )

@@ -20,6 +20,7 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
 from flows.config import load_config
+from flows.errors import BatchesFailed
 from flows.preflight import check_config_columns
 from flows.retrain import ensure_drift_reference, retrain_flow
 from flows.score import validate_and_score
@@ -31,7 +32,14 @@ from tasks.drift import (
     retrain_triggers,
 )
 from tasks.io import StorageLayout, join, list_batches_task
-from tasks.reporting import artifact_key, publish_record_task, score_summary_task
+from tasks.reporting import (
+    RESULT_KEYS,
+    artifact_key,
+    publish_record_task,
+    publish_result,
+    score_line,
+    score_summary_task,
+)
 from tasks.window import select_nightly_batches_task
 
 
@@ -79,6 +87,27 @@ def nightly_markdown(result: dict[str, Any]) -> str:
             lines.append(f"- challenger `{retrained['version']}`: {outcome}: {retrained['reason']}")
     lines += ["", f"Champion after the run: `{result['champion_after']}`."]
     return "\n".join(lines) + "\n"
+
+
+def nightly_line(result: dict[str, Any]) -> str:
+    """The night in one line: scored, flagged, drift, retraining."""
+    drifted = sum(1 for d in result["drift"] if d["drifted"])
+    decision, retrained = result["retrain_decision"], result["retrain"]
+    if not decision["retrain"]:
+        retraining = "not triggered"
+    elif retrained is None:
+        retraining = "triggered, not run (switched off)"
+    elif retrained["version"] is None:
+        retraining = "skipped (nothing to train on)"
+    else:
+        outcome = "promoted" if retrained["promoted"] else "kept as challenger"
+        retraining = f"{retrained['version']} {outcome}"
+    failed = len(result.get("failures") or [])
+    return (
+        f"{result['dataset']} night {result['night']}: {score_line(result['score'])}"
+        + (f"; {failed} failed to score" if failed else "")
+        + f"; drift in {drifted} of {len(result['drift'])} batch(es); retraining {retraining}"
+    )
 
 
 @task(name="retrain-triggers", cache_policy=NO_CACHE)
@@ -137,6 +166,8 @@ def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> 
         scored_before,
         processed["quarantined"],
         processed["warnings"],
+        cfg.threshold.method,
+        cfg.threshold.value,
     )
 
     # Drift is measured for every batch of the night scored by the current champion (also one
@@ -209,9 +240,20 @@ def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> 
         f"aeflow nightly run for {result['dataset']} ({result['night']})",
         opts,
     )
+    publish_result(
+        "nightly",
+        cfg.dataset,
+        nightly_line(result),
+        {
+            **{key: score[key] for key in RESULT_KEYS},
+            "drifted_batches": sum(1 for d in drift_reports if d["drifted"]),
+            "retrained": (retrained or {}).get("version"),
+            "champion_after": result["champion_after"],
+        },
+    )
     if processed["failures"]:
         logger.error("%d batch(es) failed to score", len(processed["failures"]))
-        raise RuntimeError(
+        raise BatchesFailed(
             f"{len(processed['failures'])} batch(es) failed to score: "
             + "; ".join(processed["failures"])
         )

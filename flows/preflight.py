@@ -12,19 +12,26 @@ from flows.config import ConfigError, PipelineConfig
 
 
 def check_config_columns(
-    cfg: PipelineConfig, model_version: str | None = None, against_model: bool = True
+    cfg: PipelineConfig,
+    model_version: str | None = None,
+    against_model: bool = True,
+    suite_required: bool = True,
 ) -> None:
     """Raise :class:`ConfigError` when the config's columns disagree with the suite or (with
     ``against_model``) with ``model_version``, the champion by default (nothing to compare before
-    the first model is trained)."""
+    the first model is trained). ``suite_required=False``: a run that does not validate (retrain)
+    skips the suite when its file does not exist."""
     from models.registry import ModelRegistry
     from tasks.contract import model_column_problems, model_schema, suite_column_problems
-    from tasks.io import StorageLayout, is_local
+    from tasks.io import StorageLayout, exists, is_local
     from tasks.validate import load_suite
 
     cols, opts = cfg.columns, cfg.storage.options
     suite_path = cfg.suite_path
-    suite = load_suite(suite_path, cfg.validation.severity, None if is_local(suite_path) else opts)
+    suite_opts = None if is_local(suite_path) else opts
+    if not suite_required and not exists(suite_path, suite_opts):
+        return
+    suite = load_suite(suite_path, cfg.validation.severity, suite_opts)
     roles = {
         "columns.id": [cols.id],
         "columns.timestamp": [cols.timestamp] if cols.timestamp else [],

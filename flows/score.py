@@ -14,9 +14,10 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.futures import as_completed
 
 from flows.config import PipelineConfig, load_config
+from flows.errors import BatchesFailed
 from flows.preflight import check_config_columns
 from tasks.io import StorageLayout, list_batches_task
-from tasks.reporting import score_summary_task
+from tasks.reporting import RESULT_KEYS, publish_result, score_line, score_summary_task
 from tasks.scoring import find_pending_batches_task, score_batch_task
 from tasks.validate import quarantine_task, validate_batch_task
 
@@ -123,11 +124,20 @@ def score_flow(
         skipped,
         outcome["quarantined"],
         outcome["warnings"],
+        cfg.threshold.method,
+        cfg.threshold.value,
     )
     failures = outcome["failures"]
+    failed = f"; {len(failures)} failed to score" if failures else ""
+    publish_result(
+        "score",
+        cfg.dataset,
+        f"{cfg.dataset} scored with {version}: {score_line(summary)}{failed}",
+        {key: summary[key] for key in RESULT_KEYS},
+    )
     if failures:
         get_run_logger().error("%d batch(es) failed to score", len(failures))
-        raise RuntimeError(f"{len(failures)} batch(es) failed to score: " + "; ".join(failures))
+        raise BatchesFailed(f"{len(failures)} batch(es) failed to score: " + "; ".join(failures))
     return summary
 
 

@@ -16,10 +16,12 @@ from prefect import flow, get_run_logger
 from flows.config import PipelineConfig, load_config
 from flows.preflight import check_config_columns
 from flows.score import validate_batches
+from models.registry import ModelRegistry
 from tasks.evaluate import evaluate_champion_task, evaluate_task, headline, new_run_id
 from tasks.gate import gate_task
 from tasks.io import StorageLayout, join, list_batches_task
 from tasks.report import report_task
+from tasks.reporting import publish_result
 from tasks.training import (
     discard_training_split_task,
     fit_model_task,
@@ -94,6 +96,8 @@ def train_evaluate_gate(
         opts,
     )
     version = trained["version"]
+    champion_before = ModelRegistry(layout.models, opts).champion()
+    identical_champion = version if trained["reused"] and version == champion_before else None
     evaluation = evaluate_task(
         layout.models,
         version,
@@ -123,6 +127,7 @@ def train_evaluate_gate(
         promote,
         {**headline(evaluation), "run": run, **(gate_context or {})},
         opts,
+        identical_champion,
     )
     report = None
     if evaluation_cfg.report:
@@ -132,6 +137,7 @@ def train_evaluate_gate(
     return {
         "dataset": cfg.dataset,
         "version": version,
+        "reused": trained["reused"],
         "promoted": gate["promoted"],
         "metrics": trained["metrics"],
         "training_batches": list(batch_ids),
@@ -140,6 +146,7 @@ def train_evaluate_gate(
         "report": report["html"] if report else None,
         "gate": gate,
         "evaluation": headline(evaluation),
+        "warnings": list(evaluation["data_quality"]["warnings"]),
         "rows_before_filter": rows_before_filter,
         "rows_left_out": rows_left_out,
     }
@@ -189,6 +196,15 @@ def train_flow(
         logger.warning("left out of training: %s (%s)", outcome["batch_id"], outcome["reason"])
     result = train_evaluate_gate(
         cfg, [b["path"] for b in accepted], [b["batch_id"] for b in accepted], promote
+    )
+    status = "champion" if result["promoted"] else "registered, not promoted"
+    if result["reused"]:
+        status = "identical to this registered version, reused"
+    publish_result(
+        "train",
+        cfg.dataset,
+        f"{cfg.dataset} trained {result['version']} ({status}): {'; '.join(result['gate']['reasons'])}",
+        {"version": result["version"], "promoted": result["promoted"], "reused": result["reused"]},
     )
     logger.info(
         "registered model %s; gate: %s (promoted: %s); report: %s",

@@ -520,8 +520,9 @@ def ingest_csv(
     - ``batch_rows`` alone: ``<name>-0001``...; the whole file: ``<name>`` (no date in the id:
       such a batch is dated by its timestamp column, else its arrival).
 
-    ``label_column`` may be absent from the CSV (see :func:`read_csv_tables`). A batch with the
-    same id already in incoming/ is replaced.
+    ``label_column`` may be absent from the CSV (see :func:`read_csv_tables`). Generated row ids
+    are ``<file name>-<row number>`` whatever ``name`` is. A batch with the same id already in
+    incoming/ is replaced.
     """
     if batch_rows is not None and split_by is not None:
         raise ValueError("give batch_rows or split_by, not both")
@@ -558,7 +559,9 @@ def ingest_csv(
         timestamp_column,
         numeric,
         missing_tokens,
-        id_prefix=prefix,
+        # Row ids come from the file, not the batch names: two exports ingested under one --name
+        # keep distinct ids (retraining matches flagged rows by id across a window).
+        id_prefix=safe_batch_prefix(csv_stem(csv_path)),
         chunk_rows=min(chunk_rows, batch_rows or chunk_rows),
         options=options,
         label_column=label_column,

@@ -357,7 +357,9 @@ def fit_and_register(
     options: StorageOptions = None,
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
-    """Fit an AutoencoderDetector, save it and register it; returns the registry entry."""
+    """Fit an AutoencoderDetector, save it and register it; returns ``{"version", "metrics",
+    "reused"}``: ``reused`` when an identical model was registered already (its version is
+    returned and nothing new is registered)."""
     started = time.perf_counter()
     detector = AutoencoderDetector(**detector_params).fit(features, progress=progress)
     fit_seconds = time.perf_counter() - started
@@ -365,6 +367,7 @@ def fit_and_register(
         "train_rows": int(len(features)),
         "fit_seconds": round(fit_seconds, 3),
         "threshold": float(detector.threshold_),
+        "calibration": detector.metadata_.get("calibration"),
     }
     if labels is not None and 0 < labels.sum() < len(labels):
         from sklearn.metrics import average_precision_score, roc_auc_score
@@ -376,6 +379,11 @@ def fit_and_register(
     with tempfile.TemporaryDirectory(prefix="aeflow-bundle-") as bundle:
         detector.save(bundle)
         registry = ModelRegistry(models_root, options)
+        # The same data, config and seed give the same model: reuse its version rather than
+        # registering a copy (re-running the demo or a retrain would pile them up).
+        identical = registry.find_identical(bundle)
+        if identical is not None:
+            return {"version": identical, "metrics": metrics, "reused": True}
         version = registry.register(
             bundle,
             {
@@ -384,7 +392,7 @@ def fit_and_register(
                 "params": detector_params,
             },
         )
-    return {"version": version, "metrics": metrics}
+    return {"version": version, "metrics": metrics, "reused": False}
 
 
 def fit_from_split(
