@@ -87,7 +87,7 @@ def train_evaluate_gate(
         list(batch_ids),
         cols.numeric,
         cols.categorical,
-        cols.label,
+        split["label_column"],  # None when a batch of the window has no label
         cfg.training.exclude_labelled_anomalies,
         cfg.training.max_rows,
         seed,

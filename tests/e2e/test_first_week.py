@@ -200,6 +200,15 @@ def test_a_first_week_on_generated_data(tmp_path, prefect_api):
     assert sorted(p.name for p in incoming.iterdir()) == before
     assert not (out["root"] / "quarantine").exists()
 
+    # a retraining with nothing in its window is skipped, says why, and is not an error
+    skipped = aeflow("retrain", "--config", config, "--until", "2025-06-30")
+    assert (
+        "retraining        skipped, nothing to retrain on: no batch dated 2025-06-21..2025-06-30"
+        in (skipped.stdout)
+    )
+    # logged at INFO, not as a warning (the test runs at PREFECT_LOGGING_LEVEL=WARNING)
+    assert "retraining skipped" not in skipped.stderr and "Traceback" not in skipped.stderr
+
     # a broken export is quarantined; --fail-on-quarantine turns that into exit 3
     broken = tmp_path / "exports" / "broken.csv"
     rows = list(csv.reader((tmp_path / "exports" / "export-5.csv").open()))
