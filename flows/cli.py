@@ -28,6 +28,9 @@ from flows.errors import (
 # Quiet, offline-friendly defaults; a user's own environment wins.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect waits 20 s for its temporary local server; a busy machine needs longer (measured: over
+# 20 s at a load of 9 on 2 cores, where every command then failed without doing anything).
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 EPILOG = (
     """examples:
@@ -206,29 +209,36 @@ def _special_days(args: argparse.Namespace) -> tuple[int | None, int | None]:
     return chosen[0], chosen[1]
 
 
-def cmd_demo_data(args: argparse.Namespace) -> int:
+def _generate_demo_data(args: argparse.Namespace, out: str) -> Any:
+    """The demo batches the command's options ask for, written to ``out``; the manifest."""
     from tasks.demo_data import generate_demo_data
 
     drift_day, malformed_day = _special_days(args)
-    manifest = generate_demo_data(
-        args.out,
+    return generate_demo_data(
+        out,
         days=args.days,
         rows_per_day=args.rows_per_day,
         seed=args.seed,
         drift_day=drift_day,
         malformed_day=malformed_day,
     )
-    print(manifest.to_json())
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    print(_generate_demo_data(args, args.out).to_json())
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.score import run_score
     from flows.train import train_flow
-    from tasks.demo_data import generate_demo_data
     from tasks.io import remove
 
     cfg, layout = _layout(args.config)
+    if not 1 <= args.train_days <= args.days:
+        raise ValueError(
+            f"--train-days must be between 1 and --days ({args.days}), got {args.train_days}"
+        )
     opts = cfg.storage.options
     # The demo starts from a clean slate for its dataset (the model registry is kept).
     for folder in (layout.incoming, layout.quarantine(), layout.scored):
@@ -236,19 +246,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(
         f"generating {args.days} days x {args.rows_per_day} rows of demo data into {layout.incoming}"
     )
-    if not 1 <= args.train_days <= args.days:
-        raise ValueError(
-            f"--train-days must be between 1 and --days ({args.days}), got {args.train_days}"
-        )
-    drift_day, malformed_day = _special_days(args)
-    manifest = generate_demo_data(
-        layout.incoming,
-        days=args.days,
-        rows_per_day=args.rows_per_day,
-        seed=args.seed,
-        drift_day=drift_day,
-        malformed_day=malformed_day,
-    )
+    manifest = _generate_demo_data(args, layout.incoming)
     train_until = manifest.batch_ids[args.train_days - 1]
     trained = with_training_progress(lambda: train_flow(config=args.config, until=train_until))
     summary = run_score(args.config)
