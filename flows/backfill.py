@@ -1,9 +1,9 @@
 """The `backfill` flow: re-score the batches of a date range with a chosen model version.
 
 Wiring only. Each batch in incoming/ dated in [start, end] (its date: ``columns.batch_date``, see
-tasks/batch_dates.py) is validated and scored with the version (the champion by default). A batch already scored by that version (same
-input checksum) is skipped unless ``force``; any other output of the batch is replaced, never
-appended to, so a backfill can be run again safely.
+tasks/batch_dates.py) is validated and scored with the version (the champion by default). A batch
+already scored by that version (same input checksum) is skipped unless ``force``; any other output
+of the batch is replaced, never appended to, so a backfill can be run again safely.
 """
 
 from __future__ import annotations

@@ -140,8 +140,9 @@ def _compact(report: dict[str, Any]) -> dict[str, Any]:
 @flow(name="aeflow-nightly", log_prints=True)
 def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> dict[str, Any]:
     """One night: score the night's batches (those dated ``date``, YYYY-MM-DD, by
-    ``columns.batch_date``; or every batch not scored yet) with the champion, measure their drift, and retrain when drift or
-    the champion's age calls for it (unless ``retrain`` is false). Returns the night's summary.
+    ``columns.batch_date``; or every batch not scored yet) with the champion, measure their drift,
+    and retrain when drift or the champion's age calls for it (unless ``retrain`` is false).
+    Returns the night's summary.
     """
     logger = get_run_logger()
     cfg = load_config(config)

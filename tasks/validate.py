@@ -15,9 +15,10 @@ logged, kept in the run summary and shown as Prefect artifacts. A batch is never
 ``release_quarantined`` puts it back in incoming/ once the data or the suite is fixed.
 
 The suite file is plain GX 1.x JSON (``name``, ``expectations`` with ``type``/``kwargs``/``severity``/
-``meta``), drafted by ``draft_suite`` from a reference batch and then reviewed like code. GX drops an
-expectation it cannot build with only a log line, so ``suite_problems`` builds each one itself and
-reports unknown types and bad arguments as errors.
+``meta``), drafted by ``tasks.suite_draft.draft_suite`` from reference batches and then reviewed
+like code. GX drops an expectation it cannot build with only a log line, so ``suite_problems``
+builds each one itself and reports unknown types and bad arguments as errors. Optional columns (the
+label) may be present or absent in a batch (``Suite.for_batch``).
 """
 
 from __future__ import annotations
