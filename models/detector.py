@@ -20,7 +20,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from models import calibration
-from models.network import ACTIVATIONS, ColumnErrors, MixedAutoencoder
+from models.network import ACTIVATIONS, ColumnErrors, MixedAutoencoder, pad_rows
 from models.preprocessing import (
     SCALINGS,
     FastPreprocessor,
@@ -343,6 +343,7 @@ class AutoencoderDetector(BaseEstimator):
         for start in range(0, n_rows, chunk_rows):
             chunk = features[start : start + chunk_rows]
             stop = start + chunk.shape[0]
+            chunk = pad_rows(chunk)  # a row's bits must not depend on the rows beside it
             total = None
             member_latents = []
             for network, scale in zip(self.networks_, self._member_scales, strict=True):
@@ -350,8 +351,8 @@ class AutoencoderDetector(BaseEstimator):
                 weighted = self._column_errors(output, chunk).mul_(scale)
                 total = weighted if total is None else total.add_(weighted)
                 member_latents.append(mean.float())
-            contributions[start:stop] = total.cpu().numpy()
-            latents[start:stop] = torch.cat(member_latents, dim=1).cpu().numpy()
+            contributions[start:stop] = total[: stop - start].cpu().numpy()
+            latents[start:stop] = torch.cat(member_latents, dim=1)[: stop - start].cpu().numpy()
         return contributions, latents
 
     def _prepare_scoring(self) -> None:
