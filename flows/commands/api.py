@@ -73,6 +73,12 @@ def cmd_api(args: argparse.Namespace) -> int:
             raise ValueError(f"{name} must be at least {low}, got {value}")
     if args.max_body_mb <= 0 or args.poll_s <= 0:
         raise ValueError("--max-body-mb and --poll-s must be positive")
+    if not _is_loopback(args.host) and not os.environ.get(TOKEN_ENV) and not args.insecure_no_token:
+        raise ValueError(
+            f"--host {args.host} is reachable from other machines and {TOKEN_ENV} is not set: "
+            f"set {TOKEN_ENV} to the bearer token clients must send, or pass --insecure-no-token "
+            "(a private network you trust)"
+        )
     # The service's own logger only: the libraries' loggers keep their levels.
     log = logging.getLogger("aeflow.api")
     handler = logging.StreamHandler()
@@ -92,9 +98,9 @@ def cmd_api(args: argparse.Namespace) -> int:
     )
     if not _is_loopback(args.host) and not settings.token:
         log.warning(
-            "listening on %s without a token: anyone who can reach the port can score rows; set %s",
+            "listening on %s without a token (--insecure-no-token): anyone who can reach the "
+            "port can score rows",
             args.host,
-            TOKEN_ENV,
         )
     uvicorn.run(
         app,
@@ -119,7 +125,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"{TOKEN_ENV} to require 'Authorization: Bearer <token>'. See docs/serving.md.",
     )
     add_config_argument(api)
-    api.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    api.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help=f"address to bind (127.0.0.1); any other address needs {TOKEN_ENV} set",
+    )
     api.add_argument("--port", type=int, default=8000, help="port (8000)")
     api.add_argument(
         "--model-version", help="serve this registered version for good instead of the champion"
@@ -150,6 +160,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     api.add_argument(
         "--torch-threads", type=int, default=1, help="torch threads per compute thread (1)"
+    )
+    api.add_argument(
+        "--insecure-no-token",
+        action="store_true",
+        help=f"allow a non-loopback --host without {TOKEN_ENV} (a private network you trust)",
     )
     api.add_argument(
         "--log-level",
