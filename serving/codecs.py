@@ -53,13 +53,18 @@ class BodyError(ValueError):
 @dataclass(frozen=True)
 class Body:
     """A parsed request body: its rows as an Arrow ``table``, its ``form`` ("json", "arrow",
-    "parquet"), for JSON whether it was a single object (``single``) and the ``problems`` of
-    columns left out of ``table`` (types mixed within a column)."""
+    "parquet"), for JSON whether it was a single object (``single``), the ``problems`` of
+    columns left out of ``table`` (types mixed within a column) and the number of ``rows``."""
 
     table: pa.Table
     form: str
     single: bool = False
     problems: tuple[InputProblem, ...] = ()
+    rows: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.rows is None:
+            object.__setattr__(self, "rows", self.table.num_rows)
 
 
 def media_form(content_type: str | None) -> str:
@@ -104,7 +109,7 @@ def parse_body(raw: bytes, form: str, rules: Sequence[ColumnRule], max_rows: int
             )
         check_row_limit(len(records), max_rows)
         table, problems = table_from_records(records, rules)
-        return Body(table, "json", single, tuple(problems))
+        return Body(table, "json", single, tuple(problems), len(records))
     try:
         if form == "arrow":
             table = _read_arrow(raw)

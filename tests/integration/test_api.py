@@ -195,6 +195,15 @@ def test_arrow_and_parquet_bodies_are_answered_in_kind(api):
     )  # fmt: skip
     assert as_json.json()[0]["anomaly_score"] == expected.column("anomaly_score")[0].as_py()
 
+    # No rows in, no rows out (with the answer's columns, for Arrow).
+    assert client.post("/score", json=[]).json() == []
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, sent.schema) as writer:
+        writer.write_table(sent.slice(0, 0))
+    empty = client.post("/explain", content=sink.getvalue(), headers={"Content-Type": ARROW})
+    table = pa.ipc.open_stream(empty.content).read_all()
+    assert table.num_rows == 0 and "contributions" in table.column_names
+
 
 def test_explain_reconstruct_and_decode(api):
     client, incoming = api["client"], api["incoming"]
