@@ -221,7 +221,7 @@ def child_profile(batch: str, root: str) -> dict:
     import pyarrow.parquet as pq
     import torch
 
-    from models.detector import _top_indices
+    from models.explanations import top_feature_strings, top_indices
     from tasks.frames import feature_frame
     from tasks.io import StorageLayout
     from tasks.scoring import DICTIONARY_COLUMNS, load_model, output_schema, score_chunk
@@ -252,7 +252,9 @@ def child_profile(batch: str, root: str) -> dict:
         contributions, _ = timed("detector: forward pass + column errors (1 thread)", detector._forward, tensor)  # fmt: skip
 
         def top_names(c=contributions):
-            return detector._top_feature_strings(_top_indices(c, 3))
+            return top_feature_strings(
+                top_indices(c, 3), [str(n) for n in detector.feature_names_in_]
+            )
 
         timed("detector: top-k columns and their names", top_names)
         timed("detector: sum and percentile", lambda c=contributions: detector.percentile(c.sum(axis=1, dtype=np.float64)))  # fmt: skip
