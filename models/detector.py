@@ -76,7 +76,7 @@ class AutoencoderDetector(BaseEstimator):
             defaults to empty) and ignores the rest (ids, timestamps, labels).
     Preprocessing
         scaling: ``"auto"`` (a Yeo-Johnson power transform on columns whose training skewness is
-            above 1, then median / robust standard deviation; see :mod:`models.preprocessing`),
+            above 1, then standard scaling; see :mod:`models.preprocessing`),
             ``"standard"``, ``"robust"``, ``"quantile"`` (to a normal), ``"minmax"`` or ``"none"``.
         binary_columns: a numeric column with exactly two distinct values at fit is a flag,
             reconstructed with a cross-entropy over its two values (``False``: a numeric column).

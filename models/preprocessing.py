@@ -267,7 +267,6 @@ def skewed_columns(values: np.ndarray) -> np.ndarray:
 def _make_scaler(scaling: str, n_rows: int, random_state: int):
     if scaling in ("auto", "standard"):
         return StandardScaler()
-        return StandardScaler()
     if scaling == "robust":
         return RobustScaler()
     if scaling == "quantile":
