@@ -469,10 +469,10 @@ class AutoencoderDetector(BaseEstimator):
                 self._scorer(member_errors, features).sum(dim=1, dtype=torch.float64).cpu().numpy()
             )
         validation_scores = fit_scores[validation_rows]
-        self.threshold_ = calibration.fit_threshold(
+        self.threshold_, reference, calibrated_on = calibration.calibrate(
             self.threshold_method, self.threshold_value, validation_scores, fit_scores
         )
-        self.reference_scores_ = calibration.reference_scores(validation_scores)
+        self.reference_scores_ = calibration.reference_scores(reference)
         named = {name: list(cols) for name, _, cols in self.preprocessor_.transformers_}
         self.metadata_ = {
             "fit_seconds": round(time.perf_counter() - started, 3),
@@ -488,6 +488,7 @@ class AutoencoderDetector(BaseEstimator):
             "device": str(self.device_),
             "validation_score_mean": float(validation_scores.mean()),
             "validation_flag_rate": float((validation_scores > self.threshold_).mean()),
+            "calibration": calibrated_on,
             "versions": library_versions(),
         }
         return self
