@@ -213,3 +213,21 @@ def one_hot_matrices(table: Table) -> tuple[np.ndarray, np.ndarray]:
     test = encode.transform(table.test)
     scaler = StandardScaler().fit(train)
     return scaler.transform(train), scaler.transform(test)
+
+
+def fit_aeflow(table: Table, seed: int, params: dict):
+    """``AutoencoderDetector`` (defaults overridden by ``params``) fitted on the table's training
+    part with its numeric and categorical columns named (labels unused); returns
+    ``(detector, fit seconds)``."""
+    import time
+
+    from models import AutoencoderDetector
+
+    started = time.perf_counter()
+    detector = AutoencoderDetector(
+        numeric_columns=table.numeric,
+        categorical_columns=table.categorical,
+        random_state=seed,
+        **params,
+    ).fit(table.train)
+    return detector, time.perf_counter() - started

@@ -36,7 +36,7 @@ from benchmarks._common import (  # noqa: E402
     require_datasets,
     write_report,
 )
-from benchmarks._tables import QUALITY_TABLES, quality_table  # noqa: E402
+from benchmarks._tables import QUALITY_TABLES, fit_aeflow, quality_table  # noqa: E402
 from models import AutoencoderDetector  # noqa: E402
 from tasks.explanation_check import check, plant  # noqa: E402
 
@@ -77,12 +77,7 @@ def run_adbench(params: dict, path: Path, seed: int) -> dict:
 def run_table(params: dict, name: str, seed: int) -> dict:
     table = quality_table(name, seed)
     started = time.perf_counter()
-    detector = AutoencoderDetector(
-        numeric_columns=table.numeric,
-        categorical_columns=table.categorical,
-        random_state=seed,
-        **params,
-    ).fit(table.train)
+    detector, _ = fit_aeflow(table, seed, params)
     roc, pr = auroc_auprc(table.y_test, detector.decision_function(table.test))
     seconds = time.perf_counter() - started
     normal = table.test.loc[table.y_test == 0]

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +40,7 @@ from benchmarks._common import (  # noqa: E402
     parse_variants,
     write_report,
 )
-from benchmarks._tables import DOWNSTREAM_TABLES, downstream_table  # noqa: E402
-from models import AutoencoderDetector  # noqa: E402
+from benchmarks._tables import DOWNSTREAM_TABLES, downstream_table, fit_aeflow  # noqa: E402
 from tasks.evaluate import preprocessed  # noqa: E402
 
 FEATURE_SETS = ("raw", "PCA(k)", "z(k)", "raw + z + score", "raw + PCA(k)")
@@ -65,14 +63,7 @@ def feature_sets(name: str, seed: int, params: dict) -> tuple[dict, object, dict
     from sklearn.decomposition import PCA
 
     table = downstream_table(name, seed)
-    started = time.perf_counter()
-    detector = AutoencoderDetector(
-        numeric_columns=table.numeric,
-        categorical_columns=table.categorical,
-        random_state=seed,
-        **params,
-    ).fit(table.train)
-    fit_seconds = time.perf_counter() - started
+    detector, fit_seconds = fit_aeflow(table, seed, params)
     raw = [preprocessed(detector, frame).astype(np.float64) for frame in (table.train, table.test)]
     k = int(detector.latent_dim_)
     pca = PCA(n_components=min(k, raw[0].shape[1]), random_state=seed).fit(raw[0])

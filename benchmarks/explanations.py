@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import markdown_table, write_report  # noqa: E402
-from benchmarks._tables import downstream_table, quality_table  # noqa: E402
+from benchmarks._tables import downstream_table, fit_aeflow, quality_table  # noqa: E402
 from models import AutoencoderDetector  # noqa: E402
 from tasks.explanation_check import check, plant  # noqa: E402
 
@@ -44,12 +44,7 @@ TARGET = 0.90
 
 def table_check(name: str, seed: int, params: dict) -> dict:
     table = downstream_table(name, seed) if name in DOWNSTREAM_ONLY else quality_table(name, seed)
-    detector = AutoencoderDetector(
-        numeric_columns=table.numeric,
-        categorical_columns=table.categorical,
-        random_state=seed,
-        **params,
-    ).fit(table.train)
+    detector, _ = fit_aeflow(table, seed, params)
     # Labels of bank and adult are outcomes, not anomalies: every test row may be planted into.
     normal = table.test if name in DOWNSTREAM_ONLY else table.test.loc[table.y_test == 0]
     planting = plant(table.train, normal, table.numeric, table.categorical, seed)

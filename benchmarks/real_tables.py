@@ -34,8 +34,12 @@ from benchmarks._common import (  # noqa: E402
     parse_variants,
     write_report,
 )
-from benchmarks._tables import QUALITY_TABLES, one_hot_matrices, quality_table  # noqa: E402
-from models import AutoencoderDetector  # noqa: E402
+from benchmarks._tables import (  # noqa: E402
+    QUALITY_TABLES,
+    fit_aeflow,
+    one_hot_matrices,
+    quality_table,
+)
 from tasks.anchors import ANCHORS, fit_score  # noqa: E402
 
 OURS = "aeflow (defaults)"
@@ -44,12 +48,7 @@ OURS = "aeflow (defaults)"
 def run_aeflow(name: str, seed: int, params: dict) -> list[float]:
     table = quality_table(name, seed)
     started = time.perf_counter()
-    detector = AutoencoderDetector(
-        numeric_columns=table.numeric,
-        categorical_columns=table.categorical,
-        random_state=seed,
-        **params,
-    ).fit(table.train)
+    detector, _ = fit_aeflow(table, seed, params)
     scores = detector.decision_function(table.test)
     return [*auroc_auprc(table.y_test, scores), time.perf_counter() - started]
 
