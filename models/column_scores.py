@@ -14,6 +14,8 @@ on every row) is named in most rows' top features. :class:`ColumnScorer` puts ev
   column's bulk, whatever the other columns say: half the squared robust z-score of a numeric value
   (after the preprocessing's skew transform), minus the log share of a categorical level (a level
   never seen costs as much as a share of half a row);
+- a level never seen at fit (an all-zero one-hot block) has a reconstruction surprise of at least
+  that of a level with a share of half a row, like its marginal surprise;
 - each term minus its median on the training rows, floored at 0, so an ordinary row contributes
   about nothing in every column and the columns named first are the ones that are unusual *for
   them*.
@@ -234,8 +236,18 @@ class TorchColumnScorer:
         )
         self.marginal_offset = tensor(scorer.marginal_offset)
 
-    def marginal(self, features: torch.Tensor) -> torch.Tensor:
-        """(n, n_features) preprocessed rows -> (n, n_columns) marginal surprise in nats."""
+    def unseen_surprise(self, features: torch.Tensor) -> torch.Tensor:
+        """(n, n_features) preprocessed rows -> (n, n_blocks): the surprise of a level never seen
+        at fit where a block is all zero (a value not seen and not grouped as rare), else 0."""
+        levels = features[:, self.first_level :]
+        present = levels.new_zeros(features.shape[0], len(self.blocks)).index_add_(
+            1, self.level_block, levels
+        )
+        return (1.0 - present).clamp_(min=0.0) * self.unknown_surprise
+
+    def marginal(self, features: torch.Tensor, unseen: torch.Tensor | None = None) -> torch.Tensor:
+        """(n, n_features) preprocessed rows -> (n, n_columns) marginal surprise in nats
+        (``unseen``: :meth:`unseen_surprise` of the rows when the caller has it)."""
         n_rows = features.shape[0]
         surprise = features.new_zeros(n_rows, self.n_columns)
         if self.n_values:
@@ -244,25 +256,30 @@ class TorchColumnScorer:
         if self.blocks:
             levels = features[:, self.first_level :]
             surprise.index_add_(1, self.level_column, levels * self.level_surprise)
-            # An all-zero block is a value never seen at fit (or not grouped as rare).
-            present = levels.new_zeros(n_rows, len(self.blocks)).index_add_(
-                1, self.level_block, levels
-            )
-            unseen = (1.0 - present).clamp_(min=0.0) * self.unknown_surprise
+            if unseen is None:
+                unseen = self.unseen_surprise(features)
             surprise.index_add_(1, self.block_column, unseen)
         return surprise
 
     def __call__(self, member_errors: list[torch.Tensor], features: torch.Tensor) -> torch.Tensor:
         """Raw errors of each member (n, n_columns) and the rows -> (n, n_columns) contributions."""
+        # A level never seen at fit has no probability under the network's softmax; its
+        # cross-entropy (the least likely known level's) understates it, so its reconstruction
+        # surprise is at least that of an unseen level's share (half a row): otherwise a set
+        # flag that 3% of rows have would outrank a level nobody has.
+        unseen = self.unseen_surprise(features) if self.blocks and self.excess else None
         total = None
         for member, errors in enumerate(member_errors):
             normalised = errors / self.recon_scale[member]
+            if unseen is not None:
+                blocks = normalised[:, self.block_column]
+                normalised[:, self.block_column] = torch.maximum(blocks, unseen)
             if self.excess:
                 normalised = normalised.sub_(self.recon_offset[member]).clamp_(min=0.0)
             total = normalised if total is None else total.add_(normalised)
         total = total.div_(len(member_errors))
         if self.marginal_weight > 0:
-            marginal = self.marginal(features)
+            marginal = self.marginal(features, unseen)
             if self.excess:
                 marginal = marginal.sub_(self.marginal_offset).clamp_(min=0.0)
             total = total.add_(marginal, alpha=self.marginal_weight)
