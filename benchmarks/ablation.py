@@ -63,6 +63,7 @@ VARIANTS: dict[str, dict] = {
     "trim_fraction=0": {"trim_fraction": 0.0},
     "trim_fraction=0.1": {"trim_fraction": 0.1},
     "dropout=0.1": {"dropout": 0.1},
+    "trim_fraction=0, dropout=0 (best encoded features)": {"trim_fraction": 0.0, "dropout": 0.0},
     "n_members=3": {"n_members": 3},
 }
 
