@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from models.reconstruction import decode as decode_rows
-from models.reconstruction import directions, reconstruct
+from models.reconstruction import reconstruct
 from tasks.frames import feature_frame
 from tasks.scoring import SCORE_COLUMNS, output_schema, score_chunk
 
@@ -90,9 +90,10 @@ def _expected_arrays(served: ServedModel, expected: pd.DataFrame) -> dict[str, p
     """Expected values per feature column: float64 for numeric, text (null: missing) else."""
     numeric = set(served.contract.numeric)
     return {
-        name: pa.array(
-            expected[name].to_numpy(dtype=np.float64 if name in numeric else object),
-            type=pa.float64() if name in numeric else pa.string(),
+        name: (
+            pa.array(pd.to_numeric(expected[name]).to_numpy(np.float64), type=pa.float64())
+            if name in numeric
+            else pa.array(expected[name].to_numpy(dtype=object), type=pa.string())
         )
         for name in expected.columns
     }
@@ -101,15 +102,21 @@ def _expected_arrays(served: ServedModel, expected: pd.DataFrame) -> dict[str, p
 def explain(served: ServedModel, batch: pa.RecordBatch, top_k: int) -> pa.Table:
     """Passthrough, anomaly_score, anomaly_percentile, is_anomaly, threshold, top_features, then
     three objects keyed by feature column: ``contributions`` (float32, summing to the score),
-    ``directions`` (above / below / unexpected level / missing / as expected) and ``expected``
-    (the value the model expected, in the column's units or levels), and model_version."""
+    ``directions`` (above / below / unexpected level / as expected: ``explain(details=True)``'s)
+    and ``expected`` (the value the model expected, in the column's units or levels), and
+    model_version."""
     detector = served.detector
     features = _features(served, batch)
     result = detector.score(features, top_k=top_k)
-    expected = reconstruct(detector, features)
-    direction = directions(detector, features, expected)
     names = [str(name) for name in detector.feature_names_in_]
+    details = detector.explain(features, top_k=len(names), details=True)
     n = batch.num_rows
+    wide = {
+        field: details.pivot(index="row", columns="column", values=field).reindex(
+            index=features.index, columns=names
+        )
+        for field in ("direction", "expected")
+    }
     columns = {
         "anomaly_score": pa.array(result.scores, type=pa.float64()),
         "anomaly_percentile": pa.array(result.percentiles, type=pa.float64()),
@@ -124,11 +131,11 @@ def explain(served: ServedModel, batch: pa.RecordBatch, top_k: int) -> pa.Table:
             names=names,
         ),
         "directions": pa.StructArray.from_arrays(
-            [pa.array(direction[name].to_numpy(dtype=object), pa.string()) for name in names],
+            [pa.array(wide["direction"][name].tolist(), pa.string()) for name in names],
             names=names,
         ),
         "expected": pa.StructArray.from_arrays(
-            list(_expected_arrays(served, expected).values()), names=names
+            list(_expected_arrays(served, wide["expected"]).values()), names=names
         ),
     }
     return _with_version(served, batch, columns)
