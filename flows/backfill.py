@@ -11,10 +11,10 @@ from __future__ import annotations
 from operator import itemgetter
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from flows.config import load_config
-from flows.nightly import validate_and_score
+from flows.score import raise_failures, validate_and_score
 from tasks.io import StorageLayout, list_batches_task
 from tasks.reporting import score_summary_task
 from tasks.scoring import find_pending_batches_task
@@ -47,10 +47,5 @@ def backfill_flow(
         processed["quarantined"],
         processed["warnings"],
     )
-    if processed["failures"]:
-        get_run_logger().error("%d batch(es) failed to score", len(processed["failures"]))
-        raise RuntimeError(
-            f"{len(processed['failures'])} batch(es) failed to score: "
-            + "; ".join(processed["failures"])
-        )
+    raise_failures(processed)
     return {**summary, "start": start, "end": end}

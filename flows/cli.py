@@ -95,13 +95,18 @@ def format_train_summary(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+IGNORED_SHOWN = 20  # ignored paths printed; the run summary (JSON, artifact) lists them all
+
+
 def format_score_summary(summary: dict[str, Any], scored_root: str, quarantine_root: str) -> str:
+    from tasks.reporting import rows_text
+
     lines = [
         f"model version     {summary['model_version']}",
         f"batches           {summary['batches_scored']} scored, {summary['batches_skipped']} already "
-        f"scored (skipped), {summary['batches_quarantined']} quarantined",
-        f"rows              {summary['rows_in']} in = {summary['rows_scored']} scored + "
-        f"{summary['rows_quarantined']} quarantined",
+        f"done (skipped), {summary['batches_quarantined']} quarantined",
+        f"rows              {rows_text(summary, 'rows_in')} in = {summary['rows_scored']} scored + "
+        f"{rows_text(summary, 'rows_quarantined')} quarantined",
         f"rows flagged      {summary['rows_flagged']} ({summary['flagged_share']:.2%} of scored rows)",
     ]
     for quarantined in summary["quarantined"]:
@@ -110,6 +115,14 @@ def format_score_summary(summary: dict[str, Any], scored_root: str, quarantine_r
         )
     for warned in summary["warnings"]:
         lines.append(f"warnings          {warned['batch_id']}: {warned.get('reason', '')}")
+    ignored = summary.get("ignored") or []
+    for entry in ignored[:IGNORED_SHOWN]:
+        lines.append(f"ignored           {entry['path']}: {entry['reason']}")
+    if len(ignored) > IGNORED_SHOWN:
+        lines.append(
+            f"ignored           ... and {len(ignored) - IGNORED_SHOWN} more (the run summary "
+            "artifact lists them all)"
+        )
     lines += [f"scored outputs    {scored_root}", f"quarantine        {quarantine_root}"]
     return "\n".join(lines)
 
@@ -278,10 +291,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from flows.config import ConfigError
     from models.registry import RegistryError
+    from models.storage_errors import StorageError
 
     try:
         return int(args.handler(args) or 0)
-    except (ConfigError, RegistryError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, RegistryError, StorageError, FileNotFoundError, ValueError) as exc:
         if os.environ.get("AEFLOW_DEBUG"):
             raise
         print(f"aeflow: error: {exc}", file=sys.stderr)
@@ -289,6 +303,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aeflow: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # storage down or refusing access, wherever the command met it
+        from models.storage_errors import as_storage_error
+
+        problem = as_storage_error(exc, _storage_root(args), f"running `aeflow {args.command}`")
+        if problem is None or os.environ.get("AEFLOW_DEBUG"):
+            raise
+        print(f"aeflow: error: {problem}", file=sys.stderr)
+        return 2
+
+
+def _storage_root(args: argparse.Namespace) -> str:
+    """The storage root of the command's config, to name in a storage error."""
+    try:
+        from flows.config import load_config
+
+        return load_config(args.config).storage_root
+    except Exception:  # no config (or a broken one): say what is known
+        return "(the configured storage)"
 
 
 if __name__ == "__main__":

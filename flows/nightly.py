@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.config import load_config
 from flows.retrain import ensure_drift_reference, retrain_flow
-from flows.score import validate_and_score
+from flows.score import raise_failures, validate_and_score, with_storage_retries
 from models.registry import ModelRegistry
 from tasks.drift import (
     champion_challenged_at,
@@ -29,7 +29,7 @@ from tasks.drift import (
     measure_drift_task,
     retrain_triggers,
 )
-from tasks.io import StorageLayout, join, list_batches_task
+from tasks.io import StorageLayout, join, scan_incoming_task
 from tasks.reporting import artifact_key, publish_record_task, score_summary_task
 from tasks.window import select_nightly_batches_task
 
@@ -120,11 +120,11 @@ def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> 
     night = date or dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H%M%SZ")
     registry = ModelRegistry(layout.models, opts)
 
-    available = list_batches_task(layout.incoming, opts)
-    selected = select_nightly_batches_task(available, layout.root, cfg.dataset, date, opts)
+    scan = with_storage_retries(scan_incoming_task, cfg)(layout.incoming, opts)
+    selected = select_nightly_batches_task(scan["batches"], layout.root, cfg.dataset, date, opts)
     pending, scored_before = selected["pending"], selected["scored_before"]
     version = registry.resolve(None) if pending or scored_before else registry.champion()
-    processed = validate_and_score(cfg, layout, pending, version or "")
+    processed = validate_and_score(cfg, layout, pending, version or "", rejected=scan["rejected"])
     scored_before = sorted([*scored_before, *processed["skipped"]], key=itemgetter("batch_id"))
     score = score_summary_task(
         cfg.dataset,
@@ -133,6 +133,7 @@ def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> 
         scored_before,
         processed["quarantined"],
         processed["warnings"],
+        scan["ignored"],
     )
 
     # Drift is measured for every batch of the night scored by the current champion (also one
@@ -205,10 +206,5 @@ def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> 
         f"aeflow nightly run for {result['dataset']} ({result['night']})",
         opts,
     )
-    if processed["failures"]:
-        logger.error("%d batch(es) failed to score", len(processed["failures"]))
-        raise RuntimeError(
-            f"{len(processed['failures'])} batch(es) failed to score: "
-            + "; ".join(processed["failures"])
-        )
+    raise_failures(processed)
     return result

@@ -129,8 +129,12 @@ def test_scoring_and_quarantine_write_only_to_s3(s3_pipeline, s3_options):
     assert not [r for r in relative if "/_locks/" in r or r.rsplit("/", 1)[-1].startswith(".")]
 
     marker = read_json(layout.success_marker(valid[0]), s3_options)
+    # paths relative to the root: a copy of the prefix reads its own files
+    assert marker["output"] == f"scored/demo/date={valid[0]}/{valid[0]}.parquet"
+    scored = {m["batch_id"]: m for m in summary["scored"]}
     assert (
-        marker["output"] == f"s3://{BUCKET}/aeflow/scored/demo/date={valid[0]}/{valid[0]}.parquet"
+        scored[valid[0]]["output"]
+        == f"s3://{BUCKET}/aeflow/scored/demo/date={valid[0]}/{valid[0]}.parquet"
     )
     assert marker["rows_in"] == marker["rows_out"] == ROWS_PER_DAY
 

@@ -135,8 +135,15 @@ def test_scored_file_follows_the_output_contract(store):
     # streamed: one row group per chunk of 400 rows, not one table in memory
     assert pq.ParquetFile(output).metadata.num_row_groups == -(-ROWS_PER_DAY // 400)
 
+    # On storage the marker's paths are relative to the root; in memory they are full paths.
     on_disk = json.loads(Path(layout.success_marker(batch.batch_id)).read_text())
-    assert on_disk == marker
+    assert on_disk["output"] == f"scored/demo/date=2026-01-01/{batch.batch_id}.parquet"
+    assert on_disk["input_path"] == f"incoming/demo/{batch.batch_id}.parquet"
+    paths = {"output", "input_path", "marker_format"}
+    assert {k: v for k, v in on_disk.items() if k not in paths} == {
+        k: v for k, v in marker.items() if k not in paths
+    }
+    assert marker["input_path"] == batch.path
     assert marker["status"] == "scored"
     assert marker["rows_in"] == marker["rows_out"] == ROWS_PER_DAY
     assert marker["flagged"] == int(pc.sum(table.column("is_anomaly")).as_py())
