@@ -149,10 +149,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_model_version(cfg: Any, layout: Any, version: str | None) -> None:
+    """Fail fast, before Prefect starts, on a --model-version that is not a registry entry (a path
+    such as ../../x is refused by name, an unknown version lists the known ones)."""
+    if version not in (None, "champion"):
+        from models.registry import ModelRegistry
+
+        ModelRegistry(layout.models, cfg.storage.options).entry(version)
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from flows.score import run_score
 
     cfg, layout = _layout(args.config)
+    check_model_version(cfg, layout, args.model_version)
     summary = run_score(
         args.config,
         model_version=args.model_version,

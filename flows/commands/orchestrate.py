@@ -188,7 +188,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from flows.backfill import backfill_flow
-    from flows.cli import format_score_summary
+    from flows.cli import check_model_version, format_score_summary
     from flows.config import load_config
     from tasks.io import StorageLayout, list_batches
     from tasks.window import parse_date, select_date_range
@@ -197,6 +197,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     parse_date(args.start, "--from")
     parse_date(args.end, "--to")
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    check_model_version(cfg, layout, args.model_version)
     runner = _task_runner(args.dask, args.workers, cfg.scoring.workers)
     in_range = [
         b["batch_id"]
