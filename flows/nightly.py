@@ -30,6 +30,7 @@ from tasks.drift import (
     retrain_triggers,
 )
 from tasks.io import StorageLayout, join, scan_incoming_task
+from tasks.markdown import md_code, md_text
 from tasks.reporting import artifact_key, publish_record_task, score_summary_task
 from tasks.window import select_nightly_batches_task
 
@@ -38,9 +39,9 @@ def nightly_markdown(result: dict[str, Any]) -> str:
     """The night for people: what was scored, flagged, quarantined, drifted and retrained."""
     score = result["score"]
     lines = [
-        f"# Nightly run: {result['dataset']} ({result['night']})",
+        f"# Nightly run: {md_text(result['dataset'])} ({md_text(result['night'])})",
         "",
-        f"Scored with model `{score['model_version']}`.",
+        f"Scored with model {md_code(score['model_version'])}.",
         "",
         "| batches scored | scored before | quarantined | rows scored | rows flagged | drifted batches | retrained |",
         "|---|---|---|---|---|---|---|",
@@ -53,15 +54,17 @@ def nightly_markdown(result: dict[str, Any]) -> str:
     if score["quarantined"]:
         lines += ["", "## Quarantined", ""]
         lines += [
-            f"- {q['batch_id']}: {q.get('reason', '')} (`{q.get('quarantine_dir', '')}`)"
+            f"- {md_text(q['batch_id'])}: {md_text(q.get('reason', ''))} "
+            f"({md_code(q.get('quarantine_dir', ''))})"
             for q in score["quarantined"]
         ]
     if result["drift"]:
         lines += ["", "## Drift", "", "| batch | status | drifted columns | report |"]
         lines += ["|---|---|---|---|"]
         lines += [
-            f"| {d['batch_id']} | {d['status']} | {', '.join(d['drifted_columns']) or '-'} "
-            f"| `{d['report']}` |"
+            f"| {md_text(d['batch_id'])} | {d['status']} "
+            f"| {md_text(', '.join(d['drifted_columns']) or '-')} "
+            f"| {md_code(d['report'], in_table=True)} |"
             for d in result["drift"]
         ]
     decision = result["retrain_decision"]
@@ -69,7 +72,7 @@ def nightly_markdown(result: dict[str, Any]) -> str:
     if not decision["retrain"]:
         lines.append("No trigger fired.")
     else:
-        lines += [f"- trigger: {reason}" for reason in decision["reasons"]]
+        lines += [f"- trigger: {md_text(reason)}" for reason in decision["reasons"]]
         retrained = result["retrain"]
         if retrained is None:
             lines.append("- not run: retraining was switched off for this run")

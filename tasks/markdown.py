@@ -11,9 +11,11 @@ import re
 from typing import Any
 
 # What can turn text into markup inside a line: code spans, emphasis, links and images, raw HTML,
-# entities, table cells, strike-through. (Intraword '_' never emphasises, and escaping it would
-# make column names unreadable in the raw file.)
+# entities, table cells, strike-through. An '_' emphasises only at a word's edge: escaping the
+# ones inside words too would make column names unreadable in the raw file.
 _SPECIAL = re.compile(r"([\\`*\[\]<>|&!~])")
+_EDGE_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+_BLOCK_START = re.compile(r"^(\s*)([#+\-=])|^(\s*\d+)([.)])")
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x85]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 
@@ -26,7 +28,11 @@ def _flat(value: Any) -> str:
 
 def md_text(value: Any) -> str:
     """``value`` as literal text in a Markdown paragraph or table cell (no markup, no HTML, one line)."""
-    return _SPECIAL.sub(r"\\\1", _flat(value))
+    text = _EDGE_UNDERSCORE.sub(r"\\_", _SPECIAL.sub(r"\\\1", _flat(value)))
+    # What starts a block when it opens a line (after "- " too): a heading, a list, a quote.
+    return _BLOCK_START.sub(
+        lambda m: f"{m[1]}\\{m[2]}" if m[2] else f"{m[3]}\\{m[4]}", text, count=1
+    )
 
 
 def md_code(value: Any, in_table: bool = False) -> str:

@@ -37,6 +37,7 @@ from tasks.io import (
     write_json_atomic,
     write_text_atomic,
 )
+from tasks.markdown import md_text
 from tasks.reporting import artifact_key
 
 SCHEMA_VERSION = 1
@@ -945,7 +946,7 @@ def report_markdown(metrics: dict[str, Any], html_url: str) -> str:
     ]
     warnings = metrics["data_quality"]["warnings"]
     if warnings:
-        lines += ["", "## Data-quality warnings", "", *[f"- {w}" for w in warnings]]
+        lines += ["", "## Data-quality warnings", "", *[f"- {md_text(w)}" for w in warnings]]
     return "\n".join(lines) + "\n"
 
 
