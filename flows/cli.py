@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import pkgutil
 import sys
@@ -296,12 +297,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class ExplainedErrorsWithoutTracebacks(logging.Filter):
+    """Drop the traceback from Prefect's log record of an error whose message already says what
+    happened and what to do (a storage failure, a refused model version): the run's log keeps the
+    message, the terminal ends in one `aeflow: error:` line rather than a stack of frames."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from flows.config import ConfigError
+        from models.registry import RegistryError
+        from models.storage_errors import StorageError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, StorageError | RegistryError | ConfigError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from flows.config import ConfigError
     from models.registry import RegistryError
     from models.storage_errors import StorageError
+
+    if not os.environ.get("AEFLOW_DEBUG"):
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            logging.getLogger(name).addFilter(ExplainedErrorsWithoutTracebacks())
 
     try:
         return int(args.handler(args) or 0)
