@@ -105,7 +105,7 @@ def format_score_summary(summary: dict[str, Any], scored_root: str, quarantine_r
     lines = [
         f"model version     {summary['model_version']}",
         f"batches           {summary['batches_scored']} scored, {summary['batches_skipped']} already "
-        f"done (skipped), {summary['batches_quarantined']} quarantined",
+        f"scored (skipped), {summary['batches_quarantined']} quarantined",
         f"rows              {rows_text(summary, 'rows_in')} in = {summary['rows_scored']} scored + "
         f"{rows_text(summary, 'rows_quarantined')} quarantined",
         f"rows flagged      {summary['rows_flagged']} ({summary['flagged_share']:.2%} of scored rows)",

@@ -49,6 +49,7 @@ from tasks.io import (
     StorageOptions,
     batch_files,
     checksum,
+    exists,
     fingerprint,
     iter_record_batches,
     open_parquet,
@@ -403,12 +404,15 @@ def is_scored_by(
     options: StorageOptions = None,
     input_fingerprint: str | None = None,
 ) -> bool:
-    """Whether a success marker records ``path``'s current bytes scored by ``model_version``.
+    """Whether a success marker records ``path``'s current bytes scored by ``model_version``, and
+    its scored file is still there (one deleted by hand is scored again).
 
     The fingerprint (file metadata) decides when it matches; otherwise the sha256 of the bytes does,
     so only batches that look changed are read in full.
     """
     if marker is None or marker.get("model_version") != model_version:
+        return False
+    if not marker.get("output") or not exists(marker["output"], options):
         return False
     current = input_fingerprint or fingerprint(path, options)
     if marker.get("input_fingerprint") == current:

@@ -10,29 +10,12 @@ from pathlib import Path
 
 import pytest
 from model_support import register_tiny_champion
+from model_support import score_demo_batch as score
 
-from tasks.demo_data import (
-    CATEGORICAL_COLUMNS,
-    ID_COLUMN,
-    NUMERIC_COLUMNS,
-    TIMESTAMP_COLUMN,
-    generate_demo_data,
-)
+from tasks.demo_data import generate_demo_data
 from tasks.io import BatchRef, StorageLayout, list_batches
-from tasks.scoring import score_batch
 
 DAY = "2026-01-01"
-
-
-def score(layout: StorageLayout, batch: BatchRef):
-    return score_batch(
-        batch,
-        layout,
-        [ID_COLUMN, TIMESTAMP_COLUMN],
-        TIMESTAMP_COLUMN,
-        list(NUMERIC_COLUMNS),
-        list(CATEGORICAL_COLUMNS),
-    )
 
 
 @pytest.fixture(scope="module")

@@ -14,30 +14,10 @@ from pathlib import Path
 
 import pytest
 from model_support import register_tiny_champion
+from model_support import score_demo_batch as score
 
-from tasks.demo_data import (
-    CATEGORICAL_COLUMNS,
-    ID_COLUMN,
-    NUMERIC_COLUMNS,
-    TIMESTAMP_COLUMN,
-    generate_demo_data,
-)
+from tasks.demo_data import generate_demo_data
 from tasks.io import StorageLayout, list_batches
-from tasks.scoring import score_batch
-
-PASSTHROUGH = [ID_COLUMN, TIMESTAMP_COLUMN]
-
-
-def score(layout: StorageLayout, batch, **kwargs):
-    return score_batch(
-        batch,
-        layout,
-        PASSTHROUGH,
-        TIMESTAMP_COLUMN,
-        list(NUMERIC_COLUMNS),
-        list(CATEGORICAL_COLUMNS),
-        **kwargs,
-    )
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -181,3 +161,12 @@ def test_an_earlier_output_in_another_partition_of_this_root_is_replaced(origina
     score(layout, batch, force=True)
     assert not moved.exists()  # one output per batch
     assert (original / "scored/demo/date=2026-01-01/2026-01-01.parquet").is_file()
+
+
+def test_a_scored_file_deleted_behind_its_marker_is_scored_again(original):
+    layout = StorageLayout(str(original), "demo")
+    output = original / "scored/demo/date=2026-01-01/2026-01-01.parquet"
+    output.unlink()
+    [batch] = [b for b in list_batches(layout.incoming) if b.batch_id == "2026-01-01"]
+    assert score(layout, batch)["status"] == "scored"  # not "skipped": the marker is not enough
+    assert output.is_file()

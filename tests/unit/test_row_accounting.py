@@ -7,31 +7,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from model_support import validate_demo_batch as validate
 
-from tasks.demo_data import (
-    CATEGORICAL_COLUMNS,
-    ID_COLUMN,
-    NUMERIC_COLUMNS,
-    TIMESTAMP_COLUMN,
-    generate_demo_data,
-)
+from tasks.demo_data import generate_demo_data
 from tasks.io import list_batches
 from tasks.reporting import rows_text, summarize_score_run
-from tasks.validate import validate_batch
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def validate(batch):
-    return validate_batch(
-        batch,
-        str(REPO_ROOT / "expectations" / "demo.json"),
-        ID_COLUMN,
-        TIMESTAMP_COLUMN,
-        list(NUMERIC_COLUMNS),
-        list(CATEGORICAL_COLUMNS),
-        [],
-    )
 
 
 @pytest.fixture(scope="module")

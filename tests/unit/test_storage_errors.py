@@ -10,38 +10,15 @@ from __future__ import annotations
 
 import errno
 import shutil
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from faulty_storage import storage_options, write_plan
+from model_support import validate_demo_batch as validate
 
-from tasks.demo_data import (
-    CATEGORICAL_COLUMNS,
-    ID_COLUMN,
-    NUMERIC_COLUMNS,
-    TIMESTAMP_COLUMN,
-    generate_demo_data,
-)
+from tasks.demo_data import generate_demo_data
 from tasks.io import StorageLayout, list_batches
-from tasks.validate import validate_batch
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SUITE = str(REPO_ROOT / "expectations" / "demo.json")
-
-
-def validate(batch, options):
-    return validate_batch(
-        batch,
-        SUITE,
-        ID_COLUMN,
-        TIMESTAMP_COLUMN,
-        list(NUMERIC_COLUMNS),
-        list(CATEGORICAL_COLUMNS),
-        [],
-        options=options,
-    )
 
 
 @pytest.fixture(scope="module")
