@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.futures import as_completed
 
 from flows.config import PipelineConfig, load_config
+from models.registry import RegistryError
 from models.storage_errors import StorageError
 from tasks.io import StorageLayout, scan_incoming_task, storage_retry_options
 from tasks.quarantine import QUARANTINED, quarantine_rejected_task, quarantine_task
@@ -42,10 +43,9 @@ def validate_batches(
 
 
 def _failed(result: dict[str, list[Any]], batch_id: str, exc: BaseException) -> None:
-    """Record a batch that could not be processed; storage failures also go to ``storage``."""
+    """Record a batch that could not be processed (its message, and the exception in ``errors``)."""
     result["failures"].append(f"{batch_id}: {exc.__class__.__name__}: {exc}")
-    if isinstance(exc, StorageError):
-        result["storage"].append(exc)
+    result["errors"].append(exc)
 
 
 def validate_and_score(
@@ -63,11 +63,11 @@ def validate_and_score(
 
     Returns ``{"scored": [markers], "skipped": [markers of batches a concurrent run scored, and
     records of batches it quarantined], "quarantined": [...], "warnings": [outcomes],
-    "failures": [messages], "storage": [StorageError]}``, each by batch id.
+    "failures": [messages], "errors": [the exceptions]}``, each by batch id.
     """
     opts, cols = cfg.storage.options, cfg.columns
     result: dict[str, list[Any]] = {
-        "scored": [], "skipped": [], "quarantined": [], "warnings": [], "failures": [], "storage": []
+        "scored": [], "skipped": [], "quarantined": [], "warnings": [], "failures": [], "errors": []
     }  # fmt: skip
     quarantine_one = with_storage_retries(quarantine_task, cfg)
     quarantining = [
@@ -140,19 +140,22 @@ def validate_and_score(
 
 
 def raise_failures(outcome: dict[str, list[Any]]) -> None:
-    """Fail the run after its summary when a batch could not be processed: a storage failure as
-    that :class:`StorageError` (its message names the storage URL), anything else as a
-    RuntimeError listing every failed batch. Nothing that failed was quarantined or marked."""
-    failures = outcome["failures"]
+    """Fail the run after its summary when a batch could not be processed; nothing that failed was
+    quarantined or marked. A storage failure is raised as that :class:`StorageError` (its message
+    names the storage URL); errors that explain themselves (a bad suite, an unknown model version:
+    ValueError, RegistryError) as the first of them; anything else as a RuntimeError listing every
+    failed batch."""
+    failures, errors = outcome["failures"], outcome.get("errors") or []
     if not failures:
         return
     get_run_logger().error("%d batch(es) failed: %s", len(failures), "; ".join(failures))
-    storage = outcome.get("storage") or []
+    more = len(failures) - 1
+    suffix = f" ({more} more batch(es) failed too; see the run's log)" if more else ""
+    storage = [e for e in errors if isinstance(e, StorageError)]
     if storage:
-        first = storage[0]
-        more = len(failures) - 1
-        suffix = f" ({more} more batch(es) failed too; see the run's log)" if more else ""
-        raise type(first)(f"{first}{suffix}", first.url)
+        raise type(storage[0])(f"{storage[0]}{suffix}", storage[0].url)
+    if errors and all(isinstance(e, ValueError | RegistryError) for e in errors):
+        raise errors[0]
     raise RuntimeError(f"{len(failures)} batch(es) failed to score: " + "; ".join(failures))
 
 

@@ -35,6 +35,9 @@ from models.storage import (
 
 CHAMPION_FILE = "champion.json"
 ENTRY_FILE = "registry.json"
+# Files written into a version's folder after registration, by the registry and the pipeline
+# (tasks.drift keeps the model's drift reference there): not part of the bundle's hash.
+BESIDE_THE_BUNDLE = frozenset({ENTRY_FILE, "drift_reference.json"})
 
 
 class RegistryError(RuntimeError):
@@ -277,18 +280,19 @@ class ModelRegistry:
         return target
 
     def _bundle_files(self, version: str) -> dict[str, Any]:
-        """{relative path: opener} of a version's bundle files on the registry's storage."""
+        """{relative path: opener} of the files in a version's folder on the registry's storage."""
         source = join(self.models_root, version)
         fs, inner = filesystem(source, self.options)
         inner = inner.rstrip("/")
         return {
-            file[len(inner) + 1 :]: (lambda f=file: fs.open(f, "rb"))
-            for file in fs.find(inner)
-            if file[len(inner) + 1 :] != ENTRY_FILE
+            file[len(inner) + 1 :]: (lambda f=file: fs.open(f, "rb")) for file in fs.find(inner)
         }
 
     def _check_bundle(self, version: str, files: dict[str, Any]) -> None:
-        """Raise BundleMismatchError unless ``files`` hash to the entry's ``bundle_sha256``."""
+        """Raise BundleMismatchError unless the bundle's files in ``files`` hash to the entry's
+        ``bundle_sha256``. The bundle's files are those registered (the entry's ``bundle_files``);
+        files the registry and the pipeline keep beside them (registry.json, the drift reference)
+        are not part of it. An entry from before ``bundle_files`` covers every file but those."""
         entry = self.entry(version)
         expected = entry.get("bundle_sha256")
         if not expected:
@@ -296,14 +300,18 @@ class ModelRegistry:
                 f"model version {version} has no bundle_sha256 in its registry entry, so its bundle "
                 "cannot be verified; register the bundle again"
             )
-        digest, each = _digest_files(files)
-        if digest == expected:
-            return
         known = entry.get("bundle_files") or {}
-        changed = sorted(
-            {rel for rel in each if known.get(rel) != each[rel]} | (set(known) - set(each))
-        )
-        which = f": {changed} changed, added or removed" if known else ""
+        if known:
+            missing = sorted(set(known) - set(files))
+            bundle = {rel: opener for rel, opener in files.items() if rel in known}
+        else:
+            missing = []
+            bundle = {rel: o for rel, o in files.items() if rel not in BESIDE_THE_BUNDLE}
+        digest, each = _digest_files(bundle)
+        if digest == expected and not missing:
+            return
+        changed = sorted({rel for rel in each if known.get(rel) != each[rel]} | set(missing))
+        which = f": {changed} changed or removed" if known else ""
         raise BundleMismatchError(
             f"model version {version} does not match its registry entry (bundle_sha256){which}; "
             "its files were modified after registration. Refusing to load it: restore the bundle "
@@ -330,8 +338,7 @@ class ModelRegistry:
 
         resolved = self.resolve(version)
         bundle = Path(self.local_bundle(resolved))
-        files = {rel: opener for rel, opener in _local_files(bundle).items() if rel != ENTRY_FILE}
-        self._check_bundle(resolved, files)
+        self._check_bundle(resolved, _local_files(bundle))
         return AutoencoderDetector.load(str(bundle)), resolved
 
 

@@ -185,7 +185,8 @@ def batch_files(path: str, options: StorageOptions = None) -> list[str]:
     ``_SUCCESS``), links and non-Parquet files are not parts."""
     fs, inner = filesystem(path, options)
     if fs.isdir(inner):
-        return [url for url, _ in _walk_parts(fs, inner, path)[0]]
+        # sorted by path, as ever: checksums and fingerprints of earlier runs stay valid
+        return sorted(url for url, _ in _walk_parts(fs, inner, path)[0])
     return [path]
 
 

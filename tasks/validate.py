@@ -198,8 +198,9 @@ class ValidationOutcome:
                     + " |"
                 )
             why = [
-                f"- {md_code(f['type'])} {md_code(f['column']) if f.get('column') else ''}: "
-                f"{md_text(f['why'])}"
+                f"- {md_code(f['type'])}"
+                + (f" {md_code(f['column'])}" if f.get("column") else "")
+                + f": {md_text(f['why'])}"
                 for f in failures
                 if f.get("why")
             ]
