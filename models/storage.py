@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from glob import has_magic
 from pathlib import Path
 from typing import IO, Any
 
@@ -244,5 +245,21 @@ def remove(url: str, options: StorageOptions = None) -> None:
     if isinstance(fs, LocalFileSystem) and os.path.islink(path):
         os.remove(path)
         return
-    if fs.exists(path):
-        fs.rm(path, recursive=fs.isdir(path))
+    if not fs.exists(path):
+        return
+    if isinstance(fs, LocalFileSystem):
+        fs.rm(path, recursive=fs.isdir(path))  # literal: shutil.rmtree or os.remove
+        return
+    # Other back ends (s3fs, gcsfs, ...) expand `rm` paths as glob patterns: a batch named `a[1]`
+    # would delete `a1`, one named `*` everything beside it. Names with pattern characters are
+    # removed one by one with rm_file, which takes a path literally; the rest in bulk.
+    files = fs.find(path) if fs.isdir(path) else [path]
+    plain = [f for f in files if not has_magic(f)]
+    if plain:
+        fs.rm(plain)
+    for file in files:
+        if has_magic(file):
+            fs.rm_file(file)
+    if fs.isdir(path) and not has_magic(path):
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(path, recursive=True)  # an empty "folder" left where the store keeps them

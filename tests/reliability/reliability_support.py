@@ -149,12 +149,32 @@ def write_config(
     if options:
         storage += f"\noptions = {_toml_inline(options)}"
     text = text.replace('root = "../data"', storage)
-    text = text.replace("../expectations/demo.json", str(REPO_ROOT / "expectations" / "demo.json"))
+    text = text.replace("../expectations/demo.json", str(write_suite(folder)))
     text = text.replace("chunk_rows = 65536", f"chunk_rows = {CHUNK_ROWS}")
     assert f"chunk_rows = {CHUNK_ROWS}" in text
     config = folder / f"{DATASET}.toml"
     config.write_text(text)
     return config
+
+
+# The demo contract's table-level and id checks: a real Great Expectations suite, small enough that
+# validating a batch costs little next to the faults under test.
+SUITE_CHECKS = {
+    "expect_table_columns_to_match_set",
+    "expect_table_row_count_to_be_between",
+    "expect_column_values_to_be_unique",
+}
+
+
+def write_suite(folder: Path) -> Path:
+    demo = json.loads((REPO_ROOT / "expectations" / "demo.json").read_text())
+    checks = [
+        e for e in demo["expectations"] if e["type"] in SUITE_CHECKS and e["severity"] == "critical"
+    ]
+    assert len(checks) >= 3, checks
+    suite = folder / "reliability-suite.json"
+    suite.write_text(json.dumps({**demo, "name": DATASET, "expectations": checks}, indent=1))
+    return suite
 
 
 def _toml_inline(value: Any) -> str:

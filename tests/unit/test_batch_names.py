@@ -83,3 +83,18 @@ def test_temporaries_of_a_batch_with_brackets_are_cleaned(root):
     assert not stale.exists(), "the killed writer's temporary of 'a[1]' was left behind"
     assert neighbour.exists()
     assert (partition / "a[1].parquet").is_file()
+
+
+def test_removing_a_name_with_pattern_characters_from_an_object_store_is_literal():
+    """fsspec back ends other than local disks (s3fs, gcsfs, memory) expand `rm` paths as glob
+    patterns: removing `a[1].parquet` deleted `a1.parquet`, and `*` everything beside it."""
+    from tasks.io import exists, remove, write_bytes_atomic
+
+    base = f"memory://names-{uuid.uuid4().hex}"
+    names = ["a[1].parquet", "a1.parquet", "*.parquet", "b.parquet", "dir[2]/x.parquet"]
+    for name in names:
+        write_bytes_atomic(b"x", f"{base}/{name}")
+    remove(f"{base}/a[1].parquet")
+    remove(f"{base}/*.parquet")
+    remove(f"{base}/dir[2]")
+    assert [n for n in names if exists(f"{base}/{n}")] == ["a1.parquet", "b.parquet"]
