@@ -159,11 +159,25 @@ def check_model_version(cfg: Any, layout: Any, version: str | None) -> None:
         ModelRegistry(layout.models, cfg.storage.options).entry(version)
 
 
+def check_storage_access(cfg: Any, layout: Any) -> None:
+    """Fail fast, before Prefect starts, when the storage refuses the credentials (one line naming
+    the URL). A storage that does not answer is left to the run, which retries."""
+    from models.storage_errors import DENIED, as_storage_error, storage_problem
+    from tasks.io import exists
+
+    try:
+        exists(layout.incoming, cfg.storage.options)
+    except Exception as exc:
+        if storage_problem(exc) == DENIED:
+            raise as_storage_error(exc, layout.incoming, "listing the batches") from exc
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from flows.score import run_score
 
     cfg, layout = _layout(args.config)
     check_model_version(cfg, layout, args.model_version)
+    check_storage_access(cfg, layout)
     summary = run_score(
         args.config,
         model_version=args.model_version,

@@ -31,6 +31,7 @@ import os
 import posixpath
 import queue
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -314,9 +315,18 @@ class Suite:
         return list(seen)
 
 
+_GX_IMPORT_LOCK = threading.Lock()
+
+
 def _gx_environment() -> None:
-    """Analytics off before GX is imported (it reads the variable at import time)."""
+    """Analytics off before GX is imported (it reads the variable at import time), then GX and its
+    expectation registry imported once, by one thread: validations start on several task threads
+    at once, and two threads importing GX together can leave one with a half-filled registry (every
+    expectation type "unknown")."""
     os.environ["GX_ANALYTICS_ENABLED"] = "false"
+    with _GX_IMPORT_LOCK:
+        import great_expectations  # noqa: F401
+        import great_expectations.expectations  # noqa: F401  (registers the core expectations)
 
 
 def suite_problems(data: Any) -> list[str]:

@@ -215,3 +215,19 @@ def test_user_values_are_escaped_in_the_quarantine_report_and_artifacts(local_pr
     rows = re.findall(r"<tr>(.*?)</tr>", rendered(artifact), flags=re.S)
     [row] = [r for r in rows if "2026-01-02 [x]" in r]
     assert row.count("<td") == 4  # batch, rows, reason, folder: the id's '|' split no cell
+
+
+def test_refused_credentials_fail_the_run_at_once_naming_the_storage(faulty_project):
+    from models.storage_errors import StorageAccessDenied
+
+    config, root, plan = faulty_project
+    # the listing is allowed, reading a batch is refused: denied is never retried
+    write_plan(
+        plan, [{"ops": ["open_read"], "match": "incoming/", "times": 10_000, "error": "forbidden"}]
+    )
+    with pytest.raises(
+        StorageAccessDenied, match=r"storage faulty://root/incoming/edges/.*refused"
+    ):
+        run_score(str(config), workers=2)
+    assert len(injected(plan)) <= 3 * 3  # no retries: at most the few reads of each batch once
+    assert not (root / "quarantine").exists()
