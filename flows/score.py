@@ -14,11 +14,13 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.futures import as_completed
 
 from flows.config import PipelineConfig, load_config
+from flows.errors import BatchesFailed
+from flows.preflight import check_config_columns
 from models.registry import RegistryError
 from models.storage_errors import StorageError
 from tasks.io import StorageLayout, scan_incoming_task, storage_retry_options
 from tasks.quarantine import QUARANTINED, quarantine_rejected_task, quarantine_task
-from tasks.reporting import score_summary_task
+from tasks.reporting import RESULT_KEYS, publish_result, score_line, score_summary_task
 from tasks.scoring import find_pending_batches_task, score_batch_task
 from tasks.validate import validate_batch_task
 
@@ -117,6 +119,7 @@ def validate_and_score(
                         cfg.scoring.top_k,
                         force,
                         opts,
+                        batch_date_source=cols.batch_date,
                     ),
                 )
             )
@@ -142,9 +145,9 @@ def validate_and_score(
 def raise_failures(outcome: dict[str, list[Any]]) -> None:
     """Fail the run after its summary when a batch could not be processed; nothing that failed was
     quarantined or marked. A storage failure is raised as that :class:`StorageError` (its message
-    names the storage URL); errors that explain themselves (a bad suite, an unknown model version:
-    ValueError, RegistryError) as the first of them; anything else as a RuntimeError listing every
-    failed batch."""
+    names the storage URL; exit code 4); errors that explain themselves (a bad suite, an unknown
+    model version: ValueError, RegistryError) as the first of them (exit 2); anything else as
+    :class:`BatchesFailed` listing every failed batch (exit 1)."""
     failures, errors = outcome["failures"], outcome.get("errors") or []
     if not failures:
         return
@@ -156,7 +159,7 @@ def raise_failures(outcome: dict[str, list[Any]]) -> None:
         raise type(storage[0])(f"{storage[0]}{suffix}", storage[0].url)
     if errors and all(isinstance(e, ValueError | RegistryError) for e in errors):
         raise errors[0]
-    raise RuntimeError(f"{len(failures)} batch(es) failed to score: " + "; ".join(failures))
+    raise BatchesFailed(f"{len(failures)} batch(es) failed to score: " + "; ".join(failures))
 
 
 @flow(name="aeflow-score", log_prints=True)
@@ -168,9 +171,10 @@ def score_flow(
     also lists every path under incoming/ that is not a batch (`ignored`, with the reason).
 
     Raises after the summary when a batch failed: StorageError when the storage was unreachable
-    or refused access (naming its URL), RuntimeError otherwise (the other batches are committed).
+    or refused access (naming its URL), BatchesFailed otherwise (the other batches are committed).
     """
     cfg = load_config(config)
+    check_config_columns(cfg, model_version)
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     opts = cfg.storage.options
     scan = with_storage_retries(scan_incoming_task, cfg)(layout.incoming, opts)
@@ -188,7 +192,17 @@ def score_flow(
         skipped,
         outcome["quarantined"],
         outcome["warnings"],
+        cfg.threshold.method,
+        cfg.threshold.value,
         scan["ignored"],
+    )
+    failures = outcome["failures"]
+    failed = f"; {len(failures)} failed to score" if failures else ""
+    publish_result(
+        "score",
+        cfg.dataset,
+        f"{cfg.dataset} scored with {version}: {score_line(summary)}{failed}",
+        {key: summary[key] for key in RESULT_KEYS},
     )
     raise_failures(outcome)
     return summary

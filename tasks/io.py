@@ -52,6 +52,7 @@ from tasks.incoming import (  # noqa: F401
 
 SUCCESS_FOLDER = "_success"  # pyarrow.dataset and Hive readers skip names starting with "_"
 LOCK_FOLDER = "_locks"  # per-batch scoring locks (see tasks.scoring.BatchLock)
+ARRIVAL_FOLDER = "_arrivals"  # each batch's first-seen arrival date (see tasks.batch_dates)
 
 
 # ----------------------------------------------------------------------------------------- paths
@@ -83,6 +84,9 @@ class StorageLayout:
     def scoring_lock(self, batch_id: str) -> str:
         """The batch's lock (scoring and quarantine); bounded, as a rejected id may be long."""
         return join(self.scored, LOCK_FOLDER, bounded_name(batch_id, ".lock"))
+
+    def arrival_record(self, batch_id: str) -> str:
+        return join(self.scored, ARRIVAL_FOLDER, f"{batch_id}.json")
 
     @property
     def models(self) -> str:
@@ -232,11 +236,13 @@ def remove_batch_temporaries(
 ) -> list[str]:
     """Remove what interrupted writes of one batch left anywhere under scored/: its output's
     temporaries in every date partition (a batch re-scored on another day may land in another
-    partition) and its marker's. Call with the batch's lock held. Returns the removed paths."""
+    partition), its marker's and its arrival record's. Call with the batch's lock held. Returns
+    the removed paths."""
     if not is_local(layout.root):
         return []
     fs, scored = filesystem(layout.scored, options)
     removed = remove_stale_temporaries(layout.success_marker(batch_id), options)
+    removed += remove_stale_temporaries(layout.arrival_record(batch_id), options)
     if not fs.isdir(scored):
         return removed
     for entry in fs.ls(scored, detail=True):

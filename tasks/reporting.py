@@ -10,6 +10,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from tasks.fit_checks import flag_rate_warning
 from tasks.io import StorageOptions, write_json_atomic
 from tasks.markdown import md_code, md_text
 
@@ -26,6 +27,8 @@ def summarize_score_run(
     skipped: Sequence[dict[str, Any]],
     quarantined: Sequence[dict[str, Any]],
     warnings: Sequence[dict[str, Any]] = (),
+    threshold_method: str | None = None,
+    threshold_value: float | None = None,
     ignored: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """Totals of a score run. ``rows_in`` counts every row seen in this run, so
@@ -35,6 +38,10 @@ def summarize_score_run(
     ``rows_quarantined`` and ``rows_in`` None (unknown), never a silent under-count; the ``*_known``
     fields keep the sum of the known counts and ``rows_unknown`` names those batches. ``ignored``:
     the paths under incoming/ that are not batches, each with its reason.
+
+    ``flag_warnings`` (one line each) name a scored batch, or the run, whose flag rate is 0 or far
+    from the threshold rule's target (``threshold_method``/``threshold_value``, see
+    :func:`tasks.fit_checks.flag_rate_warning`).
     """
     rows_scored = sum(int(m["rows_out"]) for m in scored)
     unknown = [q["batch_id"] for q in quarantined if q.get("rows") is None]
@@ -60,6 +67,7 @@ def summarize_score_run(
         "skipped": [s["batch_id"] for s in skipped],
         "quarantined": list(quarantined),
         "warnings": list(warnings),
+        "flag_warnings": _flag_warnings(scored, threshold_method, threshold_value),
         "ignored": list(ignored),
     }
 
@@ -74,7 +82,29 @@ def rows_text(summary: dict[str, Any], key: str) -> str:
     return f"unknown (>= {known}; row count unreadable for {', '.join(map(str, batches))})"
 
 
+def _flag_warnings(
+    scored: Sequence[dict[str, Any]], method: str | None, value: float | None
+) -> list[str]:
+    """Per scored batch, and for the whole run when it scored several."""
+    found = []
+    for marker in scored:
+        warning = flag_rate_warning(
+            int(marker["flagged"]), int(marker["rows_out"]), method, value,
+            f"batch {marker['batch_id']}",
+        )  # fmt: skip
+        if warning:
+            found.append(warning)
+    if len(scored) > 1:
+        flagged = sum(int(m["flagged"]) for m in scored)
+        rows = sum(int(m["rows_out"]) for m in scored)
+        overall = flag_rate_warning(flagged, rows, method, value, "this run's scored rows")
+        if overall:
+            found.append(overall)
+    return found
+
+
 def score_summary_markdown(summary: dict[str, Any]) -> str:
+    """The run summary artifact; every value from the data is escaped (tasks.markdown)."""
     lines = [
         f"# Score run: {md_text(summary['dataset'])}",
         "",
@@ -121,6 +151,9 @@ def score_summary_markdown(summary: dict[str, Any]) -> str:
             f"- {md_text(w['batch_id'])}: {md_text(w.get('reason', ''))}"
             for w in summary["warnings"]
         ]
+    if summary.get("flag_warnings"):
+        lines += ["", "## Flag rate", ""]
+        lines += [f"- {md_text(w)}" for w in summary["flag_warnings"]]
     if summary.get("ignored"):
         lines += ["", "## Ignored (not batches)", "", "| path | reason |", "|---|---|"]
         lines += [
@@ -138,11 +171,14 @@ def score_summary_task(
     skipped: list[dict[str, Any]],
     quarantined: list[dict[str, Any]],
     warnings: list[dict[str, Any]],
+    threshold_method: str | None = None,
+    threshold_value: float | None = None,
     ignored: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     summary = summarize_score_run(
-        dataset, model_version, scored, skipped, quarantined, warnings, ignored or []
-    )
+        dataset, model_version, scored, skipped, quarantined, warnings,
+        threshold_method, threshold_value, ignored or [],
+    )  # fmt: skip
     create_markdown_artifact(
         markdown=score_summary_markdown(summary),
         key=artifact_key(dataset, "score-summary"),
@@ -164,3 +200,50 @@ def publish_record_task(
     write_json_atomic(record, url, options)
     create_markdown_artifact(markdown=markdown, key=key, description=description)
     return url
+
+
+# The counts a run's result event carries (see publish_result).
+RESULT_KEYS = (
+    "model_version",
+    "batches_scored",
+    "batches_skipped",
+    "batches_quarantined",
+    "rows_in",
+    "rows_scored",
+    "rows_quarantined",
+    "rows_flagged",
+)
+
+
+def score_line(summary: dict[str, Any]) -> str:
+    """A score run in one line: batches scored / skipped / quarantined, rows flagged, and the
+    inputs ignored (not batches)."""
+    ignored = len(summary.get("ignored") or [])
+    return (
+        f"{summary['batches_scored']} scored, {summary['batches_skipped']} already scored, "
+        f"{summary['batches_quarantined']} quarantined; {summary['rows_flagged']} of "
+        f"{summary['rows_scored']} rows flagged ({summary['flagged_share']:.2%})"
+        + (f"; {ignored} input(s) ignored" if ignored else "")
+    )
+
+
+def publish_result(kind: str, dataset: str, line: str, payload: dict[str, Any]) -> None:
+    """Say what a flow run did in one line, as its last log line and as a Prefect event
+    ``aeflow.<kind>.finished`` whose resource name is that line (so `prefect deployment run
+    --watch` ends with the result, not only with the run's state). No-op outside a run."""
+    from prefect.context import FlowRunContext
+    from prefect.events import emit_event
+
+    if FlowRunContext.get() is None:
+        return
+    from prefect import get_run_logger
+
+    get_run_logger().info("result: %s", line)
+    emit_event(
+        event=f"aeflow.{kind}.finished",
+        resource={
+            "prefect.resource.id": f"aeflow.dataset.{dataset}",
+            "prefect.resource.name": line,
+        },
+        payload=payload,
+    )

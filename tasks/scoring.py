@@ -41,6 +41,7 @@ from prefect.cache_policies import NO_CACHE
 
 from models.registry import ModelRegistry
 from models.storage_errors import storage_errors
+from tasks.batch_dates import resolve_batch_date, undated_error
 from tasks.frames import feature_frame
 from tasks.io import (
     BatchRef,
@@ -108,51 +109,6 @@ def output_schema(
     fields += [pa.field(f"z_{i}", pa.float32()) for i in range(latent_dim)]
     fields += TRAILING_FIELDS
     return pa.schema(fields)
-
-
-# --------------------------------------------------------------------------------- date partition
-def _earliest_from_statistics(path: str, column: str, options: StorageOptions) -> Any | None:
-    """The column's minimum from Parquet row-group statistics, or None when any group lacks them."""
-    earliest = None
-    for file in batch_files(path, options):
-        metadata = open_parquet(file, options).metadata
-        for group in range(metadata.num_row_groups):
-            row_group = metadata.row_group(group)
-            chunks = [
-                row_group.column(j)
-                for j in range(row_group.num_columns)
-                if row_group.column(j).path_in_schema == column
-            ]
-            stats = chunks[0].statistics if chunks else None
-            if stats is None or not stats.has_min_max:
-                return None
-            earliest = stats.min if earliest is None else min(earliest, stats.min)
-    return earliest
-
-
-def batch_date(path: str, timestamp_column: str | None, options: StorageOptions = None) -> str:
-    """The batch's date partition: the UTC date of its earliest timestamp.
-
-    Parquet statistics answer without reading data; without them the one column is scanned. A batch
-    with no timestamp column (or no timestamps) gets today's UTC date.
-    """
-    earliest = None
-    if timestamp_column:
-        earliest = _earliest_from_statistics(path, timestamp_column, options)
-        if earliest is None:
-            minima = [
-                pc.min(rb.column(0)).as_py()
-                for rb in iter_record_batches(path, options, columns=[timestamp_column])
-            ]
-            minima = [m for m in minima if m is not None]
-            earliest = min(minima) if minima else None
-    if isinstance(earliest, dt.datetime):
-        if earliest.tzinfo is not None:
-            earliest = earliest.astimezone(dt.UTC)
-        return earliest.date().isoformat()
-    if isinstance(earliest, dt.date):
-        return earliest.isoformat()
-    return dt.datetime.now(dt.UTC).date().isoformat()
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -442,6 +398,7 @@ def score_batch(
     scoring_threads: int = 1,
     torch_threads: int | None = None,
     lock_timeout_s: float = 3600.0,
+    batch_date_source: str = "auto",
 ) -> dict[str, Any]:
     """Score one batch with the champion (or ``model_version``) and commit it exactly once.
 
@@ -449,7 +406,7 @@ def score_batch(
         batch: the batch (a :class:`BatchRef` or its dict).
         layout: the dataset's storage layout.
         passthrough: input columns copied to the output (id, timestamp).
-        timestamp_column: decides the date partition (None: today's UTC date).
+        timestamp_column: the event-time column, one source of the batch's date.
         numeric, categorical, missing_tokens: the model's input columns and missing-value tokens.
         model_version: a registered version; None scores with the champion.
         chunk_rows: rows per record batch streamed through the model (memory scales with it).
@@ -465,11 +422,13 @@ def score_batch(
         torch_threads: intra-op threads of each scoring thread's forward pass; None picks
             :func:`default_torch_threads` for the batches being scored in this process now.
         lock_timeout_s: seconds to wait for another run scoring the same batch.
+        batch_date_source: where the batch's date (its partition and the marker's ``date``) comes
+            from: "auto", "timestamp", "id" or "arrival" (see :mod:`tasks.batch_dates`).
 
     Returns:
         The success marker (a dict): batch_id, status ("scored", or "skipped" when already scored),
         rows_in, rows_out, flagged, input_path, input_sha256, input_fingerprint, model_version,
-        output, date, scored_at, seconds.
+        output, date, date_source, scored_at, seconds.
     """
     _check_positive("chunk_rows", chunk_rows)
     _check_positive("top_k", top_k)
@@ -497,6 +456,7 @@ def score_batch(
             scoring_threads=scoring_threads,
             torch_threads=torch_threads,
             lock_timeout_s=lock_timeout_s,
+            batch_date_source=batch_date_source,
         )
 
 
@@ -545,6 +505,7 @@ def _score_locked(
     scoring_threads: int,
     torch_threads: int | None,
     lock_timeout_s: float,
+    batch_date_source: str,
 ) -> dict[str, Any]:
     """:func:`score_batch` once the model is loaded: lock, skip or score, commit, mark."""
     with BatchLock(layout.scoring_lock(batch.batch_id), options, lock_timeout_s) as lock:
@@ -554,7 +515,12 @@ def _score_locked(
         if not force and is_scored_by(previous, version, batch.path, options, input_fingerprint):
             return {**previous, "status": "skipped"}
 
-        date = batch_date(batch.path, timestamp_column, options)
+        dated = resolve_batch_date(
+            batch.batch_id, batch.path, layout, batch_date_source, timestamp_column, options
+        )
+        if dated.date is None:
+            raise undated_error(batch.batch_id, batch_date_source, timestamp_column)
+        date = dated.date
         output = layout.scored_file(date, batch.batch_id)
         remove_batch_temporaries(layout, batch.batch_id, options)
         scored_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -630,6 +596,7 @@ def _score_locked(
             "model_version": version,
             "output": output,
             "date": date,
+            "date_source": dated.source,
             "scored_at": scored_at.isoformat(),
             "seconds": round(time.perf_counter() - started, 3),
         }
@@ -654,6 +621,7 @@ def score_batch_task(
     force: bool = False,
     options: StorageOptions = None,
     torch_threads: int | None = None,
+    batch_date_source: str = "auto",
 ) -> dict[str, Any]:
     """:func:`score_batch` as a Prefect task (arguments are paths and JSON, never frames)."""
     return score_batch(
@@ -670,6 +638,7 @@ def score_batch_task(
         force,
         options,
         torch_threads=torch_threads,
+        batch_date_source=batch_date_source,
     )
 
 
