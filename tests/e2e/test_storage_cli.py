@@ -77,7 +77,7 @@ def test_wrong_credentials_are_one_error_line_naming_the_storage(
             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
         },
     )
-    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.returncode == 4, result.stdout + result.stderr  # 4: the storage (flows/errors.py)
     assert "Traceback" not in result.stderr, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("aeflow: error:")]
     assert len(errors) == 1, result.stderr
