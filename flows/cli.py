@@ -105,15 +105,17 @@ def format_train_summary(result: dict[str, Any]) -> str:
         f"model version     {result['version']} ({status})",
         f"trained on        {metrics['train_rows']} rows from {len(result['training_batches'])} batches "
         f"in {metrics['fit_seconds']:.1f} s",
-        f"threshold         {metrics['threshold']:.4f} (calibrated on "
-        f"{calibration_text(metrics.get('calibration'))})",
+        f"threshold         {metrics['threshold']:.4f}, calibrated on "
+        f"{calibration_text(metrics.get('calibration'))}",
     ]
     evaluation = result.get("evaluation") or {}
     if evaluation.get("auroc") is not None:
         lines.append(f"holdout AUROC     {evaluation['auroc']:.3f} (against the label column)")
     if gate:
         reasons = "; ".join(gate.get("reasons", [])) or "no reasons recorded"
-        lines.append(f"promotion gate    {gate.get('decision', '?')}: {reasons}")
+        unchanged = gate.get("champion_before") == gate.get("champion_after") == result["version"]
+        decision = "unchanged" if unchanged else gate.get("decision", "?")
+        lines.append(f"promotion gate    {decision}: {reasons}")
     for warning in result.get("warnings", []):
         lines.append(f"warning           {warning}")
     for left_out in result.get("left_out", []):

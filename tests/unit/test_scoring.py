@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -452,3 +453,40 @@ def test_score_runs_on_threads_a_local_dask_cluster_or_a_scheduler_address():
 
     args = build_parser().parse_args(["score", "--config", "x.toml", "--dask", "local"])
     assert args.dask == "local"
+
+
+def test_the_partition_is_the_batch_date_never_the_scoring_day(store):
+    """Batches without a timestamp column: a date in the id, else the arrival, recorded once."""
+    import pyarrow.parquet as pq
+
+    from tasks.io import BatchRef
+
+    layout, source = store["layout"], store["batches"][0]
+    untimed = pq.read_table(source.path).drop_columns([TIMESTAMP_COLUMN])
+    incoming = Path(layout.incoming)
+    named, plain = incoming / "export_20250301.parquet", incoming / "export.parquet"
+    for path in (named, plain):
+        pq.write_table(untimed, path)
+    arrived = dt.datetime(2025, 4, 2, 12, tzinfo=dt.UTC).timestamp()
+    os.utime(plain, (arrived, arrived))
+
+    def run(path: Path, **kwargs) -> dict:
+        batch = BatchRef(path.stem, str(path), path.stat().st_size)
+        return score_batch(
+            batch, layout, [ID_COLUMN], None, list(NUMERIC_COLUMNS), list(CATEGORICAL_COLUMNS),
+            **kwargs,
+        )  # fmt: skip
+
+    by_id = run(named)
+    assert (by_id["date"], by_id["date_source"]) == ("2025-03-01", "id")
+    assert Path(by_id["output"]) == Path(layout.scored_file("2025-03-01", "export_20250301"))
+    by_arrival = run(plain)
+    assert (by_arrival["date"], by_arrival["date_source"]) == ("2025-04-02", "arrival")
+    # touched again (a re-delivery, a release from quarantine): the recorded arrival holds
+    later = dt.datetime(2025, 6, 30, 12, tzinfo=dt.UTC).timestamp()
+    os.utime(plain, (later, later))
+    again = run(plain, force=True)
+    assert again["date"] == "2025-04-02" and again["output"] == by_arrival["output"]
+    # a strict source that cannot date the batch fails it, naming the fix
+    with pytest.raises(ValueError, match="batch export has no date: columns.batch_date = 'id'"):
+        run(plain, force=True, batch_date_source="id")
