@@ -15,13 +15,14 @@ from prefect import flow, get_run_logger
 
 from flows.config import load_config
 from flows.nightly import validate_and_score
+from flows.prefect_api import API_WATCH_HOOKS
 from tasks.io import StorageLayout, list_batches_task
 from tasks.reporting import score_summary_task
 from tasks.scoring import find_pending_batches_task
 from tasks.window import select_date_range_task
 
 
-@flow(name="aeflow-backfill", log_prints=True)
+@flow(name="aeflow-backfill", log_prints=True, **API_WATCH_HOOKS)
 def backfill_flow(
     config: str,
     start: str,

@@ -277,10 +277,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from flows.config import ConfigError
+    from flows.prefect_api import command_owns_process, grace_seconds
+    from models.cpu import explicit_torch_threads
     from models.registry import RegistryError
 
     try:
-        return int(args.handler(args) or 0)
+        # Settings from the environment fail here, before any flow starts.
+        grace_seconds()
+        explicit_torch_threads()
+        # This process exists for the command: a flow run whose Prefect API goes away stops it.
+        with command_owns_process():
+            return int(args.handler(args) or 0)
     except (ConfigError, RegistryError, FileNotFoundError, ValueError) as exc:
         if os.environ.get("AEFLOW_DEBUG"):
             raise

@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.futures import as_completed
 
 from flows.config import PipelineConfig, load_config
+from flows.prefect_api import API_WATCH_HOOKS
 from tasks.io import StorageLayout, list_batches_task
 from tasks.reporting import score_summary_task
 from tasks.scoring import find_pending_batches_task, score_batch_task
@@ -93,7 +94,7 @@ def validate_and_score(
     return result
 
 
-@flow(name="aeflow-score", log_prints=True)
+@flow(name="aeflow-score", log_prints=True, **API_WATCH_HOOKS)
 def score_flow(
     config: str, model_version: str | None = None, force: bool = False
 ) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.config import PipelineConfig, load_config
+from flows.prefect_api import API_WATCH_HOOKS
 from flows.score import validate_batches
 from tasks.evaluate import evaluate_champion_task, evaluate_task, headline, new_run_id
 from tasks.gate import gate_task
@@ -144,7 +145,7 @@ def train_evaluate_gate(
     }
 
 
-@flow(name="aeflow-train", log_prints=True)
+@flow(name="aeflow-train", log_prints=True, **API_WATCH_HOOKS)
 def train_flow(
     config: str,
     until: str | None = None,

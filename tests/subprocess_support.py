@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+PREFECT = shutil.which("prefect", path=str(BIN)) or "prefect"
+AEFLOW = shutil.which("aeflow", path=str(BIN)) or "aeflow"
 
 
 def stop_process_group(process: subprocess.Popen, timeout_s: float = 15) -> None:
@@ -20,3 +29,73 @@ def stop_process_group(process: subprocess.Popen, timeout_s: float = 15) -> None
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=timeout_s)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def api_healthy(api: str) -> bool:
+    """Whether the Prefect API at ``api`` answers its health check."""
+    import httpx
+
+    try:
+        return httpx.get(f"{api}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextlib.contextmanager
+def started(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """A subprocess in its own process group, its output in ``log``, stopped (group and all) on
+    the way out."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            yield process
+        finally:
+            stop_process_group(process)
+
+
+def wait_until(check, timeout: float, what: str, log: Path | None = None):
+    """``check()``'s first truthy result, polled every second; fails after ``timeout`` seconds
+    with the tail of ``log``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(1)
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{tail}")
+
+
+@contextlib.contextmanager
+def prefect_server(home: Path, **settings: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`prefect server start` on a free loopback port with its own SQLite database under
+    ``home`` (extra ``settings`` in its environment); yields ``(api_url, process)`` once healthy
+    and stops it on the way out."""
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        **settings,
+    }
+    env.pop("PREFECT_API_URL", None)
+    log = home / "server.log"
+    args = [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with started(args, env, log) as server:
+        wait_until(lambda: api_healthy(api), 90, "the Prefect server's /api/health", log)
+        yield api, server
