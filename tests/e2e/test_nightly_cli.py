@@ -9,71 +9,33 @@ valid batch is written exactly once.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
-from subprocess_support import stop_process_group
+from subprocess_support import prefect_server
 
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 AEFLOW = shutil.which("aeflow", path=str(BIN)) or shutil.which("aeflow")
-PREFECT = shutil.which("prefect", path=str(BIN)) or "prefect"
 DAYS, ROWS_PER_DAY, TRAIN_DAYS = 5, 1000, 2
 QUICK = {"model": {"epochs": 5}, "evaluation": {"baselines": False, "report": False}}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def prefect_api(tmp_path_factory) -> Iterator[str]:
     """A Prefect server on loopback with its own SQLite database, stopped at the end."""
-    home = tmp_path_factory.mktemp("prefect-server")
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-    }
-    env.pop("PREFECT_API_URL", None)
-    log = home / "server.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                        break
-                time.sleep(1)
-            else:
-                pytest.fail("the Prefect server did not start:\n" + log.read_text()[-3000:])
-            yield api
-        finally:
-            stop_process_group(server)
+    with prefect_server(tmp_path_factory.mktemp("prefect-server")) as (api, _):
+        yield api
 
 
 @pytest.fixture(scope="module")
