@@ -16,6 +16,7 @@ Thread sizing:
 - before: as aeflow sized threads before this benchmark: torch (and its OpenMP, which spins while
   it waits) loaded before aeflow, torch's default thread count for training (all CPUs of the
   affinity mask for steps this big) and all CPUs but one for scoring;
+- old-counts: the old thread counts with OpenMP sleeping (the wait policy's share of the change);
 - after: aeflow's defaults (models/cpu.py): OpenMP sleeps while it waits, threads sized from the
   CPUs this process may use (affinity, cgroup quota) less those busy neighbours occupy.
 
@@ -59,7 +60,9 @@ TRAIN_ROWS = 96_000
 TRAIN_DAYS, TRAIN_ROWS_PER_DAY = 6, 20_000
 SCORE_CHUNK_ROWS = 65_536
 DATASET = "demo"
-SIZINGS = ("before", "after")
+# "old-counts": the old thread counts with OpenMP sleeping, to tell the wait policy's share of the
+# improvement from the thread count's.
+SIZINGS = ("before", "old-counts", "after")
 NEIGHBOURS = ("quiet", "cpu", "torch")
 NEIGHBOUR_LABELS = {
     "quiet": "alone",
@@ -114,13 +117,13 @@ def child(sizing: str, workload: str, workdir: str, root: str) -> dict:
     """One measurement in this (fresh) process: seconds, CPU seconds and torch threads used.
     ``root`` is the storage root holding the scoring batch and its champion."""
     work = Path(workdir)
-    if sizing == "before":
-        os.environ["AEFLOW_TORCH_THREADS"] = str(old_threads(workload))
-    import torch
-
     from models import AutoencoderDetector  # sets OpenMP's policy unless torch came first
 
     policy = WAIT_POLICY_AT_TORCH_IMPORT if sizing == "before" else os.environ["OMP_WAIT_POLICY"]
+    import torch
+
+    if sizing in ("before", "old-counts"):
+        os.environ["AEFLOW_TORCH_THREADS"] = str(old_threads(workload))
     seen: list[int] = []
     if workload == "train":
         frame = training_frame(work / "train")
@@ -242,67 +245,92 @@ def run_child(sizing: str, workload: str, workdir: Path, root: Path) -> dict:
 
 
 def measure(args: argparse.Namespace) -> dict:
+    """Every cell ``workload/neighbours/sizing``: the sizings run one after the other beside the
+    same neighbours, so they share the machine's background load."""
     results: dict = {"cells": {}, "quiet_others": []}
-    for workload in ("train", "score"):
+    runs: dict[str, list[dict]] = {}
+    for workload in args.workloads:
         for kind in NEIGHBOURS:
-            for sizing in SIZINGS:
-                runs = []
-                for repeat in range(args.repeats):
-                    if kind == "quiet":
-                        results["quiet_others"].append(wait_for_quiet(args.wait_quiet))
-                    neighbours = start_neighbours(kind, args.neighbours)
-                    try:
-                        runs.append(run_child(sizing, workload, args.workdir, args.root))
-                    finally:
-                        stop_neighbours(neighbours)
-                    print(f"{workload:5} {kind:5} {sizing:6} #{repeat + 1}: {runs[-1]}", flush=True)
-                results["cells"][f"{workload}/{kind}/{sizing}"] = {
-                    "seconds": statistics.median(r["seconds"] for r in runs),
-                    "cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
-                    "threads": sorted({t for r in runs for t in r["threads"]}),
-                    "runs": [round(r["seconds"], 2) for r in runs],
-                }
+            for repeat in range(args.repeats):
+                if kind == "quiet":
+                    results["quiet_others"].append(wait_for_quiet(args.wait_quiet))
+                neighbours = start_neighbours(kind, args.neighbours)
+                try:
+                    for sizing in args.sizings:
+                        run = run_child(sizing, workload, args.workdir, args.root)
+                        runs.setdefault(f"{workload}/{kind}/{sizing}", []).append(run)
+                        print(f"{workload} {kind} {sizing} #{repeat + 1}: {run}", flush=True)
+                finally:
+                    stop_neighbours(neighbours)
+    for key, cell_runs in runs.items():
+        results["cells"][key] = {
+            "seconds": statistics.median(r["seconds"] for r in cell_runs),
+            "cpu_seconds": statistics.median(r["cpu_seconds"] for r in cell_runs),
+            "threads": sorted({t for r in cell_runs for t in r["threads"]}),
+            "wait_policy": cell_runs[0]["wait_policy"],
+            "runs": [round(r["seconds"], 2) for r in cell_runs],
+        }
     return results
 
 
 # ------------------------------------------------------------------------------------- report
+SIZING_TEXT = {
+    "before": "before: torch's default threads, OpenMP spinning",
+    "old-counts": "the old thread counts, OpenMP sleeping",
+    "after": "after: models/cpu.py",
+}
+
+
 def report(args: argparse.Namespace, results: dict) -> list[str]:
     cells = results["cells"]
     titles = {
         "train": f"train: the demo's model on {TRAIN_ROWS:,} rows",
         "score": f"score: one batch of {args.score_rows:,} rows",
     }
-    sizing_text = {
-        "before": "before: torch's default threads, OpenMP spinning",
-        "after": "after: models/cpu.py",
-    }
+
+    def ratio(workload: str, kind: str, sizing: str) -> float:
+        return (
+            cells[f"{workload}/{kind}/{sizing}"]["seconds"]
+            / (cells[f"{workload}/quiet/{sizing}"]["seconds"])
+        )
+
     header = ["workload", "thread sizing", *[NEIGHBOUR_LABELS[k] + " s" for k in NEIGHBOURS]]
     rows, verdicts = [], []
-    for workload in ("train", "score"):
-        for sizing in SIZINGS:
-            quiet = cells[f"{workload}/quiet/{sizing}"]["seconds"]
-            row = [titles[workload], sizing_text[sizing], f"{quiet:.1f}"]
-            for kind in NEIGHBOURS[1:]:
-                loaded = cells[f"{workload}/{kind}/{sizing}"]["seconds"]
-                row.append(f"{loaded:.1f} ({loaded / quiet:.1f}x)")
-                if sizing == "after":
-                    met = "met" if loaded / quiet <= 2.5 else "NOT met"
-                    verdicts.append(
-                        f"- {workload} beside {args.neighbours} {NEIGHBOUR_LABELS[kind]}: "
-                        f"{loaded / quiet:.1f}x its quiet time (target <= 2.5x: {met}); before: "
-                        f"{cells[f'{workload}/{kind}/before']['seconds'] / cells[f'{workload}/quiet/before']['seconds']:.1f}x."
-                    )
+    for workload in args.workloads:
+        for sizing in args.sizings:
+            row = [titles[workload], SIZING_TEXT[sizing]]
+            for kind in NEIGHBOURS:
+                seconds = cells[f"{workload}/{kind}/{sizing}"]["seconds"]
+                factor = "" if kind == "quiet" else f" ({ratio(workload, kind, sizing):.1f}x)"
+                row.append(f"{seconds:.1f}{factor}")
             rows.append(row)
-    detail_header = ["cell", "runs s", "median CPU s", "torch threads used"]
+        if "after" not in args.sizings:
+            continue
+        for kind in NEIGHBOURS[1:]:
+            after = ratio(workload, kind, "after")
+            text = (
+                f"- {workload} beside {args.neighbours} {NEIGHBOUR_LABELS[kind]}: {after:.1f}x its "
+                f"quiet time (target <= 2.5x: {'met' if after <= 2.5 else 'NOT met'})"
+            )
+            if "before" in args.sizings:
+                before = cells[f"{workload}/{kind}/before"]["seconds"]
+                now = cells[f"{workload}/{kind}/after"]["seconds"]
+                text += (
+                    f"; the old sizing: {ratio(workload, kind, 'before'):.1f}x its quiet time, "
+                    f"{before / now:.1f}x as long as the new one beside the same neighbours"
+                )
+            verdicts.append(text + ".")
+    detail_header = ["cell", "runs s", "median CPU s", "torch threads used", "OpenMP wait policy"]
     detail = [
         [key, ", ".join(f"{s:.1f}" for s in cell["runs"]), f"{cell['cpu_seconds']:.1f}",
-         ", ".join(map(str, cell["threads"])) or "-"]
+         ", ".join(map(str, cell["threads"])) or "-", cell["wait_policy"]]
         for key, cell in cells.items()
     ]  # fmt: skip
     quiet_others = results["quiet_others"]
     return [
         f"- cores: {os.cpu_count()}; neighbours: {args.neighbours} per loaded run; median of "
-        f"{args.repeats} run(s) per cell, each in a fresh process (imports excluded).",
+        f"{args.repeats} run(s) per cell, each in a fresh process (imports excluded); the "
+        "sizings run one after the other beside the same neighbours.",
         f"- load average (1, 5, 15 min) at start: {results['load_start']}; at end: "
         f"{results['load_end']}. Runnable tasks of other processes before the quiet runs: "
         f"{', '.join(f'{o:.0f}' for o in quiet_others)} (0 is a quiet machine; waited up to "
@@ -347,6 +375,16 @@ def main() -> None:
         default=120.0,
         metavar="SECONDS",
         help="before each quiet run, wait up to this long for no other runnable task (120)",
+    )
+    parser.add_argument(
+        "--workloads", nargs="+", choices=("train", "score"), default=["train", "score"]
+    )
+    parser.add_argument(
+        "--sizings",
+        nargs="+",
+        choices=SIZINGS,
+        default=list(SIZINGS),
+        help="thread sizings to compare (all three)",
     )
     parser.add_argument("--write-doc", action="store_true", help="write docs/benchmarks/")
     args = parser.parse_args()
