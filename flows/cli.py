@@ -277,7 +277,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from flows.config import ConfigError
-    from flows.prefect_api import command_owns_process, grace_seconds
+    from flows.prefect_api import (
+        EXIT_PREFECT_API_LOST,
+        PrefectApiUnavailable,
+        command_owns_process,
+        grace_seconds,
+        require_api_for,
+    )
     from models.cpu import explicit_torch_threads
     from models.registry import RegistryError
 
@@ -285,9 +291,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Settings from the environment fail here, before any flow starts.
         grace_seconds()
         explicit_torch_threads()
+        require_api_for(args.command)
         # This process exists for the command: a flow run whose Prefect API goes away stops it.
         with command_owns_process():
             return int(args.handler(args) or 0)
+    except PrefectApiUnavailable as exc:
+        print(f"aeflow: error: {exc}", file=sys.stderr)
+        return EXIT_PREFECT_API_LOST
     except (ConfigError, RegistryError, FileNotFoundError, ValueError) as exc:
         if os.environ.get("AEFLOW_DEBUG"):
             raise

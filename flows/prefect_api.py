@@ -53,6 +53,32 @@ def api_problem(api_url: str, timeout_s: float = 2.0) -> str | None:
     return None if response.status_code == 200 else f"health check answered {response.status_code}"
 
 
+class PrefectApiUnavailable(RuntimeError):
+    """The configured Prefect API does not answer; the `aeflow` command exits with
+    :data:`EXIT_PREFECT_API_LOST`."""
+
+
+# The commands that run flows (or serve them) and so need the Prefect API.
+FLOW_COMMANDS = frozenset({"train", "score", "demo", "nightly", "retrain", "backfill", "serve"})
+
+
+def require_api_for(command: str) -> None:
+    """Before ``command`` runs flows: when PREFECT_API_URL names an API that does not answer,
+    raise :class:`PrefectApiUnavailable` at once (Prefect's client would retry for about half a
+    minute, then print a traceback). Without PREFECT_API_URL, Prefect starts a temporary local
+    server: nothing to check."""
+    api_url = os.environ.get("PREFECT_API_URL", "").strip().rstrip("/")
+    if command not in FLOW_COMMANDS or not api_url:
+        return
+    problem = api_problem(api_url)
+    if problem is not None:
+        raise PrefectApiUnavailable(
+            f"the Prefect API at {api_url} (PREFECT_API_URL) does not answer ({problem}); start "
+            "it (`prefect server start`), fix PREFECT_API_URL, or unset it to run on a temporary "
+            "local server"
+        )
+
+
 def grace_seconds() -> float:
     """Seconds a run waits for an API that stopped answering: ``AEFLOW_PREFECT_API_GRACE_S``.
 

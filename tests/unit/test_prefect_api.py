@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from subprocess_support import free_port
@@ -12,6 +13,8 @@ from subprocess_support import free_port
 from flows import prefect_api
 from flows.cli import main
 from flows.prefect_api import GRACE_ENV, ApiWatch, api_problem, grace_seconds
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_an_api_nobody_listens_on_is_named_as_refused():
@@ -77,3 +80,17 @@ def test_grace_defaults_to_thirty_seconds(monkeypatch):
     assert grace_seconds() == 30.0
     monkeypatch.setenv(GRACE_ENV, "2.5")
     assert grace_seconds() == 2.5
+
+
+def test_a_command_that_runs_flows_fails_at_once_when_its_prefect_api_does_not_answer(
+    monkeypatch, capsys
+):
+    api = f"http://127.0.0.1:{free_port()}/api"
+    monkeypatch.setenv("PREFECT_API_URL", api)
+    started = time.monotonic()
+    code = main(["score", "--config", str(REPO_ROOT / "configs" / "demo.toml")])
+    assert code == prefect_api.EXIT_PREFECT_API_LOST
+    assert time.monotonic() - started < 10
+    err = capsys.readouterr().err
+    assert f"aeflow: error: the Prefect API at {api} (PREFECT_API_URL) does not answer" in err
+    assert "connection refused" in err
