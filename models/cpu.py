@@ -288,6 +288,8 @@ def choose_torch_threads(reserve: int = 0, share: int = 1, most: int | None = No
     explicit = explicit_torch_threads()
     if explicit is not None:
         return explicit
+    if most is not None and most <= 1:
+        return 1  # no need to measure the machine
     threads = (usable_cpus() - reserve) // max(1, share)
     if most is not None:
         threads = min(threads, most)
