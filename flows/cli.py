@@ -124,9 +124,11 @@ def _layout(config_path: str):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from flows.prefect_api import require_prefect_api
     from flows.train import train_flow
 
     _layout(args.config)  # fail fast on a bad config, before Prefect starts
+    require_prefect_api()
     result = with_training_progress(
         lambda: train_flow(
             config=args.config, until=args.until, batches=args.batch, promote=not args.no_promote
@@ -137,9 +139,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from flows.prefect_api import require_prefect_api
     from flows.score import run_score
 
     cfg, layout = _layout(args.config)
+    require_prefect_api()
     summary = run_score(
         args.config,
         model_version=args.model_version,
@@ -162,12 +166,14 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from flows.prefect_api import require_prefect_api
     from flows.score import run_score
     from flows.train import train_flow
     from tasks.demo_data import generate_demo_data
     from tasks.io import remove
 
     cfg, layout = _layout(args.config)
+    require_prefect_api()
     opts = cfg.storage.options
     # The demo starts from a clean slate for its dataset (the model registry is kept).
     for folder in (layout.incoming, layout.quarantine(), layout.scored):
@@ -282,7 +288,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         PrefectApiUnavailable,
         command_owns_process,
         grace_seconds,
-        require_api_for,
     )
     from models.cpu import explicit_torch_threads
     from models.registry import RegistryError
@@ -291,7 +296,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Settings from the environment fail here, before any flow starts.
         grace_seconds()
         explicit_torch_threads()
-        require_api_for(args.command)
         # This process exists for the command: a flow run whose Prefect API goes away stops it.
         with command_owns_process():
             return int(args.handler(args) or 0)

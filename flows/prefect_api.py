@@ -58,17 +58,13 @@ class PrefectApiUnavailable(RuntimeError):
     :data:`EXIT_PREFECT_API_LOST`."""
 
 
-# The commands that run flows (or serve them) and so need the Prefect API.
-FLOW_COMMANDS = frozenset({"train", "score", "demo", "nightly", "retrain", "backfill", "serve"})
-
-
-def require_api_for(command: str) -> None:
-    """Before ``command`` runs flows: when PREFECT_API_URL names an API that does not answer,
-    raise :class:`PrefectApiUnavailable` at once (Prefect's client would retry for about half a
-    minute, then print a traceback). Without PREFECT_API_URL, Prefect starts a temporary local
-    server: nothing to check."""
+def require_prefect_api() -> None:
+    """Before a command runs flows (once its arguments and config are checked): when
+    PREFECT_API_URL names an API that does not answer, raise :class:`PrefectApiUnavailable` at
+    once (Prefect's client would retry for about half a minute, then print a traceback). Without
+    PREFECT_API_URL, Prefect starts a temporary local server: nothing to check."""
     api_url = os.environ.get("PREFECT_API_URL", "").strip().rstrip("/")
-    if command not in FLOW_COMMANDS or not api_url:
+    if not api_url:
         return
     problem = api_problem(api_url)
     if problem is not None:

@@ -145,12 +145,14 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     from flows.cli import with_training_progress
     from flows.config import load_config
     from flows.nightly import nightly_flow
+    from flows.prefect_api import require_prefect_api
     from tasks.io import StorageLayout
     from tasks.window import parse_date
 
     cfg = load_config(args.config)  # fail fast on a bad config or date, before Prefect starts
     if args.date:
         parse_date(args.date)
+    require_prefect_api()
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     runner = _task_runner(args.dask, args.workers, cfg.scoring.workers)
     result = with_training_progress(
@@ -166,12 +168,14 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 def cmd_retrain(args: argparse.Namespace) -> int:
     from flows.cli import with_training_progress
     from flows.config import load_config
+    from flows.prefect_api import require_prefect_api
     from flows.retrain import retrain_flow
     from tasks.window import parse_date
 
     load_config(args.config)
     if args.until:
         parse_date(args.until, "--until")
+    require_prefect_api()
     result = with_training_progress(
         lambda: retrain_flow(
             config=args.config,
@@ -190,12 +194,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from flows.backfill import backfill_flow
     from flows.cli import format_score_summary
     from flows.config import load_config
+    from flows.prefect_api import require_prefect_api
     from tasks.io import StorageLayout, list_batches
     from tasks.window import parse_date, select_date_range
 
     cfg = load_config(args.config)
     parse_date(args.start, "--from")
     parse_date(args.end, "--to")
+    require_prefect_api()
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     runner = _task_runner(args.dask, args.workers, cfg.scoring.workers)
     in_range = [
@@ -221,8 +227,10 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from flows.deployments import deployment_specs, serve, trigger_help
+    from flows.prefect_api import require_prefect_api
 
     specs = deployment_specs(args.config, args.nightly_cron, args.retrain_cron, args.timezone)
+    require_prefect_api()
     print(trigger_help(specs, args.config))
     if not os.environ.get("PREFECT_API_URL"):
         print(
