@@ -9,7 +9,7 @@ share would be about 2x (docs/benchmarks/contention.md). This module:
   the ``models``, ``tasks`` or ``flows`` package is imported, before torch loads OpenMP);
 - measures the CPUs this process may use: its scheduler affinity and its cgroup's CPU quota
   (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``), capped by
-  OMP_NUM_THREADS when set (:func:`cpu_budget`);
+  OMP_NUM_THREADS when the process started with it (:func:`cpu_budget`);
 - leaves out the CPUs that other processes' runnable tasks keep busy right now
   (:func:`busy_neighbours`, :func:`usable_cpus`), so a shared worker runs fewer threads instead of
   more threads that wait for one another;
@@ -163,9 +163,16 @@ def cgroup_cpu_limit(proc_self: Path | str | None = None) -> float | None:
     return min(limits) if limits else None
 
 
+# OMP_NUM_THREADS as this process was started with it: what a person asked for. Libraries change it
+# later for their own children (a Dask nanny sets it to 1 in its parent's environment before it
+# spawns a worker), and that must not shrink this process's own threads.
+OMP_NUM_THREADS_AT_START = os.environ.get("OMP_NUM_THREADS")
+
+
 def _omp_num_threads() -> int | None:
-    """OMP_NUM_THREADS's first level when it is a positive whole number (OpenMP's own rule)."""
-    value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    """OMP_NUM_THREADS's first level (as the process started) when it is a positive whole
+    number, OpenMP's own rule; None otherwise."""
+    value = (OMP_NUM_THREADS_AT_START or "").split(",")[0].strip()
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 

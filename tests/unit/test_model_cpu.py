@@ -20,6 +20,13 @@ from models import AutoencoderDetector
 from models.cpu import CpuBudget, cgroup_cpu_limit, idle_cpus
 
 CPUS = len(os.sched_getaffinity(0))
+# Settings that fix thread counts (a Dask nanny puts the last three into its parent's environment).
+THREAD_SETTINGS = (
+    "AEFLOW_TORCH_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+)
 needs_two_cpus = pytest.mark.skipif(CPUS < 2, reason="needs a process allowed on 2 CPUs or more")
 
 
@@ -94,10 +101,14 @@ def test_hybrid_hierarchy_takes_the_v1_cpu_quota_and_missing_files_mean_no_quota
     assert cgroup_cpu_limit(tmp_path / "no-such-proc") is None
 
 
-def test_omp_num_threads_caps_the_budget(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1,1")
+def test_omp_num_threads_the_process_started_with_caps_the_budget(monkeypatch):
+    monkeypatch.setattr(cpu, "OMP_NUM_THREADS_AT_START", "1,1")
     assert cpu.cpu_budget().cpus == 1
-    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")  # OpenMP ignores it too
+    monkeypatch.setattr(cpu, "OMP_NUM_THREADS_AT_START", "not a number")  # OpenMP ignores it too
+    assert cpu.cpu_budget().omp_num_threads is None
+    # Set later (a Dask nanny does, for its workers): not this process's own setting.
+    monkeypatch.setattr(cpu, "OMP_NUM_THREADS_AT_START", None)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert cpu.cpu_budget().omp_num_threads is None
 
 
@@ -105,13 +116,14 @@ def test_omp_num_threads_caps_the_budget(monkeypatch):
 @pytest.mark.slow
 @needs_two_cpus
 def test_the_real_affinity_mask_limits_the_budget_and_the_training_threads(tmp_path):
-    # torch is imported (its default pool sized) before the mask shrinks, as in a worker that
-    # an operator pins with `taskset -p` while it runs.
+    # torch's pool is sized for 2 CPUs before the mask shrinks to one, as in a worker that an
+    # operator pins with `taskset -p` while it runs.
     script = textwrap.dedent(
         """
         import json, os, numpy as np, torch
         from models import AutoencoderDetector
         from models.cpu import cpu_budget
+        torch.set_num_threads(2)
         before = torch.get_num_threads()
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
         seen = []
@@ -121,15 +133,13 @@ def test_the_real_affinity_mask_limits_the_budget_and_the_training_threads(tmp_p
         print(json.dumps({"before": before, "budget": cpu_budget().cpus, "seen": seen}))
         """
     )
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("AEFLOW_TORCH_THREADS", "OMP_NUM_THREADS")
-    }
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_SETTINGS}
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["before"] >= 2
+    assert result["before"] == 2
     assert result["budget"] == 1
     assert result["seen"] and set(result["seen"]) == {1}
 
@@ -204,7 +214,7 @@ def fit_threads(seed: int = 0) -> tuple[list[int], np.ndarray]:
 @needs_two_cpus
 def test_training_follows_the_cgroup_quota_and_restores_the_callers_threads(tmp_path, monkeypatch):
     monkeypatch.delenv("AEFLOW_TORCH_THREADS", raising=False)
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(cpu, "OMP_NUM_THREADS_AT_START", None)
     monkeypatch.setattr(cpu, "busy_neighbours", lambda: 0.0)
     mount = tmp_path / "cgroup"
     write(mount, cpu_max="100000 100000")  # one CPU
