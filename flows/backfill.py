@@ -1,9 +1,9 @@
 """The `backfill` flow: re-score the batches of a date range with a chosen model version.
 
-Wiring only. Each batch in incoming/ whose id starts with a date in [start, end] is validated and
-scored with the version (the champion by default). A batch already scored by that version (same
-input checksum) is skipped unless ``force``; any other output of the batch is replaced, never
-appended to, so a backfill can be run again safely.
+Wiring only. Each batch in incoming/ dated in [start, end] (its date: ``columns.batch_date``, see
+tasks/batch_dates.py) is validated and scored with the version (the champion by default). A batch
+already scored by that version (same input checksum) is skipped unless ``force``; any other output
+of the batch is replaced, never appended to, so a backfill can be run again safely.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.config import load_config
-from flows.nightly import validate_and_score
+from flows.errors import BatchesFailed
 from flows.prefect_api import API_WATCH_HOOKS
+from flows.preflight import check_config_columns
+from flows.score import validate_and_score
 from tasks.io import StorageLayout, list_batches_task
-from tasks.reporting import score_summary_task
+from tasks.reporting import RESULT_KEYS, publish_result, score_line, score_summary_task
 from tasks.scoring import find_pending_batches_task
 from tasks.window import select_date_range_task
 
@@ -34,10 +36,20 @@ def backfill_flow(
     ``model_version`` (the champion when None). Returns the run summary of the score flow's shape.
     """
     cfg = load_config(config)
+    check_config_columns(cfg, model_version)
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     opts = cfg.storage.options
     available = list_batches_task(layout.incoming, opts)
-    in_range = select_date_range_task(available, start, end)
+    in_range = select_date_range_task(
+        available,
+        start,
+        end,
+        layout.root,
+        cfg.dataset,
+        cfg.columns.batch_date,
+        cfg.columns.timestamp,
+        opts,
+    )
     plan = find_pending_batches_task(in_range, layout.root, cfg.dataset, model_version, force, opts)
     processed = validate_and_score(cfg, layout, plan["pending"], plan["model_version"], force=force)
     summary = score_summary_task(
@@ -47,10 +59,20 @@ def backfill_flow(
         sorted([*plan["skipped"], *processed["skipped"]], key=itemgetter("batch_id")),
         processed["quarantined"],
         processed["warnings"],
+        cfg.threshold.method,
+        cfg.threshold.value,
+    )
+    failed = len(processed["failures"])
+    publish_result(
+        "backfill",
+        cfg.dataset,
+        f"{cfg.dataset} backfill {start}..{end} with {plan['model_version']}: "
+        f"{score_line(summary)}" + (f"; {failed} failed to score" if failed else ""),
+        {key: summary[key] for key in RESULT_KEYS},
     )
     if processed["failures"]:
         get_run_logger().error("%d batch(es) failed to score", len(processed["failures"]))
-        raise RuntimeError(
+        raise BatchesFailed(
             f"{len(processed['failures'])} batch(es) failed to score: "
             + "; ".join(processed["failures"])
         )

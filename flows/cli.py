@@ -16,16 +16,31 @@ from collections.abc import Sequence
 from typing import Any
 
 from flows.commands import add_config_argument
+from flows.errors import (
+    EXIT_BATCHES_FAILED,
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    EXIT_QUARANTINED,
+    EXIT_USAGE,
+    BatchesFailed,
+)
 
 # Quiet, offline-friendly defaults; a user's own environment wins.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect waits 20 s for its temporary local server; a busy machine needs longer (measured: over
+# 20 s at a load of 9 on 2 cores, where every command then failed without doing anything).
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-EPILOG = """examples:
+EPILOG = (
+    """examples:
   aeflow demo --config configs/demo.toml        generate demo data, train, score, print a summary
   aeflow train --config configs/demo.toml       train on the training window, register, promote
   aeflow score --config configs/demo.toml       validate and score every batch not yet scored
+
 """
+    + EXIT_CODES_HELP
+)
 
 
 # --------------------------------------------------------------------------------- progress
@@ -72,14 +87,24 @@ def with_training_progress(run):
 
 # --------------------------------------------------------------------------------- summaries
 def format_train_summary(result: dict[str, Any]) -> str:
+    from tasks.fit_checks import calibration_text
+
     metrics = result["metrics"]
     gate = result.get("gate") or {}
-    status = "champion" if result["promoted"] else "registered, not promoted"
+    champion = (result.get("gate") or {}).get("champion_after") == result["version"]
+    if result.get("reused"):
+        # Same data, config and seed: training reproduced a registered bundle.
+        status = "identical to this registered version: reused, nothing new registered" + (
+            "; it is the champion" if champion else "; not the champion"
+        )
+    else:
+        status = "champion" if result["promoted"] else "registered, not promoted"
     lines = [
         f"model version     {result['version']} ({status})",
         f"trained on        {metrics['train_rows']} rows from {len(result['training_batches'])} batches "
         f"in {metrics['fit_seconds']:.1f} s",
-        f"threshold         {metrics['threshold']:.4f}",
+        f"threshold         {metrics['threshold']:.4f} (calibrated on "
+        f"{calibration_text(metrics.get('calibration'))})",
     ]
     evaluation = result.get("evaluation") or {}
     if evaluation.get("auroc") is not None:
@@ -87,6 +112,8 @@ def format_train_summary(result: dict[str, Any]) -> str:
     if gate:
         reasons = "; ".join(gate.get("reasons", [])) or "no reasons recorded"
         lines.append(f"promotion gate    {gate.get('decision', '?')}: {reasons}")
+    for warning in result.get("warnings", []):
+        lines.append(f"warning           {warning}")
     for left_out in result.get("left_out", []):
         lines.append(f"left out          {left_out['batch_id']}: {left_out['reason']}")
     lines.append(f"model bundle      {result['models_root']}/{result['version']}")
@@ -110,6 +137,8 @@ def format_score_summary(summary: dict[str, Any], scored_root: str, quarantine_r
         )
     for warned in summary["warnings"]:
         lines.append(f"warnings          {warned['batch_id']}: {warned.get('reason', '')}")
+    for flag_warning in summary.get("flag_warnings", []):
+        lines.append(f"flag rate         {flag_warning}")
     lines += [f"scored outputs    {scored_root}", f"quarantine        {quarantine_root}"]
     return "\n".join(lines)
 
@@ -125,9 +154,14 @@ def _layout(config_path: str):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from flows.prefect_api import require_prefect_api
+    from flows.preflight import check_config_columns
     from flows.train import train_flow
+    from tasks.window import parse_date
 
-    _layout(args.config)  # fail fast on a bad config, before Prefect starts
+    cfg, _ = _layout(args.config)  # fail fast on a bad config or date, before Prefect starts
+    if args.until:
+        parse_date(args.until, "--until")
+    check_config_columns(cfg, against_model=False)
     require_prefect_api()
     result = with_training_progress(
         lambda: train_flow(
@@ -140,9 +174,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from flows.prefect_api import require_prefect_api
+    from flows.preflight import check_config_columns
     from flows.score import run_score
 
     cfg, layout = _layout(args.config)
+    check_config_columns(cfg, args.model_version)  # before Prefect starts or a batch is touched
     require_prefect_api()
     summary = run_score(
         args.config,
@@ -152,16 +188,48 @@ def cmd_score(args: argparse.Namespace) -> int:
         dask=args.dask,
     )
     print("\n" + format_score_summary(summary, layout.scored, layout.quarantine()))
-    return 0
+    return quarantine_exit(summary, args.fail_on_quarantine)
+
+
+def _special_days(args: argparse.Namespace) -> tuple[int | None, int | None]:
+    """The drifted and malformed day indices: as given, or the defaults for the number of days."""
+    from tasks.demo_data import default_special_days
+
+    drift, malformed = default_special_days(args.days)
+    chosen = []
+    for given, default in ((args.drift_day, drift), (args.malformed_day, malformed)):
+        if given is None:
+            chosen.append(default)
+        elif given.lower() == "none":
+            chosen.append(None)
+        else:
+            try:
+                chosen.append(int(given))
+            except ValueError:
+                raise ValueError(
+                    f"--drift-day/--malformed-day take a day index (0 = the first day, -1 = the "
+                    f"last) or 'none', got {given!r}"
+                ) from None
+    return chosen[0], chosen[1]
+
+
+def _generate_demo_data(args: argparse.Namespace, out: str) -> Any:
+    """The demo batches the command's options ask for, written to ``out``; the manifest."""
+    from tasks.demo_data import generate_demo_data
+
+    drift_day, malformed_day = _special_days(args)
+    return generate_demo_data(
+        out,
+        days=args.days,
+        rows_per_day=args.rows_per_day,
+        seed=args.seed,
+        drift_day=drift_day,
+        malformed_day=malformed_day,
+    )
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from tasks.demo_data import generate_demo_data
-
-    manifest = generate_demo_data(
-        args.out, days=args.days, rows_per_day=args.rows_per_day, seed=args.seed
-    )
-    print(manifest.to_json())
+    print(_generate_demo_data(args, args.out).to_json())
     return 0
 
 
@@ -169,10 +237,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from flows.prefect_api import require_prefect_api
     from flows.score import run_score
     from flows.train import train_flow
-    from tasks.demo_data import generate_demo_data
     from tasks.io import remove
 
     cfg, layout = _layout(args.config)
+    if not 1 <= args.train_days <= args.days:
+        raise ValueError(
+            f"--train-days must be between 1 and --days ({args.days}), got {args.train_days}"
+        )
     require_prefect_api()
     opts = cfg.storage.options
     # The demo starts from a clean slate for its dataset (the model registry is kept).
@@ -181,23 +252,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(
         f"generating {args.days} days x {args.rows_per_day} rows of demo data into {layout.incoming}"
     )
-    manifest = generate_demo_data(
-        layout.incoming, days=args.days, rows_per_day=args.rows_per_day, seed=args.seed
-    )
+    manifest = _generate_demo_data(args, layout.incoming)
     train_until = manifest.batch_ids[args.train_days - 1]
     trained = with_training_progress(lambda: train_flow(config=args.config, until=train_until))
     summary = run_score(args.config)
     print("\n=== aeflow demo summary ===")
     print(format_train_summary(trained))
     print(format_score_summary(summary, layout.scored, layout.quarantine()))
+    drifted = manifest.drift_batch_id or "none"
+    malformed = manifest.malformed_batch_id or "none"
+    kind = f" ({manifest.malformation_kind})" if manifest.malformation_kind else ""
     print(
-        f"demo data         {manifest.days} days; drifted day {manifest.drift_batch_id}, "
-        f"malformed day {manifest.malformed_batch_id} ({manifest.malformation_kind})"
+        f"demo data         {manifest.days} days; drifted day {drifted}, malformed day {malformed}{kind}"
     )
     return 0
 
 
 # ------------------------------------------------------------------------------------ parser
+def _add_special_days(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--drift-day",
+        metavar="INDEX|none",
+        help="the day whose rows drift (0 = the first, -1 = the last; default -3, none with "
+        "fewer than 3 days)",
+    )
+    parser.add_argument(
+        "--malformed-day",
+        metavar="INDEX|none",
+        help="the day written malformed (default -2, none with fewer than 3 days)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aeflow",
@@ -216,7 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
         "it the champion when the promotion gate passes.",
     )
     add_config_argument(train)
-    train.add_argument("--until", metavar="BATCH_ID", help="use only batches with id <= this")
+    train.add_argument(
+        "--until",
+        metavar="YYYY-MM-DD",
+        help="last day of the training window (training.window_days days of batches, by each "
+        "batch's date; default: the newest batch's date)",
+    )
     train.add_argument(
         "--batch", action="append", metavar="BATCH_ID", help="train on this batch (repeatable)"
     )
@@ -242,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run on a Dask cluster: a scheduler address (tcp://host:8786), or 'local' for a "
         "temporary LocalCluster of --workers processes (needs the dask extra)",
     )
+    add_fail_on_quarantine(score)
     score.set_defaults(handler=cmd_score)
 
     demo_data = sub.add_parser(
@@ -256,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rows-per-day", type=int, default=20_000, help="rows per batch (20000)"
     )
     demo_data.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    _add_special_days(demo_data)
     demo_data.set_defaults(handler=cmd_demo_data)
 
     demo = sub.add_parser(
@@ -270,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows-per-day", type=int, default=20_000, help="rows per batch (20000)")
     demo.add_argument("--train-days", type=int, default=6, help="train on the first N days (6)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    _add_special_days(demo)
     demo.set_defaults(handler=cmd_demo)
 
     import flows.commands as commands
@@ -306,10 +399,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("AEFLOW_DEBUG"):
             raise
         print(f"aeflow: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except BatchesFailed as exc:
+        print(f"aeflow: error: {exc}", file=sys.stderr)
+        return EXIT_BATCHES_FAILED
     except KeyboardInterrupt:
         print("aeflow: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def quarantine_exit(summary: dict[str, Any], fail_on_quarantine: bool) -> int:
+    """The exit code of a scoring run: EXIT_QUARANTINED when asked to fail on quarantine and a
+    batch was quarantined (said in one line on stderr), else 0."""
+    quarantined = summary["batches_quarantined"]
+    if not (fail_on_quarantine and quarantined):
+        return 0
+    print(
+        f"aeflow: {quarantined} batch(es) quarantined; exit {EXIT_QUARANTINED} "
+        "(--fail-on-quarantine)",
+        file=sys.stderr,
+    )
+    return EXIT_QUARANTINED
+
+
+def add_fail_on_quarantine(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fail-on-quarantine",
+        action="store_true",
+        help=f"exit {EXIT_QUARANTINED} when the run quarantined a batch (for schedulers and CI); "
+        "the other batches are scored as usual",
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,19 @@ class ColumnsConfig(_Section):
     """The roles of the dataset's columns."""
 
     id: str = Field(description="unique row id, copied to every scored row")
-    timestamp: str | None = Field(None, description="event time; decides the output date partition")
-    label: str | None = Field(None, description="optional 0/1 anomaly label, used only to evaluate")
+    timestamp: str | None = Field(None, description="event time of each row")
+    label: str | None = Field(
+        None,
+        description="optional 0/1 anomaly label: used to evaluate when a batch has it, never "
+        "required (production batches usually lack it)",
+    )
+    batch_date: Literal["auto", "timestamp", "id", "arrival"] = Field(
+        "auto",
+        description="where a batch's date (its date= partition, nightly/backfill/training "
+        "windows) comes from: 'timestamp' (earliest value of the timestamp column), 'id' (a date "
+        "in the batch id, e.g. 2026-01-05, 20260105, 2026-01, 2026-W02), 'arrival' (the file's "
+        "modification date, recorded once), or 'auto' (timestamp, else id, else arrival)",
+    )
     numeric: list[str] = Field(default_factory=list, description="numeric feature columns")
     categorical: list[str] = Field(default_factory=list, description="categorical feature columns")
     missing_values: list[str] = Field(
@@ -68,6 +79,11 @@ class ColumnsConfig(_Section):
                 raise ValueError(f"the {role} column {name!r} must not also be a feature column")
         if self.label_positive and self.label_negative:
             raise ValueError("give label_positive or label_negative, not both")
+        if self.batch_date == "timestamp" and self.timestamp is None:
+            raise ValueError(
+                "batch_date = 'timestamp' needs columns.timestamp; name the timestamp column or "
+                "use batch_date = 'auto' (a date in the batch id, else the arrival)"
+            )
         return self
 
     @property
@@ -430,7 +446,8 @@ class PipelineConfig(_Section):
 
     def validation_arguments(self) -> dict[str, Any]:
         """Keyword arguments for `tasks.validate.validate_batch` (and its task) after the batch:
-        the suite, the column roles, the warning policy, storage options and severities."""
+        the suite, the column roles, the warning policy, storage options, severities and the
+        optional columns (the label: used when present, never required)."""
         cols = self.columns
         return {
             "suite_path": self.suite_path,
@@ -442,6 +459,7 @@ class PipelineConfig(_Section):
             "on_warning": self.validation.on_warning,
             "options": self.storage.options,
             "severity_overrides": self.validation.severity,
+            "optional_columns": [cols.label] if cols.label else [],
         }
 
 

@@ -148,7 +148,7 @@ def serve(
 
     Stopping takes at most ``shutdown_timeout_s`` seconds: runs in flight are asked to stop and
     the schedules are paused while the API answers; when it does not, they are left as they are.
-    Returns the exit code: 0 after a clean stop, :data:`flows.prefect_api.EXIT_PREFECT_API_LOST`
+    Returns the exit code: 0 after a clean stop, :data:`flows.errors.EXIT_PREFECT_API_LOST` (4)
     when the API did not answer or the stop ran out of time.
     """
     import asyncio

@@ -20,7 +20,9 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
 from flows.config import load_config
+from flows.errors import BatchesFailed
 from flows.prefect_api import API_WATCH_HOOKS
+from flows.preflight import check_config_columns
 from flows.retrain import ensure_drift_reference, retrain_flow
 from flows.score import validate_and_score
 from models.registry import ModelRegistry
@@ -31,7 +33,14 @@ from tasks.drift import (
     retrain_triggers,
 )
 from tasks.io import StorageLayout, join, list_batches_task
-from tasks.reporting import artifact_key, publish_record_task, score_summary_task
+from tasks.reporting import (
+    RESULT_KEYS,
+    artifact_key,
+    publish_record_task,
+    publish_result,
+    score_line,
+    score_summary_task,
+)
 from tasks.window import select_nightly_batches_task
 
 
@@ -81,6 +90,27 @@ def nightly_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def nightly_line(result: dict[str, Any]) -> str:
+    """The night in one line: scored, flagged, drift, retraining."""
+    drifted = sum(1 for d in result["drift"] if d["drifted"])
+    decision, retrained = result["retrain_decision"], result["retrain"]
+    if not decision["retrain"]:
+        retraining = "not triggered"
+    elif retrained is None:
+        retraining = "triggered, not run (switched off)"
+    elif retrained["version"] is None:
+        retraining = "skipped (nothing to train on)"
+    else:
+        outcome = "promoted" if retrained["promoted"] else "kept as challenger"
+        retraining = f"{retrained['version']} {outcome}"
+    failed = len(result.get("failures") or [])
+    return (
+        f"{result['dataset']} night {result['night']}: {score_line(result['score'])}"
+        + (f"; {failed} failed to score" if failed else "")
+        + f"; drift in {drifted} of {len(result['drift'])} batch(es); retraining {retraining}"
+    )
+
+
 @task(name="retrain-triggers", cache_policy=NO_CACHE)
 def retrain_triggers_task(
     drift_reports: list[dict[str, Any]],
@@ -110,19 +140,23 @@ def _compact(report: dict[str, Any]) -> dict[str, Any]:
 
 @flow(name="aeflow-nightly", log_prints=True, **API_WATCH_HOOKS)
 def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> dict[str, Any]:
-    """One night: score the night's batches (those whose id starts with ``date``, YYYY-MM-DD, or
-    every batch not scored yet) with the champion, measure their drift, and retrain when drift or
-    the champion's age calls for it (unless ``retrain`` is false). Returns the night's summary.
+    """One night: score the night's batches (those dated ``date``, YYYY-MM-DD, by
+    ``columns.batch_date``; or every batch not scored yet) with the champion, measure their drift,
+    and retrain when drift or the champion's age calls for it (unless ``retrain`` is false).
+    Returns the night's summary.
     """
     logger = get_run_logger()
     cfg = load_config(config)
+    check_config_columns(cfg)
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     opts, cols = cfg.storage.options, cfg.columns
     night = date or dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H%M%SZ")
     registry = ModelRegistry(layout.models, opts)
 
     available = list_batches_task(layout.incoming, opts)
-    selected = select_nightly_batches_task(available, layout.root, cfg.dataset, date, opts)
+    selected = select_nightly_batches_task(
+        available, layout.root, cfg.dataset, date, opts, cols.batch_date, cols.timestamp
+    )
     pending, scored_before = selected["pending"], selected["scored_before"]
     version = registry.resolve(None) if pending or scored_before else registry.champion()
     processed = validate_and_score(cfg, layout, pending, version or "")
@@ -134,6 +168,8 @@ def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> 
         scored_before,
         processed["quarantined"],
         processed["warnings"],
+        cfg.threshold.method,
+        cfg.threshold.value,
     )
 
     # Drift is measured for every batch of the night scored by the current champion (also one
@@ -206,9 +242,20 @@ def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> 
         f"aeflow nightly run for {result['dataset']} ({result['night']})",
         opts,
     )
+    publish_result(
+        "nightly",
+        cfg.dataset,
+        nightly_line(result),
+        {
+            **{key: score[key] for key in RESULT_KEYS},
+            "drifted_batches": sum(1 for d in drift_reports if d["drifted"]),
+            "retrained": (retrained or {}).get("version"),
+            "champion_after": result["champion_after"],
+        },
+    )
     if processed["failures"]:
         logger.error("%d batch(es) failed to score", len(processed["failures"]))
-        raise RuntimeError(
+        raise BatchesFailed(
             f"{len(processed['failures'])} batch(es) failed to score: "
             + "; ".join(processed["failures"])
         )

@@ -29,7 +29,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-EXIT_PREFECT_API_LOST = 3
+from flows.errors import EXIT_INTERRUPTED, EXIT_PREFECT_API_LOST
+
 GRACE_ENV = "AEFLOW_PREFECT_API_GRACE_S"
 DEFAULT_GRACE_S = 30.0
 
@@ -284,7 +285,10 @@ class ShutdownGuard:
     def begin(self, signal_name: str, api_url: str | None) -> bool:
         """Start stopping; returns False when stopping had already begun (the process exits)."""
         if self._began:
-            exit_now(f"aeflow serve: {signal_name} again: exiting now", self.exit_code or 130)
+            exit_now(
+                f"aeflow serve: {signal_name} again: exiting now",
+                self.exit_code or EXIT_INTERRUPTED,
+            )
             return False
         self._began = True
         self.api_url = api_url

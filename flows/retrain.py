@@ -15,19 +15,21 @@ registry (the challenger's entry and champion.json's history) and as a Prefect a
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from prefect import flow, get_run_logger
 
 from flows.config import PipelineConfig, load_config
 from flows.prefect_api import API_WATCH_HOOKS
+from flows.preflight import check_config_columns
 from flows.train import train_evaluate_gate
 from models.registry import ModelRegistry
 from tasks.drift import ensure_reference_task
 from tasks.evaluate import new_run_id
 from tasks.io import StorageLayout, join
-from tasks.reporting import artifact_key, publish_record_task
-from tasks.window import training_window_task
+from tasks.reporting import artifact_key, publish_record_task, publish_result
+from tasks.window import parse_date, training_window_task
 
 RECORD_FILE = "retrain.json"
 
@@ -110,6 +112,7 @@ def retrain_flow(
     """
     logger = get_run_logger()
     cfg = load_config(config)
+    check_config_columns(cfg, against_model=False, suite_required=False)
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     opts = cfg.storage.options
     window_days = cfg.retrain.window_days or cfg.training.window_days
@@ -129,19 +132,26 @@ def retrain_flow(
     record["window"] = {
         "days": window_days,
         "until": until,
-        "first_date": window[0]["date"] if window else None,
-        "last_date": window[-1]["date"] if window else None,
+        "first_date": min(b["date"] for b in window) if window else None,
+        "last_date": max(b["date"] for b in window) if window else None,
         "batches": [b["batch_id"] for b in window],
         "exclude_flagged": leave_out_flagged,
         "rows_before_filter": 0,
         "rows_left_out": 0,
     }
     if not window:
+        if until:
+            first = (parse_date(until, "until") - dt.timedelta(days=window_days - 1)).isoformat()
+            span = f"dated {first}..{parse_date(until, 'until').isoformat()}"
+        else:
+            span = "yet"
         reason = (
-            f"no accepted (validated and scored) batches in the {window_days} days up to "
-            f"{until or 'the newest batch'}; score batches first (`aeflow nightly`)"
+            f"nothing to retrain on: no batch {span} has been validated and scored "
+            f"(the {window_days}-day window); score batches first (`aeflow nightly` or "
+            "`aeflow score`), then retrain"
         )
-        logger.warning("retraining skipped: %s", reason)
+        # Not an error: an empty window is a normal state (a new dataset, a quiet period).
+        logger.info("retraining skipped: %s", reason)
         record.update(
             version=None, promoted=False, decision="skipped", reason=reason, gate=None,
             champion_after=registry.champion(), train_rows=0, metrics=None, evaluation=None,
@@ -149,6 +159,10 @@ def retrain_flow(
         )  # fmt: skip
         record["record"] = join(run_dir, RECORD_FILE)
         _publish(record, opts)
+        publish_result(
+            "retrain", cfg.dataset, f"{cfg.dataset} retraining skipped, {reason}",
+            {"version": None, "decision": "skipped", "trigger": trigger},
+        )  # fmt: skip
         return record
 
     batch_ids = [b["batch_id"] for b in window]
@@ -170,6 +184,7 @@ def retrain_flow(
     record.update(
         {
             "version": version,
+            "reused": result["reused"],
             "promoted": gate["promoted"],
             "decision": gate["decision"],
             "reason": "; ".join(gate["reasons"]),
@@ -179,10 +194,18 @@ def retrain_flow(
             "metrics": result["metrics"],
             "evaluation": result["evaluation"],
             "report": result["report"],
+            "warnings": result["warnings"],
         }
     )
     record["record"] = join(run_dir, RECORD_FILE)
     _publish(record, opts)
+    outcome = "promoted to champion" if gate["promoted"] else "kept as challenger"
+    publish_result(
+        "retrain",
+        cfg.dataset,
+        f"{cfg.dataset} retraining ({trigger}): {version} {outcome}: {record['reason']}",
+        {"version": version, "decision": gate["decision"], "trigger": trigger},
+    )
     logger.info(
         "retrained %s (trigger %s): %s; %s",
         version,

@@ -14,9 +14,11 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.futures import as_completed
 
 from flows.config import PipelineConfig, load_config
+from flows.errors import BatchesFailed
 from flows.prefect_api import API_WATCH_HOOKS
+from flows.preflight import check_config_columns
 from tasks.io import StorageLayout, list_batches_task
-from tasks.reporting import score_summary_task
+from tasks.reporting import RESULT_KEYS, publish_result, score_line, score_summary_task
 from tasks.scoring import find_pending_batches_task, score_batch_task
 from tasks.validate import quarantine_task, validate_batch_task
 
@@ -79,6 +81,7 @@ def validate_and_score(
                 cfg.scoring.top_k,
                 force,
                 opts,
+                batch_date_source=cols.batch_date,
             )
         )
     for future in scoring:
@@ -104,6 +107,7 @@ def score_flow(
     Raises RuntimeError after the summary when a batch failed to score (the others are committed).
     """
     cfg = load_config(config)
+    check_config_columns(cfg, model_version)
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     opts = cfg.storage.options
     available = list_batches_task(layout.incoming, opts)
@@ -121,11 +125,20 @@ def score_flow(
         skipped,
         outcome["quarantined"],
         outcome["warnings"],
+        cfg.threshold.method,
+        cfg.threshold.value,
     )
     failures = outcome["failures"]
+    failed = f"; {len(failures)} failed to score" if failures else ""
+    publish_result(
+        "score",
+        cfg.dataset,
+        f"{cfg.dataset} scored with {version}: {score_line(summary)}{failed}",
+        {key: summary[key] for key in RESULT_KEYS},
+    )
     if failures:
         get_run_logger().error("%d batch(es) failed to score", len(failures))
-        raise RuntimeError(f"{len(failures)} batch(es) failed to score: " + "; ".join(failures))
+        raise BatchesFailed(f"{len(failures)} batch(es) failed to score: " + "; ".join(failures))
     return summary
 
 

@@ -15,15 +15,18 @@ from prefect import flow, get_run_logger
 
 from flows.config import PipelineConfig, load_config
 from flows.prefect_api import API_WATCH_HOOKS
+from flows.preflight import check_config_columns
 from flows.score import validate_batches
+from models.registry import ModelRegistry
 from tasks.evaluate import evaluate_champion_task, evaluate_task, headline, new_run_id
 from tasks.gate import gate_task
 from tasks.io import StorageLayout, join, list_batches_task
 from tasks.report import report_task
+from tasks.reporting import publish_result
 from tasks.training import (
     discard_training_split_task,
     fit_model_task,
-    select_training_batches,
+    select_training_batches_task,
     split_training_window_task,
 )
 from tasks.window import without_flagged_rows_task
@@ -85,7 +88,7 @@ def train_evaluate_gate(
         list(batch_ids),
         cols.numeric,
         cols.categorical,
-        cols.label,
+        split["label_column"],  # None when a batch of the window has no label
         cfg.training.exclude_labelled_anomalies,
         cfg.training.max_rows,
         seed,
@@ -94,6 +97,8 @@ def train_evaluate_gate(
         opts,
     )
     version = trained["version"]
+    champion_before = ModelRegistry(layout.models, opts).champion()
+    identical_champion = version if trained["reused"] and version == champion_before else None
     evaluation = evaluate_task(
         layout.models,
         version,
@@ -123,6 +128,7 @@ def train_evaluate_gate(
         promote,
         {**headline(evaluation), "run": run, **(gate_context or {})},
         opts,
+        identical_champion,
     )
     report = None
     if evaluation_cfg.report:
@@ -132,6 +138,7 @@ def train_evaluate_gate(
     return {
         "dataset": cfg.dataset,
         "version": version,
+        "reused": trained["reused"],
         "promoted": gate["promoted"],
         "metrics": trained["metrics"],
         "training_batches": list(batch_ids),
@@ -140,6 +147,7 @@ def train_evaluate_gate(
         "report": report["html"] if report else None,
         "gate": gate,
         "evaluation": headline(evaluation),
+        "warnings": list(evaluation["data_quality"]["warnings"]),
         "rows_before_filter": rows_before_filter,
         "rows_left_out": rows_left_out,
     }
@@ -152,8 +160,8 @@ def train_flow(
     batches: list[str] | None = None,
     promote: bool = True,
 ) -> dict[str, Any]:
-    """Train a detector on the last `training.window_days` accepted batches (ids <= `until`, or the
-    explicit `batches`), evaluate it on a holdout, and make it the champion when the promotion gate
+    """Train a detector on the batches dated in the last `training.window_days` days up to `until`
+    (YYYY-MM-DD; the newest batch's date by default), or on the explicit `batches`, evaluate it on a holdout, and make it the champion when the promotion gate
     lets it (`promote=False` records the gate's decision without applying it).
 
     Batches failing validation are left out of training (and left in incoming/ for the score flow,
@@ -161,16 +169,26 @@ def train_flow(
     """
     logger = get_run_logger()
     cfg = load_config(config)
+    check_config_columns(cfg, against_model=False)
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     opts = cfg.storage.options
     available = list_batches_task(layout.incoming, opts)
-    window = select_training_batches(
-        available, cfg.training.window_days, until, batches or cfg.training.batches
+    window = select_training_batches_task(
+        available,
+        layout.root,
+        cfg.dataset,
+        cfg.training.window_days,
+        until,
+        batches or cfg.training.batches,
+        cfg.columns.batch_date,
+        cfg.columns.timestamp,
+        opts,
     )
     if not window:
+        within = f" dated in the {cfg.training.window_days} days up to {until}" if until else ""
         raise ValueError(
-            f"no batches to train on in {layout.incoming}; add Parquet files there "
-            "(e.g. `aeflow demo-data` or `aeflow ingest`)"
+            f"no batches to train on in {layout.incoming}{within}; add Parquet files there "
+            "(e.g. `aeflow demo-data` or `aeflow ingest`) or widen training.window_days"
         )
     outcomes = [future.result() for future in validate_batches(cfg, layout, window)]
     accepted = [b for b, o in zip(window, outcomes, strict=True) if o["accepted"]]
@@ -179,6 +197,15 @@ def train_flow(
         logger.warning("left out of training: %s (%s)", outcome["batch_id"], outcome["reason"])
     result = train_evaluate_gate(
         cfg, [b["path"] for b in accepted], [b["batch_id"] for b in accepted], promote
+    )
+    status = "champion" if result["promoted"] else "registered, not promoted"
+    if result["reused"]:
+        status = "identical to this registered version, reused"
+    publish_result(
+        "train",
+        cfg.dataset,
+        f"{cfg.dataset} trained {result['version']} ({status}): {'; '.join(result['gate']['reasons'])}",
+        {"version": result["version"], "promoted": result["promoted"], "reused": result["reused"]},
     )
     logger.info(
         "registered model %s; gate: %s (promoted: %s); report: %s",

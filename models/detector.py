@@ -495,10 +495,10 @@ class AutoencoderDetector(BaseEstimator):
         fit_contributions, _ = self._forward(features)
         fit_scores = fit_contributions.sum(axis=1, dtype=np.float64)
         validation_scores = fit_scores[validation_rows]
-        self.threshold_ = calibration.fit_threshold(
+        self.threshold_, reference, calibrated_on = calibration.calibrate(
             self.threshold_method, self.threshold_value, validation_scores, fit_scores
         )
-        self.reference_scores_ = calibration.reference_scores(validation_scores)
+        self.reference_scores_ = calibration.reference_scores(reference)
         self.metadata_ = {
             "fit_seconds": round(time.perf_counter() - started, 3),
             "fitted_at": pd.Timestamp.now(tz="UTC").isoformat(),
@@ -511,6 +511,7 @@ class AutoencoderDetector(BaseEstimator):
             "device": str(self.device_),
             "validation_score_mean": float(validation_scores.mean()),
             "validation_flag_rate": float((validation_scores > self.threshold_).mean()),
+            "calibration": calibrated_on,
             "versions": library_versions(),
         }
         return self

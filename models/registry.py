@@ -22,6 +22,7 @@ from typing import Any
 
 from fsspec.implementations.local import LocalFileSystem
 
+from models.bundle_identity import content_digest
 from models.storage import (
     StorageOptions,
     copy_tree,
@@ -94,9 +95,20 @@ class ModelRegistry:
             "version": version,
             "registered_at": _now(),
             "bundle_sha256": digest,
+            "content_sha256": content_digest(bundle_dir),
         }
         write_json_atomic(record, join(destination, ENTRY_FILE), self.options)
         return version
+
+    def find_identical(self, bundle_dir: str | Path) -> str | None:
+        """The registered version holding the same model as ``bundle_dir`` (equal
+        :func:`models.bundle_identity.content_digest`: a retrain that reproduced a bundle), or
+        None. Versions registered before content digests were recorded are not compared."""
+        wanted = content_digest(bundle_dir)
+        for entry in reversed(self.versions()):
+            if entry.get("content_sha256") == wanted:
+                return entry["version"]
+        return None
 
     def versions(self) -> list[dict[str, Any]]:
         """Registry entries of every version, oldest first."""

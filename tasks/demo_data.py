@@ -685,6 +685,18 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
     )
 
 
+# The demo's drifted and malformed days, counted from the end; fewer days than this have neither.
+DEFAULT_DRIFT_DAY, DEFAULT_MALFORMED_DAY = -3, -2
+
+
+def default_special_days(days: int) -> tuple[int | None, int | None]:
+    """(drift_day, malformed_day) for ``days`` days: the third-last and second-last day, or none
+    when there are fewer than 3 days (every day is then a plain day)."""
+    if days < -DEFAULT_DRIFT_DAY:
+        return None, None
+    return DEFAULT_DRIFT_DAY, DEFAULT_MALFORMED_DAY
+
+
 def generate_demo_data(
     out_dir: str | Path,
     days: int = 10,

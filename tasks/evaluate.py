@@ -38,6 +38,7 @@ from models import calibration
 from models.detector import INPUT_CLIP
 from models.preprocessing import as_frame, normalise_frame
 from models.registry import ModelRegistry, RegistryError
+from tasks.fit_checks import flag_rate_warning, training_warnings
 from tasks.io import StorageOptions, join, read_table, write_parquet_atomic
 from tasks.training import fit_row_mask, load_split
 
@@ -712,6 +713,8 @@ def evaluate_challenger(
         "columns": {"numeric": numeric, "categorical": categorical},
     }
     metrics["training"] = {
+        "epochs": int(detector.epochs),
+        "calibration": metadata.get("calibration"),
         "fit_seconds": _number(metadata.get("fit_seconds")),
         "train_rows": metadata.get("n_train_rows"),
         "validation_rows": metadata.get("n_validation_rows"),
@@ -758,7 +761,26 @@ def evaluate_challenger(
         categorical,
         leakage_auroc,
     )
+    metrics["data_quality"]["warnings"] += fit_warnings(detector, result.is_anomaly, holdout_labels)
     return metrics, rows
+
+
+def fit_warnings(
+    detector: Any, holdout_flags: np.ndarray, holdout_labels: np.ndarray | None
+) -> list[str]:
+    """The fit's warnings: epoch cap, calibration fallback, and a holdout flag rate of 0 or far
+    from the threshold rule's target (on the rows not labelled anomalous)."""
+    metadata = getattr(detector, "metadata_", {})
+    warnings = training_warnings(detector.history_, detector.epochs, metadata.get("calibration"))
+    flags = np.asarray(holdout_flags, dtype=bool)
+    if holdout_labels is not None:
+        flags = flags[np.asarray(holdout_labels) == 0]
+    where = "the holdout" if holdout_labels is None else "the holdout's normal rows"
+    flag_warning = flag_rate_warning(
+        int(flags.sum()), int(flags.size), detector.threshold_method,
+        float(detector.threshold_value), where,
+    )  # fmt: skip
+    return [*warnings, *([flag_warning] if flag_warning else [])]
 
 
 def headline(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -848,6 +870,9 @@ def evaluate_version(
         fit_frame=train_frame.iloc[fit_rows].reset_index(drop=True),
     )
     metrics["split"] = {k: v for k, v in split.items() if not k.endswith("_path")}
+    metrics["split"].setdefault("label_note", None)
+    if metrics["split"]["label_note"]:
+        metrics["data_quality"]["warnings"].append(metrics["split"]["label_note"])
     metrics["split"]["evaluation_train_rows"] = int(len(window_rows))
     metrics["holdout_scores_path"] = None
     if out_dir is not None:

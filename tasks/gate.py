@@ -73,6 +73,7 @@ def gate_decision(
     champion: dict[str, Any] | None,
     reconstruction_margin: float = 0.05,
     auroc_margin: float = 0.01,
+    identical_champion: str | None = None,
 ) -> dict[str, Any]:
     """Compare a challenger's holdout metrics with the champion's on the same rows.
 
@@ -83,6 +84,8 @@ def gate_decision(
             ``version`` and ``error``; None when there is no champion yet.
         reconstruction_margin: allowed relative increase of the MSE (0.05 = 5% worse).
         auroc_margin: allowed absolute decrease of the AUROC.
+        identical_champion: the champion's version when training reproduced its very bundle
+            (nothing to compare or promote: it stays the champion).
 
     Returns:
         ``{"decision": "promote" | "refuse", "reasons": [str], "comparisons": [{"metric",
@@ -98,6 +101,13 @@ def gate_decision(
         "reconstruction_margin": float(reconstruction_margin),
         "auroc_margin": float(auroc_margin),
     }
+    if identical_champion is not None:
+        result["champion_version"] = identical_champion
+        result["reasons"].append(
+            f"identical to the champion {identical_champion}: the same data, config and seed "
+            "reproduced its bundle, so it stays the champion (nothing new was registered)"
+        )
+        return result
     if champion is None:
         result["reasons"].append("no champion yet: the first model becomes the champion")
         return result
@@ -120,7 +130,12 @@ def gate_decision(
         limit = champion_mse * (1.0 + reconstruction_margin)
         passed = challenger_mse <= limit
         change = challenger_mse / champion_mse - 1.0 if champion_mse > 0 else 0.0
-        verdict = "within" if passed else "worse than the champion by more than"
+        if not passed:
+            verdict = f"worse than the champion by more than the {reconstruction_margin:.0%} margin"
+        elif challenger_mse <= champion_mse:
+            verdict = "better than (or as good as) the champion"
+        else:
+            verdict = f"slightly worse, within the {reconstruction_margin:.0%} margin"
         _record_comparison(
             result,
             "reconstruction_mse",
@@ -130,15 +145,19 @@ def gate_decision(
             limit,
             passed,
             f"holdout reconstruction MSE {challenger_mse:.4f} vs champion {champion_mse:.4f} "
-            f"({change:+.1%}): {verdict} the {reconstruction_margin:.0%} margin "
-            f"(limit {limit:.4f})",
+            f"({change:+.1%}): {verdict} (limit {limit:.4f})",
         )
 
     challenger_auroc, champion_auroc = _auroc(challenger), _auroc(champion)
     if challenger_auroc is not None and champion_auroc is not None:
         limit = champion_auroc - auroc_margin
         passed = challenger_auroc >= limit
-        verdict = "within" if passed else "below the champion's by more than"
+        if not passed:
+            verdict = f"below the champion's by more than the {auroc_margin:g} margin"
+        elif challenger_auroc >= champion_auroc:
+            verdict = "better than (or as good as) the champion"
+        else:
+            verdict = f"slightly lower, within the {auroc_margin:g} margin"
         _record_comparison(
             result,
             "auroc",
@@ -148,8 +167,7 @@ def gate_decision(
             limit,
             passed,
             f"holdout AUROC {challenger_auroc:.4f} vs champion {champion_auroc:.4f} "
-            f"({challenger_auroc - champion_auroc:+.4f}): {verdict} the {auroc_margin} margin "
-            f"(limit {limit:.4f})",
+            f"({challenger_auroc - champion_auroc:+.4f}): {verdict} (limit {limit:.4f})",
         )
     elif challenger.get("labels") is not None or champion.get("labels") is not None:
         result["reasons"].append(
@@ -189,8 +207,8 @@ def apply_gate(
     reason = "promotion gate: " + "; ".join(decision["reasons"])
     details = {"comparisons": decision["comparisons"]}
     applied = bool(promote)
-    if not promote:
-        after = current
+    if not promote or (decision["decision"] == "promote" and current == version):
+        after = current  # a dry run, or the champion itself: no event to record
     elif decision["decision"] == "promote":
         after = registry.promote(version, reason, details)["version"]
     else:
@@ -220,6 +238,9 @@ def gate_task(
     promote: bool,
     evaluation: dict[str, Any] | None = None,
     options: StorageOptions = None,
+    identical_champion: str | None = None,
 ) -> dict[str, Any]:
-    decision = gate_decision(challenger, champion, reconstruction_margin, auroc_margin)
+    decision = gate_decision(
+        challenger, champion, reconstruction_margin, auroc_margin, identical_champion
+    )
     return apply_gate(models_root, version, decision, promote, evaluation, options)

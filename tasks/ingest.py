@@ -4,7 +4,9 @@ Real exports rarely look like the contract: no header, ', ' separators, a commen
 trailing '.', no row id, a date without its year. ``CsvFormat`` (the config's ``ingest`` section)
 says how to read one; ``ingest_csv`` streams the file in chunks, gives every column its contract
 type (numeric columns float64, the rest text, the timestamp UTC) and writes one Parquet file per
-batch: the whole file, every N rows, or every calendar month.
+batch: the whole file, every N rows, or every day, week or month of the timestamp column. Batch ids
+carry the batch's date (from the timestamp column, or a start date and a cadence for row splits),
+so date-driven runs find them (tasks/batch_dates.py).
 
 Ingest converts, it does not judge: a value that cannot be converted (text in a numeric column, a
 date that does not exist) stops ingest with the row and the value, and nothing is written. Batches
@@ -14,8 +16,10 @@ been read, so a failed ingest never leaves half a file to be scored.
 
 from __future__ import annotations
 
+import calendar
 import csv
 import datetime as dt
+import itertools
 import posixpath
 import re
 import uuid
@@ -37,7 +41,8 @@ MONTHS = {
         ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
     )
 }
-SPLITS = ("month",)
+SPLITS = ("day", "week", "month")
+CADENCES = ("daily", "weekly", "monthly")
 CSV_EXTENSIONS = ("csv", "txt", "tsv", "dat")
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 
@@ -220,12 +225,15 @@ def read_csv_tables(
     id_prefix: str = "row",
     chunk_rows: int = 65_536,
     options: StorageOptions = None,
+    label_column: str | None = None,
 ) -> Iterator[pa.Table]:
     """Stream a CSV as typed Arrow tables of at most ``chunk_rows`` rows.
 
     Columns: the id first (generated as ``<id_prefix>-<row number>`` when the CSV has none), the
     timestamp next when it is built from date parts, then the CSV's columns in order, minus
     ``fmt.drop_columns``. Numeric columns are float64, the timestamp UTC, everything else text.
+    The label column may be absent (a production export): with a header it is simply not there;
+    without one, rows one field short of ``fmt.column_names`` are read without the label.
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
@@ -236,6 +244,7 @@ def read_csv_tables(
     dates = _DateFromParts(*fmt.date_from_parts) if fmt.date_from_parts else None
     with fs.open(inner, "rb") as handle:
         lines = _data_lines(handle, fmt.comment_prefix)
+        absent: list[str] = []
         if fmt.header:
             first = next(lines, None)
             if first is None:
@@ -243,7 +252,9 @@ def read_csv_tables(
             names = _header_names(first, fmt)
         else:
             names = list(fmt.column_names)
-        _check_columns(names, fmt, id_column, timestamp_column, numeric, csv_path)
+            lines, names, absent = _without_absent_label(lines, names, fmt, label_column)
+        optional = [label_column, *absent]
+        _check_columns(names, fmt, id_column, timestamp_column, numeric, csv_path, optional)
         first_row = 1
 
         def convert(chunk: list[bytes], first_row: int) -> pa.Table:
@@ -270,11 +281,13 @@ def _check_columns(
     timestamp_column: str | None,
     numeric: Sequence[str],
     csv_path: str,
+    optional: Sequence[str | None] = (),
 ) -> None:
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise IngestError(f"{csv_path}: column name(s) {duplicated} appear more than once")
-    needed = [*fmt.drop_columns, *fmt.replace, *numeric]
+    # The label is optional (production exports lack it), and so are its rewrites.
+    needed = [c for c in (*fmt.drop_columns, *fmt.replace) if c not in optional] + list(numeric)
     if fmt.date_from_parts:
         needed += list(fmt.date_from_parts[:2])
     elif timestamp_column is not None:
@@ -291,6 +304,31 @@ def _check_columns(
         raise IngestError(
             f"the CSV already has a {timestamp_column!r} column; drop ingest.date_from_parts"
         )
+
+
+def _without_absent_label(
+    lines: Iterator[bytes],
+    names: list[str],
+    fmt: CsvFormat,
+    label_column: str | None,
+) -> tuple[Iterator[bytes], list[str], list[str]]:
+    """For a headerless CSV exported without its label: ``(lines, names present, names absent)``.
+
+    When the first data row has fewer fields than ``names``, the missing ones are taken to be the
+    label, the label and the dropped columns (``fmt.drop_columns``), or the dropped columns, the
+    first of these with the right count; otherwise nothing is absent (and parsing names the
+    mismatch)."""
+    first = next(lines, None)
+    if first is None:
+        return iter(()), names, []
+    rest = itertools.chain([first], lines)
+    fields = len(next(csv.reader([first.decode("utf-8")], delimiter=fmt.separator)))
+    label = [label_column] if label_column in names else []
+    dropped = [c for c in fmt.drop_columns if c in names and c != label_column]
+    for absent in (label, [*label, *dropped], dropped):
+        if absent and len(names) - fields == len(absent):
+            return rest, [n for n in names if n not in absent], absent
+    return rest, names, []
 
 
 def _convert(
@@ -328,6 +366,11 @@ def _convert(
 
 
 # ------------------------------------------------------------------------------------ writing
+# Batches written at once; a file split by day can hold years of days, and rows need not be in
+# order, so the least recently written batch is closed and reopened as a further part when needed.
+MAX_OPEN_WRITERS = 32
+
+
 class _StagedBatches:
     """Parquet writers for the batches of one ingest, in a hidden staging folder."""
 
@@ -335,44 +378,64 @@ class _StagedBatches:
         self.incoming, self.options = incoming, options
         self.staging = join(incoming, f"_ingest-{uuid.uuid4().hex}")
         self.fs, _ = filesystem(incoming, options)
-        self.open: dict[str, tuple[Any, pq.ParquetWriter]] = {}
+        self.open: dict[str, tuple[Any, pq.ParquetWriter]] = {}  # in order of last write
+        self.parts: dict[str, list[str]] = {}
         self.rows: dict[str, int] = {}
 
-    def path(self, batch_id: str) -> str:
-        return join(self.staging, f"{batch_id}.parquet")
+    def _inner(self, url: str) -> str:
+        return filesystem(url, self.options)[1]
 
     def write(self, batch_id: str, table: pa.Table) -> None:
         if batch_id not in self.open:
-            if batch_id in self.rows:
-                raise IngestError(f"batch {batch_id} was already closed; rows are out of order")
-            inner = filesystem(self.path(batch_id), self.options)[1]
-            self.fs.makedirs(posixpath.dirname(inner), exist_ok=True)
-            handle = self.fs.open(inner, "wb")
+            if len(self.open) >= MAX_OPEN_WRITERS:
+                self.close(next(iter(self.open)))
+            parts = self.parts.setdefault(batch_id, [])
+            part = join(self.staging, batch_id, f"part-{len(parts):05d}.parquet")
+            parts.append(part)
+            self.fs.makedirs(posixpath.dirname(self._inner(part)), exist_ok=True)
+            handle = self.fs.open(self._inner(part), "wb")
             self.open[batch_id] = (
                 handle,
                 pq.ParquetWriter(handle, table.schema, compression="zstd"),
             )
-            self.rows[batch_id] = 0
+            self.rows.setdefault(batch_id, 0)
+        else:
+            self.open[batch_id] = self.open.pop(batch_id)  # most recently written last
         self.open[batch_id][1].write_table(table)
         self.rows[batch_id] += table.num_rows
 
     def close(self, batch_id: str) -> None:
+        if batch_id not in self.open:
+            return  # closed already to make room for another batch
         handle, writer = self.open.pop(batch_id)
         writer.close()
         handle.close()
+
+    def _merge(self, batch_id: str) -> str:
+        """One Parquet file of a batch's parts (in the order written); returns its staging URL."""
+        parts = self.parts[batch_id]
+        if len(parts) == 1:
+            return parts[0]
+        merged = join(self.staging, f"{batch_id}.parquet")
+        with self.fs.open(self._inner(merged), "wb") as handle:
+            writer = None
+            for part in parts:
+                with self.fs.open(self._inner(part), "rb") as source:
+                    table = pq.read_table(source)
+                writer = writer or pq.ParquetWriter(handle, table.schema, compression="zstd")
+                writer.write_table(table)
+            writer.close()
+        return merged
 
     def commit(self) -> list[dict[str, Any]]:
         """Close every writer and move the batches into incoming/ (each move is atomic)."""
         for batch_id in list(self.open):
             self.close(batch_id)
         written = []
-        for batch_id, rows in self.rows.items():
+        for batch_id in sorted(self.rows):
             target = join(self.incoming, f"{batch_id}.parquet")
-            self.fs.mv(
-                filesystem(self.path(batch_id), self.options)[1],
-                filesystem(target, self.options)[1],
-            )
-            written.append({"batch_id": batch_id, "path": target, "rows": rows})
+            self.fs.mv(self._inner(self._merge(batch_id)), self._inner(target))
+            written.append({"batch_id": batch_id, "path": target, "rows": self.rows[batch_id]})
         remove(self.staging, self.options)
         return written
 
@@ -384,6 +447,47 @@ class _StagedBatches:
                 handle.close()
         self.open.clear()
         remove(self.staging, self.options)
+
+
+# ------------------------------------------------------------------------------------- naming
+def _add_months(day: dt.date, months: int) -> dt.date:
+    month0 = day.month - 1 + months
+    year, month = day.year + month0 // 12, month0 % 12 + 1
+    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def cadence_date(start: dt.date, cadence: str, step: int) -> dt.date:
+    """The date of the ``step``-th batch (0-based) from ``start`` at ``cadence``."""
+    if cadence == "daily":
+        return start + dt.timedelta(days=step)
+    if cadence == "weekly":
+        return start + dt.timedelta(weeks=step)
+    if cadence == "monthly":
+        return _add_months(start, step)
+    raise ValueError(f"cadence must be one of {list(CADENCES)}, got {cadence!r}")
+
+
+def _period_keys(stamps: pa.ChunkedArray, split_by: str) -> np.ndarray:
+    """(n,) text keys naming each row's period: YYYY-MM-DD (day; week: its Monday) or YYYY-MM."""
+    if split_by == "week":
+        stamps = pc.floor_temporal(stamps, unit="week", week_starts_monday=True)
+    fmt = "%Y-%m" if split_by == "month" else "%Y-%m-%d"
+    return pc.strftime(stamps, format=fmt).to_numpy(zero_copy_only=False)
+
+
+def _write_by_period(
+    staged: _StagedBatches, prefix: str, table: pa.Table, timestamp_column: str, split_by: str
+) -> None:
+    stamps = table.column(timestamp_column)
+    if stamps.null_count:
+        raise IngestError(
+            f"{stamps.null_count} row(s) have no {timestamp_column!r}; cannot split by {split_by}"
+        )
+    keys = _period_keys(stamps, split_by)
+    # Periods in order of first appearance: a chronological file fills each batch in turn.
+    _, first = np.unique(keys, return_index=True)
+    for key in keys[np.sort(first)]:
+        staged.write(f"{prefix}-{key}", table.filter(pa.array(keys == key)))
 
 
 def ingest_csv(
@@ -399,12 +503,26 @@ def ingest_csv(
     name: str | None = None,
     options: StorageOptions = None,
     chunk_rows: int = 65_536,
+    label_column: str | None = None,
+    start_date: str | None = None,
+    cadence: str = "daily",
 ) -> list[dict[str, Any]]:
     """Convert a CSV into Parquet batches in ``incoming``; returns [{"batch_id", "path", "rows"}].
 
-    Batch ids start with ``name`` (default: the CSV's file name, cleaned): ``<name>`` for the whole
-    file, ``<name>-0001``... for ``batch_rows``, ``<name>-YYYY-MM`` for ``split_by="month"`` (by the
-    timestamp column). A batch with the same id already in incoming/ is replaced.
+    Batch ids start with ``name`` (default: the CSV's file name, cleaned) and carry the batch's
+    date, so date-driven runs (nightly, backfill, the training windows) find them:
+
+    - ``split_by`` "day" / "week" / "month": one batch per period of the timestamp column,
+      ``<name>-YYYY-MM-DD`` (a week is named by its Monday) or ``<name>-YYYY-MM``;
+    - ``batch_rows`` with ``start_date`` (YYYY-MM-DD): every N rows, dated ``start_date`` and then
+      one ``cadence`` ("daily", "weekly", "monthly") apart: ``<name>-YYYY-MM-DD``;
+    - ``start_date`` alone: the whole file, ``<name>-YYYY-MM-DD``;
+    - ``batch_rows`` alone: ``<name>-0001``...; the whole file: ``<name>`` (no date in the id:
+      such a batch is dated by its timestamp column, else its arrival).
+
+    ``label_column`` may be absent from the CSV (see :func:`read_csv_tables`). Generated row ids
+    are ``<file name>-<row number>`` whatever ``name`` is. A batch with the same id already in
+    incoming/ is replaced.
     """
     if batch_rows is not None and split_by is not None:
         raise ValueError("give batch_rows or split_by, not both")
@@ -412,9 +530,28 @@ def ingest_csv(
         raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
     if split_by is not None and split_by not in SPLITS:
         raise ValueError(f"split_by must be one of {list(SPLITS)}, got {split_by!r}")
-    if split_by == "month" and timestamp_column is None:
-        raise ValueError("split_by='month' needs columns.timestamp (or ingest.date_from_parts)")
+    if split_by is not None and timestamp_column is None:
+        raise ValueError(
+            f"split_by={split_by!r} needs columns.timestamp (or ingest.date_from_parts); "
+            "without a date column, name batches with start_date and cadence"
+        )
+    if split_by is not None and start_date is not None:
+        raise ValueError("split_by dates batches by the timestamp column; drop start_date")
+    if cadence not in CADENCES:
+        raise ValueError(f"cadence must be one of {list(CADENCES)}, got {cadence!r}")
+    first_day = None
+    if start_date is not None:
+        try:
+            first_day = dt.date.fromisoformat(start_date)
+        except ValueError:
+            raise ValueError(f"start_date must be a date YYYY-MM-DD, got {start_date!r}") from None
     prefix = safe_batch_prefix(name or csv_stem(csv_path))
+
+    def part_id(part: int) -> str:
+        if first_day is None:
+            return f"{prefix}-{part:04d}"
+        return f"{prefix}-{cadence_date(first_day, cadence, part - 1).isoformat()}"
+
     tables = read_csv_tables(
         csv_path,
         fmt,
@@ -422,26 +559,30 @@ def ingest_csv(
         timestamp_column,
         numeric,
         missing_tokens,
-        id_prefix=prefix,
+        # Row ids come from the file, not the batch names: two exports ingested under one --name
+        # keep distinct ids (retraining matches flagged rows by id across a window).
+        id_prefix=safe_batch_prefix(csv_stem(csv_path)),
         chunk_rows=min(chunk_rows, batch_rows or chunk_rows),
         options=options,
+        label_column=label_column,
     )
+    whole = prefix if first_day is None else f"{prefix}-{first_day.isoformat()}"
     staged = _StagedBatches(incoming, options)
     try:
         part, part_rows = 1, 0
         for table in tables:
-            if split_by == "month":
-                _write_by_month(staged, prefix, table, timestamp_column)
+            if split_by is not None:
+                _write_by_period(staged, prefix, table, timestamp_column, split_by)
             elif batch_rows is None:
-                staged.write(prefix, table)
+                staged.write(whole, table)
             else:
                 offset = 0
                 while offset < table.num_rows:
                     take = min(batch_rows - part_rows, table.num_rows - offset)
-                    staged.write(f"{prefix}-{part:04d}", table.slice(offset, take))
+                    staged.write(part_id(part), table.slice(offset, take))
                     offset, part_rows = offset + take, part_rows + take
                     if part_rows == batch_rows:
-                        staged.close(f"{prefix}-{part:04d}")
+                        staged.close(part_id(part))
                         part, part_rows = part + 1, 0
         if not staged.rows:
             raise IngestError(f"{csv_path} holds no data rows")
@@ -449,18 +590,3 @@ def ingest_csv(
     except BaseException:
         staged.abort()
         raise
-
-
-def _write_by_month(
-    staged: _StagedBatches, prefix: str, table: pa.Table, timestamp_column: str
-) -> None:
-    stamps = table.column(timestamp_column)
-    if stamps.null_count:
-        raise IngestError(
-            f"{stamps.null_count} row(s) have no {timestamp_column!r}; cannot split by month"
-        )
-    keys = pc.strftime(stamps, format="%Y-%m").to_numpy(zero_copy_only=False)
-    # Months in order of first appearance, so a chronological file closes each month as it ends.
-    _, first = np.unique(keys, return_index=True)
-    for key in keys[np.sort(first)]:
-        staged.write(f"{prefix}-{key}", table.filter(pa.array(keys == key)))

@@ -42,6 +42,7 @@ from models.storage import (  # noqa: F401
 PARQUET_SUFFIX = ".parquet"
 SUCCESS_FOLDER = "_success"  # pyarrow.dataset and Hive readers skip names starting with "_"
 LOCK_FOLDER = "_locks"  # per-batch scoring locks (see tasks.scoring.BatchLock)
+ARRIVAL_FOLDER = "_arrivals"  # each batch's first-seen arrival date (see tasks.batch_dates)
 
 
 # ----------------------------------------------------------------------------------------- paths
@@ -72,6 +73,9 @@ class StorageLayout:
 
     def scoring_lock(self, batch_id: str) -> str:
         return join(self.scored, LOCK_FOLDER, f"{batch_id}.lock")
+
+    def arrival_record(self, batch_id: str) -> str:
+        return join(self.scored, ARRIVAL_FOLDER, f"{batch_id}.json")
 
     @property
     def models(self) -> str:

@@ -29,6 +29,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from models.registry import ModelRegistry
+from tasks.fit_checks import calibration_text
 from tasks.io import (
     StorageOptions,
     is_local,
@@ -188,6 +189,7 @@ METRICS_SCHEMA: dict[str, Any] = {
                     "seed": {"type": "integer"},
                     "timestamp_column": _STRING_OR_NULL,
                     "label_column": _STRING_OR_NULL,
+                    "label_note": _STRING_OR_NULL,
                     "train_start": _TIME,
                     "train_end": _TIME,
                     "holdout_start": _TIME,
@@ -197,6 +199,22 @@ METRICS_SCHEMA: dict[str, Any] = {
             ),
             "training": _object(
                 {
+                    "epochs": _INTEGER,
+                    "calibration": _nullable(
+                        _object(
+                            {
+                                "method": _STRING,
+                                "value": _NUMBER,
+                                "source": {
+                                    "enum": ["validation", "fit", "log-normal", "normal", "fixed"]
+                                },
+                                "rows": _INTEGER,
+                                "validation_rows": _INTEGER,
+                                "expected_tail_rows": _NUMBER_OR_NULL,
+                                "note": _STRING_OR_NULL,
+                            }
+                        )
+                    ),
                     "fit_seconds": _NUMBER_OR_NULL,
                     "train_rows": {"type": ["integer", "null"]},
                     "validation_rows": {"type": ["integer", "null"]},
@@ -657,9 +675,7 @@ def render_html(metrics: dict[str, Any], figures: dict[str, bytes]) -> str:
     warnings = metrics["data_quality"]["warnings"]
     if warnings:
         items = "".join(f"<li>{esc(w)}</li>" for w in warnings)
-        parts.append(
-            f"<div class='warnings'><strong>Data-quality warnings</strong><ul>{items}</ul></div>"
-        )
+        parts.append(f"<div class='warnings'><strong>Warnings</strong><ul>{items}</ul></div>")
 
     header = ["metric", "this model"]
     if champion.get("reconstruction"):
@@ -860,7 +876,12 @@ def render_html(metrics: dict[str, Any], figures: dict[str, bytes]) -> str:
                     "threshold policy",
                     f"{esc(model['threshold_method'])} {model['threshold_value']}",
                 ],
-                ["epochs run (best)", f"{training['epochs_run']} ({training['best_epoch']})"],
+                ["threshold calibrated on", esc(calibration_text(training.get("calibration")))],
+                [
+                    "epochs run (best) of the cap",
+                    f"{training['epochs_run']} ({training['best_epoch']}) of "
+                    f"{training.get('epochs', '?')}",
+                ],
                 ["fit seconds", _fmt(training["fit_seconds"])],
                 ["latent features", model["latent_dim"]],
             ],
@@ -945,7 +966,7 @@ def report_markdown(metrics: dict[str, Any], html_url: str) -> str:
     ]
     warnings = metrics["data_quality"]["warnings"]
     if warnings:
-        lines += ["", "## Data-quality warnings", "", *[f"- {w}" for w in warnings]]
+        lines += ["", "## Warnings", "", *[f"- {w}" for w in warnings]]
     return "\n".join(lines) + "\n"
 
 

@@ -10,6 +10,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from tasks.fit_checks import flag_rate_warning
 from tasks.io import StorageOptions, write_json_atomic
 
 
@@ -25,9 +26,15 @@ def summarize_score_run(
     skipped: Sequence[dict[str, Any]],
     quarantined: Sequence[dict[str, Any]],
     warnings: Sequence[dict[str, Any]] = (),
+    threshold_method: str | None = None,
+    threshold_value: float | None = None,
 ) -> dict[str, Any]:
     """Totals of a score run. ``rows_in`` counts every row seen in this run, so
     rows_in == rows_scored + rows_quarantined holds for each run (skipped batches are not seen).
+
+    ``flag_warnings`` (one line each) name a scored batch, or the run, whose flag rate is 0 or far
+    from the threshold rule's target (``threshold_method``/``threshold_value``, see
+    :func:`tasks.fit_checks.flag_rate_warning`).
     """
     rows_scored = sum(int(m["rows_out"]) for m in scored)
     rows_quarantined = sum(int(q.get("rows", 0)) for q in quarantined)
@@ -49,7 +56,29 @@ def summarize_score_run(
         "skipped": [s["batch_id"] for s in skipped],
         "quarantined": list(quarantined),
         "warnings": list(warnings),
+        "flag_warnings": _flag_warnings(scored, threshold_method, threshold_value),
     }
+
+
+def _flag_warnings(
+    scored: Sequence[dict[str, Any]], method: str | None, value: float | None
+) -> list[str]:
+    """Per scored batch, and for the whole run when it scored several."""
+    found = []
+    for marker in scored:
+        warning = flag_rate_warning(
+            int(marker["flagged"]), int(marker["rows_out"]), method, value,
+            f"batch {marker['batch_id']}",
+        )  # fmt: skip
+        if warning:
+            found.append(warning)
+    if len(scored) > 1:
+        flagged = sum(int(m["flagged"]) for m in scored)
+        rows = sum(int(m["rows_out"]) for m in scored)
+        overall = flag_rate_warning(flagged, rows, method, value, "this run's scored rows")
+        if overall:
+            found.append(overall)
+    return found
 
 
 def score_summary_markdown(summary: dict[str, Any]) -> str:
@@ -91,6 +120,9 @@ def score_summary_markdown(summary: dict[str, Any]) -> str:
     if summary["warnings"]:
         lines += ["", "## Scored with warnings", ""]
         lines += [f"- {w['batch_id']}: {w.get('reason', '')}" for w in summary["warnings"]]
+    if summary.get("flag_warnings"):
+        lines += ["", "## Flag rate", ""]
+        lines += [f"- {w}" for w in summary["flag_warnings"]]
     return "\n".join(lines) + "\n"
 
 
@@ -102,8 +134,13 @@ def score_summary_task(
     skipped: list[dict[str, Any]],
     quarantined: list[dict[str, Any]],
     warnings: list[dict[str, Any]],
+    threshold_method: str | None = None,
+    threshold_value: float | None = None,
 ) -> dict[str, Any]:
-    summary = summarize_score_run(dataset, model_version, scored, skipped, quarantined, warnings)
+    summary = summarize_score_run(
+        dataset, model_version, scored, skipped, quarantined, warnings,
+        threshold_method, threshold_value,
+    )  # fmt: skip
     create_markdown_artifact(
         markdown=score_summary_markdown(summary),
         key=artifact_key(dataset, "score-summary"),
@@ -125,3 +162,47 @@ def publish_record_task(
     write_json_atomic(record, url, options)
     create_markdown_artifact(markdown=markdown, key=key, description=description)
     return url
+
+
+# The counts a run's result event carries (see publish_result).
+RESULT_KEYS = (
+    "model_version",
+    "batches_scored",
+    "batches_skipped",
+    "batches_quarantined",
+    "rows_in",
+    "rows_scored",
+    "rows_quarantined",
+    "rows_flagged",
+)
+
+
+def score_line(summary: dict[str, Any]) -> str:
+    """A score run in one line: batches scored / skipped / quarantined and rows flagged."""
+    return (
+        f"{summary['batches_scored']} scored, {summary['batches_skipped']} already scored, "
+        f"{summary['batches_quarantined']} quarantined; {summary['rows_flagged']} of "
+        f"{summary['rows_scored']} rows flagged ({summary['flagged_share']:.2%})"
+    )
+
+
+def publish_result(kind: str, dataset: str, line: str, payload: dict[str, Any]) -> None:
+    """Say what a flow run did in one line, as its last log line and as a Prefect event
+    ``aeflow.<kind>.finished`` whose resource name is that line (so `prefect deployment run
+    --watch` ends with the result, not only with the run's state). No-op outside a run."""
+    from prefect.context import FlowRunContext
+    from prefect.events import emit_event
+
+    if FlowRunContext.get() is None:
+        return
+    from prefect import get_run_logger
+
+    get_run_logger().info("result: %s", line)
+    emit_event(
+        event=f"aeflow.{kind}.finished",
+        resource={
+            "prefect.resource.id": f"aeflow.dataset.{dataset}",
+            "prefect.resource.name": line,
+        },
+        payload=payload,
+    )

@@ -44,6 +44,7 @@ from prefect.cache_policies import NO_CACHE
 
 from models.cpu import choose_torch_threads
 from models.registry import ModelRegistry
+from tasks.batch_dates import resolve_batch_date, undated_error
 from tasks.frames import feature_frame
 from tasks.io import (
     BatchRef,
@@ -110,51 +111,6 @@ def output_schema(
     fields += [pa.field(f"z_{i}", pa.float32()) for i in range(latent_dim)]
     fields += TRAILING_FIELDS
     return pa.schema(fields)
-
-
-# --------------------------------------------------------------------------------- date partition
-def _earliest_from_statistics(path: str, column: str, options: StorageOptions) -> Any | None:
-    """The column's minimum from Parquet row-group statistics, or None when any group lacks them."""
-    earliest = None
-    for file in batch_files(path, options):
-        metadata = open_parquet(file, options).metadata
-        for group in range(metadata.num_row_groups):
-            row_group = metadata.row_group(group)
-            chunks = [
-                row_group.column(j)
-                for j in range(row_group.num_columns)
-                if row_group.column(j).path_in_schema == column
-            ]
-            stats = chunks[0].statistics if chunks else None
-            if stats is None or not stats.has_min_max:
-                return None
-            earliest = stats.min if earliest is None else min(earliest, stats.min)
-    return earliest
-
-
-def batch_date(path: str, timestamp_column: str | None, options: StorageOptions = None) -> str:
-    """The batch's date partition: the UTC date of its earliest timestamp.
-
-    Parquet statistics answer without reading data; without them the one column is scanned. A batch
-    with no timestamp column (or no timestamps) gets today's UTC date.
-    """
-    earliest = None
-    if timestamp_column:
-        earliest = _earliest_from_statistics(path, timestamp_column, options)
-        if earliest is None:
-            minima = [
-                pc.min(rb.column(0)).as_py()
-                for rb in iter_record_batches(path, options, columns=[timestamp_column])
-            ]
-            minima = [m for m in minima if m is not None]
-            earliest = min(minima) if minima else None
-    if isinstance(earliest, dt.datetime):
-        if earliest.tzinfo is not None:
-            earliest = earliest.astimezone(dt.UTC)
-        return earliest.date().isoformat()
-    if isinstance(earliest, dt.date):
-        return earliest.isoformat()
-    return dt.datetime.now(dt.UTC).date().isoformat()
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -570,6 +526,7 @@ def score_batch(
     scoring_threads: int = 1,
     torch_threads: int | None = None,
     lock_timeout_s: float = 3600.0,
+    batch_date_source: str = "auto",
 ) -> dict[str, Any]:
     """Score one batch with the champion (or ``model_version``) and commit it exactly once.
 
@@ -577,7 +534,7 @@ def score_batch(
         batch: the batch (a :class:`BatchRef` or its dict).
         layout: the dataset's storage layout.
         passthrough: input columns copied to the output (id, timestamp).
-        timestamp_column: decides the date partition (None: today's UTC date).
+        timestamp_column: the event-time column, one source of the batch's date.
         numeric, categorical, missing_tokens: the model's input columns and missing-value tokens.
         model_version: a registered version; None scores with the champion.
         chunk_rows: rows per record batch streamed through the model (memory scales with it).
@@ -593,11 +550,13 @@ def score_batch(
         torch_threads: intra-op threads of each scoring thread's forward pass; None picks
             :func:`default_torch_threads` for the batches being scored in this process now.
         lock_timeout_s: seconds to wait for another run scoring the same batch.
+        batch_date_source: where the batch's date (its partition and the marker's ``date``) comes
+            from: "auto", "timestamp", "id" or "arrival" (see :mod:`tasks.batch_dates`).
 
     Returns:
         The success marker (a dict): batch_id, status ("scored", or "skipped" when already scored),
         rows_in, rows_out, flagged, input_path, input_sha256, input_fingerprint, model_version,
-        output, date, scored_at, seconds.
+        output, date, date_source, scored_at, seconds.
     """
     _check_positive("chunk_rows", chunk_rows)
     _check_positive("top_k", top_k)
@@ -615,7 +574,12 @@ def score_batch(
         if not force and is_scored_by(previous, version, batch.path, options, input_fingerprint):
             return {**previous, "status": "skipped"}
 
-        date = batch_date(batch.path, timestamp_column, options)
+        dated = resolve_batch_date(
+            batch.batch_id, batch.path, layout, batch_date_source, timestamp_column, options
+        )
+        if dated.date is None:
+            raise undated_error(batch.batch_id, batch_date_source, timestamp_column)
+        date = dated.date
         output = layout.scored_file(date, batch.batch_id)
         for url in (output, marker_url):
             remove_stale_temporaries(url, options)
@@ -693,6 +657,7 @@ def score_batch(
             "model_version": version,
             "output": output,
             "date": date,
+            "date_source": dated.source,
             "scored_at": scored_at.isoformat(),
             "seconds": round(time.perf_counter() - started, 3),
         }
@@ -717,6 +682,7 @@ def score_batch_task(
     force: bool = False,
     options: StorageOptions = None,
     torch_threads: int | None = None,
+    batch_date_source: str = "auto",
 ) -> dict[str, Any]:
     """:func:`score_batch` as a Prefect task (arguments are paths and JSON, never frames)."""
     return score_batch(
@@ -733,6 +699,7 @@ def score_batch_task(
         force,
         options,
         torch_threads=torch_threads,
+        batch_date_source=batch_date_source,
     )
 
 

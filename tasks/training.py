@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,8 +20,18 @@ from prefect.cache_policies import NO_CACHE
 
 from models import AutoencoderDetector
 from models.registry import ModelRegistry
+from tasks.batch_dates import batch_dates, date_in_id
 from tasks.frames import feature_frame, null_missing_tokens
-from tasks.io import StorageOptions, join, read_table, remove, write_parquet_atomic
+from tasks.io import (
+    StorageLayout,
+    StorageOptions,
+    join,
+    read_schema,
+    read_table,
+    remove,
+    write_parquet_atomic,
+)
+from tasks.window import date_window
 
 ProgressCallback = Callable[[int, int, float, float], None]
 
@@ -50,12 +60,14 @@ def select_training_batches(
     window: int,
     until: str | None = None,
     explicit: Sequence[str] | None = None,
+    dates: Mapping[str, str | None] | None = None,
 ) -> list[dict[str, Any]]:
     """The batches a model trains on.
 
-    ``explicit`` batch ids win (all must exist). Otherwise the last ``window`` batches by id, counting
-    only ids ``<= until`` when given: batch ids sort by time (the demo and `aeflow ingest` name them
-    ``YYYY-MM-DD...``).
+    ``explicit`` batch ids win (all must exist). Otherwise the batches dated within the last
+    ``window`` days up to ``until`` (YYYY-MM-DD; default: the newest batch's date). ``dates`` maps
+    batch ids to their dates (:func:`tasks.batch_dates.batch_dates`: timestamp, id or arrival);
+    without it, the date written in each id. Undated batches are left out.
     """
     by_id = {b["batch_id"]: b for b in batches}
     if explicit:
@@ -65,12 +77,14 @@ def select_training_batches(
                 f"training batches {unknown} are not in incoming/; available: {sorted(by_id)}"
             )
         return [by_id[i] for i in sorted(explicit)]
-    eligible = [
-        b
-        for b in sorted(batches, key=lambda b: b["batch_id"])
-        if until is None or b["batch_id"] <= until
-    ]
-    return eligible[-window:]
+    if dates is None:
+        dates = {b["batch_id"]: _id_date(b["batch_id"]) for b in batches}
+    return date_window(batches, dates, window, until)
+
+
+def _id_date(batch_id: str) -> str | None:
+    found = date_in_id(batch_id)
+    return found.isoformat() if found else None
 
 
 def label_vector(
@@ -200,8 +214,11 @@ def split_training_window(
     columns, the features (missing tokens already null) and the label as int8 0/1 under its own
     name, so the challenger and the champion are later evaluated on exactly the same rows.
 
+    Labels are optional in every batch: the label is used only when every batch of the window has
+    its column (``label_column`` is None otherwise, and ``label_note`` says why).
+
     Returns ``{"method": "time" | "random", "train_path", "holdout_path", "train_rows",
-    "holdout_rows", "holdout_fraction", "seed", "timestamp_column", "label_column",
+    "holdout_rows", "holdout_fraction", "seed", "timestamp_column", "label_column", "label_note",
     "train_start", "train_end", "holdout_start", "holdout_end"}`` (times as ISO strings or None).
     """
     if not batch_paths:
@@ -212,6 +229,7 @@ def split_training_window(
         raise ValueError(
             f"holdout_fraction must be in (0, 1), got {holdout_fraction}; e.g. 0.2 holds out 20%"
         )
+    label_column, label_note = _usable_label(batch_paths, label_column, options)
     roles = [c for c in (id_column, timestamp_column, label_column) if c]
     columns = list(dict.fromkeys([*roles, *numeric, *categorical]))
     tables = [read_table(path, options, columns=columns) for path in batch_paths]
@@ -272,11 +290,34 @@ def split_training_window(
         "seed": int(seed),
         "timestamp_column": timestamp_column,
         "label_column": label_column,
+        "label_note": label_note,
         "train_start": train_start,
         "train_end": train_end,
         "holdout_start": holdout_start,
         "holdout_end": holdout_end,
     }
+
+
+def _usable_label(
+    batch_paths: Sequence[str], label_column: str | None, options: StorageOptions
+) -> tuple[str | None, str | None]:
+    """(the label column when every batch has it, else None; a note when some or all lack it)."""
+    if not label_column:
+        return None, None
+    present = sum(label_column in read_schema(path, options).names for path in batch_paths)
+    if present == len(batch_paths):
+        return label_column, None
+    if present == 0:
+        note = (
+            f"no batch of the window has the label column {label_column!r}: evaluated without "
+            "labels (reconstruction and score distribution only)"
+        )
+    else:
+        note = (
+            f"the label column {label_column!r} is in {present} of {len(batch_paths)} batches of "
+            "the window: evaluated without labels (they are used only when every batch has them)"
+        )
+    return None, note
 
 
 def discard_training_split(split: dict[str, Any], options: StorageOptions = None) -> None:
@@ -316,7 +357,9 @@ def fit_and_register(
     options: StorageOptions = None,
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
-    """Fit an AutoencoderDetector, save it and register it; returns the registry entry."""
+    """Fit an AutoencoderDetector, save it and register it; returns ``{"version", "metrics",
+    "reused"}``: ``reused`` when an identical model was registered already (its version is
+    returned and nothing new is registered)."""
     started = time.perf_counter()
     detector = AutoencoderDetector(**detector_params).fit(features, progress=progress)
     fit_seconds = time.perf_counter() - started
@@ -324,6 +367,7 @@ def fit_and_register(
         "train_rows": int(len(features)),
         "fit_seconds": round(fit_seconds, 3),
         "threshold": float(detector.threshold_),
+        "calibration": detector.metadata_.get("calibration"),
     }
     if labels is not None and 0 < labels.sum() < len(labels):
         from sklearn.metrics import average_precision_score, roc_auc_score
@@ -335,6 +379,11 @@ def fit_and_register(
     with tempfile.TemporaryDirectory(prefix="aeflow-bundle-") as bundle:
         detector.save(bundle)
         registry = ModelRegistry(models_root, options)
+        # The same data, config and seed give the same model: reuse its version rather than
+        # registering a copy (re-running the demo or a retrain would pile them up).
+        identical = registry.find_identical(bundle)
+        if identical is not None:
+            return {"version": identical, "metrics": metrics, "reused": True}
         version = registry.register(
             bundle,
             {
@@ -343,7 +392,7 @@ def fit_and_register(
                 "params": detector_params,
             },
         )
-    return {"version": version, "metrics": metrics}
+    return {"version": version, "metrics": metrics, "reused": False}
 
 
 def fit_from_split(
@@ -370,6 +419,26 @@ def fit_from_split(
     return fit_and_register(
         features, labels, detector_params, models_root, training_batches, options, progress
     )
+
+
+@task(name="select-training-batches", cache_policy=NO_CACHE)
+def select_training_batches_task(
+    batches: list[dict[str, Any]],
+    root: str,
+    dataset: str,
+    window: int,
+    until: str | None = None,
+    explicit: list[str] | None = None,
+    batch_date_source: str = "auto",
+    timestamp_column: str | None = None,
+    options: StorageOptions = None,
+) -> list[dict[str, Any]]:
+    """:func:`select_training_batches` with each batch's date from ``batch_date_source``."""
+    dates = None
+    if not explicit:
+        layout = StorageLayout(root, dataset)
+        dates = batch_dates(batches, layout, batch_date_source, timestamp_column, options)
+    return select_training_batches(batches, window, until, explicit, dates)
 
 
 @task(name="split-training-window", cache_policy=NO_CACHE)

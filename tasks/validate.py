@@ -15,9 +15,10 @@ logged, kept in the run summary and shown as Prefect artifacts. A batch is never
 ``release_quarantined`` puts it back in incoming/ once the data or the suite is fixed.
 
 The suite file is plain GX 1.x JSON (``name``, ``expectations`` with ``type``/``kwargs``/``severity``/
-``meta``), drafted by ``draft_suite`` from a reference batch and then reviewed like code. GX drops an
-expectation it cannot build with only a log line, so ``suite_problems`` builds each one itself and
-reports unknown types and bad arguments as errors.
+``meta``), drafted by ``tasks.suite_draft.draft_suite`` from reference batches and then reviewed
+like code. GX drops an expectation it cannot build with only a log line, so ``suite_problems``
+builds each one itself and reports unknown types and bad arguments as errors. Optional columns (the
+label) may be present or absent in a batch (``Suite.for_batch``).
 """
 
 from __future__ import annotations
@@ -33,8 +34,7 @@ import queue
 import re
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -316,6 +316,28 @@ class Suite:
                 seen.setdefault(name)
         return list(seen)
 
+    def optional_columns(self) -> list[str]:
+        """Columns a batch may have or lack (the label): ``meta.aeflow.optional_columns``."""
+        return list((self.meta.get("aeflow") or {}).get("optional_columns") or [])
+
+    def for_batch(self, present: Sequence[str], optional: Sequence[str] = ()) -> Suite:
+        """This suite for a batch whose columns are ``present``: the checks of an optional column
+        the batch lacks are left out, and the exact column set accepts each optional column
+        whether the batch has it or not (``optional`` adds to :meth:`optional_columns`)."""
+        optional = list(dict.fromkeys([*self.optional_columns(), *optional]))
+        absent = {c for c in optional if c not in present}
+        had = [c for c in optional if c in present]
+        checks = []
+        for check in self.checks:
+            if check.type == "expect_table_columns_to_match_set":
+                wanted = [c for c in check.kwargs.get("column_set") or [] if c not in absent]
+                wanted += [c for c in had if c not in wanted]
+                check = replace(check, kwargs={**check.kwargs, "column_set": wanted})
+            elif absent.intersection(check.columns()):
+                continue
+            checks.append(check)
+        return replace(self, checks=tuple(checks))
+
 
 def _gx_environment() -> None:
     """Analytics off before GX is imported (it reads the variable at import time)."""
@@ -445,355 +467,6 @@ def load_suite(
         severity = _override_for(overrides, entry["type"], kwargs.get("column")) or severity
         checks.append(Check(index, entry["type"], kwargs, severity, dict(entry.get("meta") or {})))
     return Suite(data["name"], path, tuple(checks), dict(data.get("meta") or {}))
-
-
-# ==================================================================================== drafting
-@dataclass(frozen=True)
-class DraftSettings:
-    """How `draft_suite` turns reference statistics into bounds (all shares are 0-1)."""
-
-    range_quantiles: tuple[float, float] = (0.001, 0.999)  # robust min/max of numeric ranges
-    range_margin: float = 0.1  # share of the robust span added on both sides of the range
-    range_mostly: float = 0.99  # share of values that must fall inside the range
-    null_margin: float = 0.01  # warning when null share > 2 x reference share + this
-    null_guard_below: float = 0.25  # columns this complete get the critical "mostly empty" guard
-    row_count_factor: float = 5.0  # warning outside [rows / factor, rows x factor]
-    max_levels: int = 500  # no category set or KL check above this many levels
-    quantiles: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
-    quantile_margin: float = 0.1  # share of the 1%-99% span allowed around each quantile
-    kl_threshold: float = 0.1  # nats; KL divergence of the batch's level shares from the reference
-    kl_tail_weight: float = 0.01  # probability mass given to levels unseen in the reference
-
-    def __post_init__(self) -> None:
-        low, high = self.range_quantiles
-        if not 0 <= low < high <= 1:
-            raise ValueError(
-                f"range_quantiles must satisfy 0 <= low < high <= 1, got {self.range_quantiles}"
-            )
-        for name in ("range_mostly", "kl_tail_weight", "null_guard_below"):
-            value = getattr(self, name)
-            if not 0 < value <= 1:
-                raise ValueError(f"{name} must be in (0, 1], got {value}")
-        for name in ("range_margin", "null_margin", "quantile_margin", "kl_threshold"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.row_count_factor < 1:
-            raise ValueError(f"row_count_factor must be >= 1, got {self.row_count_factor}")
-        if self.max_levels < 1:
-            raise ValueError(f"max_levels must be >= 1, got {self.max_levels}")
-        if not self.quantiles or any(not 0 < q < 1 for q in self.quantiles):
-            raise ValueError(f"quantiles must be in (0, 1), got {self.quantiles}")
-
-
-def _round_outward(value: float, up: bool, digits: int = 6) -> float:
-    """``value`` rounded to ``digits`` significant digits, away from the inside of a bound.
-
-    Decimal arithmetic on the float's shortest repr, so 23.4 stays 23.4 and -1.0 stays -1.0.
-    """
-    if value == 0 or not math.isfinite(value):
-        return float(value)
-    exact = Decimal(repr(float(value)))
-    step = Decimal(1).scaleb(exact.adjusted() - (digits - 1))
-    rounded = float(exact.quantize(step, rounding=ROUND_CEILING if up else ROUND_FLOOR))
-    # The decimal bound is exact; its nearest float can sit a hair inside it.
-    if (up and rounded < value) or (not up and rounded > value):
-        rounded = math.nextafter(rounded, math.inf if up else -math.inf)
-    return rounded
-
-
-def _floor_share(value: float) -> float:
-    """A `mostly` share rounded down to 4 decimals (never stricter than computed)."""
-    return max(0.0, math.floor(value * 10_000) / 10_000)
-
-
-def _type_check(arrow_type: pa.DataType, numeric_role: bool) -> tuple[str, dict[str, Any], str]:
-    """(expectation type, kwargs, description) of the type check for a column."""
-    if pa.types.is_dictionary(arrow_type):
-        arrow_type = arrow_type.value_type
-    if numeric_role or pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
-        return (
-            "expect_column_values_to_be_in_type_list",
-            {"type_list": list(NUMERIC_DTYPES)},
-            "numbers (any int or float width)",
-        )
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return "expect_column_values_to_be_of_type", {"type_": "str"}, "text"
-    if pa.types.is_timestamp(arrow_type):
-        if arrow_type.tz is not None:
-            return (
-                "expect_column_values_to_be_of_type",
-                {"type_": "Timestamp"},
-                "timestamps with a time zone",
-            )
-        return (
-            "expect_column_values_to_be_of_type",
-            {"type_": "datetime64"},
-            "timestamps without a time zone",
-        )
-    if pa.types.is_date(arrow_type):
-        return "expect_column_values_to_be_of_type", {"type_": "datetime64"}, "dates"
-    if pa.types.is_boolean(arrow_type):
-        return "expect_column_values_to_be_of_type", {"type_": "bool"}, "booleans"
-    raise ValueError(
-        f"cannot draft a type check for Arrow type {arrow_type}; convert the reference column to "
-        "numbers, text, timestamps or booleans"
-    )
-
-
-def _expectation(kind: str, severity: str, why: str, **kwargs: Any) -> dict[str, Any]:
-    return {"type": kind, "kwargs": kwargs, "severity": severity, "meta": {"why": why}}
-
-
-def _level_counts(column: pa.ChunkedArray) -> list[tuple[Any, int]]:
-    """(level, count) of the non-null values, sorted by level."""
-    counts = pc.value_counts(column.drop_null()).to_pylist()
-    return sorted(((c["values"], c["counts"]) for c in counts), key=lambda item: str(item[0]))
-
-
-def _partition_weights(counts: list[int]) -> list[float]:
-    """Shares rounded to 6 decimals that still sum to 1 (the largest absorbs the rounding)."""
-    total = sum(counts)
-    weights = [round(c / total, 6) for c in counts]
-    largest = int(np.argmax(weights))
-    weights[largest] = round(weights[largest] + (1.0 - sum(weights)), 6)
-    return weights
-
-
-def _numeric_checks(name: str, values: pd.Series, settings: DraftSettings) -> list[dict[str, Any]]:
-    """Robust range and quantiles (both warnings) of a numeric column."""
-    checks: list[dict[str, Any]] = []
-    present = values.dropna()
-    present = present[np.isfinite(present)]
-    if present.empty:
-        return checks
-    integral = bool((present == np.round(present)).all())
-    low_q, high_q = settings.range_quantiles
-    low, high = (float(v) for v in present.quantile([low_q, high_q], interpolation="nearest"))
-    span = high - low
-    low, high = low - settings.range_margin * span, high + settings.range_margin * span
-    if float(present.min()) >= 0:
-        low = max(low, 0.0)  # a column never negative in the reference stays non-negative
-    if integral:
-        low, high = float(math.floor(low)), float(math.ceil(high))
-    checks.append(
-        _expectation(
-            "expect_column_values_to_be_between",
-            "warning",
-            f"robust range: reference quantiles {low_q:g}-{high_q:g} widened by "
-            f"{settings.range_margin:g} of their span on each side",
-            column=name,
-            min_value=_round_outward(low, up=False),
-            max_value=_round_outward(high, up=True),
-            mostly=settings.range_mostly,
-        )
-    )
-    quantiles = list(settings.quantiles)
-    observed = present.quantile(quantiles, interpolation="nearest").to_numpy(dtype=float)
-    q01, q99 = (float(v) for v in present.quantile([0.01, 0.99], interpolation="nearest"))
-    margin = settings.quantile_margin * (q99 - q01)
-    if integral:
-        # Quantiles of counts move in whole steps between batches: allow at least one step.
-        margin = max(margin, 1.0)
-    floor = 0.0 if float(present.min()) >= 0 else -math.inf
-    ranges = [
-        [_round_outward(max(q - margin, floor), up=False), _round_outward(q + margin, up=True)]
-        for q in observed
-    ]
-    checks.append(
-        _expectation(
-            "expect_column_quantile_values_to_be_between",
-            "warning",
-            f"distribution: reference quantiles +- {settings.quantile_margin:g} of the 1%-99% span",
-            column=name,
-            quantile_ranges={"quantiles": quantiles, "value_ranges": ranges},
-        )
-    )
-    return checks
-
-
-def _categorical_checks(
-    name: str, column: pa.ChunkedArray, settings: DraftSettings, distribution: bool
-) -> list[dict[str, Any]]:
-    """Category set and level shares (both warnings) when the column has few enough levels."""
-    levels = _level_counts(column)
-    if not levels or len(levels) > settings.max_levels:
-        return []
-    values = [_jsonable(level) for level, _ in levels]
-    checks = [
-        _expectation(
-            "expect_column_values_to_be_in_set",
-            "warning",
-            "levels seen in the reference; the model handles unseen levels, so this only warns",
-            column=name,
-            value_set=values,
-        )
-    ]
-    if distribution and len(levels) > 1:
-        checks.append(
-            _expectation(
-                "expect_column_kl_divergence_to_be_less_than",
-                "warning",
-                f"level shares: KL divergence from the reference below {settings.kl_threshold:g} "
-                f"nats ({settings.kl_tail_weight:g} of the mass reserved for unseen levels)",
-                column=name,
-                partition_object={
-                    "values": values,
-                    "weights": _partition_weights([count for _, count in levels]),
-                },
-                threshold=settings.kl_threshold,
-                tail_weight_holdout=settings.kl_tail_weight,
-                bucketize_data=False,
-            )
-        )
-    return checks
-
-
-def draft_suite(
-    reference: pa.Table,
-    name: str,
-    id_column: str,
-    timestamp_column: str | None,
-    numeric: Sequence[str],
-    categorical: Sequence[str],
-    label_column: str | None = None,
-    missing_tokens: Sequence[str] = (),
-    references: Sequence[str] = (),
-    settings: DraftSettings | None = None,
-) -> dict[str, Any]:
-    """A suite (GX 1.x JSON document) drafted from a reference batch, meant to be reviewed.
-
-    Critical: the exact column set, a non-empty batch, each column's type, id uniqueness, no nulls
-    in key columns (id, timestamp), no column more than half empty. Warnings:
-    null shares with `mostly`, row-count bounds, robust numeric ranges, quantiles, category sets and
-    level shares (KL divergence). The reference must meet the critical checks itself.
-    """
-    settings = settings or DraftSettings()
-    present = reference.schema.names
-    roles = [id_column, timestamp_column, *numeric, *categorical, label_column]
-    missing = [c for c in roles if c is not None and c not in present]
-    if missing:
-        raise ValueError(
-            f"the reference lacks column(s) {missing} named in the config; present: {present}"
-        )
-    rows = reference.num_rows
-    if rows == 0:
-        raise ValueError("the reference batch has no rows; draft from a batch with typical data")
-    reference = null_missing_tokens(_decode_dictionaries(reference), missing_tokens)
-    ids = reference.column(id_column)
-    if ids.null_count:
-        raise ValueError(f"the reference has {ids.null_count} null id(s) in {id_column!r}")
-    if pc.count_distinct(ids).as_py() != rows:
-        raise ValueError(
-            f"the reference has duplicate ids in {id_column!r}; ids must be unique per batch"
-        )
-    expectations = [
-        _expectation(
-            "expect_table_columns_to_match_set",
-            "critical",
-            "exact column set: a missing, extra or renamed column breaks the contract",
-            column_set=list(present),
-            exact_match=True,
-        ),
-        _expectation(
-            "expect_table_row_count_to_be_between",
-            "critical",
-            "a batch without rows is a failed export",
-            min_value=1,
-        ),
-        _expectation(
-            "expect_table_row_count_to_be_between",
-            "warning",
-            f"row count within a factor {settings.row_count_factor:g} of the reference's {rows}",
-            min_value=int(rows // settings.row_count_factor),
-            max_value=int(math.ceil(rows * settings.row_count_factor)),
-        ),
-    ]
-    key_columns = {id_column, timestamp_column} - {None}
-    for name_ in present:
-        column = reference.column(name_)
-        kind, kwargs, described = _type_check(column.type, name_ in numeric)
-        expectations.append(
-            _expectation(kind, "critical", f"type: {described}", column=name_, **kwargs)
-        )
-        null_share = column.null_count / rows
-        if name_ in key_columns:
-            expectations.append(
-                _expectation(
-                    "expect_column_values_to_not_be_null",
-                    "critical",
-                    "key column: every row needs it",
-                    column=name_,
-                    mostly=_floor_share(1 - null_share) if null_share else 1.0,
-                )
-            )
-        else:
-            allowed = min(1.0, 2 * null_share + settings.null_margin)
-            if null_share < settings.null_guard_below:
-                expectations.append(
-                    _expectation(
-                        "expect_column_values_to_not_be_null",
-                        "critical",
-                        "more than half the values the reference had are missing: a broken feed",
-                        column=name_,
-                        mostly=_floor_share(0.5 * (1 - null_share)),
-                    )
-                )
-            expectations += [
-                _expectation(
-                    "expect_column_values_to_not_be_null",
-                    "warning",
-                    f"null share at most 2 x the reference's ({null_share:.4f}) + "
-                    f"{settings.null_margin:g}",
-                    column=name_,
-                    mostly=_floor_share(1 - allowed),
-                ),
-            ]
-        if name_ == id_column:
-            expectations.append(
-                _expectation(
-                    "expect_column_values_to_be_unique",
-                    "critical",
-                    "row ids identify scored rows: duplicates would be scored twice",
-                    column=name_,
-                )
-            )
-        elif name_ in numeric:
-            values = column.cast(pa.float64()).to_pandas()
-            expectations += _numeric_checks(name_, values, settings)
-        elif name_ in categorical or name_ == label_column:
-            expectations += _categorical_checks(
-                name_, column, settings, distribution=name_ in categorical
-            )
-    meta = {
-        "aeflow": {
-            "dataset": name,
-            "drafted_by": "aeflow expectations init",
-            "drafted_from": [posixpath.basename(str(r).rstrip("/")) for r in references],
-            "reference_rows": rows,
-            "settings": _jsonable(asdict(settings)),
-        },
-        "great_expectations_version": _gx_version(),
-    }
-    return {
-        "name": name,
-        "expectations": expectations,
-        "meta": meta,
-        "notes": (
-            "Drafted from a reference batch: review every bound before committing. Severity "
-            "'critical' quarantines a batch, 'warning' lets it be scored and is reported."
-        ),
-    }
-
-
-def _gx_version() -> str:
-    from importlib.metadata import version
-
-    return version("great-expectations")
-
-
-def suite_json(suite: dict[str, Any]) -> str:
-    """Stable, diff-friendly JSON text of a suite (sorted keys, two-space indent, final newline)."""
-    return json.dumps(_jsonable(suite), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 # ================================================================================== pre-checks
@@ -1351,12 +1024,14 @@ def validate_batch(
     options: StorageOptions = None,
     severity_overrides: dict[str, str] | None = None,
     data_docs_dir: str | None = None,
+    optional_columns: Sequence[str] = (),
 ) -> ValidationOutcome:
     """Validate one batch against the suite; never raises for bad data.
 
     A damaged, empty or mis-typed batch comes back quarantined with the cause; a bad suite file
     raises SuiteError (the batch is not at fault). ``data_docs_dir``: also write GX Data Docs HTML
-    for the batch there, as ``<batch_id>.html``.
+    for the batch there, as ``<batch_id>.html``. ``optional_columns`` (the label) may be present
+    or absent: when absent, their checks are skipped (see :meth:`Suite.for_batch`).
     """
     if on_warning not in ON_WARNING:
         raise ValueError(f"on_warning must be one of {list(ON_WARNING)}, got {on_warning!r}")
@@ -1399,6 +1074,7 @@ def validate_batch(
     if rows == 0:
         empty = _precheck("non_empty", "the batch has no rows", expected=">= 1 row", observed=0)
         return outcome(0, [empty], [], 0)
+    suite = suite.for_batch(table.schema.names, optional_columns)
     roles = [id_column, timestamp_column, *numeric, *categorical]
     required = list(dict.fromkeys([c for c in roles if c] + suite.referenced_columns()))
     schema_failures = _schema_prechecks(table, required, suite.column_set(), numeric, id_column)
@@ -1648,6 +1324,7 @@ def validate_batch_task(
     options: StorageOptions = None,
     severity_overrides: dict[str, str] | None = None,
     data_docs_dir: str | None = None,
+    optional_columns: list[str] | None = None,
 ) -> dict[str, Any]:
     """`validate_batch` as a Prefect task: logs each warning, publishes a markdown artifact for a
     batch scored with warnings, and returns the outcome as a dict."""
@@ -1663,6 +1340,7 @@ def validate_batch_task(
         options,
         severity_overrides,
         data_docs_dir,
+        optional_columns or (),
     )
     log = _run_logger()
     for failure in outcome.warnings:
@@ -1710,3 +1388,15 @@ def quarantine_task(
 def describe_failures(failures: Iterable[dict[str, Any]]) -> list[str]:
     """One line per failed check (for logs and the CLI)."""
     return [f"[{f['severity']}] {_describe(f)}" for f in failures]
+
+
+# Drafting suites moved to tasks.suite_draft; these names stay importable from here.
+_MOVED_TO_SUITE_DRAFT = frozenset({"DraftSettings", "draft_suite", "suite_json", "_round_outward"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_SUITE_DRAFT:
+        from tasks import suite_draft
+
+        return getattr(suite_draft, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,8 @@
 """Which batches a run works on: tonight's batches, and the accepted-batches training window.
 
 A batch is *accepted* once it passed validation and was scored: its success marker
-(``scored/<dataset>/_success/<batch_id>.json``) exists and records the event date of its rows.
+(``scored/<dataset>/_success/<batch_id>.json``) exists and records the batch's date
+(:mod:`tasks.batch_dates`: its timestamp column, a date in its id, or its arrival).
 Quarantined batches leave incoming/ and never get a marker, so they are never part of a window. The
 retraining window is the accepted batches whose date falls in the last N days up to a given date;
 optionally the challenger's training rows leave out those their scored output flags as anomalies, so
@@ -21,6 +22,7 @@ import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.batch_dates import batch_dates, date_in_id
 from tasks.io import (
     StorageLayout,
     StorageOptions,
@@ -54,26 +56,44 @@ def records_input(marker: Mapping[str, Any], path: str, options: StorageOptions 
     return marker.get("input_sha256") == checksum(path, options)
 
 
+def _dated(
+    batches: Sequence[Mapping[str, Any]], dates: Mapping[str, str | None] | None
+) -> list[tuple[dt.date | None, dict[str, Any]]]:
+    """(date or None, batch) for each batch, by batch id: from ``dates`` (see
+    :func:`tasks.batch_dates.batch_dates`), else the date written in the id."""
+    dated = []
+    for batch in sorted(batches, key=lambda b: b["batch_id"]):
+        if dates is not None:
+            found = dates.get(batch["batch_id"])
+            day = dt.date.fromisoformat(found) if found else None
+        else:
+            day = date_in_id(batch["batch_id"])
+        dated.append((day, dict(batch)))
+    return dated
+
+
 def select_nightly_batches(
     batches: Sequence[Mapping[str, Any]],
     layout: StorageLayout,
     date: str | None = None,
     options: StorageOptions = None,
+    dates: Mapping[str, str | None] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """What tonight's run scores, and what of the night was scored before.
 
-    With ``date``, the night's batches are those whose id starts with it (batch ids start with
-    their date: the demo and `aeflow ingest` name them so); a batch whose success marker records its
-    current content (same bytes) was scored before, by any model, and is not scored again
-    (re-scoring with another model is `aeflow backfill`). Without a date (a scheduled run), the
-    night is every batch in incoming/ not scored yet, and nothing counts as scored before. A changed
-    file under a scored name is scored again.
+    With ``date``, the night's batches are those dated that day: ``dates`` maps batch ids to their
+    dates (:func:`tasks.batch_dates.batch_dates`: timestamp, id or arrival), or without it the date
+    written in the id. A batch whose success marker records its current content (same bytes) was
+    scored before, by any model, and is not scored again (re-scoring with another model is
+    `aeflow backfill`). Without a date (a scheduled run), the night is every batch in incoming/ not
+    scored yet, and nothing counts as scored before. A changed file under a scored name is scored
+    again.
 
     Returns ``{"pending": [batch dicts], "scored_before": [success markers]}``, by batch id.
     """
     if date is not None:
-        day = parse_date(date).isoformat()
-        batches = [b for b in batches if str(b["batch_id"]).startswith(day)]
+        day = parse_date(date)
+        batches = [b for d, b in _dated(batches, dates) if d == day]
     pending, scored_before = [], []
     for batch in sorted(batches, key=lambda b: b["batch_id"]):
         marker = read_json(layout.success_marker(batch["batch_id"]), options)
@@ -85,21 +105,36 @@ def select_nightly_batches(
 
 
 def select_date_range(
-    batches: Sequence[Mapping[str, Any]], start: str, end: str
+    batches: Sequence[Mapping[str, Any]],
+    start: str,
+    end: str,
+    dates: Mapping[str, str | None] | None = None,
 ) -> list[dict[str, Any]]:
-    """The batches whose id starts with a date in [start, end] (inclusive), by batch id."""
+    """The batches dated in [start, end] (inclusive), by batch id; ``dates`` as for
+    :func:`select_nightly_batches` (without it, the date written in the id). Undated batches are
+    never part of a range."""
     first, last = parse_date(start, "start"), parse_date(end, "end")
     if first > last:
         raise ValueError(f"the date range is empty: start {first} is after end {last}")
-    chosen = []
-    for batch in sorted(batches, key=lambda b: b["batch_id"]):
-        try:
-            day = parse_date(batch["batch_id"])
-        except ValueError:
-            continue  # not a dated batch: never part of a date range
-        if first <= day <= last:
-            chosen.append(dict(batch))
-    return chosen
+    return [b for day, b in _dated(batches, dates) if day is not None and first <= day <= last]
+
+
+def date_window(
+    batches: Sequence[Mapping[str, Any]],
+    dates: Mapping[str, str | None],
+    window_days: int,
+    until: str | None = None,
+) -> list[dict[str, Any]]:
+    """The batches dated within the last ``window_days`` days up to ``until`` (inclusive; default:
+    the newest batch date), by batch id. Undated batches are left out."""
+    if window_days < 1:
+        raise ValueError(f"window_days must be >= 1, got {window_days}")
+    dated = [(day, b) for day, b in _dated(batches, dates) if day is not None]
+    if not dated:
+        return []
+    last = parse_date(until, "until") if until else max(day for day, _ in dated)
+    first = last - dt.timedelta(days=window_days - 1)
+    return [b for day, b in dated if first <= day <= last]
 
 
 # --------------------------------------------------------------------------- training window
@@ -107,7 +142,7 @@ def accepted_batches(layout: StorageLayout, options: StorageOptions = None) -> l
     """Batches in incoming/ that passed validation and were scored, by batch id.
 
     Each is ``{"batch_id", "path", "date", "output", "model_version", "rows"}`` with ``date`` the
-    event date of its rows (from the success marker) and ``output`` its scored file.
+    batch's date (from the success marker) and ``output`` its scored file.
     """
     accepted = []
     for batch in list_batches(layout.incoming, options):
@@ -135,17 +170,7 @@ def training_window(
     ``until`` defaults to the newest accepted batch's date. Days without an accepted batch (none
     arrived, or it was quarantined) simply contribute nothing.
     """
-    if window_days < 1:
-        raise ValueError(f"window_days must be >= 1, got {window_days}")
-    if not accepted:
-        return []
-    last = parse_date(until, "until") if until else max(parse_date(b["date"]) for b in accepted)
-    first = last - dt.timedelta(days=window_days - 1)
-    return [
-        dict(b)
-        for b in sorted(accepted, key=lambda b: b["batch_id"])
-        if first <= parse_date(b["date"]) <= last
-    ]
+    return date_window(accepted, {b["batch_id"]: b["date"] for b in accepted}, window_days, until)
 
 
 def flagged_ids(
@@ -201,15 +226,31 @@ def select_nightly_batches_task(
     dataset: str,
     date: str | None = None,
     options: StorageOptions = None,
+    batch_date_source: str = "auto",
+    timestamp_column: str | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    return select_nightly_batches(batches, StorageLayout(root, dataset), date, options)
+    layout = StorageLayout(root, dataset)
+    dates = None
+    if date is not None:
+        dates = batch_dates(batches, layout, batch_date_source, timestamp_column, options)
+    return select_nightly_batches(batches, layout, date, options, dates)
 
 
 @task(name="select-date-range", cache_policy=NO_CACHE)
 def select_date_range_task(
-    batches: list[dict[str, Any]], start: str, end: str
+    batches: list[dict[str, Any]],
+    start: str,
+    end: str,
+    root: str,
+    dataset: str,
+    batch_date_source: str = "auto",
+    timestamp_column: str | None = None,
+    options: StorageOptions = None,
 ) -> list[dict[str, Any]]:
-    return select_date_range(batches, start, end)
+    dates = batch_dates(
+        batches, StorageLayout(root, dataset), batch_date_source, timestamp_column, options
+    )
+    return select_date_range(batches, start, end, dates)
 
 
 @task(name="training-window", cache_policy=NO_CACHE)

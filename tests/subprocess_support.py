@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+AEFLOW = shutil.which("aeflow", path=str(BIN)) or shutil.which("aeflow")
 PREFECT = shutil.which("prefect", path=str(BIN)) or "prefect"
-AEFLOW = shutil.which("aeflow", path=str(BIN)) or "aeflow"
 
 
 def stop_process_group(process: subprocess.Popen, timeout_s: float = 15) -> None:
@@ -33,8 +34,6 @@ def stop_process_group(process: subprocess.Popen, timeout_s: float = 15) -> None
 
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -78,10 +77,13 @@ def wait_until(check, timeout: float, what: str, log: Path | None = None):
 
 
 @contextlib.contextmanager
-def prefect_server(home: Path, **settings: str) -> Iterator[tuple[str, subprocess.Popen]]:
+def prefect_server_process(
+    home: Path, timeout_s: float = 90, **settings: str
+) -> Iterator[tuple[str, subprocess.Popen]]:
     """`prefect server start` on a free loopback port with its own SQLite database under
     ``home`` (extra ``settings`` in its environment); yields ``(api_url, process)`` once healthy
-    and stops it on the way out."""
+    and stops it (and its children) on the way out. Raises RuntimeError with the server's log
+    when it does not become healthy within ``timeout_s``."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
@@ -97,5 +99,16 @@ def prefect_server(home: Path, **settings: str) -> Iterator[tuple[str, subproces
     log = home / "server.log"
     args = [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with started(args, env, log) as server:
-        wait_until(lambda: api_healthy(api), 90, "the Prefect server's /api/health", log)
+        deadline = time.monotonic() + timeout_s
+        while not api_healthy(api):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Prefect server did not start:\n" + log.read_text()[-3000:])
+            time.sleep(1)
         yield api, server
+
+
+@contextlib.contextmanager
+def prefect_server(home: Path, timeout_s: float = 90, **settings: str) -> Iterator[str]:
+    """:func:`prefect_server_process`, yielding only the API URL."""
+    with prefect_server_process(home, timeout_s, **settings) as (api, _):
+        yield api

@@ -19,8 +19,8 @@ def _is_batch(path: str) -> bool:
     return path.endswith(".parquet") or os.path.isdir(path)
 
 
-def read_reference(cfg: PipelineConfig, paths: list[str]) -> pa.Table:
-    """The reference rows: Parquet batches as they are, CSV files read like `aeflow ingest`."""
+def read_reference_batches(cfg: PipelineConfig, paths: list[str]) -> list[pa.Table]:
+    """One table per reference: Parquet batches as they are, CSV files read like `aeflow ingest`."""
     import pyarrow as pa
 
     from flows.commands.ingest import csv_format
@@ -42,6 +42,7 @@ def read_reference(cfg: PipelineConfig, paths: list[str]) -> pa.Table:
                 cfg.columns.numeric,
                 cfg.columns.missing_values,
                 id_prefix=prefix,
+                label_column=cfg.columns.label,
             )
         )
         tables.append(pa.concat_tables(chunks))
@@ -50,11 +51,18 @@ def read_reference(cfg: PipelineConfig, paths: list[str]) -> pa.Table:
         raise ValueError(
             f"the references {paths} have different schemas; draft from batches of one layout"
         )
-    return pa.concat_tables(tables)
+    return tables
+
+
+def read_reference(cfg: PipelineConfig, paths: list[str]) -> pa.Table:
+    """All reference rows as one table (see :func:`read_reference_batches`)."""
+    import pyarrow as pa
+
+    return pa.concat_tables(read_reference_batches(cfg, paths))
 
 
 def _self_check(cfg: PipelineConfig, reference: pa.Table, suite_path: str) -> Any:
-    """Validate the reference against the suite just drafted (it must pass its own reference)."""
+    """Validate a reference batch against the suite just drafted (each must pass it)."""
     import pyarrow.parquet as pq
 
     from tasks.io import BatchRef
@@ -72,13 +80,15 @@ def _self_check(cfg: PipelineConfig, reference: pa.Table, suite_path: str) -> An
             cfg.columns.categorical,
             cfg.columns.missing_values,
             severity_overrides=cfg.validation.severity,
+            optional_columns=[cfg.columns.label] if cfg.columns.label else [],
         )
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     from flows.config import load_config
     from tasks.io import exists, write_text_atomic
-    from tasks.validate import DraftSettings, describe_failures, draft_suite, suite_json
+    from tasks.suite_draft import DraftSettings, draft_suite, suite_json
+    from tasks.validate import describe_failures
 
     cfg = load_config(args.config)
     output = args.output or cfg.suite_path
@@ -89,9 +99,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         )
     tuned = {name: getattr(args, name) for name in TUNABLE}
     settings = DraftSettings(**{k: v for k, v in tuned.items() if v is not None})
-    reference = read_reference(cfg, args.reference)
+    references = read_reference_batches(cfg, args.reference)
     suite = draft_suite(
-        reference,
+        references,
         cfg.dataset,
         cfg.columns.id,
         cfg.columns.timestamp,
@@ -104,23 +114,36 @@ def cmd_init(args: argparse.Namespace) -> int:
     )
     write_text_atomic(suite_json(suite), output)
     severities = [e["severity"] for e in suite["expectations"]]
+    rows = sum(t.num_rows for t in references)
+    dropped = suite["meta"]["aeflow"].get("dropped", [])
     print(
         f"drafted {len(severities)} expectations ({severities.count('critical')} critical, "
-        f"{severities.count('warning')} warning) from {reference.num_rows} reference rows "
-        f"into {output}"
+        f"{severities.count('warning')} warning) from {rows} rows in {len(references)} "
+        f"reference batch(es) into {output}"
     )
-    outcome = _self_check(cfg, reference, output)
-    if outcome.status != "passed":
-        print(f"the reference does not pass its own suite: {outcome.reason}")
-        for line in describe_failures(outcome.critical + outcome.warnings):
-            print(f"  {line}")
+    if dropped:
+        print(
+            f"left out {len(dropped)} that no batch could fail (listed under meta.aeflow.dropped)"
+        )
+    failed = 0
+    for path, reference in zip(args.reference, references, strict=True):
+        outcome = _self_check(cfg, reference, output)
+        if outcome.status != "passed":
+            failed += 1
+            print(f"the reference {path} does not pass its own suite: {outcome.reason}")
+            for line in describe_failures(outcome.critical + outcome.warnings):
+                print(f"  {line}")
+    if failed:
         return 1
-    print("the reference passes it. Review every bound before committing the file.")
+    every = "the reference passes it" if len(references) == 1 else "every reference batch passes it"
+    print(f"{every}. Review every bound before committing the file.")
     return 0
 
 
 def suite_config_problems(cfg: PipelineConfig, suite_doc: dict[str, Any]) -> list[str]:
     """Disagreements between a (structurally valid) suite and the config's columns."""
+    from tasks.contract import suite_column_problems
+
     column_sets = [
         e["kwargs"].get("column_set") or []
         for e in suite_doc["expectations"]
@@ -135,10 +158,15 @@ def suite_config_problems(cfg: PipelineConfig, suite_doc: dict[str, Any]) -> lis
         )
         return problems
     cols = cfg.columns
-    named = [c for c in (cols.id, cols.timestamp, cols.label, *cols.features) if c]
-    absent = [c for c in named if c not in column_sets[0]]
-    if absent:
-        problems.append(f"config column(s) {absent} are not in the suite's column_set")
+    roles = {
+        "columns.id": [cols.id],
+        "columns.timestamp": [cols.timestamp] if cols.timestamp else [],
+        "columns.numeric": cols.numeric,
+        "columns.categorical": cols.categorical,
+    }
+    optional = (suite_doc.get("meta") or {}).get("aeflow", {}).get("optional_columns") or []
+    path = cfg.suite_path
+    problems += suite_column_problems(roles, column_sets[0], path, [cols.label, *optional])
     return problems
 
 

@@ -32,10 +32,13 @@ def csv_format(cfg: PipelineConfig) -> CsvFormat:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from flows.config import load_config
+    from tasks.batch_dates import date_in_id
     from tasks.ingest import ingest_csv
     from tasks.io import StorageLayout
 
     cfg = load_config(args.config)
+    if args.cadence and not args.start_date:
+        raise ValueError("--cadence dates batches from --start-date: give --start-date YYYY-MM-DD")
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     written = ingest_csv(
         args.csv,
@@ -49,6 +52,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         split_by=args.split_by,
         name=args.name,
         options=cfg.storage.options,
+        label_column=cfg.columns.label,
+        start_date=args.start_date,
+        cadence=args.cadence or "daily",
     )
     width = max(len(b["batch_id"]) for b in written)
     for batch in written:
@@ -57,29 +63,53 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     print(
         f"ingested {total} rows from {args.csv} into {len(written)} batch(es) in {layout.incoming}"
     )
+    undated = [b["batch_id"] for b in written if date_in_id(b["batch_id"]) is None]
+    if undated and not cfg.columns.timestamp:
+        print(
+            f"note: {len(undated)} batch id(s) carry no date and the config has no timestamp "
+            "column, so each is dated by its arrival (today); name them by date with "
+            "--start-date YYYY-MM-DD [--cadence daily|weekly|monthly]"
+        )
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "ingest",
-        help="convert a CSV export into Parquet batches in incoming/",
+        help="convert a CSV export into dated Parquet batches in incoming/",
         description="Read a CSV as the config's `ingest` section describes (header or column names, "
         "separator, comment lines, whitespace, value rewrites, a timestamp from date parts), give "
         "each column its contract type and write Parquet batches to "
-        "<root>/incoming/<dataset>/: the whole file, every N rows, or one per calendar month. "
-        "Nothing is written unless the whole file converts.",
+        "<root>/incoming/<dataset>/, named by their date: one per day, week or month of the "
+        "timestamp column (--split-by), or every N rows dated from --start-date at --cadence "
+        "(--batch-rows). The label column may be missing (a production export). Nothing is "
+        "written unless the whole file converts.",
     )
     add_config_argument(parser)
     parser.add_argument("--csv", required=True, metavar="PATH", help="the CSV file to convert")
     split = parser.add_mutually_exclusive_group()
     split.add_argument(
-        "--batch-rows", type=int, metavar="N", help="one batch per N rows (<name>-0001, ...)"
+        "--batch-rows",
+        type=int,
+        metavar="N",
+        help="one batch per N rows: <name>-<date> with --start-date, else <name>-0001, ...",
     )
     split.add_argument(
         "--split-by",
-        choices=["month"],
-        help="one batch per calendar month of the timestamp column (<name>-YYYY-MM)",
+        choices=["day", "week", "month"],
+        help="one batch per day, ISO week or calendar month of the timestamp column "
+        "(<name>-YYYY-MM-DD, the week's Monday, or <name>-YYYY-MM)",
+    )
+    parser.add_argument(
+        "--start-date",
+        metavar="YYYY-MM-DD",
+        help="date of the first batch (the whole file, or the first --batch-rows rows); later "
+        "batches follow at --cadence",
+    )
+    parser.add_argument(
+        "--cadence",
+        choices=["daily", "weekly", "monthly"],
+        help="time between the --batch-rows batches from --start-date (daily)",
     )
     parser.add_argument(
         "--name", metavar="PREFIX", help="batch id prefix (default: the CSV's file name)"

@@ -17,10 +17,11 @@ from flows.commands import add_config_argument
 # ------------------------------------------------------------------------------- summaries
 def format_retrain_summary(result: dict[str, Any]) -> str:
     if result.get("version") is None:
-        return f"retraining        skipped: {result['reason']}"
+        return f"retraining        skipped, {result['reason']}"
     window = result["window"]
+    reused = " (identical to this registered version: reused)" if result.get("reused") else ""
     lines = [
-        f"retrained         {result['version']} on {result['train_rows']} rows of "
+        f"retrained         {result['version']}{reused} on {result['train_rows']} rows of "
         f"{len(window['batches'])} accepted batches ({window['first_date']}..{window['last_date']})",
     ]
     if window["rows_left_out"]:
@@ -34,6 +35,8 @@ def format_retrain_summary(result: dict[str, Any]) -> str:
         f"why               {result['reason']}",
         f"champion          {result['champion_after']}",
     ]
+    for warning in result.get("warnings", []):
+        lines.append(f"warning           {warning}")
     if result.get("report"):
         lines.append(f"evaluation report {result['report']}")
     lines.append(f"record            {result['record']}")
@@ -142,16 +145,18 @@ def _task_runner(dask: str | None, workers: int | None, default_workers: int) ->
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
-    from flows.cli import with_training_progress
+    from flows.cli import quarantine_exit, with_training_progress
     from flows.config import load_config
     from flows.nightly import nightly_flow
     from flows.prefect_api import require_prefect_api
+    from flows.preflight import check_config_columns
     from tasks.io import StorageLayout
     from tasks.window import parse_date
 
     cfg = load_config(args.config)  # fail fast on a bad config or date, before Prefect starts
     if args.date:
         parse_date(args.date)
+    check_config_columns(cfg)
     require_prefect_api()
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     runner = _task_runner(args.dask, args.workers, cfg.scoring.workers)
@@ -162,19 +167,21 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     )
     result = {**result, "scored_root": layout.scored, "quarantine_root": layout.quarantine()}
     print("\n" + format_nightly_summary(result))
-    return 0
+    return quarantine_exit(result["score"], args.fail_on_quarantine)
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     from flows.cli import with_training_progress
     from flows.config import load_config
     from flows.prefect_api import require_prefect_api
+    from flows.preflight import check_config_columns
     from flows.retrain import retrain_flow
     from tasks.window import parse_date
 
-    load_config(args.config)
+    cfg = load_config(args.config)
     if args.until:
         parse_date(args.until, "--until")
+    check_config_columns(cfg, against_model=False, suite_required=False)
     require_prefect_api()
     result = with_training_progress(
         lambda: retrain_flow(
@@ -192,26 +199,25 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from flows.backfill import backfill_flow
-    from flows.cli import format_score_summary
+    from flows.cli import format_score_summary, quarantine_exit
     from flows.config import load_config
     from flows.prefect_api import require_prefect_api
+    from flows.preflight import check_config_columns
+    from tasks.batch_dates import batch_dates
     from tasks.io import StorageLayout, list_batches
     from tasks.window import parse_date, select_date_range
 
     cfg = load_config(args.config)
     parse_date(args.start, "--from")
     parse_date(args.end, "--to")
+    check_config_columns(cfg, args.model_version)
     require_prefect_api()
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     runner = _task_runner(args.dask, args.workers, cfg.scoring.workers)
-    in_range = [
-        b["batch_id"]
-        for b in select_date_range(
-            [b.to_dict() for b in list_batches(layout.incoming, cfg.storage.options)],
-            args.start,
-            args.end,
-        )
-    ]
+    opts, cols = cfg.storage.options, cfg.columns
+    available = [b.to_dict() for b in list_batches(layout.incoming, opts)]
+    dates = batch_dates(available, layout, cols.batch_date, cols.timestamp, opts)
+    in_range = [b["batch_id"] for b in select_date_range(available, args.start, args.end, dates)]
     with BatchProgress(layout, in_range, cfg.storage.options, "re-scoring"):
         summary = backfill_flow.with_options(task_runner=runner)(
             config=args.config,
@@ -222,7 +228,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         )
     print(f"\nbackfill          {args.start}..{args.end}")
     print(format_score_summary(summary, layout.scored, layout.quarantine()))
-    return 0
+    return quarantine_exit(summary, args.fail_on_quarantine)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -271,6 +277,8 @@ def _add_runner(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: Any) -> None:
+    from flows.cli import add_fail_on_quarantine
+
     nightly = subparsers.add_parser(
         "nightly",
         help="score tonight's batches, measure drift, retrain when a trigger fires",
@@ -284,13 +292,14 @@ def register(subparsers: Any) -> None:
     nightly.add_argument(
         "--date",
         metavar="YYYY-MM-DD",
-        help="process the batches whose id starts with this date (default: every batch not "
-        "scored yet)",
+        help="process the batches dated this day (columns.batch_date: the timestamp column, a "
+        "date in the batch id, or the arrival; default: every batch not scored yet)",
     )
     nightly.add_argument(
         "--no-retrain", action="store_true", help="report retraining triggers but do not retrain"
     )
     _add_runner(nightly)
+    add_fail_on_quarantine(nightly)
     nightly.set_defaults(handler=cmd_nightly)
 
     retrain = subparsers.add_parser(
@@ -331,7 +340,7 @@ def register(subparsers: Any) -> None:
         "backfill",
         help="re-score a date range with a chosen model version",
         description="Run the backfill flow: validate and re-score every batch in incoming/ dated "
-        "START..END (batch ids starting with the date) with --model-version (the champion by "
+        "START..END (each batch's date: columns.batch_date) with --model-version (the champion by "
         "default). Batches already scored by that version are skipped unless --force; other "
         "outputs of a batch are replaced, never appended to.",
     )
@@ -343,6 +352,7 @@ def register(subparsers: Any) -> None:
         "--force", action="store_true", help="re-score batches already scored by the version"
     )
     _add_runner(backfill)
+    add_fail_on_quarantine(backfill)
     backfill.set_defaults(handler=cmd_backfill)
 
     serve = subparsers.add_parser(
@@ -365,7 +375,7 @@ def register(subparsers: Any) -> None:
         default=30.0,
         metavar="SECONDS",
         help="on SIGTERM or Ctrl-C, exit within this many seconds whatever is still waiting (30); "
-        "exit code 0 after a clean stop (runs in flight stopped, schedules paused), 3 when the "
+        "exit code 0 after a clean stop (runs in flight stopped, schedules paused), 4 when the "
         "Prefect API did not answer (schedules left active) or the stop ran out of time",
     )
     _add_runner(serve)

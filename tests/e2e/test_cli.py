@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -58,3 +59,30 @@ def test_a_bad_config_is_one_clear_error_without_a_traceback(tmp_path, command):
     assert result.returncode == 2
     assert "unknown key 'colums'" in result.stderr and str(config) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_demo_data_makes_any_number_of_days(tmp_path):
+    """`--days 1` once failed on the default drifted day, an option the CLI did not have."""
+    one = run("demo-data", "--out", str(tmp_path / "one"), "--days", "1", "--rows-per-day", "500")
+    assert one.returncode == 0, one.stderr
+    manifest = json.loads(one.stdout)
+    assert (manifest["days"], manifest["drift_day"], manifest["malformed_day"]) == (1, None, None)
+    chosen = run(
+        "demo-data", "--out", str(tmp_path / "two"), "--days", "2", "--rows-per-day", "500",
+        "--drift-day", "1", "--malformed-day", "none",
+    )  # fmt: skip
+    assert chosen.returncode == 0, chosen.stderr
+    assert (json.loads(chosen.stdout)["drift_day"], json.loads(chosen.stdout)["malformed_day"]) == (
+        1,
+        None,
+    )
+    bad = run("demo-data", "--out", str(tmp_path / "bad"), "--days", "2", "--drift-day", "5")
+    assert bad.returncode == 2 and "drift_day must be in [-2, 1] for days=2, got 5" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_help_documents_the_exit_codes():
+    listing = run("--help").stdout
+    assert "exit codes:" in listing and "3    --fail-on-quarantine" in listing
+    for command in ("score", "nightly", "backfill"):
+        assert "--fail-on-quarantine" in run(command, "--help").stdout

@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from subprocess_support import prefect_server
+from subprocess_support import AEFLOW, prefect_server
 
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-AEFLOW = shutil.which("aeflow", path=str(BIN)) or shutil.which("aeflow")
 DAYS, ROWS_PER_DAY, TRAIN_DAYS = 5, 1000, 2
 QUICK = {"model": {"epochs": 5}, "evaluation": {"baselines": False, "report": False}}
 
@@ -34,7 +30,7 @@ QUICK = {"model": {"epochs": 5}, "evaluation": {"baselines": False, "report": Fa
 @pytest.fixture(scope="module")
 def prefect_api(tmp_path_factory) -> Iterator[str]:
     """A Prefect server on loopback with its own SQLite database, stopped at the end."""
-    with prefect_server(tmp_path_factory.mktemp("prefect-server")) as (api, _):
+    with prefect_server(tmp_path_factory.mktemp("prefect-server")) as api:
         yield api
 
 

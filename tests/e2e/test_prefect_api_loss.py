@@ -17,9 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 from model_support import register_tiny_champion
-from subprocess_support import AEFLOW, prefect_server, started, wait_until
+from subprocess_support import AEFLOW, prefect_server_process, started, wait_until
 
-from flows.prefect_api import EXIT_PREFECT_API_LOST, GRACE_ENV
+from flows.errors import EXIT_PREFECT_API_LOST
+from flows.prefect_api import GRACE_ENV
 from tasks.demo_data import generate_demo_data
 from tasks.io import StorageLayout, list_batches
 from tasks.scoring import SLOW_WRITE_ENV
@@ -78,7 +79,7 @@ def output_once_exited(process: subprocess.Popen, seconds: float, log: Path, wha
 def test_serve_stops_within_seconds_on_sigterm_while_the_prefect_api_is_down(tmp_path):
     config = demo_config(tmp_path)
     log = tmp_path / "serve.log"
-    with prefect_server(tmp_path / "server") as (api, server):
+    with prefect_server_process(tmp_path / "server") as (api, server):
         command = [AEFLOW, "serve", "--config", str(config)]
         with started(command, client_env(tmp_path, api), log) as serving:
             wait_until(lambda: deployment_count(api) == 4, 90, "the 4 deployments", log)
@@ -96,7 +97,7 @@ def test_a_flow_run_fails_within_seconds_when_the_prefect_api_goes_away(tmp_path
     config = demo_config(tmp_path, champion=True)
     scored = tmp_path / "data" / "scored" / "demo"
     log = tmp_path / "score.log"
-    with prefect_server(tmp_path / "server") as (api, server):
+    with prefect_server_process(tmp_path / "server") as (api, server):
         # About 2 s per chunk: the run lasts well beyond the kill.
         env = client_env(tmp_path, api, **{GRACE_ENV: "3", SLOW_WRITE_ENV: "2"})
         with started([AEFLOW, "score", "--config", str(config)], env, log) as run:

@@ -215,7 +215,9 @@ def test_retraining_without_accepted_batches_is_skipped_with_a_reason(tmp_path):
     config = write_config(tmp_path)
     skipped = retrain_flow(config=str(config), until="2026-01-05")
     assert skipped["version"] is None and skipped["decision"] == "skipped"
-    assert "no accepted (validated and scored) batches" in skipped["reason"]
+    assert skipped["reason"].startswith(
+        "nothing to retrain on: no batch dated 2026-01-01..2026-01-05 has been validated and scored"
+    )
     assert Path(skipped["record"]).is_file()
 
 

@@ -134,3 +134,18 @@ def test_a_second_score_run_skips_what_is_already_scored(demo_pipeline):
     assert again["batches_scored"] == 0 and again["batches_quarantined"] == 0
     assert again["batches_skipped"] == DAYS - 1
     assert again["rows_in"] == again["rows_scored"] + again["rows_quarantined"] == 0
+
+
+def test_training_again_on_the_same_data_reuses_the_champion(demo_pipeline):
+    """Same data, config and seed give the same model: nothing new is registered or promoted."""
+    layout, manifest = demo_pipeline["layout"], demo_pipeline["manifest"]
+    first = demo_pipeline["trained"]["version"]
+    again = train_flow(
+        config=str(demo_pipeline["config"]), until=manifest.batch_ids[TRAIN_DAYS - 1]
+    )
+    assert again["reused"] is True and again["version"] == first
+    assert again["promoted"] is False
+    assert again["gate"]["reasons"][0].startswith(f"identical to the champion {first}")
+    registry = ModelRegistry(layout.models)
+    assert [v["version"] for v in registry.versions()] == [first]
+    assert registry.champion() == first

@@ -85,12 +85,13 @@ def test_served_deployments_get_cron_runs_and_complete_an_ad_hoc_run(trained_dem
     # schedule new deployments within seconds instead of the default minute
     with prefect_server(
         tmp_path / "server-home", PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2"
-    ) as (api, _):
+    ) as api:
         client_env = {
             **os.environ,
             "PREFECT_HOME": str(tmp_path / "client-home"),
             "PREFECT_API_URL": api,
             "GX_ANALYTICS_ENABLED": "false",
+            "COLUMNS": "250",  # the watch output wraps at the terminal's width
         }
         with started(
             [AEFLOW, "serve", "--config", str(trained_demo["config"])], client_env, serve_log
@@ -122,6 +123,13 @@ def test_served_deployments_get_cron_runs_and_complete_an_ad_hoc_run(trained_dem
             )  # fmt: skip
             assert adhoc.returncode == 0, adhoc.stdout + adhoc.stderr + serve_log.read_text()
             assert "finished successfully" in adhoc.stdout
+            # the watch ends with the night's result, in one line, before the run's final state
+            lines = adhoc.stdout.splitlines()
+            [result] = [line for line in lines if "aeflow.nightly.finished" in line]
+            assert f"demo night {day}: 1 scored, 0 already scored, 0 quarantined" in result
+            assert "rows flagged" in result and "; retraining " in result
+            task_events = [i for i, line in enumerate(lines) if "prefect.task-run." in line]
+            assert lines.index(result) > max(task_events)  # after every step of the run
 
             runs = asyncio.run(flow_runs(api, "demo-nightly"))
             done = [r for r in runs if r.state.is_completed()]

@@ -375,3 +375,32 @@ def test_excluded_anomalies_leave_the_baselines_but_not_the_quality_checks(train
     normal_rows = balance["rows"] - balance["positives"]
     for baseline in metrics["baselines"]:
         assert baseline["fit_rows"] == normal_rows - normal_rows // 10
+
+
+def test_a_window_where_some_batches_lack_the_label_is_evaluated_without_labels(batches):
+    """Production batches arrive without the label: the split says so and evaluation goes on."""
+    root, manifest = batches
+    unlabelled = root / "unlabelled-day.parquet"
+    pq.write_table(pq.read_table(manifest.paths[2]).drop_columns([LABEL_COLUMN]), unlabelled)
+    paths = [*manifest.paths[:2], str(unlabelled)]
+    split = split_training_window(
+        paths, ID_COLUMN, TIMESTAMP_COLUMN, NUMERIC, CATEGORICAL, [], LABEL_COLUMN,
+        out_dir=str(root / "partly-labelled"),
+    )  # fmt: skip
+    assert split["label_column"] is None
+    assert f"label column {LABEL_COLUMN!r} is in 2 of 3 batches" in split["label_note"]
+    frame, _ = load_split(split["train_path"], NUMERIC, CATEGORICAL)
+    detector = AutoencoderDetector(**{**PARAMS, "epochs": 2, "patience": 0}).fit(frame)
+    models = str(root / "partly-labelled-models")
+    from models.registry import ModelRegistry
+
+    detector.save(root / "partly-labelled-bundle")
+    version = ModelRegistry(models).register(root / "partly-labelled-bundle")
+    metrics = evaluate_version(models, version, split, NUMERIC, CATEGORICAL, baselines=False)
+    warnings = metrics["data_quality"]["warnings"]
+    assert metrics["labels"] is None and split["label_note"] in warnings
+    # two epochs are not enough: the fit stopped at its cap while still improving
+    assert metrics["training"]["epochs"] == 2
+    assert detector.history_["best_epoch"] == 2
+    assert any("stopped at its epoch cap (2) while still improving" in w for w in warnings)
+    assert metrics["training"]["calibration"]["source"] in ("validation", "fit")

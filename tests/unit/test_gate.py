@@ -50,9 +50,24 @@ def test_reconstruction_may_be_worse_only_within_the_margin(challenger_mse, expe
     assert comparison["metric"] == "reconstruction_mse"
     assert comparison["limit"] == pytest.approx(1.05)
     assert comparison["passed"] is (expected == "promote")
-    assert (
-        f"{challenger_mse:.4f}" in decision["reasons"][0] and "5% margin" in decision["reasons"][0]
-    )
+    reason = decision["reasons"][0]
+    assert f"{challenger_mse:.4f}" in reason
+    if challenger_mse <= 1.0:
+        assert "better than (or as good as) the champion" in reason and "margin" not in reason
+    elif expected == "promote":
+        assert "slightly worse, within the 5% margin" in reason
+    else:
+        assert "worse than the champion by more than the 5% margin" in reason
+
+
+def test_a_clear_gain_is_described_as_a_gain_not_as_within_the_margin():
+    """A +0.099 AUROC gain once read "within the 0.01 margin"."""
+    decision = gate_decision(metrics(0.5, auroc=0.949), champion(1.0, auroc=0.85), 0.05, 0.01)
+    auroc = next(r for r in decision["reasons"] if r.startswith("holdout AUROC"))
+    assert "(+0.0990): better than (or as good as) the champion" in auroc
+    assert "margin" not in auroc
+    lower = gate_decision(metrics(0.5, auroc=0.945), champion(1.0, auroc=0.95), 0.05, 0.01)
+    assert any("slightly lower, within the 0.01 margin" in r for r in lower["reasons"])
 
 
 def test_a_lower_auroc_beyond_the_margin_refuses_even_a_better_reconstruction():

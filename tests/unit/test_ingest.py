@@ -169,6 +169,130 @@ def test_the_ingest_command_uses_the_config(tmp_path, capsys):
     assert labels == ["<=50K", ">50K", "<=50K"]
 
 
+def test_the_ingest_command_names_batches_by_date(tmp_path, capsys):
+    text = (REPO_ROOT / "configs" / "adult.toml").read_text()
+    config = tmp_path / "adult.toml"
+    config.write_text(text.replace('root = "../data"', 'root = "root"'))
+    csv = tmp_path / "prod.csv"
+    csv.write_text(
+        "".join(
+            f"{30 + i}, Private, 1000{i}, HS-grad, 9, Never-married, Sales, Own-child, White, "
+            "Male, 0, 0, 40, United-States\n"
+            for i in range(5)
+        )
+    )  # a production export: no income column
+    root = argparse.ArgumentParser(prog="aeflow")
+    ingest_commands.register(root.add_subparsers(dest="command", required=True))
+
+    def ingest(*extra: str) -> str:
+        args = root.parse_args(["ingest", "--config", str(config), "--csv", str(csv), *extra])
+        assert args.handler(args) == 0
+        return capsys.readouterr().out
+
+    out = ingest("--batch-rows", "2", "--start-date", "2026-02-01", "--cadence", "weekly")
+    batches = sorted(p.name for p in (tmp_path / "root" / "incoming" / "adult").glob("*"))
+    assert batches == [
+        "prod-2026-02-01.parquet", "prod-2026-02-08.parquet", "prod-2026-02-15.parquet"
+    ]  # fmt: skip
+    assert "note:" not in out
+    assert "carry no date" in ingest("--batch-rows", "5", "--name", "undated")
+    with pytest.raises(ValueError, match="--cadence dates batches from --start-date"):
+        ingest("--cadence", "daily")
+
+
+def test_row_batches_are_named_by_a_start_date_and_a_cadence(tmp_path):
+    csv = tmp_path / "credit.csv"
+    csv.write_text("id,amount\n" + "".join(f"e{i},{i}\n" for i in range(7)))
+
+    def names(**kwargs) -> list[tuple[str, int]]:
+        written = ingest_csv(
+            str(csv), str(tmp_path / "in" / str(len(kwargs))), CsvFormat(), "id", None,
+            ["amount"], batch_rows=3, **kwargs,
+        )  # fmt: skip
+        return [(b["batch_id"], b["rows"]) for b in written]
+
+    assert names(start_date="2026-01-30") == [
+        ("credit-2026-01-30", 3),
+        ("credit-2026-01-31", 3),
+        ("credit-2026-02-01", 1),
+    ]
+    assert [n for n, _ in names(start_date="2026-01-31", cadence="monthly", name="g")] == [
+        "g-2026-01-31",
+        "g-2026-02-28",  # the month's last day when it has no 31st
+        "g-2026-03-31",
+    ]
+    assert [
+        n for n, _ in names(start_date="2026-01-05", cadence="weekly", name="w", chunk_rows=2)
+    ] == [
+        "w-2026-01-05",
+        "w-2026-01-12",
+        "w-2026-01-19",
+    ]
+    with pytest.raises(ValueError, match="start_date must be a date YYYY-MM-DD"):
+        names(start_date="Jan 5")
+    with pytest.raises(ValueError, match="cadence must be one of"):
+        names(start_date="2026-01-05", cadence="hourly")
+
+
+def test_split_by_day_and_week_from_the_timestamp_in_any_row_order(tmp_path, monkeypatch):
+    """More days than open writers, rows out of order: each day still becomes one file."""
+    from tasks import ingest
+
+    monkeypatch.setattr(ingest, "MAX_OPEN_WRITERS", 3)
+    days = [dt.date(2026, 1, 1) + dt.timedelta(days=d) for d in range(10)]
+    order = [days[i % 10] for i in (0, 7, 3, 9, 1, 5, 2, 8, 4, 6) * 2]
+    csv = tmp_path / "events.csv"
+    csv.write_text(
+        "id,ts,amount\n" + "".join(f"e{i},{d}T10:00:00,{i}\n" for i, d in enumerate(order))
+    )
+    written = ingest_csv(
+        str(csv), str(tmp_path / "day"), CsvFormat(), "id", "ts", ["amount"], split_by="day",
+        chunk_rows=3,
+    )  # fmt: skip
+    assert [(b["batch_id"], b["rows"]) for b in written] == [(f"events-{d}", 2) for d in days]
+    assert sorted(p.name for p in (tmp_path / "day").iterdir()) == [
+        f"events-{d}.parquet" for d in days
+    ]  # no staging or part files left behind
+    second = pq.read_table(written[1]["path"]).column("id").to_pylist()
+    assert second == ["e4", "e14"]  # the parts of a day are merged in reading order
+    weeks = ingest_csv(
+        str(csv), str(tmp_path / "week"), CsvFormat(), "id", "ts", ["amount"], split_by="week"
+    )
+    # 2026-01-01 is a Thursday: its ISO week starts on Monday 2025-12-29
+    assert [(b["batch_id"], b["rows"]) for b in weeks] == [
+        ("events-2025-12-29", 8),
+        ("events-2026-01-05", 12),
+    ]
+
+
+def test_a_production_export_may_lack_the_label(tmp_path):
+    """With a header the label is simply absent; without one, rows one field short are read
+    without it (and without the dropped columns, when those are missing too)."""
+    production = tmp_path / "adult.prod"
+    production.write_text("41, Private, 1000, HS-grad\n42, ?, 2000, Masters\n")
+    [table] = read_csv_tables(
+        str(production), FORMAT, "row_id", None, ["age", "fnlwgt"], ["?"], label_column="income"
+    )
+    assert table.column_names == ["row_id", "age", "workclass", "fnlwgt"]
+    assert table.column("age").to_pylist() == [41.0, 42.0]
+    kdd = CsvFormat(
+        header=False, column_names=("a", "b", "label", "difficulty"), drop_columns=("difficulty",)
+    )
+    two_short = tmp_path / "kdd.txt"
+    two_short.write_text("1,tcp\n2,udp\n")
+    [table] = read_csv_tables(str(two_short), kdd, "row_id", None, ["a"], label_column="label")
+    assert table.column_names == ["row_id", "a", "b"]
+    headed = tmp_path / "prod.csv"
+    headed.write_text("id,amount\nr1,3\n")
+    fmt = CsvFormat(replace={"label": {"yes": "1"}})
+    [table] = read_csv_tables(str(headed), fmt, "id", None, ["amount"], label_column="label")
+    assert table.column_names == ["id", "amount"]
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("1\n")  # two fields short of a, b, label: not an export without its label
+    with pytest.raises(IngestError, match="cannot be parsed with 4 columns"):
+        list(read_csv_tables(str(wrong), kdd, "row_id", None, ["a"], label_column="label"))
+
+
 # ------------------------------------------------------------------------- the real datasets
 def test_adult_test_labels_lose_their_dots(shared_datasets, tmp_path):
     cfg = load_config(REPO_ROOT / "configs" / "adult.toml")

@@ -5,6 +5,7 @@ import pytest
 
 from models.calibration import (
     MAX_REFERENCE_POINTS,
+    calibrate,
     check_threshold,
     fit_threshold,
     percentile,
@@ -60,3 +61,69 @@ def test_large_reference_is_summarised_by_quantiles():
     probe = np.array([-1.0, 0.0, 1.0])
     exact = (scores[None, :] <= probe[:, None]).mean(axis=1)
     np.testing.assert_allclose(percentile(reference, probe), exact, atol=1e-3)
+
+
+def test_enough_validation_rows_calibrate_on_them_as_before():
+    threshold, reference, record = calibrate("fpr", 0.01, SCORES, SCORES)
+    assert threshold == fit_threshold("fpr", 0.01, SCORES, SCORES)
+    assert reference is not None and record["source"] == "validation"
+    assert (record["rows"], record["expected_tail_rows"], record["note"]) == (1000, 10.0, None)
+
+
+def test_too_few_validation_rows_fall_back_to_every_fit_row():
+    """80 validation rows cannot place a 1% threshold (it would be their top score and flag
+    nothing); 800 fit rows can."""
+    rng = np.random.default_rng(0)
+    fit_scores = rng.lognormal(0, 1, 800)
+    validation = fit_scores[:80]
+    naive = fit_threshold("fpr", 0.01, validation, fit_scores)
+    assert naive == validation.max()  # the old behaviour: nothing above it
+    threshold, reference, record = calibrate("fpr", 0.01, validation, fit_scores)
+    assert record["source"] == "fit" and record["rows"] == 800 and record["validation_rows"] == 80
+    assert (
+        "only 80 validation rows" in record["note"]
+        and "800 training and validation" in record["note"]
+    )
+    assert 0.005 <= (fit_scores > threshold).mean() <= 0.01
+    assert reference.size == 800  # percentiles against the same rows
+
+
+def test_too_few_fit_rows_use_a_fitted_log_normal_tail():
+    rng = np.random.default_rng(1)
+    fit_scores = rng.lognormal(0, 0.5, 200)
+    threshold, _, record = calibrate("fpr", 0.01, fit_scores[:20], fit_scores)
+    assert record["source"] == "log-normal" and "log-normal fitted" in record["note"]
+    population = rng.lognormal(0, 0.5, 200_000)
+    assert 0.003 <= (population > threshold).mean() <= 0.03
+    # scores that are not all positive: a normal tail
+    _, _, record = calibrate("fpr", 0.01, fit_scores[:20] - 2, fit_scores - 2)
+    assert record["source"] == "normal"
+
+
+def test_other_methods_record_what_they_stood_on():
+    assert calibrate("fixed", 3.5, SCORES, SCORES)[2]["source"] == "fixed"
+    small = SCORES[:10]
+    threshold, _, record = calibrate("mean_std", 2.0, small, SCORES)
+    assert record["source"] == "fit" and threshold == pytest.approx(
+        SCORES.mean() + 2 * SCORES.std()
+    )
+    assert calibrate("contamination", 0.1, SCORES, SCORES)[2]["source"] == "fit"
+    assert calibrate("quantile", 0.99, SCORES, SCORES)[2]["expected_tail_rows"] == pytest.approx(10)
+
+
+def test_a_small_table_still_flags_rows_and_says_how(tmp_path):
+    from models import AutoencoderDetector
+    from models.persistence import load_detector
+
+    rng = np.random.default_rng(2)
+    frame = {"a": rng.normal(0, 1, 800), "b": rng.normal(5, 2, 800)}
+    import pandas as pd
+
+    detector = AutoencoderDetector(
+        hidden_sizes=(8,), latent_dim=2, epochs=3, threshold_value=0.01, random_state=0
+    ).fit(pd.DataFrame(frame))
+    record = detector.metadata_["calibration"]
+    assert record["validation_rows"] == 80 and record["source"] == "fit"
+    assert detector.predict(pd.DataFrame(frame)).sum() > 0
+    detector.save(tmp_path / "bundle")
+    assert load_detector(tmp_path / "bundle").metadata_["calibration"] == record

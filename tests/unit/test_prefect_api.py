@@ -12,6 +12,7 @@ from subprocess_support import free_port
 
 from flows import prefect_api
 from flows.cli import main
+from flows.errors import EXIT_PREFECT_API_LOST
 from flows.prefect_api import GRACE_ENV, ApiWatch, api_problem, grace_seconds
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +55,7 @@ def test_only_a_process_that_exists_for_the_run_is_stopped(monkeypatch, caplog):
     assert "the Prefect API at http://127.0.0.1:9/api has not answered for 31 s" in caplog.text
     with prefect_api.command_owns_process():
         lost("connection refused", 31.0)
-    assert exits == [prefect_api.EXIT_PREFECT_API_LOST]
+    assert exits == [EXIT_PREFECT_API_LOST]
     assert not prefect_api.process_exists_for_the_run()
 
 
@@ -89,7 +90,7 @@ def test_a_command_that_runs_flows_fails_at_once_when_its_prefect_api_does_not_a
     monkeypatch.setenv("PREFECT_API_URL", api)
     # Prefect's own client would retry for half a minute and end in a traceback.
     code = main(["score", "--config", str(REPO_ROOT / "configs" / "demo.toml")])
-    assert code == prefect_api.EXIT_PREFECT_API_LOST
+    assert code == EXIT_PREFECT_API_LOST
     err = capsys.readouterr().err
     assert f"aeflow: error: the Prefect API at {api} (PREFECT_API_URL) does not answer" in err
     assert "connection refused" in err

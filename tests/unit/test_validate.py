@@ -249,3 +249,39 @@ def test_only_big_batches_are_validated_on_two_threads(monkeypatch):
     assert _gx_threads(10 * PARALLEL_VALIDATION_ROWS) == 1
     monkeypatch.setenv("AEFLOW_VALIDATION_THREADS", "3")
     assert _gx_threads(10) == 3
+
+
+def test_the_label_is_optional_in_every_batch(tmp_path, suite_path):
+    """Drafted from a labelled reference, the suite accepts a production batch without the label
+    (its label checks are skipped); drafted from an unlabelled one, it accepts a batch with the
+    label when the config names it (validation_arguments passes it as optional)."""
+    labelled = make_table()
+    assert json.loads(Path(suite_path).read_text())["meta"]["aeflow"]["optional_columns"] == [
+        "label"
+    ]
+    with_label = check(write(labelled, tmp_path / "with.parquet"), suite_path)
+    without = check(
+        write(labelled.drop_columns(["label"]), tmp_path / "without.parquet"), suite_path
+    )
+    assert (with_label.status, without.status) == ("passed", "passed"), without.reason
+    assert without.checks < with_label.checks  # the label's own checks were not run
+
+    unlabelled_suite = tmp_path / "unlabelled.json"
+    unlabelled_suite.write_text(
+        suite_json(
+            draft_suite(
+                labelled.drop_columns(["label"]), "shop", "tx_id", "event_time", NUMERIC,
+                CATEGORICAL,
+            )
+        )
+    )  # fmt: skip
+    batch = write(labelled, tmp_path / "labelled.parquet")
+    assert check(batch, str(unlabelled_suite), optional_columns=["label"]).status == "passed"
+    strict = check(batch, str(unlabelled_suite))  # the label not declared optional: extra column
+    assert strict.status == "quarantined" and "column" in strict.reason
+    missing_feature = check(
+        write(labelled.drop_columns(["visits"]), tmp_path / "no-visits.parquet"),
+        suite_path,
+        optional_columns=["label"],
+    )
+    assert missing_feature.status == "quarantined" and "visits" in missing_feature.reason

@@ -168,3 +168,35 @@ def test_training_rows_without_the_id_column_cannot_be_matched(layout):
     window = training_window(accepted_batches(layout), 1)
     with pytest.raises(ValueError, match="lack the id column 'id'"):
         without_flagged_rows(str(train), window, "id", str(Path(layout.root, "out.parquet")))
+
+
+def test_nights_and_ranges_follow_the_batch_dates_not_the_ids(layout):
+    """A batch dated by its timestamp or arrival belongs to that day, whatever its id says."""
+    for batch_id in ("export-a", "export-b", "2026-01-09"):
+        write_batch(layout, batch_id)
+    dates = {"export-a": "2026-01-03", "export-b": "2026-01-04", "2026-01-09": "2026-01-02"}
+    night = select_nightly_batches(batches(layout), layout, "2026-01-03", dates=dates)
+    assert [b["batch_id"] for b in night["pending"]] == ["export-a"]
+    # the id says 2026-01-09, its rows say 2026-01-02: the rows win
+    assert (
+        select_nightly_batches(batches(layout), layout, "2026-01-09", dates=dates)["pending"] == []
+    )
+    chosen = select_date_range(batches(layout), "2026-01-02", "2026-01-03", dates)
+    assert [b["batch_id"] for b in chosen] == ["2026-01-09", "export-a"]
+
+
+def test_the_training_window_counts_days_of_batch_dates(layout):
+    from tasks.training import select_training_batches
+
+    for day in DAYS:
+        write_batch(layout, f"shop-{day}")
+    write_batch(layout, "undated")
+    dates = {f"shop-{d}": d for d in DAYS} | {"undated": None}
+    chosen = select_training_batches(batches(layout), 3, "2026-01-04", dates=dates)
+    assert [b["batch_id"] for b in chosen] == [f"shop-{d}" for d in DAYS[1:4]]
+    newest = select_training_batches(batches(layout), 2, dates=dates)
+    assert [b["batch_id"] for b in newest] == [f"shop-{d}" for d in DAYS[3:]]
+    # without dates, the date written in each id
+    assert [b["batch_id"] for b in select_training_batches(batches(layout), 1)] == [
+        f"shop-{DAYS[-1]}"
+    ]

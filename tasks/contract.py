@@ -1,0 +1,90 @@
+"""The config's columns against the suite and the model, before any batch is touched.
+
+A misspelled column in the config is a config error, not bad data: checked at the start of a run
+(score, nightly, backfill against the suite and the model that scores; train against the suite),
+it stops the run with the names and the fix while every batch stays in incoming/. Without it the
+first batch would be quarantined for "missing" a column it never had.
+
+Plain functions returning the problems found, one readable line each (empty: they agree).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from models.registry import ModelRegistry
+from tasks.io import StorageOptions, join, read_json
+
+MODEL_SCHEMA_FILE = "schema.json"  # written by models.persistence.save_detector
+
+
+def _near(name: str, candidates: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def suite_column_problems(
+    roles: Mapping[str, Sequence[str]],
+    column_set: Sequence[str] | None,
+    suite_path: str,
+    optional: Sequence[str] = (),
+) -> list[str]:
+    """Config columns the suite's exact column set does not have.
+
+    Args:
+        roles: config key -> the columns it names, e.g. ``{"columns.numeric": [...],
+            "columns.id": ["row_id"]}``.
+        column_set: the suite's ``expect_table_columns_to_match_set`` columns (None: the suite
+            has no column-set check, nothing to compare).
+        suite_path: named in the messages.
+        optional: columns a batch may lack (the label); they need not be in the column set.
+    """
+    if column_set is None:
+        return []
+    problems = []
+    for key, names in roles.items():
+        absent = [n for n in names if n not in column_set and n not in optional]
+        if absent:
+            hints = "".join(_near(n, column_set) for n in absent)
+            problems.append(
+                f"{key} names {absent}, not in the suite's column set ({suite_path}){hints}"
+            )
+    return problems
+
+
+def model_schema(
+    models_root: str, version: str, options: StorageOptions = None
+) -> dict[str, Any] | None:
+    """The feature schema a registered version was trained on (its bundle's schema.json), or None
+    when the bundle has none."""
+    ModelRegistry(models_root, options).entry(version)  # raises when the version is unknown
+    return read_json(join(models_root, version, MODEL_SCHEMA_FILE), options)
+
+
+def model_column_problems(
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    schema: Mapping[str, Any],
+    version: str,
+) -> list[str]:
+    """Differences between the config's feature columns and those the model was trained on."""
+    problems = []
+    for role in ("numeric", "categorical"):
+        configured = list(numeric if role == "numeric" else categorical)
+        trained = list(schema.get(f"{role}_columns") or [])
+        unknown = [c for c in configured if c not in trained]
+        lacking = [c for c in trained if c not in configured]
+        if unknown:
+            hints = "".join(_near(n, trained) for n in unknown)
+            problems.append(
+                f"columns.{role} names {unknown}, which model {version} was not trained on "
+                f"(it has {trained}){hints}"
+            )
+        if lacking:
+            problems.append(
+                f"model {version} was trained on {role} column(s) {lacking}, missing from "
+                f"columns.{role}"
+            )
+    return problems
