@@ -14,6 +14,7 @@ from typing import Any
 from prefect import flow
 
 from flows.config import load_config
+from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
 from flows.score import raise_failures, validate_and_score
 from tasks.io import StorageLayout, list_batches_task
@@ -22,7 +23,7 @@ from tasks.scoring import find_pending_batches_task
 from tasks.window import select_date_range_task
 
 
-@flow(name="aeflow-backfill", log_prints=True)
+@flow(name="aeflow-backfill", log_prints=True, **API_WATCH_HOOKS)
 def backfill_flow(
     config: str,
     start: str,

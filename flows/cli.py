@@ -170,6 +170,7 @@ def _layout(config_path: str):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from flows.prefect_api import require_prefect_api
     from flows.preflight import check_config_columns
     from flows.train import train_flow
     from tasks.window import parse_date
@@ -178,6 +179,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.until:
         parse_date(args.until, "--until")
     check_config_columns(cfg, against_model=False)
+    require_prefect_api()
     result = with_training_progress(
         lambda: train_flow(
             config=args.config, until=args.until, batches=args.batch, promote=not args.no_promote
@@ -210,6 +212,7 @@ def check_storage_access(cfg: Any, layout: Any) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from flows.prefect_api import require_prefect_api
     from flows.preflight import check_config_columns
     from flows.score import run_score
 
@@ -217,6 +220,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     check_model_version(cfg, layout, args.model_version)
     check_storage_access(cfg, layout)
     check_config_columns(cfg, args.model_version)  # before Prefect starts or a batch is touched
+    require_prefect_api()
     summary = run_score(
         args.config,
         model_version=args.model_version,
@@ -271,6 +275,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from flows.prefect_api import require_prefect_api
     from flows.score import run_score
     from flows.train import train_flow
     from tasks.io import remove
@@ -280,6 +285,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--train-days must be between 1 and --days ({args.days}), got {args.train_days}"
         )
+    require_prefect_api()
     opts = cfg.storage.options
     # The demo starts from a clean slate for its dataset (the model registry is kept).
     for folder in (layout.incoming, layout.quarantine(), layout.scored):
@@ -427,6 +433,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from flows.config import ConfigError
+    from flows.prefect_api import (
+        EXIT_PREFECT_API_LOST,
+        PrefectApiUnavailable,
+        command_owns_process,
+        grace_seconds,
+    )
+    from models.cpu import explicit_torch_threads
     from models.registry import RegistryError
     from models.storage_errors import StorageError
 
@@ -435,7 +448,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger(name).addFilter(ExplainedErrorsWithoutTracebacks())
 
     try:
-        return int(args.handler(args) or 0)
+        # Settings from the environment fail here, before any flow starts.
+        grace_seconds()
+        explicit_torch_threads()
+        # This process exists for the command: a flow run whose Prefect API goes away stops it.
+        with command_owns_process():
+            return int(args.handler(args) or 0)
+    except PrefectApiUnavailable as exc:
+        print(f"aeflow: error: {exc}", file=sys.stderr)
+        return EXIT_PREFECT_API_LOST
     except StorageError as exc:
         if os.environ.get("AEFLOW_DEBUG"):
             raise

@@ -20,6 +20,7 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
 from flows.config import load_config
+from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
 from flows.retrain import ensure_drift_reference, retrain_flow
 from flows.score import raise_failures, validate_and_score, with_storage_retries
@@ -139,7 +140,7 @@ def _compact(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@flow(name="aeflow-nightly", log_prints=True)
+@flow(name="aeflow-nightly", log_prints=True, **API_WATCH_HOOKS)
 def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> dict[str, Any]:
     """One night: score the night's batches (those dated ``date``, YYYY-MM-DD, by
     ``columns.batch_date``; or every batch not scored yet) with the champion, measure their drift,

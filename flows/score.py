@@ -15,6 +15,7 @@ from prefect.futures import as_completed
 
 from flows.config import PipelineConfig, load_config
 from flows.errors import BatchesFailed
+from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
 from models.registry import RegistryError
 from models.storage_errors import StorageError
@@ -162,7 +163,7 @@ def raise_failures(outcome: dict[str, list[Any]]) -> None:
     raise BatchesFailed(f"{len(failures)} batch(es) failed to score: " + "; ".join(failures))
 
 
-@flow(name="aeflow-score", log_prints=True)
+@flow(name="aeflow-score", log_prints=True, **API_WATCH_HOOKS)
 def score_flow(
     config: str, model_version: str | None = None, force: bool = False
 ) -> dict[str, Any]:

@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from models.cpu import choose_torch_threads
 from models.registry import ModelRegistry
 from models.storage_errors import storage_errors
 from tasks.batch_dates import resolve_batch_date, undated_error
@@ -147,22 +148,17 @@ def _count_active_scorer() -> Iterator[int]:
             _active_scorers -= 1
 
 
-def _available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def default_torch_threads(concurrent_batches: int, scoring_threads: int = 1) -> int:
-    """Torch intra-op threads for one scoring thread: the CPUs left after one for the reading and
-    writing threads, shared by all scoring threads of the batches scored at once, at least 1.
+    """Torch intra-op threads for one scoring thread: ``AEFLOW_TORCH_THREADS`` when set, else the
+    CPUs this process may use that busy neighbours leave idle (affinity, cgroup quota and load:
+    :func:`models.cpu.usable_cpus`) less one for the reading and writing threads, shared by all
+    scoring threads of the batches scored at once, at least 1.
 
-    Why not torch's default (all CPUs): OpenMP workers spin while waiting, so an all-CPU pool next
-    to other scoring threads or busy neighbours makes the forward pass several times slower (4.5x
-    on the 2-core machine of docs/benchmarks/score_speed.md).
+    Why not torch's default (all CPUs): more threads than idle CPUs only wait for one another, and
+    make the forward pass several times slower beside busy neighbours (4.5x on the 2-core machine
+    of docs/benchmarks/score_speed.md; docs/benchmarks/contention.md).
     """
-    return max(1, (_available_cpus() - 1) // max(1, concurrent_batches * scoring_threads))
+    return choose_torch_threads(reserve=1, share=concurrent_batches * scoring_threads)
 
 
 # -------------------------------------------------------------------------------------- streaming

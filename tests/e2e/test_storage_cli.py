@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
-from subprocess_support import stop_process_group
+from subprocess_support import free_port, stop_process_group
+
+from flows.errors import EXIT_STORAGE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = os.path.dirname(sys.executable)
@@ -30,9 +32,7 @@ MOTO = shutil.which("moto_server", path=BIN) or shutil.which("moto_server")
 def authenticating_s3():
     if MOTO is None:
         pytest.skip("moto_server is not installed (pip install 'moto[server]')")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [MOTO, "-H", "127.0.0.1", "-p", str(port)],
         env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
@@ -77,7 +77,7 @@ def test_wrong_credentials_are_one_error_line_naming_the_storage(
             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
         },
     )
-    assert result.returncode == 4, result.stdout + result.stderr  # 4: the storage (flows/errors.py)
+    assert result.returncode == EXIT_STORAGE, result.stdout + result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("aeflow: error:")]
     assert len(errors) == 1, result.stderr

@@ -7,12 +7,12 @@ exactly as it talks to AWS (exclusive PUTs with If-None-Match included).
 from __future__ import annotations
 
 import logging
-import socket
 from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
 from model_support import register_tiny_champion
+from subprocess_support import free_port
 
 from flows.config import load_config
 from flows.score import run_score
@@ -22,12 +22,6 @@ from tasks.io import StorageLayout, filesystem, list_batches, read_json
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "aeflow-test"
 DAYS, ROWS_PER_DAY = 3, 800
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

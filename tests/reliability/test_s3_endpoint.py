@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import random
-import socket
 import time
 
 import pytest
@@ -22,7 +21,9 @@ from reliability_support import (
     start_score,
     write_config,
 )
+from subprocess_support import free_port
 
+from flows.errors import EXIT_STORAGE
 from tasks.io import StorageLayout, filesystem
 
 pytestmark = pytest.mark.slow
@@ -37,9 +38,7 @@ class Endpoint:
     stopped and restarted server serves the same buckets."""
 
     def __init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = None
 
@@ -129,7 +128,7 @@ def test_the_endpoint_going_away_and_coming_back_loses_nothing(prefect_api_url, 
     endpoint.stop()
     down = start_score(fast_fail, prefect_api_url, runs_tmp)
     output, _ = down.communicate(timeout=900)
-    assert down.returncode == 4, output  # 4: the storage failed (flows/errors.py)
+    assert down.returncode == EXIT_STORAGE, output
     [error] = [line for line in output.splitlines() if line.startswith("aeflow: error:")]
     assert f"s3://{BUCKET}/root" in error and "Traceback" not in output
     endpoint.start()

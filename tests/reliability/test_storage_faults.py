@@ -26,6 +26,7 @@ from reliability_support import (
     write_config,
 )
 
+from flows.errors import EXIT_STORAGE
 from tasks.io import StorageLayout
 
 pytestmark = pytest.mark.slow
@@ -111,7 +112,7 @@ def test_storage_errors_between_read_and_commit_lose_nothing_and_quarantine_noth
     )
     down = start_score(config, prefect_api_url, runs_tmp, faulty=True)
     [output] = finish_all([down])
-    assert down.returncode == 4, output  # 4: the storage failed (flows/errors.py)
+    assert down.returncode == EXIT_STORAGE, output
     [error] = [line for line in output.splitlines() if line.startswith("aeflow: error:")]
     assert "storage faulty://root/incoming/rel/late-2026-01-0" in error and "unreachable" in error
     assert "Traceback" not in output

@@ -285,10 +285,19 @@ def test_arguments_are_checked_with_the_rule_and_the_value(store):
         score_batch(batch, layout, ["account_id"], None, list(NUMERIC_COLUMNS), [])
 
 
-def test_torch_threads_leave_a_core_for_io_and_are_shared_by_concurrent_batches():
-    cpus = len(os.sched_getaffinity(0))
+def test_torch_threads_leave_a_core_for_io_and_are_shared_by_concurrent_batches(monkeypatch):
+    import models.cpu
+
+    monkeypatch.delenv("AEFLOW_TORCH_THREADS", raising=False)
+    monkeypatch.setattr(models.cpu, "busy_neighbours", lambda: 0.0)
+    cpus = models.cpu.cpu_budget().cpus
     assert default_torch_threads(1) == max(1, cpus - 1)
     assert default_torch_threads(cpus * 4) == 1
+    # Busy neighbours on every CPU leave one thread; an explicit setting wins.
+    monkeypatch.setattr(models.cpu, "busy_neighbours", lambda: float(os.cpu_count() or 1))
+    assert default_torch_threads(1) == 1
+    monkeypatch.setenv("AEFLOW_TORCH_THREADS", "3")
+    assert default_torch_threads(1) == 3
 
 
 # ----------------------------------------------------------------------------------- pipeline
