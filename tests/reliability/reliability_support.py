@@ -142,7 +142,9 @@ def write_config(
     retries: int = 4,
     retry_delay_s: float = 0.3,
 ) -> Path:
-    """A demo config for DATASET on ``root`` with quick storage retries and small chunks."""
+    """A demo config for DATASET on ``root`` with quick storage retries and small chunks, in a
+    file of its own (``<folder>/rel-r<retries>-d<retry_delay_s>.toml``): configs that differ in
+    their retries live side by side."""
     text = (REPO_ROOT / "configs" / "demo.toml").read_text()
     text = text.replace('dataset = "demo"', f'dataset = "{DATASET}"')
     storage = f'root = "{root}"\nretries = {retries}\nretry_delay_s = {retry_delay_s}'
@@ -152,7 +154,8 @@ def write_config(
     text = text.replace("../expectations/demo.json", str(write_suite(folder)))
     text = text.replace("chunk_rows = 65536", f"chunk_rows = {CHUNK_ROWS}")
     assert f"chunk_rows = {CHUNK_ROWS}" in text
-    config = folder / f"{DATASET}.toml"
+    config = folder / f"{DATASET}-r{retries}-d{retry_delay_s:g}.toml"
+    assert not config.exists() or config.read_text() == text, f"{config} holds another config"
     config.write_text(text)
     return config
 

@@ -60,10 +60,13 @@ def wait_for_activity(root: Path, processes, timeout_s: float = 300) -> None:
     raise AssertionError("no run started scoring within the timeout")
 
 
-def kill(process) -> None:
+def kill(process) -> bool:
+    """SIGKILL ``process`` and its group; whether it was still running (the kill cut it short)."""
+    alive = process.poll() is None
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=60)
+    return alive
 
 
 def test_killed_and_concurrent_runs_leave_every_batch_scored_or_quarantined_once(
@@ -78,6 +81,7 @@ def test_killed_and_concurrent_runs_leave_every_batch_scored_or_quarantined_once
     config = write_config(tmp_path, str(root))
     before_outside = tree_state(outside)
     log = []
+    cut_short = 0  # runs that were still at work when killed
 
     started = time.monotonic()
     for round_index in range(KILL_ROUNDS):
@@ -92,7 +96,7 @@ def test_killed_and_concurrent_runs_leave_every_batch_scored_or_quarantined_once
             moments = sorted(rng.uniform(0.1, 3.0) for _ in runs)
             for run, moment in zip(runs, moments, strict=True):
                 time.sleep(max(0.0, began + moment - time.monotonic()))
-                kill(run)
+                cut_short += kill(run)
             marked, quarantined, writing = progress(root)
             log.append(
                 f"round {round_index} at {began - started:.0f}s: {concurrent} runs killed at "
@@ -108,7 +112,8 @@ def test_killed_and_concurrent_runs_leave_every_batch_scored_or_quarantined_once
             shutil.copytree(root, outside / "staging-copy", symlinks=True)
             before_outside = tree_state(outside)
 
-    log.append(f"final runs at {time.monotonic() - started:.0f}s")
+    assert cut_short >= 1, "no kill hit a run at work: the rounds tested nothing\n" + "\n".join(log)
+    log.append(f"{cut_short} runs killed at work; final runs at {time.monotonic() - started:.0f}s")
     finals = [start_score(config, prefect_api_url, runs_tmp) for _ in range(2)]
     outputs = []
     for run in finals:
