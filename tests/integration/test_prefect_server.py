@@ -14,7 +14,6 @@ import datetime as dt
 import os
 import signal
 import subprocess
-import time
 import tomllib
 from pathlib import Path
 
@@ -81,7 +80,6 @@ def trained_demo(tmp_path: Path) -> dict:
 
 def test_served_deployments_get_cron_runs_and_complete_an_ad_hoc_run(trained_demo, tmp_path):
     serve_log = tmp_path / "serve.log"
-    started_at = time.monotonic()
     # schedule new deployments within seconds instead of the default minute
     with prefect_server(
         tmp_path / "server-home", PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2"
@@ -135,7 +133,6 @@ def test_served_deployments_get_cron_runs_and_complete_an_ad_hoc_run(trained_dem
             done = [r for r in runs if r.state.is_completed()]
             assert len(done) == 1 and done[0].parameters["date"] == day
 
-            served_s = time.monotonic() - started_at
             # SIGTERM with the API up: a clean stop, the schedules paused, exit code 0.
             serving.send_signal(signal.SIGTERM)
             assert serving.wait(timeout=40) == 0, serve_log.read_text()[-3000:]
@@ -144,4 +141,3 @@ def test_served_deployments_get_cron_runs_and_complete_an_ad_hoc_run(trained_dem
     assert [p.stem for p in Path(layout.scored).glob("date=*/*.parquet")] == [day]
     assert Path(layout.reports("drift"), f"{day}.json").is_file()
     assert Path(layout.reports("nightly"), f"{day}.json").is_file()
-    assert served_s < 150
