@@ -164,3 +164,27 @@ def write_report(name: str, title: str, sections: Sequence[str]) -> Path:
     ]
     path.write_text("\n".join(header + [*sections, ""]) + ("\n" + notes if notes else ""))
     return path
+
+
+def cached(cache: Path | None, key: str, compute):
+    """``compute()`` (a JSON-able result), read from ``cache/<key>.json`` when a run already wrote
+    it, so an interrupted benchmark resumes; no cache when ``cache`` is None."""
+    path = cache / f"{key}.json" if cache else None
+    if path is not None and path.is_file():
+        return json.loads(path.read_text())
+    result = compute()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result))
+    return result
+
+
+def rank_summary(per_method: dict[str, dict[str, float]], ours: str) -> tuple[int, int, list]:
+    """For ``{method: {set: value}}``: on how many sets ``ours`` is first, and first or second,
+    and the per-set ranks (1 = best)."""
+    sets = list(per_method[ours])
+    ranks = []
+    for name in sets:
+        better = sum(per_method[m][name] > per_method[ours][name] for m in per_method if m != ours)
+        ranks.append(better + 1)
+    return sum(r == 1 for r in ranks), sum(r <= 2 for r in ranks), ranks

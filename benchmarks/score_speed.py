@@ -52,6 +52,10 @@ DATASET = "bench"
 
 
 # ------------------------------------------------------------------------------------ data
+# Scoring throughput must reach this share of the Parquet copy floor (issue 14; issue 6 had 1/3).
+SCORE_FLOOR_TARGET = 0.4
+
+
 def generate_chunk(seed: int, start: int, rows: int):
     """Rows ``start .. start + rows`` of the seeded batch as an Arrow table (40 columns)."""
     import numpy as np
@@ -221,7 +225,7 @@ def child_profile(batch: str, root: str) -> dict:
     import pyarrow.parquet as pq
     import torch
 
-    from models.detector import _top_indices
+    from models.explanations import top_feature_strings, top_indices
     from tasks.frames import feature_frame
     from tasks.io import StorageLayout
     from tasks.scoring import DICTIONARY_COLUMNS, load_model, output_schema, score_chunk
@@ -252,7 +256,9 @@ def child_profile(batch: str, root: str) -> dict:
         contributions, _ = timed("detector: forward pass + column errors (1 thread)", detector._forward, tensor)  # fmt: skip
 
         def top_names(c=contributions):
-            return detector._top_feature_strings(_top_indices(c, 3))
+            return top_feature_strings(
+                top_indices(c, 3), [str(n) for n in detector.feature_names_in_]
+            )
 
         timed("detector: top-k columns and their names", top_names)
         timed("detector: sum and percentile", lambda c=contributions: detector.percentile(c.sum(axis=1, dtype=np.float64)))  # fmt: skip
@@ -433,13 +439,13 @@ def render(results: dict) -> str:
             f"| {copy['seconds'] / score['seconds']:.2f} | {copy['peak_mb']:,.0f} "
             f"| {score['peak_mb']:,.0f} | {score['baseline_mb']:,.0f} |"
         )
-    lines += ["", "Targets (issue 6):", ""]
+    lines += ["", "Targets (issue 6; issue 14 raised the throughput target to 0.4):", ""]
     for size in sizes:
         ratio = size["copy"]["seconds"] / size["score"]["seconds"]
-        verdict = "met" if ratio >= 1 / 3 else "NOT met"
+        verdict = "met" if ratio >= SCORE_FLOOR_TARGET else "NOT met"
         lines.append(
             f"- {size['rows']:,} rows: scoring throughput {ratio:.2f} of the floor "
-            f"(target >= 0.33): {verdict}."
+            f"(target >= {SCORE_FLOOR_TARGET}): {verdict}."
         )
     if len(sizes) >= 2:
         small, large = sizes[0], sizes[-1]
@@ -556,11 +562,11 @@ NOTES = """
 - Throughput: the scoring module's own work (Arrow to frame, Arrow output, the Parquet write, the
   reading thread and the checksum beside it) costs about as much as the floor; the gap to the
   floor is `detector.score` (models/), which spends its time as the step table shows. On CPU the
-  1/3-of-the-floor target cannot be met by the pipeline around the model; it needs the model's
+  floor-share target (1/3 in issue 6, 0.4 in issue 14) cannot be met by the pipeline around the model; it needs the model's
   scoring path to get cheaper. The model's scoring path was reworked after the first measurement
   (9.6 -> 3.0 µs/row for `detector.score` in one thread, outputs unchanged to float rounding):
   1. the fitted `ColumnTransformer` is replayed in numpy from its fitted parameters
-     (`models.preprocessing.FastPreprocessor`, bit-identical to scikit-learn's output, tested),
+     (`models.fast_preprocessing.FastPreprocessor`, bit-identical to scikit-learn's output, tested),
      encoding each categorical column with one `pd.factorize` pass instead of per-row string work;
   2. categorical columns go from Arrow to pandas without Python string objects;
   3. top-k names are built once per distinct column combination;

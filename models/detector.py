@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +19,23 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from models import calibration
-from models.network import ACTIVATIONS, ColumnErrors, MixedAutoencoder
+from models.column_scores import ColumnScorer
+from models.detector_params import check_params, library_versions, resolve_device
+from models.explanations import (
+    ScoreResult,
+    explanation_details,
+    top_feature_strings,
+    top_indices,
+)
+from models.fast_preprocessing import FastPreprocessor
+from models.latent import LatentRotation
+from models.network import ColumnErrors, MixedAutoencoder
 from models.preprocessing import (
-    SCALINGS,
-    FastPreprocessor,
     as_frame,
-    build_preprocessor,
+    binary_columns,
     check_columns_present,
     describe_layout,
+    fit_preprocessor,
     normalise_frame,
     resolve_columns,
 )
@@ -39,8 +47,6 @@ from models.trainer import (
     train_network,
 )
 
-VARIANTS = ("plain", "denoising", "variational")
-ERROR_NORMALIZATIONS = ("none", "validation_mean")
 # Rows per forward pass when scoring: large enough to amortise per-call overhead, small enough that
 # a 64k-row chunk of a wide frame stays well under a GiB of activations.
 INFERENCE_CHUNK_ROWS = 65536
@@ -51,59 +57,29 @@ CPU_INFERENCE_CHUNK_ROWS = 2048
 INPUT_CLIP = 1e4
 
 
-@dataclass(frozen=True)
-class ScoreResult:
-    """Everything the scoring job writes for n rows, from one forward pass.
-
-    Attributes:
-        scores: (n,) float64 anomaly scores, higher = more anomalous.
-        percentiles: (n,) float64 in [0, 1], share of validation rows scoring at or below.
-        is_anomaly: (n,) bool, ``scores > threshold``.
-        latent: (n, latent_dim) float32 latent features.
-        top_features: n strings, each the names of the row's ``top_k`` largest contributors joined by
-            ``","`` (largest first), e.g. ``"amount,merchant,hour"``.
-        contributions: (n, n_columns) float32 per-column score contributions (they sum to
-            ``scores``), columns in ``detector.feature_names_in_`` order.
-    """
-
-    scores: np.ndarray
-    percentiles: np.ndarray
-    is_anomaly: np.ndarray
-    latent: np.ndarray
-    top_features: list[str]
-    contributions: np.ndarray
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; otherwise the named torch device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(
-            f"device must be 'auto', 'cpu' or a CUDA device such as 'cuda:0', got {device!r}"
-        ) from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} needs CUDA, which is not available; use device='auto'")
-    return resolved
-
-
 class AutoencoderDetector(BaseEstimator):
     """Autoencoder anomaly detector for mixed numeric / categorical tables.
 
-    Parameters are keyword-only. The defaults were chosen with ``benchmarks/quality.py`` (ADBench,
-    with an ablation table) and ``benchmarks/nslkdd.py``; see docs/benchmarks/quality.md. The two
-    that matter most: ``trim_fraction=0.2`` (unlabelled training data holds anomalies; leaving each
-    batch's worst-reconstructed rows out of the loss keeps the model from learning them) and
-    ``dropout=0.2`` (a model that reconstructs everything well flags nothing).
+    Parameters are keyword-only. The defaults were chosen by ablation over ADBench, NSL-KDD, the
+    real mixed-type tables and generated ones (``benchmarks/quality.py``, ``real_tables.py``,
+    ``explanations.py``; docs/benchmarks/ablation.md). Those that matter most:
+    ``trim_fraction=0.2`` (unlabelled training data holds anomalies; leaving each batch's
+    worst-reconstructed rows out of the loss keeps the model from learning them), ``dropout=0.2``
+    (a model that reconstructs everything well flags nothing), ``error_normalization="surprise"``
+    with ``marginal_weight`` (every column counts in nats of excess surprise, so no column dominates
+    the scores or the explanations, see :mod:`models.column_scores`) and ``clip_inputs`` (a wild
+    value does not drag the reconstruction of the rest of its row along).
 
     Columns
         numeric_columns, categorical_columns: column names; both ``None`` detects every column of the
             fit frame from its dtype. Naming either uses exactly the named columns (the other list
             defaults to empty) and ignores the rest (ids, timestamps, labels).
     Preprocessing
-        scaling: ``"standard"``, ``"robust"``, ``"quantile"`` (to a normal), ``"minmax"`` or ``"none"``.
+        scaling: ``"auto"`` (a Yeo-Johnson power transform on columns whose training skewness is
+            above 1, then standard scaling; see :mod:`models.preprocessing`),
+            ``"standard"``, ``"robust"``, ``"quantile"`` (to a normal), ``"minmax"`` or ``"none"``.
+        binary_columns: a numeric column with exactly two distinct values at fit is a flag,
+            reconstructed with a cross-entropy over its two values (``False``: a numeric column).
         numeric_imputation: ``"median"`` or ``"mean"``.
         add_missing_indicators: add a 0/1 feature for each numeric column with missing values at fit.
         min_frequency, max_categories: rare-level grouping of the one-hot encoder (scikit-learn
@@ -117,7 +93,9 @@ class AutoencoderDetector(BaseEstimator):
             ``"variational"`` (KL term weighted by ``kl_weight``).
         n_members: ensemble size; members differ by seed and, when ``ensemble_widths`` is given, by
             hidden width (member m multiplies ``hidden_sizes`` by ``ensemble_widths[m % len]``).
-            Member scores are divided by their validation standard deviation, then averaged.
+            Members' normalised reconstruction surprises are averaged.
+        clip_inputs: the encoder sees each feature clipped to its training range (the errors use
+            the real value); see :class:`models.network.MixedAutoencoder`.
     Training
         trim_fraction: share of each batch's highest-error rows left out of the loss, in [0, 1).
         epochs, weight_decay, patience (early stopping on the validation loss, 0 = off), grad_clip
@@ -131,9 +109,16 @@ class AutoencoderDetector(BaseEstimator):
             4e-3). ``metadata_`` records both values used.
     Scoring
         column_weights: optional ``{column: weight}`` (default 1 each) for the loss and the score.
-        error_normalization: ``"validation_mean"`` divides each column's error by its mean on the
-            validation rows (so noisy columns do not dominate); ``"none"`` keeps raw errors.
+        error_normalization: ``"surprise"``: each column's error in nats of excess surprise over
+            its typical value on the training rows (:class:`models.column_scores.ColumnScorer`);
+            ``"validation_mean"`` divides each column's error by its mean on the validation rows;
+            ``"none"`` keeps the raw errors (squared errors and cross-entropies as they are).
+        marginal_weight: weight (>= 0) of each column's marginal surprise (how far its value lies
+            from the column's bulk, or how rare its level is) added to its reconstruction surprise.
         threshold_method, threshold_value: see :func:`models.calibration.fit_threshold`.
+    Encoded features
+        whiten_latent: ``transform`` returns the code's principal axes, whitened, ordered by
+            variance and sign-fixed (:class:`models.latent.LatentRotation`); ``False``: the raw code.
     Runtime
         random_state: seed for the split, initialisation, batch order and noise.
         device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"`` or ``"cuda[:i]"``.
@@ -144,7 +129,8 @@ class AutoencoderDetector(BaseEstimator):
         *,
         numeric_columns: Sequence[str] | None = None,
         categorical_columns: Sequence[str] | None = None,
-        scaling: str = "standard",
+        scaling: str = "auto",
+        binary_columns: bool = True,
         numeric_imputation: str = "median",
         add_missing_indicators: bool = True,
         min_frequency: int | float | None = 5,
@@ -159,6 +145,7 @@ class AutoencoderDetector(BaseEstimator):
         kl_weight: float = 0.01,
         n_members: int = 1,
         ensemble_widths: Sequence[float] | None = None,
+        clip_inputs: bool = True,
         trim_fraction: float = 0.2,
         epochs: int = 100,
         batch_size: int | str = "auto",
@@ -168,15 +155,18 @@ class AutoencoderDetector(BaseEstimator):
         grad_clip: float = 1.0,
         validation_fraction: float = 0.1,
         column_weights: dict[str, float] | None = None,
-        error_normalization: str = "none",
+        error_normalization: str = "surprise",
+        marginal_weight: float = 0.5,
         threshold_method: str = "fpr",
         threshold_value: float = 0.01,
+        whiten_latent: bool = True,
         random_state: int = 0,
         device: str = "auto",
     ):
         self.numeric_columns = numeric_columns
         self.categorical_columns = categorical_columns
         self.scaling = scaling
+        self.binary_columns = binary_columns
         self.numeric_imputation = numeric_imputation
         self.add_missing_indicators = add_missing_indicators
         self.min_frequency = min_frequency
@@ -191,6 +181,7 @@ class AutoencoderDetector(BaseEstimator):
         self.kl_weight = kl_weight
         self.n_members = n_members
         self.ensemble_widths = ensemble_widths
+        self.clip_inputs = clip_inputs
         self.trim_fraction = trim_fraction
         self.epochs = epochs
         self.batch_size = batch_size
@@ -201,72 +192,16 @@ class AutoencoderDetector(BaseEstimator):
         self.validation_fraction = validation_fraction
         self.column_weights = column_weights
         self.error_normalization = error_normalization
+        self.marginal_weight = marginal_weight
         self.threshold_method = threshold_method
         self.threshold_value = threshold_value
+        self.whiten_latent = whiten_latent
         self.random_state = random_state
         self.device = device
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> None:
-        def positive_int(name: str, value) -> None:
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-        if self.scaling not in SCALINGS:
-            raise ValueError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {tuple(ACTIVATIONS)}, got {self.activation!r}"
-            )
-        if self.error_normalization not in ERROR_NORMALIZATIONS:
-            raise ValueError(
-                f"error_normalization must be one of {ERROR_NORMALIZATIONS}, "
-                f"got {self.error_normalization!r}"
-            )
-        for name in ("latent_dim", "n_members", "epochs"):
-            positive_int(name, getattr(self, name))
-        if self.batch_size != "auto" and (
-            isinstance(self.batch_size, bool)
-            or not isinstance(self.batch_size, int | np.integer)
-            or self.batch_size < 1
-        ):
-            raise ValueError(
-                f'batch_size must be a positive integer or "auto", got {self.batch_size!r}'
-            )
-        for size in self.hidden_sizes:
-            positive_int("every hidden_sizes entry", size)
-        if self.ensemble_widths is not None and (
-            len(self.ensemble_widths) == 0 or any(w <= 0 for w in self.ensemble_widths)
-        ):
-            raise ValueError(
-                f"ensemble_widths must be None or a non-empty list of positive multipliers, "
-                f"got {self.ensemble_widths!r}"
-            )
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not 0 <= self.trim_fraction < 1:
-            raise ValueError(f"trim_fraction must be in [0, 1), got {self.trim_fraction}")
-        if not 0 <= self.swap_noise < 1:
-            raise ValueError(f"swap_noise must be in [0, 1), got {self.swap_noise}")
-        if not 0 < self.validation_fraction < 1:
-            raise ValueError(
-                f"validation_fraction must be in (0, 1), got {self.validation_fraction}"
-            )
-        if self.learning_rate != "auto" and not (
-            isinstance(self.learning_rate, int | float | np.number)
-            and not isinstance(self.learning_rate, bool)
-            and self.learning_rate > 0
-        ):
-            raise ValueError(
-                f'learning_rate must be a number > 0 or "auto", got {self.learning_rate!r}'
-            )
-        for name in ("weight_decay", "grad_clip", "kl_weight", "patience"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        calibration.check_threshold(self.threshold_method, self.threshold_value)
-        resolve_device(self.device)
+        check_params(self)
 
     # ------------------------------------------------------------------ helpers
     def _member_hidden_sizes(self, member: int) -> list[int]:
@@ -284,6 +219,7 @@ class AutoencoderDetector(BaseEstimator):
             dropout=self.dropout,
             batch_norm=self.batch_norm,
             variational=self.variant == "variational",
+            clip_inputs=self.clip_inputs,
         )
 
     def _column_weight_vector(self, columns: Sequence[str]) -> np.ndarray:
@@ -332,40 +268,66 @@ class AutoencoderDetector(BaseEstimator):
         return cached[1]
 
     @torch.inference_mode()
+    def _member_passes(self, features: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(n, n_features) -> raw errors of each member (n, n_columns) and codes (n, latent_dim_)."""
+        errors, codes = [], []
+        for network in self.networks_:
+            output, mean, _ = network(features)
+            errors.append(self._column_errors(output, features))
+            codes.append(mean.float())
+        return errors, torch.cat(codes, dim=1)
+
+    @torch.inference_mode()
     def _forward(self, features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """(n, n_features) -> contributions (n, n_columns) float32, latent (n, latent_dim_) float32."""
+        """(n, n_features) -> contributions (n, n_columns) float32, encoded features
+        (n, latent_dim_) float32."""
         n_rows = features.shape[0]
         contributions = np.empty((n_rows, len(self.feature_names_in_)), dtype=np.float32)
-        latents = np.empty((n_rows, self.latent_dim_), dtype=np.float32)
+        codes = np.empty((n_rows, self.latent_dim_), dtype=np.float32)
         chunk_rows = (
-            CPU_INFERENCE_CHUNK_ROWS if features.device.type == "cpu" else (INFERENCE_CHUNK_ROWS)
+            CPU_INFERENCE_CHUNK_ROWS if features.device.type == "cpu" else INFERENCE_CHUNK_ROWS
         )
         for start in range(0, n_rows, chunk_rows):
             chunk = features[start : start + chunk_rows]
             stop = start + chunk.shape[0]
-            total = None
-            member_latents = []
-            for network, scale in zip(self.networks_, self._member_scales, strict=True):
-                output, mean, _ = network(chunk)
-                weighted = self._column_errors(output, chunk).mul_(scale)
-                total = weighted if total is None else total.add_(weighted)
-                member_latents.append(mean.float())
-            contributions[start:stop] = total.cpu().numpy()
-            latents[start:stop] = torch.cat(member_latents, dim=1).cpu().numpy()
-        return contributions, latents
+            errors, code = self._member_passes(chunk)
+            contributions[start:stop] = self._scorer(errors, chunk).cpu().numpy()
+            codes[start:stop] = code.cpu().numpy()
+        return contributions, self._encoded(codes)
+
+    def _encoded(self, codes: np.ndarray) -> np.ndarray:
+        """(n, latent_dim_) raw codes -> the encoded features ``transform`` returns."""
+        if self.latent_rotation_ is None:
+            return codes
+        return self.latent_rotation_.apply(codes)
 
     def _prepare_scoring(self) -> None:
-        """Build the per-member scale vectors used by :meth:`_forward` from the calibration state."""
-        weights = torch.as_tensor(self.column_weights_, device=self.device_)
+        """Build the scoring tensors used by :meth:`_forward` from the fitted state."""
         self._column_errors = ColumnErrors(self.layout_, self.device_)
-        self._member_scales = [
-            weights / torch.as_tensor(normalizer, device=self.device_) / (std * len(self.networks_))
-            for normalizer, std in zip(self.member_normalizers_, self.member_stds_, strict=True)
-        ]
+        self._scorer = self.column_scorer_.torch_state(self.layout_, self.device_)
+        if self.clip_inputs:
+            # The fit rows' level shares (what an unseen level is encoded as) are the scorer's.
+            shares = np.exp(-self.column_scorer_.level_surprise)
+            for network in self.networks_:
+                self._set_unseen_fill(network, torch.as_tensor(shares, device=self.device_))
+
+    def _first_level(self) -> int:
+        blocks = self.layout_.categorical_blocks
+        return blocks[0][0] if blocks else self.layout_.n_features
+
+    def _set_unseen_fill(self, network: MixedAutoencoder, shares: torch.Tensor) -> None:
+        first = self._first_level()
+        membership = torch.zeros(
+            self.layout_.n_features - first, len(self.layout_.categorical_blocks)
+        )
+        for block, (start, stop, _) in enumerate(self.layout_.categorical_blocks):
+            membership[start - first : stop - first, block] = 1.0
+        network.set_unseen_fill(first, membership.to(self.device_), shares)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, progress: ProgressCallback | None = None) -> AutoencoderDetector:
-        """Fit the preprocessor, the network(s) and the calibration on ``X`` (labels are ignored).
+        """Fit the preprocessor, the network(s), the column scorer, the latent rotation and the
+        calibration on ``X`` (labels are ignored).
 
         Args:
             X: DataFrame or numeric array, (n_rows, n_columns), n_rows >= 2.
@@ -398,8 +360,10 @@ class AutoencoderDetector(BaseEstimator):
         )
         validation_rows, train_rows = order[:n_validation], order[n_validation:]
 
-        preprocessor = build_preprocessor(
-            normalised.iloc[train_rows],
+        training_part = normalised.iloc[train_rows]
+        flags = binary_columns(training_part, numeric) if self.binary_columns else []
+        self.preprocessor_ = fit_preprocessor(
+            training_part,
             numeric,
             categorical,
             scaling=self.scaling,
@@ -408,21 +372,20 @@ class AutoencoderDetector(BaseEstimator):
             min_frequency=self.min_frequency,
             max_categories=self.max_categories,
             random_state=self.random_state,
+            binary=flags,
         )
-        preprocessor.fit(normalised.iloc[train_rows])
-        self.preprocessor_ = preprocessor
         self.numeric_columns_ = numeric
         self.categorical_columns_ = categorical
         self.feature_names_in_ = np.asarray([*numeric, *categorical], dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)
-        self.layout_ = describe_layout(preprocessor, numeric, categorical)
+        self.layout_ = describe_layout(self.preprocessor_, numeric, categorical)
         self.column_weights_ = self._column_weight_vector(self.layout_.columns)
 
         features = self._features(normalised)
         train = features[torch.as_tensor(train_rows, device=self.device_)]
         validation = features[torch.as_tensor(validation_rows, device=self.device_)]
         weights = torch.as_tensor(self.column_weights_, device=self.device_)
-        column_errors = ColumnErrors(self.layout_, self.device_)
+        self._column_errors = ColumnErrors(self.layout_, self.device_)
         feature_column = torch.tensor(
             self._feature_column_index(), dtype=torch.long, device=self.device_
         )
@@ -439,7 +402,7 @@ class AutoencoderDetector(BaseEstimator):
             trim_fraction=self.trim_fraction,
         )
 
-        self.networks_, histories, normalizers, stds = [], [], [], []
+        self.networks_, histories = [], []
         for member in range(self.n_members):
             seed = int(self.random_state) + 1000 * member
             member_progress = None
@@ -454,10 +417,13 @@ class AutoencoderDetector(BaseEstimator):
             with torch.random.fork_rng(devices=fork_devices):
                 torch.manual_seed(seed)
                 network = self._build_network(member, self.layout_.n_features).to(self.device_)
+                if self.clip_inputs:
+                    network.set_input_bounds(train.amin(dim=0), train.amax(dim=0))
+                    self._set_unseen_fill(network, train[:, self._first_level() :].mean(dim=0))
                 generator = torch.Generator(device=self.device_).manual_seed(seed)
                 history = train_network(
                     network,
-                    column_errors,
+                    self._column_errors,
                     train,
                     validation,
                     weights,
@@ -466,39 +432,48 @@ class AutoencoderDetector(BaseEstimator):
                     generator,
                     member_progress,
                 )
-            with torch.inference_mode():
-                validation_errors = np.concatenate(
-                    [
-                        column_errors(network(chunk)[0], chunk).double().cpu().numpy()
-                        for chunk in validation.split(INFERENCE_CHUNK_ROWS)
-                    ]
-                )
-            if self.error_normalization == "validation_mean":
-                normalizer = np.maximum(validation_errors.mean(axis=0), 1e-6)
-            else:
-                normalizer = np.ones(len(self.layout_.columns))
-            member_scores = (validation_errors * self.column_weights_ / normalizer).sum(axis=1)
-            std = float(np.std(member_scores))
             self.networks_.append(network)
             histories.append(history)
-            normalizers.append(normalizer.astype(np.float32))
-            stds.append(std if std > 1e-12 else 1.0)
-
-        self.member_normalizers_ = normalizers
-        self.member_stds_ = stds
         self.latent_dim_ = self.latent_dim * self.n_members
         self.history_ = dict(histories[0])
         if self.n_members > 1:
             self.history_["members"] = histories
-        self._prepare_scoring()
 
-        fit_contributions, _ = self._forward(features)
-        fit_scores = fit_contributions.sum(axis=1, dtype=np.float64)
+        # One pass over the fit rows gives every statistic: the column scorer's typical errors,
+        # the latent rotation and the calibration scores.
+        member_errors, codes = [], []
+        for chunk in features.split(INFERENCE_CHUNK_ROWS):
+            errors, code = self._member_passes(chunk)
+            member_errors.append(errors)
+            codes.append(code)
+        member_errors = [torch.cat(parts) for parts in zip(*member_errors, strict=True)]
+        codes = torch.cat(codes).double().cpu().numpy()
+        feature_matrix = features.cpu().numpy()
+        self.column_scorer_ = ColumnScorer.fit(
+            self.layout_,
+            [errors.double().cpu().numpy() for errors in member_errors],
+            feature_matrix,
+            validation_rows,
+            normalization=self.error_normalization,
+            marginal_weight=self.marginal_weight,
+            column_weights=self.column_weights_,
+        )
+        self.latent_rotation_ = (
+            LatentRotation.fit(codes[train_rows], feature_matrix[train_rows])
+            if self.whiten_latent
+            else None
+        )
+        self._prepare_scoring()
+        with torch.inference_mode():
+            fit_scores = (
+                self._scorer(member_errors, features).sum(dim=1, dtype=torch.float64).cpu().numpy()
+            )
         validation_scores = fit_scores[validation_rows]
         self.threshold_, reference, calibrated_on = calibration.calibrate(
             self.threshold_method, self.threshold_value, validation_scores, fit_scores
         )
         self.reference_scores_ = calibration.reference_scores(reference)
+        named = {name: list(cols) for name, _, cols in self.preprocessor_.transformers_}
         self.metadata_ = {
             "fit_seconds": round(time.perf_counter() - started, 3),
             "fitted_at": pd.Timestamp.now(tz="UTC").isoformat(),
@@ -508,6 +483,8 @@ class AutoencoderDetector(BaseEstimator):
             "batch_size": config.batch_size,
             "learning_rate": config.learning_rate,
             "n_features_preprocessed": int(self.layout_.n_features),
+            "binary_columns": list(flags),
+            "reshaped_columns": named.get("skewed", []),
             "device": str(self.device_),
             "validation_score_mean": float(validation_scores.mean()),
             "validation_flag_rate": float((validation_scores > self.threshold_).mean()),
@@ -538,29 +515,59 @@ class AutoencoderDetector(BaseEstimator):
         return (self.decision_function(X) > self.threshold_).astype(np.int64)
 
     def transform(self, X) -> np.ndarray:
-        """(n, latent_dim_) float32 latent features (members' codes side by side)."""
+        """(n, latent_dim_) float32 encoded features: the code's principal axes, whitened (unit
+        variance on the training rows), largest variance first, signs fixed by the data (see
+        :mod:`models.latent`); the members' raw codes side by side when ``whiten_latent=False``."""
         check_is_fitted(self)
         return self._forward(self._features(X))[1]
+
+    def encoded_features(self, X, scores: bool = True, column_scores: bool = True) -> pd.DataFrame:
+        """Features for a downstream model: ``z_0 .. z_{k-1}`` (:meth:`transform`), then with
+        ``scores`` the ``anomaly_score``, and with ``column_scores`` one ``score_<column>`` per
+        input column (its contribution to the score). A DataFrame (n, k [+ 1] [+ n_columns])
+        indexed like ``X``; float32 except ``anomaly_score`` (float64)."""
+        check_is_fitted(self)
+        contributions, latent = self._forward(self._features(X))
+        index = X.index if isinstance(X, pd.DataFrame) else None
+        out = pd.DataFrame(latent, columns=[f"z_{i}" for i in range(latent.shape[1])], index=index)
+        if scores:
+            out["anomaly_score"] = contributions.sum(axis=1, dtype=np.float64)
+        if column_scores:
+            for j, name in enumerate(self.feature_names_in_):
+                out[f"score_{name}"] = contributions[:, j]
+        return out
 
     def percentile(self, scores) -> np.ndarray:
         """(n,) scores -> (n,) float64 in [0, 1] against the validation scores."""
         check_is_fitted(self)
         return calibration.percentile(self.reference_scores_, scores)
 
-    def explain(self, X, top_k: int | None = 3) -> pd.DataFrame:
-        """Per-column contributions to each row's score.
+    def explain(self, X, top_k: int | None = 3, details: bool = False) -> pd.DataFrame:
+        """Per-column contributions to each row's score, or the details of each row's top columns.
 
-        Returns a DataFrame (n, n_columns) indexed like ``X`` with one column per original column
+        By default a DataFrame (n, n_columns) indexed like ``X`` with one column per original column
         (``feature_names_in_``; a categorical column's one-hot levels are one column). Rows sum to
         :meth:`decision_function`. With ``top_k``, each row keeps only its ``top_k`` largest
         contributions and the others are 0; ``top_k=None`` keeps all of them.
+
+        With ``details=True``, a long DataFrame with one row per (input row, rank <= ``top_k``):
+        ``row`` (the index of ``X``), ``rank`` (1 = largest), ``column``, ``contribution``,
+        ``direction`` (``"above"`` / ``"below"``: the observed numeric or flag value is above or
+        below what the model expected; ``"unexpected level"``: a categorical level other than the
+        most likely one; ``"as expected"``), ``observed`` and ``expected`` (the model's
+        reconstruction in the column's own units, or its most likely level).
         """
         check_is_fitted(self)
-        contributions, _ = self._forward(self._features(X))
+        features = self._features(X)
+        contributions, _ = self._forward(features)
+        index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(len(contributions))
+        if details:
+            self._check_top_k(top_k)
+            return explanation_details(self, as_frame(X), features, contributions, top_k, index)
         if top_k is not None:
             self._check_top_k(top_k)
             keep = np.zeros_like(contributions, dtype=bool)
-            np.put_along_axis(keep, _top_indices(contributions, top_k), True, axis=1)
+            np.put_along_axis(keep, top_indices(contributions, top_k), True, axis=1)
             contributions = np.where(keep, contributions, np.float32(0))
         index = X.index if isinstance(X, pd.DataFrame) else None
         return pd.DataFrame(contributions, columns=list(self.feature_names_in_), index=index)
@@ -571,7 +578,8 @@ class AutoencoderDetector(BaseEstimator):
         self._check_top_k(top_k)
         contributions, latent = self._forward(self._features(X))
         scores = contributions.sum(axis=1, dtype=np.float64)
-        top_features = self._top_feature_strings(_top_indices(contributions, top_k))
+        names = [str(c) for c in self.feature_names_in_]
+        top_features = top_feature_strings(top_indices(contributions, top_k), names)
         return ScoreResult(
             scores=scores,
             percentiles=calibration.percentile(self.reference_scores_, scores),
@@ -580,30 +588,6 @@ class AutoencoderDetector(BaseEstimator):
             top_features=top_features,
             contributions=contributions,
         )
-
-    def _top_feature_strings(self, top: np.ndarray) -> list[str]:
-        """(n, k) column indices -> n strings ``"col_a,col_b,..."``. Rows share few distinct
-        combinations, so each distinct one is joined once."""
-        if top.shape[0] == 0:
-            return []
-        n_columns = len(self.feature_names_in_)
-        if n_columns ** top.shape[1] < 2**62:
-            # One integer per combination (base n_columns digits): a 1-D unique is far cheaper
-            # than a row-wise one.
-            keys = np.zeros(top.shape[0], dtype=np.int64)
-            for position in range(top.shape[1]):
-                keys *= n_columns
-                keys += top[:, position]
-            unique_keys, row_combination = np.unique(keys, return_inverse=True)
-            combinations = np.empty((len(unique_keys), top.shape[1]), dtype=np.int64)
-            for position in reversed(range(top.shape[1])):
-                combinations[:, position] = unique_keys % n_columns
-                unique_keys = unique_keys // n_columns
-        else:
-            combinations, row_combination = np.unique(top, axis=0, return_inverse=True)
-        names = [str(c) for c in self.feature_names_in_]
-        joined = np.array([",".join(names[i] for i in row) for row in combinations], dtype=object)
-        return joined[row_combination.reshape(-1)].tolist()
 
     @staticmethod
     def _check_top_k(top_k) -> None:
@@ -624,32 +608,3 @@ class AutoencoderDetector(BaseEstimator):
         from models.persistence import load_detector
 
         return load_detector(dir_path, device=device)
-
-
-def _top_indices(contributions: np.ndarray, top_k: int) -> np.ndarray:
-    """(n, c) -> (n, min(top_k, c)) column indices of the largest contributions, largest first."""
-    k = min(top_k, contributions.shape[1])
-    if k < contributions.shape[1]:
-        candidates = np.argpartition(-contributions, k - 1, axis=1)[:, :k]
-    else:
-        candidates = np.broadcast_to(np.arange(k), contributions.shape).copy()
-    picked = np.take_along_axis(contributions, candidates, axis=1)
-    order = np.argsort(-picked, axis=1, kind="stable")
-    return np.take_along_axis(candidates, order, axis=1)
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries a bundle depends on (recorded at fit and save)."""
-    import platform
-
-    import sklearn
-    import skops
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "scikit-learn": sklearn.__version__,
-        "skops": skops.__version__,
-    }

@@ -111,6 +111,14 @@ class MixedAutoencoder(nn.Module):
         dropout: dropout rate after each hidden activation, in [0, 1).
         batch_norm: batch normalisation after each hidden linear layer.
         variational: encode a Gaussian (mean and log-variance) and sample from it while training.
+        clip_inputs: the encoder sees each input feature clipped to the range set by
+            :meth:`set_input_bounds` (buffers ``input_low`` / ``input_high``, saved with the
+            weights), while the loss and the errors use the unclipped value. A value far outside the
+            training range then moves the code no further than the range's edge: its own column's
+            error grows with it, but it does not drag the reconstruction of the row's other columns
+            along (which would spread, and misplace, the blame). Likewise a one-hot block with no
+            level set (a level never seen at fit) reaches the encoder as the block's training
+            shares (:meth:`set_unseen_fill`), not as an input pattern it never saw.
     """
 
     def __init__(
@@ -122,10 +130,19 @@ class MixedAutoencoder(nn.Module):
         dropout: float = 0.0,
         batch_norm: bool = False,
         variational: bool = False,
+        clip_inputs: bool = False,
     ):
         super().__init__()
         self.latent_dim = latent_dim
         self.variational = variational
+        self.clip_inputs = clip_inputs
+        self.first_level = n_features
+        if clip_inputs:
+            self.register_buffer("input_low", torch.full((n_features,), -torch.inf))
+            self.register_buffer("input_high", torch.full((n_features,), torch.inf))
+        # Set by set_unseen_fill from the fit data; rebuilt on load, so not saved.
+        self.register_buffer("block_membership", None, persistent=False)
+        self.register_buffer("level_fill", None, persistent=False)
         encoder_sizes = [n_features, *hidden_sizes]
         self.encoder = nn.Sequential(
             *_dense_stack(encoder_sizes, activation, dropout, batch_norm),
@@ -137,7 +154,30 @@ class MixedAutoencoder(nn.Module):
             nn.Linear(decoder_sizes[-1], n_features),
         )
 
+    @torch.no_grad()
+    def set_input_bounds(self, low: torch.Tensor, high: torch.Tensor) -> None:
+        """Set the (n_features,) range the encoder clips its inputs to (``clip_inputs`` only)."""
+        self.input_low.copy_(low)
+        self.input_high.copy_(high)
+
+    def set_unseen_fill(
+        self, first_level: int, block_membership: torch.Tensor, level_shares: torch.Tensor
+    ) -> None:
+        """One-hot features start at ``first_level``; ``block_membership`` (n_levels, n_blocks) is
+        1 where a level belongs to a block; ``level_shares`` (n_levels,) the share of fit rows with
+        each level. An all-zero block then reaches the encoder as its shares (``clip_inputs``)."""
+        self.first_level = first_level
+        self.block_membership = block_membership.float()
+        self.level_fill = level_shares.float()
+
     def _encode_distribution(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.clip_inputs:
+            x = torch.maximum(torch.minimum(x, self.input_high), self.input_low)
+            if self.level_fill is not None and self.level_fill.numel():
+                levels = x[:, self.first_level :]
+                unseen = (levels @ self.block_membership < 0.5).to(levels.dtype)
+                filled = levels + (unseen @ self.block_membership.T) * self.level_fill
+                x = torch.cat([x[:, : self.first_level], filled], dim=1)
         encoded = self.encoder(x)
         if not self.variational:
             return encoded, None

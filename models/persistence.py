@@ -7,7 +7,8 @@ A bundle is one local directory:
 ``preprocessor.skops``      the fitted ColumnTransformer (skops; loaded with trusted types only)
 ``params.json``             constructor parameters (``get_params()``)
 ``schema.json``             input columns (numeric, categorical) and the preprocessed layout
-``calibration.json``        threshold, reference scores for percentiles, per-member scales
+``calibration.json``        threshold, reference scores for percentiles, the column scorer (typical
+                            errors, marginal statistics) and the latent rotation
 ``versions.json``           bundle format and library versions at save time
 ``metrics.json``            training history and fit metadata
 ``manifest.json``           sha256 of every file above
@@ -28,10 +29,15 @@ import skops.io
 from safetensors.torch import load_file, save_file
 from sklearn.compose import ColumnTransformer
 
+from models.column_scores import ColumnScorer
 from models.detector import AutoencoderDetector, library_versions, resolve_device
+from models.latent import LatentRotation
 from models.preprocessing import FeatureLayout
 
-BUNDLE_FORMAT = 1
+# 2: per-column scoring (column scorer), encoded-feature rotation, flag columns and skew-transform
+# preprocessing, encoder input bounds (issue 14). A format-1 bundle scores with raw errors and
+# unrotated codes, which this version no longer computes: it is refused with the fix named.
+BUNDLE_FORMAT = 2
 WEIGHTS_FILE = "weights.safetensors"
 PREPROCESSOR_FILE = "preprocessor.skops"
 PARAMS_FILE = "params.json"
@@ -113,8 +119,12 @@ def save_detector(detector: AutoencoderDetector, dir_path: str | Path) -> Path:
             "threshold_value": detector.threshold_value,
             "reference_scores": [float(v) for v in detector.reference_scores_],
             "column_weights": [float(v) for v in detector.column_weights_],
-            "member_normalizers": [[float(v) for v in n] for n in detector.member_normalizers_],
-            "member_stds": [float(v) for v in detector.member_stds_],
+            "column_scorer": detector.column_scorer_.to_dict(),
+            "latent_rotation": (
+                detector.latent_rotation_.to_dict()
+                if detector.latent_rotation_ is not None
+                else None
+            ),
         },
     )
     _write_json(
@@ -150,9 +160,17 @@ def verify_bundle(dir_path: str | Path) -> dict:
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise BundleError(f"{manifest_path} is not a valid manifest ({error})") from None
     if manifest.get("bundle_format") != BUNDLE_FORMAT:
+        older = isinstance(manifest.get("bundle_format"), int) and manifest["bundle_format"] < 2
         raise BundleError(
             f"{manifest_path} has bundle_format {manifest.get('bundle_format')!r}, this version "
-            f"reads {BUNDLE_FORMAT}; load it with the aeflow version that saved it"
+            f"reads {BUNDLE_FORMAT}; "
+            + (
+                "the bundle was saved before per-column scoring and rotated encoded features: "
+                "retrain it with this version (`aeflow train`, or AutoencoderDetector().fit) and "
+                "promote the new version, or load it with the aeflow version that saved it"
+                if older
+                else "load it with the aeflow version that saved it"
+            )
         )
     for name in BUNDLE_FILES:
         file_path = path / name
@@ -214,10 +232,9 @@ def load_detector(dir_path: str | Path, device: str = "auto") -> AutoencoderDete
     detector.threshold_ = float(calibration["threshold"])
     detector.reference_scores_ = np.asarray(calibration["reference_scores"], dtype=np.float64)
     detector.column_weights_ = np.asarray(calibration["column_weights"], dtype=np.float32)
-    detector.member_normalizers_ = [
-        np.asarray(n, dtype=np.float32) for n in calibration["member_normalizers"]
-    ]
-    detector.member_stds_ = [float(s) for s in calibration["member_stds"]]
+    detector.column_scorer_ = ColumnScorer.from_dict(calibration["column_scorer"])
+    rotation = calibration.get("latent_rotation")
+    detector.latent_rotation_ = LatentRotation.from_dict(rotation) if rotation else None
     detector.history_ = metrics["history"]
     detector.metadata_ = metrics["metadata"]
 

@@ -10,29 +10,51 @@ The detector sees a DataFrame (or a numeric array) with numeric and categorical 
 - describes the fitted output (:class:`FeatureLayout`): which output feature belongs to which original
   column, and where each categorical column's one-hot block lies, so the loss can use a regression
   error for numeric features and a cross-entropy per categorical column, and
-- replays the fitted ``ColumnTransformer`` in numpy (:class:`FastPreprocessor`) for scoring: the
-  same matrix, several times faster, without converting every categorical value to ``str``.
+- replays the fitted ``ColumnTransformer`` in numpy (:class:`models.fast_preprocessing.FastPreprocessor`)
+  for scoring: the same matrix, several times faster, without converting every categorical value to
+  ``str``.
+
+Two column rules are data-driven (``scaling="auto"`` and ``binary_columns=True`` in the detector):
+a numeric column with exactly two distinct values is a flag and is reconstructed like a two-level
+categorical column (a cross-entropy in nats instead of a squared error on a standardised 0/1, which
+lets a rare flag's every set value count like a 10-sigma outlier); a numeric column whose bulk is
+skewed (:func:`skewed_columns`: a log-normal-like amount, not a symmetric column with a few extreme
+rows) is reshaped by a Yeo-Johnson power transform whose lambda is kept in [0, 1] (between a
+logarithm and the identity: unbounded, so the ordinary large values of a skewed amount stop
+looking like outliers while its extremes stay extreme), then standard-scaled like every other
+numeric column.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import (
     MinMaxScaler,
     OneHotEncoder,
+    PowerTransformer,
     QuantileTransformer,
     RobustScaler,
     StandardScaler,
 )
 
-SCALINGS = ("standard", "robust", "quantile", "minmax", "none")
+SCALINGS = ("auto", "standard", "robust", "quantile", "minmax", "none")
+# scaling="auto" reshapes a numeric column whose sample skewness on the training rows exceeds this in
+# absolute value (a log-normal-like amount has 2-10; a symmetric measurement about 0) ...
+SKEW_LIMIT = 1.0
+# ... and whose quantile skewness of the central 80% exceeds this (a log-normal with sigma 0.6 has
+# 0.37, an exponential 0.47; a normal 0): see :func:`skewed_columns`.
+BULK_SKEW_LIMIT = 0.3
+# The interquartile range of a normal distribution in standard deviations.
+NORMAL_IQR = 1.3489795003921634
 NUMERIC_IMPUTATIONS = ("median", "mean")
 # Stands for a missing categorical value, so "missing" is a level the model can learn.
 MISSING_LEVEL = "__missing__"
@@ -205,8 +227,45 @@ def normalise_frame(
     return pd.DataFrame(data, index=frame.index, columns=[*numeric, *categorical])
 
 
+def binary_columns(normalised: pd.DataFrame, numeric: Sequence[str]) -> list[str]:
+    """The numeric columns of ``normalised`` with exactly two distinct finite values (flags)."""
+    flags = []
+    for name in numeric:
+        values = normalised[name].to_numpy(dtype=np.float64)
+        if np.unique(values[np.isfinite(values)]).size == 2:
+            flags.append(name)
+    return flags
+
+
+def skewed_columns(values: np.ndarray) -> np.ndarray:
+    """(d,) bool: which columns of the imputed (n, d) matrix ``scaling="auto"`` reshapes.
+
+    A column is reshaped when its bulk is skewed, not merely its tail: its sample skewness exceeds
+    :data:`SKEW_LIMIT` and so does the skewness of its central 80% (Kelley's quantile skewness,
+    ``(q90 + q10 - 2 q50) / (q90 - q10)``, above :data:`BULK_SKEW_LIMIT` in absolute value), with
+    ``q10 < q50 < q90``. A symmetric column whose skewness comes from a few extreme rows (often the
+    anomalies themselves) keeps its distances, and so does a spike with a tail (a count that is
+    usually 0): reshaping either would pull its outliers in.
+    """
+    centred = values - values.mean(axis=0)
+    variance = (centred**2).mean(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        skewness = np.nan_to_num((centred**3).mean(axis=0) / variance**1.5)
+    if not len(values):
+        return np.zeros(values.shape[1], dtype=bool)
+    q10, q50, q90 = np.percentile(values, [10, 50, 90], axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bulk = np.where(q90 > q10, (q90 + q10 - 2 * q50) / (q90 - q10), 0.0)
+    return (
+        (np.abs(skewness) > SKEW_LIMIT)
+        & (np.abs(bulk) > BULK_SKEW_LIMIT)
+        & (q10 < q50)
+        & (q50 < q90)
+    )
+
+
 def _make_scaler(scaling: str, n_rows: int, random_state: int):
-    if scaling == "standard":
+    if scaling in ("auto", "standard"):
         return StandardScaler()
     if scaling == "robust":
         return RobustScaler()
@@ -232,13 +291,20 @@ def build_preprocessor(
     min_frequency: int | float | None,
     max_categories: int | None,
     random_state: int,
+    binary: Sequence[str] = (),
+    skewed: Sequence[str] = (),
 ) -> ColumnTransformer:
     """Build (unfitted) the ColumnTransformer for a frame made by :func:`normalise_frame`.
 
-    Output column order: scaled numeric values (one per numeric column), then missing indicators
-    (one per numeric column that had a missing value in ``normalised``), then one one-hot block per
+    Output column order: scaled numeric values (one per numeric column in neither ``binary`` nor
+    ``skewed``), then the reshaped ``skewed`` columns (``scaling="auto"`` only: a Yeo-Johnson power
+    transform, then standard scaling), then missing
+    indicators (one per value column that had a missing value in ``normalised``), then one
+    two-level one-hot block per ``binary`` column (its two values; a missing value is a third level
+    when the fit rows had one, any other value an all-zero block), then one one-hot block per
     categorical column. Rare levels are grouped into one "infrequent" level; a level unseen at fit
     maps to that group, or to an all-zero block when the column has no rare levels.
+    ``scaling="auto"`` needs :func:`fit_preprocessor` (it finishes the fit).
     """
     if scaling not in SCALINGS:
         raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
@@ -246,24 +312,32 @@ def build_preprocessor(
         raise ValueError(
             f"numeric_imputation must be one of {NUMERIC_IMPUTATIONS}, got {numeric_imputation!r}"
         )
+    if skewed and scaling != "auto":
+        raise ValueError(f"skewed columns are reshaped by scaling='auto' only, got {scaling!r}")
     transformers = []
-    if numeric:
-        numeric_steps = Pipeline(
-            [
-                # keep_empty_features keeps an all-NaN column (imputed as 0) so the layout is stable.
-                (
-                    "impute",
-                    SimpleImputer(strategy=numeric_imputation, keep_empty_features=True),
-                ),
-                ("scale", _make_scaler(scaling, len(normalised), random_state)),
-            ]
-        )
-        transformers.append(("numeric", numeric_steps, list(numeric)))
-        with_missing = [c for c in numeric if normalised[c].isna().any()]
+    plain = [c for c in numeric if c not in set(binary) and c not in set(skewed)]
+    # keep_empty_features keeps an all-NaN column (imputed as 0) so the layout is stable.
+    impute = SimpleImputer(strategy=numeric_imputation, keep_empty_features=True)
+    if plain:
+        scaler = _make_scaler(scaling, len(normalised), random_state)
+        transformers.append(("numeric", Pipeline([("impute", impute), ("scale", scaler)]), plain))
+    if skewed:
+        steps = [
+            ("impute", clone(impute)),
+            ("shape", PowerTransformer(standardize=False)),
+            ("scale", StandardScaler()),
+        ]
+        transformers.append(("skewed", Pipeline(steps), list(skewed)))
+    values = [*plain, *skewed]
+    if values:
+        with_missing = [c for c in values if normalised[c].isna().any()]
         if add_missing_indicators and with_missing:
             transformers.append(
                 ("missing", MissingIndicator(features="all", error_on_new=False), with_missing)
             )
+    if binary:
+        flags = OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32)
+        transformers.append(("binary", flags, list(binary)))
     if categorical:
         encoder = OneHotEncoder(
             handle_unknown="infrequent_if_exist",
@@ -276,6 +350,39 @@ def build_preprocessor(
     return ColumnTransformer(transformers, sparse_threshold=0.0, verbose_feature_names_out=False)
 
 
+def fit_preprocessor(
+    normalised: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str], **settings
+) -> ColumnTransformer:
+    """Build (:func:`build_preprocessor`, same keyword settings) and fit the preprocessor on
+    ``normalised``. With ``scaling="auto"`` the column rules apply first: :func:`skewed_columns`
+    picks the columns to reshape (a Yeo-Johnson power transform with lambda in [0, 1], then
+    standard scaling); the others are standard-scaled."""
+    if settings.get("scaling") == "auto":
+        binary = set(settings.get("binary", ()))
+        candidates = [c for c in numeric if c not in binary]
+        values = normalised[candidates].to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column has no median
+            values = np.where(np.isnan(values), np.nanmedian(values, axis=0), values)
+        values = np.nan_to_num(values)
+        chosen = skewed_columns(values) if len(values) else np.zeros(len(candidates), bool)
+        settings = {**settings, "skewed": [c for c, s in zip(candidates, chosen, strict=True) if s]}
+    preprocessor = build_preprocessor(normalised, numeric, categorical, **settings)
+    preprocessor.fit(normalised)
+    if "skewed" in preprocessor.named_transformers_:
+        # A negative lambda maps the whole upper tail into a bounded interval: the largest values,
+        # often the anomalies, would become indistinguishable. Lambda is kept in [0, 1]: from a
+        # logarithm (0) to the identity (1), never past them.
+        pipeline = preprocessor.named_transformers_["skewed"]
+        columns = next(cols for name, _, cols in preprocessor.transformers_ if name == "skewed")
+        imputed = pipeline.named_steps["impute"].transform(normalised[list(columns)])
+        shape = pipeline.named_steps["shape"]
+        shape.lambdas_ = np.clip(shape.lambdas_, 0.0, 1.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            pipeline.named_steps["scale"].fit(shape.transform(imputed))
+    return preprocessor
+
+
 @dataclass(frozen=True)
 class FeatureLayout:
     """Where each original column lives in the preprocessed matrix.
@@ -286,10 +393,15 @@ class FeatureLayout:
         n_regression: the first ``n_regression`` features are reconstructed with a squared error
             (scaled numeric values, then missing indicators).
         regression_column: (n_regression,) index into ``columns`` of each regression feature.
-        categorical_blocks: one ``(start, stop, column_index)`` per categorical column: its one-hot
-            block is ``features[start:stop]``, reconstructed with a cross-entropy over its levels.
-        levels: for each categorical column, the names of its one-hot levels (``"infrequent"`` for the
-            group of rare levels).
+        categorical_blocks: one ``(start, stop, column_index)`` per binary numeric column (flags,
+            first) and per categorical column: its one-hot block is ``features[start:stop]``,
+            reconstructed with a cross-entropy over its levels.
+        levels: for each block, the names of its one-hot levels (``"infrequent"`` for the group of
+            rare levels; a flag's two values as text, e.g. ``"0"``, ``"1"``).
+        n_values: the first ``n_values`` features are scaled numeric values (one per non-binary
+            numeric column, in column order); the missing indicators follow. ``None``: all
+            ``n_regression`` (a layout without indicators).
+        binary_values: for each flag block, its two values (low, high) as numbers.
     """
 
     columns: tuple[str, ...]
@@ -298,6 +410,14 @@ class FeatureLayout:
     regression_column: tuple[int, ...]
     categorical_blocks: tuple[tuple[int, int, int], ...]
     levels: tuple[tuple[str, ...], ...]
+    n_values: int | None = None
+    binary_values: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def value_columns(self) -> tuple[int, ...]:
+        """Column index of each scaled numeric value feature (the first features)."""
+        count = self.n_regression if self.n_values is None else self.n_values
+        return self.regression_column[:count]
 
     def to_dict(self) -> dict:
         return {
@@ -307,6 +427,8 @@ class FeatureLayout:
             "regression_column": list(self.regression_column),
             "categorical_blocks": [list(b) for b in self.categorical_blocks],
             "levels": [list(level) for level in self.levels],
+            "n_values": self.n_values,
+            "binary_values": [list(v) for v in self.binary_values],
         }
 
     @classmethod
@@ -318,6 +440,10 @@ class FeatureLayout:
             regression_column=tuple(int(i) for i in data["regression_column"]),
             categorical_blocks=tuple(tuple(int(v) for v in b) for b in data["categorical_blocks"]),
             levels=tuple(tuple(level) for level in data["levels"]),
+            n_values=data.get("n_values"),
+            binary_values=tuple(
+                (float(low), float(high)) for low, high in data.get("binary_values", [])
+            ),
         )
 
 
@@ -327,14 +453,23 @@ def describe_layout(
     """Read the :class:`FeatureLayout` of a fitted preprocessor built by :func:`build_preprocessor`."""
     columns = (*numeric, *categorical)
     column_index = {name: i for i, name in enumerate(columns)}
-    regression_column = [column_index[c] for c in numeric]
+    named = {name: list(cols) for name, _, cols in preprocessor.transformers_}
+    value_names = [*named.get("numeric", []), *named.get("skewed", [])]
+    regression_column = [column_index[c] for c in value_names]
+    n_values = len(regression_column)
     if "missing" in preprocessor.named_transformers_:
-        indicator_columns = next(
-            cols for name, _, cols in preprocessor.transformers_ if name == "missing"
-        )
-        regression_column += [column_index[c] for c in indicator_columns]
-    blocks, levels = [], []
+        regression_column += [column_index[c] for c in named["missing"]]
+    blocks, levels, binary_values = [], [], []
     start = len(regression_column)
+    if "binary" in preprocessor.named_transformers_:
+        flags: OneHotEncoder = preprocessor.named_transformers_["binary"]
+        for name, seen in zip(named["binary"], flags.categories_, strict=True):
+            finite = [float(v) for v in seen if np.isfinite(v)]
+            names = [f"{v:g}" if np.isfinite(v) else MISSING_LEVEL for v in seen]
+            blocks.append((start, start + len(names), column_index[name]))
+            levels.append(tuple(names))
+            binary_values.append((min(finite), max(finite)))
+            start += len(names)
     if categorical:
         encoder: OneHotEncoder = preprocessor.named_transformers_["categorical"]
         infrequent = getattr(encoder, "infrequent_categories_", [None] * len(categorical))
@@ -353,225 +488,6 @@ def describe_layout(
         regression_column=tuple(regression_column),
         categorical_blocks=tuple(blocks),
         levels=tuple(levels),
+        n_values=n_values,
+        binary_values=tuple(binary_values),
     )
-
-
-class FastPreprocessor:
-    """A fitted :func:`build_preprocessor` ColumnTransformer, replayed in numpy.
-
-    ``FastPreprocessor.from_fitted(preprocessor, numeric, categorical)`` reads the fitted parameters
-    (imputer statistics, missing-indicator columns, scaler parameters, one-hot categories and rare
-    levels) and :meth:`transform` gives the same matrix as
-    ``preprocessor.transform(normalise_frame(frame, numeric, categorical))`` cast to float32, without
-    the per-value string work: numeric columns are imputed and scaled as one float64 matrix (the
-    scaler's own arithmetic, in the same order, so values are bit-identical) and each categorical
-    column is factorised once (a hash pass in C) and its few distinct values looked up.
-    A scaler without a numpy replay (the quantile transform) is applied through its own
-    ``transform`` on the imputed matrix.
-    """
-
-    def __init__(
-        self,
-        numeric: Sequence[str],
-        categorical: Sequence[str],
-        impute_values: np.ndarray,
-        scaler,
-        indicator_columns: Sequence[int],
-        level_positions: Sequence[dict[str, int]],
-        unknown_positions: Sequence[int],
-        blocks: Sequence[tuple[str, int, int]],
-        n_features: int,
-    ):
-        self.numeric = list(numeric)
-        self.categorical = list(categorical)
-        self.impute_values = impute_values
-        self.scaler = scaler
-        self.indicator_columns = np.asarray(indicator_columns, dtype=np.intp)
-        self.level_positions = list(level_positions)
-        self.unknown_positions = list(unknown_positions)
-        self.blocks = list(blocks)
-        self.n_features = n_features
-
-    @classmethod
-    def from_fitted(
-        cls, preprocessor: ColumnTransformer, numeric: Sequence[str], categorical: Sequence[str]
-    ) -> FastPreprocessor | None:
-        """The replay of ``preprocessor``, or ``None`` when it is not one that
-        :func:`build_preprocessor` makes (the caller then uses ``preprocessor.transform``)."""
-        numeric, categorical = list(numeric), list(categorical)
-        impute_values = np.zeros(0)
-        scaler = "passthrough"
-        indicator_columns: list[int] = []
-        level_positions: list[dict[str, int]] = []
-        unknown_positions: list[int] = []
-        blocks: list[tuple[str, int, int]] = []
-        start = 0
-        for name, transformer, columns in getattr(preprocessor, "transformers_", []):
-            columns = list(columns)
-            if isinstance(transformer, str) and transformer == "drop" or not len(columns):
-                continue
-            if name == "numeric" and columns == numeric and isinstance(transformer, Pipeline):
-                steps = dict(transformer.steps)
-                imputer = steps.get("impute")
-                if (
-                    list(steps) != ["impute", "scale"]
-                    or not isinstance(imputer, SimpleImputer)
-                    or imputer.strategy not in NUMERIC_IMPUTATIONS
-                    or imputer.add_indicator
-                    or not _is_nan(imputer.missing_values)
-                    or len(imputer.statistics_) != len(numeric)
-                ):
-                    return None
-                impute_values = np.asarray(imputer.statistics_, dtype=np.float64)
-                scaler = steps["scale"]
-                width = len(numeric)
-            elif name == "missing" and isinstance(transformer, MissingIndicator):
-                if (
-                    transformer.features != "all"
-                    or not _is_nan(transformer.missing_values)
-                    or any(c not in numeric for c in columns)
-                    or len(transformer.features_) != len(columns)
-                ):
-                    return None
-                indicator_columns = [numeric.index(c) for c in columns]
-                width = len(columns)
-            elif name == "categorical" and columns == categorical:
-                if not (
-                    isinstance(transformer, OneHotEncoder)
-                    and transformer.drop is None
-                    and transformer.handle_unknown in ("infrequent_if_exist", "ignore")
-                    and not transformer.sparse_output
-                ):
-                    return None
-                rare_levels = getattr(
-                    transformer, "infrequent_categories_", [None] * len(categorical)
-                )
-                width = 0
-                for seen, rare in zip(transformer.categories_, rare_levels, strict=True):
-                    rare_set = set() if rare is None else {str(v) for v in rare}
-                    positions = {}
-                    kept = 0
-                    for level in seen:
-                        if str(level) not in rare_set:
-                            positions[str(level)] = width + kept
-                            kept += 1
-                    infrequent = width + kept if rare_set else -1
-                    for level in rare_set:
-                        positions[level] = infrequent
-                    level_positions.append(positions)
-                    # An unseen level joins the rare group, or gets an all-zero block without one.
-                    unknown = infrequent if transformer.handle_unknown != "ignore" else -1
-                    unknown_positions.append(unknown)
-                    width += kept + (1 if rare_set else 0)
-            else:
-                return None
-            blocks.append((name, start, start + width))
-            start += width
-        if not blocks:
-            return None
-        return cls(
-            numeric,
-            categorical,
-            impute_values,
-            scaler,
-            indicator_columns,
-            level_positions,
-            unknown_positions,
-            blocks,
-            start,
-        )
-
-    def transform(self, frame: pd.DataFrame, clip: float | None = None) -> np.ndarray:
-        """(n, n_columns) frame -> (n, n_features) float32 preprocessed matrix.
-
-        ``frame`` holds the fitted columns (others are ignored) in any of the forms
-        :func:`normalise_frame` accepts. ``clip`` limits the scaled numeric values to
-        ``[-clip, clip]`` (the other features are 0/1 already).
-        """
-        columns = {str(c): c for c in frame.columns}
-        n_rows = len(frame)
-        features = np.zeros((n_rows, self.n_features), dtype=np.float32)
-        numeric_block = missing = None
-        if self.numeric:
-            # Column-major: each column is written contiguously; the arithmetic is elementwise.
-            values = np.empty((n_rows, len(self.numeric)), dtype=np.float64, order="F")
-            for j, name in enumerate(self.numeric):
-                values[:, j] = _numeric_values(frame[columns[name]], name)
-            missing = np.isnan(values)
-            np.copyto(values, self.impute_values, where=missing)
-            numeric_block = _scale(self.scaler, values)
-        categorical_start = 0
-        for name, start, stop in self.blocks:
-            if name == "numeric":
-                target = features[:, start:stop]
-                target[...] = numeric_block
-                if clip is not None:
-                    np.clip(target, -clip, clip, out=target)
-            elif name == "missing":
-                features[:, start:stop] = missing[:, self.indicator_columns]
-            else:
-                categorical_start = start
-        if self.categorical and n_rows:
-            flat = features.reshape(-1)
-            row_offsets = np.arange(n_rows, dtype=np.int64) * self.n_features + categorical_start
-            for j, name in enumerate(self.categorical):
-                position = self._level_positions(frame[columns[name]], j)
-                present = position >= 0
-                if present.all():
-                    flat[row_offsets + position] = 1.0
-                else:
-                    flat[row_offsets[present] + position[present]] = 1.0
-        return features
-
-    def _level_positions(self, series: pd.Series, j: int) -> np.ndarray:
-        """(n,) int64 one-hot position of each value of categorical column ``j`` within the
-        categorical features, -1 for an unseen level without a rare group."""
-        if not (_holds_strings(series) or isinstance(series.dtype, pd.CategoricalDtype)):
-            # Other values are matched by their str() form, as normalise_frame does; converting
-            # first keeps values that compare equal (1, 1.0, True) apart.
-            missing = series.isna().to_numpy()
-            as_text = series.astype(object).astype(str).to_numpy(dtype=object)
-            as_text[missing] = MISSING_LEVEL
-            series = pd.Series(as_text, dtype=object)
-        codes, uniques = pd.factorize(series, use_na_sentinel=True)
-        positions = self.level_positions[j]
-        unknown = self.unknown_positions[j]
-        # The last entry is for code -1 (a missing value), which stands for MISSING_LEVEL.
-        lookup = np.array(
-            [positions.get(str(level), unknown) for level in uniques]
-            + [positions.get(MISSING_LEVEL, unknown)],
-            dtype=np.int64,
-        )
-        return lookup[codes]
-
-
-def _is_nan(value) -> bool:
-    return isinstance(value, float) and np.isnan(value)
-
-
-def _scale(scaler, values: np.ndarray) -> np.ndarray:
-    """Apply a fitted scaler to the imputed (n, n_numeric) float64 matrix, in place when replayed.
-
-    The replays repeat scikit-learn's own in-place operations in the same order, so the result is
-    bit-identical to ``scaler.transform(values)``.
-    """
-    if isinstance(scaler, str) and scaler == "passthrough" or scaler is None:
-        return values
-    kind = type(scaler)
-    if kind is StandardScaler:
-        if scaler.with_mean:
-            values -= scaler.mean_
-        if scaler.with_std:
-            values /= scaler.scale_
-        return values
-    if kind is RobustScaler:
-        if scaler.with_centering:
-            values -= scaler.center_
-        if scaler.with_scaling:
-            values /= scaler.scale_
-        return values
-    if kind is MinMaxScaler and not scaler.clip:
-        values *= scaler.scale_
-        values += scaler.min_
-        return values
-    return scaler.transform(values)

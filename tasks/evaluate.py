@@ -10,8 +10,11 @@ What a person needs to trust a model, computed by plain functions (tests call th
   precision@k;
 - the configured threshold policy beside the common alternatives (target false-positive rates,
   mean + k·std, contamination);
-- Isolation Forest and PCA-reconstruction baselines fitted on the same training rows with the
-  model's own preprocessing;
+- the anchors (Isolation Forest, ECOD, HBOS, KNN, PCA, and PyOD's AutoEncoder and DIF where PyOD
+  is installed; :mod:`tasks.anchors`) fitted on the same training rows with the model's own
+  preprocessing;
+- the explanation check: single-column anomalies planted in holdout rows, and how often the planted
+  column comes first in ``top_features`` (:mod:`tasks.explanation_check`);
 - data-quality checks: possible label leakage, class imbalance and train-vs-holdout shift.
 
 The Prefect tasks at the bottom load the split files and the model bundle by path and return JSON.
@@ -50,6 +53,9 @@ PSI_BINS, PSI_MAX_LEVELS, PSI_EPSILON = 10, 50, 1e-4
 MIN_HOLDOUT_POSITIVES = 10
 # Rows per forward pass when reconstructing: bounded activation memory on wide frames.
 RECONSTRUCT_CHUNK_ROWS = 32_768
+# The anchors the report fits (tasks/anchors.py); the slow ones on at most SLOW_ANCHOR_ROWS rows.
+ANCHOR_NAMES = ("IForest", "ECOD", "HBOS", "KNN", "PCA", "AutoEncoder", "DIF")
+SLOW_ANCHORS, SLOW_ANCHOR_ROWS = ("KNN", "AutoEncoder", "DIF"), 5_000
 # Policies shown beside the configured one: (method, value); contamination uses the label share.
 COMPARED_POLICIES = (("fpr", 0.01), ("fpr", 0.05), ("mean_std", 3.0))
 
@@ -107,27 +113,6 @@ class Reconstruction:
     correct: np.ndarray
 
 
-def _member_average_outputs(detector: Any, inputs: np.ndarray) -> np.ndarray:
-    """(n, n_features) preprocessed rows -> (n, n_features) reconstructions averaged over the
-    ensemble: regression features as values, each one-hot block as level probabilities."""
-    blocks = [(start, stop) for start, stop, _ in detector.layout_.categorical_blocks]
-    outputs = np.empty_like(inputs, dtype=np.float32)
-    with torch.inference_mode():
-        for start in range(0, inputs.shape[0], RECONSTRUCT_CHUNK_ROWS):
-            chunk = torch.from_numpy(inputs[start : start + RECONSTRUCT_CHUNK_ROWS])
-            chunk = chunk.to(detector.device_)
-            total = None
-            for network in detector.networks_:
-                output = network(chunk)[0].float()
-                if blocks:
-                    parts = [output[:, : blocks[0][0]]]
-                    parts += [torch.softmax(output[:, a:b], dim=1) for a, b in blocks]
-                    output = torch.cat(parts, dim=1)
-                total = output if total is None else total + output
-            outputs[start : start + chunk.shape[0]] = (total / len(detector.networks_)).cpu()
-    return outputs
-
-
 def preprocessed(detector: Any, frame: pd.DataFrame) -> np.ndarray:
     """(n, n_features) float32: ``frame`` through the detector's fitted preprocessing."""
     normalised = normalise_frame(
@@ -141,36 +126,52 @@ def reconstruct(detector: Any, frame: pd.DataFrame, scales: dict[str, float]) ->
     """Reconstruct ``frame`` (n rows) with a fitted AutoencoderDetector and measure the errors.
 
     Numeric reconstructions are mapped back to the column's own units with the inverse of the
-    model's scaler, then divided by ``scales`` (see :func:`reference_scales`): errors do not depend
+    model's preprocessing (a flag column: the expectation of its two values under the predicted
+    probabilities), then divided by ``scales`` (see :func:`reference_scales`): errors do not depend
     on how a model scaled its inputs.
     """
+    from models.explanations import reconstruction
+
     numeric = list(detector.numeric_columns_)
     categorical = list(detector.categorical_columns_)
     normalised = normalise_frame(as_frame(frame), numeric, categorical)
     inputs = preprocessed(detector, normalised)
-    outputs = _member_average_outputs(detector, inputs)
+    layout = detector.layout_
+    parts = [
+        reconstruction(detector, torch.from_numpy(chunk).to(detector.device_))
+        for chunk in np.array_split(inputs, max(1, -(-len(inputs) // RECONSTRUCT_CHUNK_ROWS)))
+    ]
+    values = np.concatenate([p.values for p in parts]) if parts else np.zeros((0, 0))
+    probabilities = np.concatenate([p.probabilities for p in parts]) if parts else np.zeros((0, 0))
+    first = layout.categorical_blocks[0][0] if layout.categorical_blocks else layout.n_features
     n_rows, n_numeric = len(normalised), len(numeric)
     squared = np.full((n_rows, n_numeric + len(categorical)), np.nan)
     absolute = np.full_like(squared, np.nan)
+    rebuilt = np.full((n_rows, n_numeric), np.nan)
+    for j, column in enumerate(layout.value_columns):
+        rebuilt[:, column] = values[:, j]
+    for block, (low, high) in enumerate(layout.binary_values):
+        start, stop, column = layout.categorical_blocks[block]
+        levels = layout.levels[block]
+        shares = probabilities[:, start - first : stop - first]
+        p_low, p_high = shares[:, levels.index(f"{low:g}")], shares[:, levels.index(f"{high:g}")]
+        rebuilt[:, column] = (p_low * low + p_high * high) / np.maximum(p_low + p_high, 1e-12)
     if numeric:
-        scaler = detector.preprocessor_.named_transformers_["numeric"].named_steps["scale"]
-        rebuilt = outputs[:, :n_numeric].astype(np.float64)
-        if scaler != "passthrough":
-            rebuilt = scaler.inverse_transform(rebuilt)
         observed = normalised[numeric].to_numpy(dtype=np.float64)
         unit = np.asarray([scales.get(name, 1.0) for name in numeric])
         residual = (rebuilt - observed) / unit  # NaN where the input was missing
         squared[:, :n_numeric] = residual**2
         absolute[:, :n_numeric] = np.abs(residual)
     correct = np.zeros((n_rows, len(categorical)), dtype=bool)
-    for j, (start, stop, _) in enumerate(detector.layout_.categorical_blocks):
-        probabilities = outputs[:, start:stop].astype(np.float64)
+    n_binary = len(layout.binary_values)
+    for j, (start, stop, _) in enumerate(layout.categorical_blocks[n_binary:]):
+        block_probabilities = probabilities[:, start - first : stop - first]
         one_hot = inputs[:, start:stop].astype(np.float64)
         known = one_hot.sum(axis=1) > 0.5
-        observed_probability = (probabilities * one_hot).sum(axis=1)
-        squared[:, n_numeric + j] = ((probabilities - one_hot) ** 2).sum(axis=1) + ~known
+        observed_probability = (block_probabilities * one_hot).sum(axis=1)
+        squared[:, n_numeric + j] = ((block_probabilities - one_hot) ** 2).sum(axis=1) + ~known
         absolute[:, n_numeric + j] = 1.0 - observed_probability
-        correct[:, j] = known & (probabilities.argmax(axis=1) == one_hot.argmax(axis=1))
+        correct[:, j] = known & (block_probabilities.argmax(axis=1) == one_hot.argmax(axis=1))
     kinds = ("numeric",) * n_numeric + ("categorical",) * len(categorical)
     return Reconstruction(tuple(numeric + categorical), kinds, squared, absolute, correct)
 
@@ -346,19 +347,20 @@ def fit_baselines(
     threshold_method: str,
     threshold_value: float,
     seed: int = 0,
+    anchors: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Isolation Forest and PCA reconstruction on the detector's preprocessing.
+    """The anchors (:mod:`tasks.anchors`: IForest, ECOD, HBOS, KNN, PCA, and PyOD's AutoEncoder and
+    DIF when PyOD is installed) on the detector's preprocessing.
 
-    Both are fitted on 90% of ``train_frame`` (the rows the caller sampled from the training rows);
-    their threshold is calibrated with the same policy on the other 10% (a ``fixed`` policy is in
-    the autoencoder's score units, so baselines use a 1% false-positive rate instead). The PCA keeps
-    as many components as the autoencoder has latent features.
+    Each is fitted on 90% of ``train_frame`` (the rows the caller sampled from the training rows);
+    its threshold is calibrated with the same policy on the other 10% (a ``fixed`` policy is in
+    the autoencoder's score units, so anchors use a 1% false-positive rate instead). The slow
+    anchors (KNN, AutoEncoder, DIF) fit on at most :data:`SLOW_ANCHOR_ROWS` of those rows.
 
     Returns ``{name: {"scores": (n_holdout,) float64, "threshold", "threshold_method",
     "threshold_value", "fit_rows", "fit_seconds", "params"}}``.
     """
-    from sklearn.decomposition import PCA
-    from sklearn.ensemble import IsolationForest
+    from tasks.anchors import available_anchors, fit_score, pyod_available
 
     train = preprocessed(detector, train_frame).astype(np.float64)
     holdout = preprocessed(detector, holdout_frame).astype(np.float64)
@@ -368,39 +370,25 @@ def fit_baselines(
     method, value = (
         ("fpr", 0.01) if threshold_method == "fixed" else (threshold_method, threshold_value)
     )
-    n_components = max(1, min(int(detector.latent_dim_), train.shape[1] - 1, len(fit_rows) - 1))
-
-    def pca_error(model: PCA, rows: np.ndarray) -> np.ndarray:
-        return ((rows - model.inverse_transform(model.transform(rows))) ** 2).sum(axis=1)
-
-    models = {
-        "isolation_forest": (
-            IsolationForest(n_estimators=100, random_state=seed),
-            lambda model, rows: -model.score_samples(rows),
-            {"n_estimators": 100},
-        ),
-        "pca_reconstruction": (
-            PCA(n_components=n_components, svd_solver="covariance_eigh"),
-            pca_error,
-            {"n_components": n_components},
-        ),
-    }
+    implementation = "PyOD" if pyod_available() else "aeflow (tasks/anchors.py)"
     results = {}
-    for name, (model, score, params) in models.items():
+    for name in available_anchors(anchors or ANCHOR_NAMES):
+        rows = fit_rows[:SLOW_ANCHOR_ROWS] if name in SLOW_ANCHORS else fit_rows
+        if len(rows) < 2:
+            continue
         started = time.perf_counter()
-        model.fit(fit_rows)
-        fit_seconds = time.perf_counter() - started
-        threshold = calibration.fit_threshold(
-            method, value, score(model, calibration_rows), score(model, fit_rows)
+        calibration_scores, rows_scores, holdout_scores = fit_score(
+            name, seed, rows, [calibration_rows, rows, holdout]
         )
+        threshold = calibration.fit_threshold(method, value, calibration_scores, rows_scores)
         results[name] = {
-            "scores": score(model, holdout).astype(np.float64),
+            "scores": holdout_scores.astype(np.float64),
             "threshold": float(threshold),
             "threshold_method": method,
             "threshold_value": float(value),
-            "fit_rows": int(len(fit_rows)),
-            "fit_seconds": round(fit_seconds, 3),
-            "params": params,
+            "fit_rows": int(len(rows)),
+            "fit_seconds": round(time.perf_counter() - started, 3),
+            "params": {"implementation": implementation, "defaults": True},
         }
     return results
 
@@ -752,6 +740,11 @@ def evaluate_challenger(
         metrics["baselines"] = baseline_rows(fitted, result.scores, holdout_labels)
         for name, values in fitted.items():
             rows[f"score_{name}"] = values["scores"]
+    from tasks.explanation_check import explanation_check
+
+    metrics["explanations"] = explanation_check(
+        detector, fit_frame, holdout_frame, holdout_labels, seed=seed
+    )
     metrics["data_quality"] = data_quality(
         train_frame,
         train_labels,

@@ -29,6 +29,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from models.registry import ModelRegistry
+from tasks.anchors import ANCHORS
 from tasks.fit_checks import calibration_text
 from tasks.io import (
     StorageOptions,
@@ -248,7 +249,7 @@ METRICS_SCHEMA: dict[str, Any] = {
             "baselines": _array(
                 _object(
                     {
-                        "name": {"enum": ["isolation_forest", "pca_reconstruction"]},
+                        "name": {"enum": list(ANCHORS)},
                         "params": {"type": "object"},
                         "fit_rows": _INTEGER,
                         "fit_seconds": _NUMBER,
@@ -262,6 +263,20 @@ METRICS_SCHEMA: dict[str, Any] = {
                             "maximum": 1,
                         },
                         "labels": _nullable(_ref("label_metrics")),
+                    }
+                )
+            ),
+            "explanations": _nullable(
+                _object(
+                    {
+                        "shift_robust_std": _NUMBER,
+                        "rare_level_share": _NUMBER,
+                        "rows": _INTEGER,
+                        "top1": _SHARE,
+                        "top3": _SHARE,
+                        "direction": _SHARE,
+                        "by_kind": {"type": "object"},
+                        "by_column": {"type": "object"},
                     }
                 )
             ),
@@ -369,12 +384,14 @@ def build_metrics(
         "data_quality",
     ]
     holdout_scores = evaluation.get("holdout_scores_path")
+    optional = {"explanations": evaluation.get("explanations")}
     return {
         "schema_version": SCHEMA_VERSION,
         "dataset": dataset,
         "run": run,
         "created_at": created_at or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **{key: evaluation[key] for key in keys},
+        **optional,
         "champion": champion,
         "gate": gate,
         "figures": list(figures),
@@ -641,6 +658,46 @@ def _headline_rows(metrics: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _explanation_section(check: dict[str, Any] | None) -> list[str]:
+    """The planted-anomaly explanation check (tasks/explanation_check.py), or a line saying why
+    it did not run."""
+    title = "<h2>Explanations: planted single-column anomalies</h2>"
+    if not check:
+        return [
+            title,
+            "<p class='note'>Not run: no numeric column varies and no categorical column has a "
+            "rare level to plant.</p>",
+        ]
+    kinds = check.get("by_kind") or {}
+    rows = [
+        ["all", check["rows"], _pct(check["top1"]), _pct(check["top3"])],
+        *(
+            [html.escape(kind), part["rows"], _pct(part["top1"]), ""]
+            for kind, part in sorted(kinds.items())
+        ),
+    ]
+    weak = sorted(
+        (
+            name
+            for name, part in (check.get("by_column") or {}).items()
+            if (part["top1"] or 0) < 0.9
+        ),
+    )
+    return [
+        title,
+        "<p class='note'>In each sampled holdout row (not labelled anomalous) one column was "
+        f"changed: a numeric value moved {check['shift_robust_std']:g} robust standard deviations "
+        "up or down, or a categorical level replaced by the column's rarest one (columns whose "
+        f"rarest level has at most {check['rare_level_share']:.0%} of the rows). Top-1: the "
+        "planted column is the first of the row's top features. Direction right (numeric): "
+        f"{_pct(check['direction'])}.</p>",
+        _table(["planted", "rows", "top-1", "top-3"], rows, "numbers"),
+        "<p class='note'>Columns below 90% top-1: "
+        + html.escape(", ".join(weak) or "none")
+        + "</p>",
+    ]
+
+
 def render_html(metrics: dict[str, Any], figures: dict[str, bytes]) -> str:
     """The report as one HTML document; ``figures`` are embedded as base64 PNG ``<img>`` tags."""
     model, split, gate = metrics["model"], metrics["split"], metrics.get("gate")
@@ -745,13 +802,14 @@ def render_html(metrics: dict[str, Any], figures: dict[str, bytes]) -> str:
         )
     label_header = ["AUROC", "AUPRC", "F1"] if labels else []
     parts += [
-        "<h2>Baselines (same training rows, same preprocessing)</h2>",
+        "<h2>Anchors: classical detectors (same training rows, same preprocessing)</h2>",
         _table(
             ["model", "threshold", "flag rate", *label_header, "rank corr. with AE", "fit s"],
             baseline_rows,
             "numbers",
         ),
     ]
+    parts += _explanation_section(metrics.get("explanations"))
 
     policy_rows = [
         [

@@ -3,16 +3,15 @@
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.compose import ColumnTransformer
-from sklearn.preprocessing import OneHotEncoder
 
 from models.preprocessing import (
     MISSING_LEVEL,
-    FastPreprocessor,
     as_frame,
+    binary_columns,
     build_preprocessor,
     check_columns_present,
     describe_layout,
+    fit_preprocessor,
     normalise_frame,
     resolve_columns,
 )
@@ -119,163 +118,67 @@ def test_nullable_pandas_dtypes_are_normalised():
     assert normalised["d"].tolist() == ["x", MISSING_LEVEL, "y"]
 
 
-NUMERIC = ["amount", "count", "flag", "empty"]
-CATEGORICAL = ["city", "tier", "code", "plan"]
+def test_binary_columns_are_the_two_valued_numeric_ones():
+    data = normalise_frame(frame(), ["amount", "count", "flag"], [])
+    assert binary_columns(data, ["amount", "count", "flag"]) == ["flag"]
+    data.loc[0, "flag"] = np.nan  # a missing value is not a third value
+    assert binary_columns(data, ["flag"]) == ["flag"]
 
 
-def awkward_frame(n_rows: int, seed: int) -> pd.DataFrame:
-    """Mixed columns with NaNs and infinities, an all-NaN column, rare levels (``city``), a
-    pandas Categorical with missing values, integer-coded levels and a column without rare levels."""
-    rng = np.random.default_rng(seed)
-    amount = rng.normal(50, 10, n_rows)
-    amount[rng.random(n_rows) < 0.1] = np.nan
-    amount[rng.random(n_rows) < 0.02] = np.inf
-    city = rng.choice(["a", "b", "c", "d", "e", "f"], n_rows, p=[0.5, 0.3, 0.12, 0.05, 0.02, 0.01])
-    city = np.where(rng.random(n_rows) < 0.05, None, city)
-    tier = pd.Categorical(rng.choice(["x", "y", "z"], n_rows))
-    tier[rng.random(n_rows) < 0.05] = np.nan
-    return pd.DataFrame(
+def test_flags_become_two_level_blocks_with_missing_and_unseen_values():
+    rng = np.random.default_rng(0)
+    source = pd.DataFrame(
+        {"x": rng.normal(size=200), "flag": (rng.random(200) < 0.1).astype(int), "c": "a"}
+    )
+    source.loc[:2, "flag"] = np.nan
+    data = normalise_frame(source, ["x", "flag"], ["c"])
+    preprocessor = fit_preprocessor(
+        data, ["x", "flag"], ["c"], scaling="standard", numeric_imputation="median",
+        add_missing_indicators=True, min_frequency=None, max_categories=None, random_state=0,
+        binary=["flag"],
+    )  # fmt: skip
+    layout = describe_layout(preprocessor, ["x", "flag"], ["c"])
+    # x is the only scaled value (no indicator: x has no missing value); flag is a block of its
+    # two values plus the missing level, before the categorical block.
+    assert layout.value_columns == (0,) and layout.n_regression == 1
+    assert layout.categorical_blocks == ((1, 4, 1), (4, 5, 2))
+    assert layout.levels[0] == ("0", "1", MISSING_LEVEL)
+    assert layout.binary_values == ((0.0, 1.0),)
+    rows = normalise_frame(
+        pd.DataFrame({"x": [0.0, 0.0, 0.0], "flag": [1.0, np.nan, 7.0], "c": "a"}),
+        ["x", "flag"],
+        ["c"],
+    )
+    out = preprocessor.transform(rows)
+    np.testing.assert_array_equal(out[:, 1:4], [[0, 1, 0], [0, 0, 1], [0, 0, 0]])
+
+
+def test_auto_scaling_reshapes_only_columns_whose_bulk_is_skewed():
+    rng = np.random.default_rng(1)
+    source = pd.DataFrame(
         {
-            "amount": amount,
-            "count": rng.poisson(3, n_rows),
-            "flag": rng.random(n_rows) < 0.3,
-            "empty": np.full(n_rows, np.nan),
-            "city": city,
-            "tier": tier,
-            "code": rng.integers(0, 4, n_rows),
-            "plan": rng.choice(["basic", "pro"], n_rows),
+            "amount": np.exp(rng.normal(3, 1, 2000)),  # log-normal: skewness far above 1
+            "height": rng.normal(170, 10, 2000),  # symmetric
+            "rare": np.where(rng.random(2000) < 0.1, rng.normal(5, 1, 2000), 0.0),  # a spike + tail
         }
     )
-
-
-def fitted_preprocessor(scaling: str, **options) -> ColumnTransformer:
-    data = normalise_frame(awkward_frame(500, seed=0), NUMERIC, CATEGORICAL)
-    settings = {
-        "numeric_imputation": "median",
-        "add_missing_indicators": True,
-        "min_frequency": 10,
-        "max_categories": None,
-        **options,
-    }
-    return build_preprocessor(
-        data, NUMERIC, CATEGORICAL, scaling=scaling, random_state=0, **settings
-    ).fit(data)
-
-
-def scoring_frame() -> pd.DataFrame:
-    """Rows from another seed plus unseen levels in every categorical column, a missing value
-    where the fit data had none (``plan``) and an extreme value."""
-    source = awkward_frame(300, seed=1)
-    source.loc[0, "city"] = "never-seen"
-    source.loc[1, "plan"] = "enterprise"
-    source.loc[2, "plan"] = None
-    source.loc[3, "code"] = 99
-    source.loc[4, "amount"] = 1e12
-    source.loc[5, "empty"] = 7.0
-    source["tier"] = source["tier"].cat.add_categories(["w"])
-    source.loc[6, "tier"] = "w"
-    return source
-
-
-def reference(preprocessor: ColumnTransformer, source: pd.DataFrame) -> np.ndarray:
-    normalised = normalise_frame(source, NUMERIC, CATEGORICAL)
-    return preprocessor.transform(normalised).astype(np.float32)
-
-
-@pytest.mark.parametrize("scaling", ["standard", "robust", "quantile", "minmax", "none"])
-@pytest.mark.parametrize("numeric_imputation", ["median", "mean"])
-def test_fast_preprocessor_equals_the_column_transformer(scaling, numeric_imputation):
-    preprocessor = fitted_preprocessor(scaling, numeric_imputation=numeric_imputation)
-    fast = FastPreprocessor.from_fitted(preprocessor, NUMERIC, CATEGORICAL)
-    assert fast is not None
-    source = scoring_frame()
-    expected = reference(preprocessor, source)
-    # The replay repeats scikit-learn's arithmetic, so the match is exact, not approximate.
-    np.testing.assert_array_equal(fast.transform(source), expected)
-    # The same on already-normalised input (what fit passes) and on a string-typed frame.
-    normalised = normalise_frame(source, NUMERIC, CATEGORICAL)
-    np.testing.assert_array_equal(fast.transform(normalised), expected)
-    clipped = fast.transform(source, clip=3.0)
-    np.testing.assert_array_equal(clipped[:, :4], np.clip(expected[:, :4], -3.0, 3.0))
-    np.testing.assert_array_equal(clipped[:, 4:], expected[:, 4:])
-
-
-def test_fast_preprocessor_covers_rare_unseen_and_missing_levels():
-    preprocessor = fitted_preprocessor("standard")
-    fast = FastPreprocessor.from_fitted(preprocessor, NUMERIC, CATEGORICAL)
-    layout = describe_layout(preprocessor, NUMERIC, CATEGORICAL)
-    assert fast.n_features == layout.n_features
-    out = fast.transform(scoring_frame())
-    (city_start, city_stop, _), _, _, (plan_start, plan_stop, _) = layout.categorical_blocks
-    city_levels = layout.levels[0]
-    assert city_levels[-1] == "infrequent" and "f" not in city_levels  # f is rare at fit
-    # An unseen city joins the rare group; an unseen plan (no rare group) is an all-zero block.
-    assert out[0, city_start:city_stop].tolist() == [0.0] * (len(city_levels) - 1) + [1.0]
-    np.testing.assert_array_equal(out[1, plan_start:plan_stop], 0.0)
-    np.testing.assert_array_equal(out[2, plan_start:plan_stop], 0.0)
-    # Other rows hold exactly one 1 per block; unseen tier "w" and code 99 have no rare group.
-    unseen_rows = {"city": [], "tier": [6], "code": [3], "plan": [1, 2]}
-    for name, (start, stop, _) in zip(CATEGORICAL, layout.categorical_blocks, strict=True):
-        expected = np.ones(len(out))
-        expected[unseen_rows[name]] = 0.0
-        np.testing.assert_array_equal(out[:, start:stop].sum(axis=1), expected)
-    # The all-NaN column is imputed (as 0 before scaling) and has a missing indicator.
-    assert layout.regression_column.count(NUMERIC.index("empty")) == 2
-
-
-def test_fast_preprocessor_with_max_categories_and_no_indicators():
-    preprocessor = fitted_preprocessor(
-        "robust", add_missing_indicators=False, min_frequency=None, max_categories=3
-    )
-    fast = FastPreprocessor.from_fitted(preprocessor, NUMERIC, CATEGORICAL)
-    source = scoring_frame()
-    np.testing.assert_array_equal(fast.transform(source), reference(preprocessor, source))
-
-
-def test_fast_preprocessor_matches_mixed_object_levels_by_their_text():
-    # 1, 1.0 and True compare equal in Python; normalise_frame tells them apart by str().
-    levels = np.array([1, 1.0, True, "1"] * 3 + [2, 2], dtype=object)
-    fit_data = pd.DataFrame({"v": np.arange(len(levels), dtype=float), "mixed": levels})
-    data = normalise_frame(fit_data, ["v"], ["mixed"])
-    preprocessor = build_preprocessor(
-        data,
-        ["v"],
-        ["mixed"],
-        scaling="standard",
-        numeric_imputation="mean",
-        add_missing_indicators=True,
-        min_frequency=None,
-        max_categories=None,
-        random_state=0,
-    ).fit(data)
-    fast = FastPreprocessor.from_fitted(preprocessor, ["v"], ["mixed"])
-    source = pd.DataFrame(
-        {"v": [0.0, 1.0, 2.0, 3.0], "mixed": np.array([True, 1.0, 1, None], dtype=object)}
-    )
-    expected = preprocessor.transform(normalise_frame(source, ["v"], ["mixed"]))
-    assert sorted(describe_layout(preprocessor, ["v"], ["mixed"]).levels[0]) == [
-        "1",
-        "1.0",
-        "2",
-        "True",
-    ]
-    np.testing.assert_array_equal(fast.transform(source), expected.astype(np.float32))
-
-
-def test_fast_preprocessor_declines_a_transformer_it_does_not_know():
-    data = normalise_frame(frame(), ["amount"], ["city"])
-    other = ColumnTransformer(
-        [("categorical", OneHotEncoder(handle_unknown="error", sparse_output=False), ["city"])]
-    ).fit(data)
-    assert FastPreprocessor.from_fitted(other, [], ["city"]) is None
-    assert FastPreprocessor.from_fitted(other, ["amount"], ["city"]) is None
-
-
-def test_fast_preprocessor_names_a_numeric_column_that_holds_text():
-    preprocessor = fitted_preprocessor("standard")
-    fast = FastPreprocessor.from_fitted(preprocessor, NUMERIC, CATEGORICAL)
-    source = scoring_frame()
-    source["count"] = source["count"].astype(object)
-    source.loc[0, "count"] = "many"
-    with pytest.raises(ValueError, match="numeric column 'count' must hold numbers"):
-        fast.transform(source)
+    data = normalise_frame(source, list(source), [])
+    preprocessor = fit_preprocessor(
+        data, list(source), [], scaling="auto", numeric_imputation="median",
+        add_missing_indicators=True, min_frequency=None, max_categories=None, random_state=0,
+    )  # fmt: skip
+    named = {name: list(columns) for name, _, columns in preprocessor.transformers_}
+    # Only the log-normal amount is reshaped: the spike keeps its distances (reshaping it would
+    # pull its rare large values in).
+    assert named["numeric"] == ["height", "rare"] and named["skewed"] == ["amount"]
+    shape = preprocessor.named_transformers_["skewed"].named_steps["shape"]
+    assert 0.0 <= shape.lambdas_[0] < 1.0
+    out = preprocessor.transform(data)
+    # The reshaped amount (last: plain values first) is close to symmetric; every value column is
+    # standard-scaled.
+    centred = out[:, 2] - out[:, 2].mean()
+    assert abs((centred**3).mean() / centred.std() ** 3) < 0.3
+    np.testing.assert_allclose(out.mean(axis=0), 0.0, atol=1e-9)
+    np.testing.assert_allclose(out.std(axis=0), 1.0, atol=1e-9)
+    layout = describe_layout(preprocessor, list(source), [])
+    assert [layout.columns[i] for i in layout.value_columns] == ["height", "rare", "amount"]

@@ -1,0 +1,191 @@
+"""Do explanations point at the cause? Planted single-column anomalies and the demo's injected ones.
+
+Real tables (``benchmarks/_tables.py``): aeflow is fitted on each table's training part (its
+defaults, contaminated rows included, labels unused), then one anomaly is planted in each of up to
+1,000 normal test rows (``tasks/explanation_check.py``: a numeric value moved 8 robust standard
+deviations up or down, or a categorical level replaced by the column's rarest one, for columns whose
+rarest level has at most 2% of the rows). Reported: the share of rows whose first ``top_features``
+column is the planted one (top-1, the target), whose first three include it (top-3), and, for
+numeric plantings, whose ``explain(details=True)`` direction matches the move.
+
+The demo (``tasks/demo_data.py``): aeflow is fitted on 6 generated days (as ``make demo``) and
+explains the injected anomalies of the next day. Single-column kinds (an out-of-range value, an
+amount far from the customer's history) count a hit when the first column is the changed one;
+multi-column kinds when it is one of the changed columns.
+
+    .venv/bin/python benchmarks/explanations.py
+    .venv/bin/python benchmarks/explanations.py --tables default --seeds 0 --no-demo --no-write
+
+Writes docs/benchmarks/explanations.md unless ``--no-write``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import markdown_table, write_report  # noqa: E402
+from benchmarks._tables import downstream_table, fit_aeflow, quality_table  # noqa: E402
+from models import AutoencoderDetector  # noqa: E402
+from tasks.explanation_check import check, plant  # noqa: E402
+
+TABLES = ("nslkdd", "churn", "attrition", "default", "synthetic", "bank", "adult")
+DOWNSTREAM_ONLY = ("bank", "adult")
+TARGET = 0.90
+
+
+def table_check(name: str, seed: int, params: dict) -> dict:
+    table = downstream_table(name, seed) if name in DOWNSTREAM_ONLY else quality_table(name, seed)
+    detector, _ = fit_aeflow(table, seed, params)
+    # Labels of bank and adult are outcomes, not anomalies: every test row may be planted into.
+    normal = table.test if name in DOWNSTREAM_ONLY else table.test.loc[table.y_test == 0]
+    planting = plant(table.train, normal, table.numeric, table.categorical, seed)
+    return check(detector, planting)
+
+
+def demo_check(seed: int, params: dict, rows_per_day: int = 20_000) -> dict:
+    """Fit on 6 demo days, explain the injected anomalies of day 7."""
+    import tasks.demo_data as demo
+
+    touched_per_day: list[dict[str, np.ndarray]] = []
+    inject = demo._inject_anomalies
+
+    def capture(rng, numeric, categorical):
+        label, counts, touched = inject(rng, numeric, categorical)
+        touched_per_day.append(touched)
+        return label, counts, touched
+
+    demo._inject_anomalies = capture
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            manifest = demo.generate_demo_data(
+                folder, days=7, rows_per_day=rows_per_day, seed=seed, drift_day=None,
+                malformed_day=None,
+            )  # fmt: skip
+            frames = [pd.read_parquet(path) for path in manifest.paths]
+    finally:
+        demo._inject_anomalies = inject
+    numeric = [
+        "amount", "amount_7d_avg", "merchant_risk_score", "distance_from_home_km",
+        "seconds_since_last_tx", "tx_count_24h", "customer_age", "account_age_days",
+        "credit_limit", "balance_ratio",
+    ]  # fmt: skip
+    categorical = ["merchant_category", "channel", "country"]
+    train = pd.concat(frames[:6], ignore_index=True)
+    detector = AutoencoderDetector(
+        numeric_columns=numeric, categorical_columns=categorical, random_state=seed, **params
+    ).fit(train)
+    test, touched = frames[6], touched_per_day[6]
+    injected = np.flatnonzero(test[demo.LABEL_COLUMN].to_numpy() == 1)
+    changed = [{column for column, mask in touched.items() if mask[row]} for row in injected]
+    top = detector.score(test.iloc[injected], top_k=3).top_features
+    first = [names.split(",")[0] for names in top]
+    single = np.array([len(columns) == 1 for columns in changed])
+    hit = np.array([f in columns for f, columns in zip(first, changed, strict=True)])
+    return {
+        "rows": int(len(injected)),
+        "top1": float(hit.mean()),
+        "single_rows": int(single.sum()),
+        "single_top1": float(hit[single].mean()) if single.any() else None,
+        "multi_top1": float(hit[~single].mean()) if (~single).any() else None,
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tables", nargs="*", default=list(TABLES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--no-demo", action="store_true", help="skip the demo's injected anomalies")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    rows = []
+    for name in args.tables:
+        runs = []
+        for seed in args.seeds:
+            runs.append(table_check(name, seed, {}))
+            print(f"{name:10s} seed {seed}: top-1 {runs[-1]['top1']:.3f}", flush=True)
+        numeric = [r["by_kind"].get("numeric", {}).get("top1") for r in runs]
+        categorical = [r["by_kind"].get("categorical", {}).get("top1") for r in runs]
+        rows.append(
+            [
+                name,
+                int(np.mean([r["rows"] for r in runs])),
+                float(np.mean([r["top1"] for r in runs])),
+                float(np.mean([r["top3"] for r in runs])),
+                _mean(numeric),
+                _mean(categorical),
+                _mean([r["direction"] for r in runs]),
+            ]
+        )
+    sections = [
+        f"Tables: {', '.join(args.tables)}; seeds {args.seeds}; aeflow defaults; protocol in the "
+        "script's docstring. Target (issue 14): top-1 at least 90% on every table.",
+        "",
+        "## Planted single-column anomalies",
+        "",
+        markdown_table(
+            [
+                "table",
+                "rows/seed",
+                "top-1",
+                "top-3",
+                "top-1 numeric",
+                "top-1 categorical",
+                "direction right (numeric)",
+            ],
+            rows,
+        ),  # fmt: skip
+        "",
+        "Tables below the target: "
+        + (", ".join(f"{r[0]} ({r[2]:.3f})" for r in rows if r[2] < TARGET) or "none"),
+        "",
+    ]
+    if not args.no_demo:
+        demo = [demo_check(seed, {}) for seed in args.seeds]
+        sections += [
+            "## The demo's injected anomalies (day 7, model fitted on days 1-6)",
+            "",
+            markdown_table(
+                [
+                    "injected rows/seed",
+                    "top-1 (any changed column)",
+                    "single-column kinds: rows",
+                    "single-column kinds: top-1",
+                    "multi-column kinds: top-1 is a changed column",
+                ],
+                [
+                    [
+                        int(np.mean([d["rows"] for d in demo])),
+                        float(np.mean([d["top1"] for d in demo])),
+                        int(np.mean([d["single_rows"] for d in demo])),
+                        _mean([d["single_top1"] for d in demo]),
+                        _mean([d["multi_top1"] for d in demo]),
+                    ]
+                ],
+            ),  # fmt: skip
+            "",
+        ]
+    print("\n".join(sections))
+    if not args.no_write:
+        title = "Explanations: planted single-column anomalies and the demo's injected ones"
+        print(f"wrote {write_report('explanations', title, sections)}")
+
+
+def _mean(values) -> float:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else float("nan")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,286 @@
+"""From the network's raw per-column errors to the score's per-column contributions.
+
+The raw errors are in incomparable units: a squared error in scaled units for a numeric column, a
+cross-entropy in nats for a categorical one. Summed as they are, a hard-to-predict or heavy-tailed
+column dominates every score and every explanation, and a 10-level categorical column (about 2 nats
+on every row) is named in most rows' top features. :class:`ColumnScorer` puts every column in nats of
+*excess surprise* over what is typical for it on the training rows:
+
+- reconstruction surprise: a numeric column's squared error divided by twice its typical squared
+  error (the negative log-likelihood, up to a constant, of a normal residual whose variance is
+  estimated robustly: the median squared error over the chi-square(1) median), a categorical or flag
+  column's cross-entropy as it is;
+- marginal surprise (weighted by ``marginal_weight``): how far the value itself lies from the
+  column's bulk, whatever the other columns say: half the squared robust z-score of a numeric value
+  (after the preprocessing's skew transform), minus the log share of a categorical level (a level
+  never seen costs as much as a share of half a row);
+- a level never seen at fit (an all-zero one-hot block) has a reconstruction surprise of at least
+  that of a level with a share of half a row, like its marginal surprise;
+- each term minus its median on the training rows, floored at 0, so an ordinary row contributes
+  about nothing in every column and the columns named first are the ones that are unusual *for
+  them*.
+
+A row's score is the sum of its contributions. ``error_normalization="none"`` keeps the raw errors
+(the scoring before issue 14) for comparisons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.preprocessing import NORMAL_IQR, FeatureLayout
+
+ERROR_NORMALIZATIONS = ("surprise", "none", "validation_mean")
+# Median of a chi-square variable with one degree of freedom: a normal residual's squared error
+# divided by its variance has this median.
+CHI2_MEDIAN = 0.45493642311957283
+# Typical squared errors below this (in scaled units, i.e. a residual standard deviation of 0.1% of
+# the column's robust spread) are floored: such a column is reconstructed exactly and a rounding
+# difference would otherwise count as a huge surprise.
+MIN_TYPICAL_ERROR = 1e-2
+
+
+@dataclass(frozen=True)
+class ColumnScorer:
+    """Per-column normalisation of raw errors into contributions (all arrays float64).
+
+    Attributes:
+        recon_scale: (n_members, n_columns) divisor of each member's raw error.
+        recon_offset: (n_members, n_columns) median normalised error on the fit rows (subtracted,
+            then floored at 0; zeros for ``error_normalization != "surprise"``).
+        value_center, value_scale: (n_values,) median and robust spread of each scaled numeric value
+            feature on the fit rows.
+        level_surprise: (n_level_features,) ``-log share`` of each one-hot level (flags and
+            categorical blocks, in feature order) on the fit rows.
+        unknown_surprise: (n_blocks,) surprise of a level never seen (an all-zero block).
+        marginal_offset: (n_columns,) median marginal surprise on the fit rows.
+        marginal_weight: weight of the marginal term.
+        column_weights: (n_columns,) user weights (1 by default).
+        excess: subtract the offsets and floor at 0 (``"surprise"``) or not.
+    """
+
+    recon_scale: np.ndarray
+    recon_offset: np.ndarray
+    value_center: np.ndarray
+    value_scale: np.ndarray
+    level_surprise: np.ndarray
+    unknown_surprise: np.ndarray
+    marginal_offset: np.ndarray
+    marginal_weight: float
+    column_weights: np.ndarray
+    excess: bool
+
+    @classmethod
+    def fit(
+        cls,
+        layout: FeatureLayout,
+        member_errors: list[np.ndarray],
+        features: np.ndarray,
+        validation_rows: np.ndarray,
+        *,
+        normalization: str,
+        marginal_weight: float,
+        column_weights: np.ndarray,
+    ) -> ColumnScorer:
+        """Fit on the raw errors of each member (n_fit, n_columns) and the preprocessed fit rows
+        (n_fit, n_features); ``validation_rows`` index the held-out rows among them."""
+        if normalization not in ERROR_NORMALIZATIONS:
+            raise ValueError(
+                f"error_normalization must be one of {ERROR_NORMALIZATIONS}, got {normalization!r}"
+            )
+        squared = _squared_error_columns(layout)
+        scales, offsets = [], []
+        for errors in member_errors:
+            if normalization == "surprise":
+                typical = np.maximum(np.median(errors, axis=0) / CHI2_MEDIAN, MIN_TYPICAL_ERROR)
+                scale = np.where(squared, 2.0 * typical, 1.0)
+                offset = np.median(errors / scale, axis=0)
+            elif normalization == "validation_mean":
+                scale = np.maximum(errors[validation_rows].mean(axis=0), 1e-6)
+                offset = np.zeros(errors.shape[1])
+            else:
+                scale, offset = np.ones(errors.shape[1]), np.zeros(errors.shape[1])
+            scales.append(scale)
+            offsets.append(offset)
+        n_values = len(layout.value_columns)
+        values = features[:, :n_values].astype(np.float64)
+        center = np.median(values, axis=0) if len(values) else np.zeros(n_values)
+        spread = _robust_spread(values)
+        level_surprise, unknown_surprise = _level_surprises(layout, features)
+        scorer = cls(
+            recon_scale=np.asarray(scales),
+            recon_offset=np.asarray(offsets),
+            value_center=center,
+            value_scale=spread,
+            level_surprise=level_surprise,
+            unknown_surprise=unknown_surprise,
+            marginal_offset=np.zeros(len(layout.columns)),
+            marginal_weight=float(marginal_weight),
+            column_weights=np.asarray(column_weights, dtype=np.float64),
+            excess=normalization == "surprise",
+        )
+        if scorer.excess:
+            marginal = scorer.torch_state(layout, torch.device("cpu")).marginal(
+                torch.from_numpy(features.astype(np.float32))
+            )
+            offset = np.median(marginal.double().numpy(), axis=0) if len(features) else 0.0
+            scorer = _replace(scorer, marginal_offset=np.asarray(offset, dtype=np.float64))
+        return scorer
+
+    def torch_state(self, layout: FeatureLayout, device: torch.device) -> TorchColumnScorer:
+        """The tensors :class:`TorchColumnScorer` computes contributions with, on ``device``."""
+        return TorchColumnScorer(self, layout, device)
+
+    def to_dict(self) -> dict:
+        return {
+            "recon_scale": self.recon_scale.tolist(),
+            "recon_offset": self.recon_offset.tolist(),
+            "value_center": self.value_center.tolist(),
+            "value_scale": self.value_scale.tolist(),
+            "level_surprise": self.level_surprise.tolist(),
+            "unknown_surprise": self.unknown_surprise.tolist(),
+            "marginal_offset": self.marginal_offset.tolist(),
+            "marginal_weight": self.marginal_weight,
+            "column_weights": self.column_weights.tolist(),
+            "excess": self.excess,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ColumnScorer:
+        arrays = {
+            key: np.asarray(data[key], dtype=np.float64)
+            for key in (
+                "recon_scale",
+                "recon_offset",
+                "value_center",
+                "value_scale",
+                "level_surprise",
+                "unknown_surprise",
+                "marginal_offset",
+                "column_weights",
+            )
+        }
+        return cls(
+            **arrays, marginal_weight=float(data["marginal_weight"]), excess=bool(data["excess"])
+        )
+
+
+def _replace(scorer: ColumnScorer, **changes) -> ColumnScorer:
+    return ColumnScorer(**{**scorer.__dict__, **changes})
+
+
+def _squared_error_columns(layout: FeatureLayout) -> np.ndarray:
+    """(n_columns,) bool: the column's error is a squared error (numeric values and indicators)."""
+    squared = np.zeros(len(layout.columns), dtype=bool)
+    squared[list(layout.regression_column)] = True
+    return squared
+
+
+def _robust_spread(values: np.ndarray) -> np.ndarray:
+    """(d,) interquartile range / 1.349 of each column, else its standard deviation, else 1."""
+    if not len(values):
+        return np.ones(values.shape[1])
+    q75, q25 = np.percentile(values, [75, 25], axis=0)
+    deviation = values.std(axis=0)
+    return np.where(q75 > q25, (q75 - q25) / NORMAL_IQR, np.where(deviation > 0, deviation, 1.0))
+
+
+def _level_surprises(layout: FeatureLayout, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``-log share`` of every one-hot level on the fit rows, and per block the surprise of an
+    unseen level (a share of half a row)."""
+    if not layout.categorical_blocks:
+        return np.zeros(0), np.zeros(0)
+    first = layout.categorical_blocks[0][0]
+    n_rows = max(1, len(features))
+    floor = 0.5 / n_rows
+    shares = features[:, first:].astype(np.float64).mean(axis=0) if len(features) else None
+    if shares is None:
+        shares = np.full(layout.n_features - first, floor)
+    level_surprise = -np.log(np.maximum(shares, floor))
+    unknown = np.full(len(layout.categorical_blocks), -np.log(floor))
+    return level_surprise, unknown
+
+
+class TorchColumnScorer:
+    """:class:`ColumnScorer` as tensors on one device: contributions for chunks of rows."""
+
+    def __init__(self, scorer: ColumnScorer, layout: FeatureLayout, device: torch.device):
+        def tensor(values) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(values), dtype=torch.float32, device=device)
+
+        self.n_columns = len(layout.columns)
+        self.recon_scale = tensor(scorer.recon_scale)
+        self.recon_offset = tensor(scorer.recon_offset)
+        self.excess = scorer.excess
+        self.marginal_weight = scorer.marginal_weight
+        self.weights = tensor(scorer.column_weights)
+        self.n_values = len(layout.value_columns)
+        self.value_center = tensor(scorer.value_center)
+        self.value_scale = tensor(scorer.value_scale)
+        self.value_column = torch.tensor(layout.value_columns, dtype=torch.long, device=device)
+        self.blocks = layout.categorical_blocks
+        self.first_level = self.blocks[0][0] if self.blocks else layout.n_features
+        self.level_surprise = tensor(scorer.level_surprise)
+        self.unknown_surprise = tensor(scorer.unknown_surprise)
+        level_column, level_block = [], []
+        for block, (start, stop, column) in enumerate(self.blocks):
+            level_column += [column] * (stop - start)
+            level_block += [block] * (stop - start)
+        self.level_column = torch.tensor(level_column, dtype=torch.long, device=device)
+        self.level_block = torch.tensor(level_block, dtype=torch.long, device=device)
+        self.block_column = torch.tensor(
+            [column for _, _, column in self.blocks], dtype=torch.long, device=device
+        )
+        self.marginal_offset = tensor(scorer.marginal_offset)
+
+    def unseen_surprise(self, features: torch.Tensor) -> torch.Tensor:
+        """(n, n_features) preprocessed rows -> (n, n_blocks): the surprise of a level never seen
+        at fit where a block is all zero (a value not seen and not grouped as rare), else 0."""
+        levels = features[:, self.first_level :]
+        present = levels.new_zeros(features.shape[0], len(self.blocks)).index_add_(
+            1, self.level_block, levels
+        )
+        return (1.0 - present).clamp_(min=0.0) * self.unknown_surprise
+
+    def marginal(self, features: torch.Tensor, unseen: torch.Tensor | None = None) -> torch.Tensor:
+        """(n, n_features) preprocessed rows -> (n, n_columns) marginal surprise in nats
+        (``unseen``: :meth:`unseen_surprise` of the rows when the caller has it)."""
+        n_rows = features.shape[0]
+        surprise = features.new_zeros(n_rows, self.n_columns)
+        if self.n_values:
+            z = (features[:, : self.n_values] - self.value_center) / self.value_scale
+            surprise.index_add_(1, self.value_column, z.square_().mul_(0.5))
+        if self.blocks:
+            levels = features[:, self.first_level :]
+            surprise.index_add_(1, self.level_column, levels * self.level_surprise)
+            if unseen is None:
+                unseen = self.unseen_surprise(features)
+            surprise.index_add_(1, self.block_column, unseen)
+        return surprise
+
+    def __call__(self, member_errors: list[torch.Tensor], features: torch.Tensor) -> torch.Tensor:
+        """Raw errors of each member (n, n_columns) and the rows -> (n, n_columns) contributions."""
+        # A level never seen at fit has no probability under the network's softmax; its
+        # cross-entropy (the least likely known level's) understates it, so its reconstruction
+        # surprise is at least that of an unseen level's share (half a row): otherwise a set
+        # flag that 3% of rows have would outrank a level nobody has.
+        unseen = self.unseen_surprise(features) if self.blocks and self.excess else None
+        total = None
+        for member, errors in enumerate(member_errors):
+            normalised = errors / self.recon_scale[member]
+            if unseen is not None:
+                blocks = normalised[:, self.block_column]
+                normalised[:, self.block_column] = torch.maximum(blocks, unseen)
+            if self.excess:
+                normalised = normalised.sub_(self.recon_offset[member]).clamp_(min=0.0)
+            total = normalised if total is None else total.add_(normalised)
+        total = total.div_(len(member_errors))
+        if self.marginal_weight > 0:
+            marginal = self.marginal(features, unseen)
+            if self.excess:
+                marginal = marginal.sub_(self.marginal_offset).clamp_(min=0.0)
+            total = total.add_(marginal, alpha=self.marginal_weight)
+        return total.mul_(self.weights)
