@@ -14,6 +14,10 @@ os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Before any test module imports torch: OpenMP's passive wait policy, as aeflow's packages set it.
+from models.cpu import configure_openmp  # noqa: E402
+
+configure_openmp()
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,3 +43,14 @@ def _skip_gpu_tests_without_cuda(request: pytest.FixtureRequest) -> None:
 
         if not torch.cuda.is_available():
             pytest.skip("needs a CUDA device")
+
+
+@pytest.fixture(scope="session")
+def prefect_test_server():
+    """One temporary Prefect server (the test harness) for the whole session; the integration and
+    reliability tiers start it on first use. Yields its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()

@@ -62,7 +62,13 @@ def aeflow_score(config: Path, **env: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PREFECT_HOME": prefect_home, **env},
+        # its own temporary Prefect server: give it time to start on a busy machine
+        env={
+            **os.environ,
+            "PREFECT_HOME": prefect_home,
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+            **env,
+        },
         start_new_session=True,  # its own process group: the kill takes Prefect's server too
     )
 
