@@ -325,7 +325,7 @@ def child_validate(batch: str, workdir: str) -> dict:
     import pyarrow.parquet as pq
 
     from tasks.io import BatchRef
-    from tasks.validate import draft_suite, suite_json, validate_batch
+    from tasks.validation import draft_suite, suite_json, validate_batch
 
     suite_path = Path(workdir, "bench-suite.json")
     if not suite_path.exists():

@@ -72,7 +72,7 @@ def measure_once(batch_path: str, suite_path: str, warmup_path: str) -> dict:
     import resource
 
     from tasks.io import BatchRef
-    from tasks.validate import validate_batch
+    from tasks.validation import validate_batch
 
     def validate(path: str, batch_id: str):
         return validate_batch(
@@ -165,7 +165,7 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(ROOT))
-    from tasks.validate import draft_suite, suite_json
+    from tasks.validation import draft_suite, suite_json
 
     load_before = os.getloadavg()[0]
     rows_out = []
@@ -196,7 +196,7 @@ def write_doc(rows: list[str], load: tuple[float, float], args: argparse.Namespa
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(
         "# Validation benchmark\n\n"
-        "Time and memory of `tasks.validate.validate_batch` on one batch with a suite drafted by\n"
+        "Time and memory of `tasks.validation.validate_batch` on one batch with a suite drafted by\n"
         "`draft_suite` from a reference batch of the same size (critical: column set, row count,\n"
         "types, nulls, id uniqueness; warnings: null shares, row-count bounds, ranges, quantiles,\n"
         "category sets, KL divergence; plus the pre-checks). Timed end to end: read Parquet,\n"

@@ -458,7 +458,7 @@ class PipelineConfig(_Section):
         return self.resolve(self.validation.suite)
 
     def validation_arguments(self) -> dict[str, Any]:
-        """Keyword arguments for `tasks.validate.validate_batch` (and its task) after the batch:
+        """Keyword arguments for `tasks.validation.validate_batch` (and its task) after the batch:
         the suite, the column roles, the warning policy, storage options, severities and the
         optional columns (the label: used when present, never required)."""
         cols = self.columns

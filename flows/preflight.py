@@ -29,7 +29,7 @@ def check_config_columns(
         suite_columns,
     )
     from tasks.io import StorageLayout, exists, is_local
-    from tasks.validate import read_suite_document
+    from tasks.validation import read_suite_document
 
     cols, opts = cfg.columns, cfg.storage.options
     suite_path = cfg.suite_path

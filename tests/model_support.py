@@ -61,11 +61,11 @@ def score_demo_batch(layout: StorageLayout, batch, **kwargs):
 
 
 def validate_demo_batch(batch, options: StorageOptions = None):
-    """`tasks.validate.validate_batch` against the demo suite, with the demo data's columns."""
+    """`tasks.validation.validate_batch` against the demo suite, with the demo data's columns."""
     from pathlib import Path
 
     from tasks.demo_data import ID_COLUMN, TIMESTAMP_COLUMN
-    from tasks.validate import validate_batch
+    from tasks.validation import validate_batch
 
     suite = Path(__file__).resolve().parents[1] / "expectations" / "demo.json"
     return validate_batch(

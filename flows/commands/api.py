@@ -36,7 +36,7 @@ def build_service(args: argparse.Namespace):
     from serving.model_holder import ModelHolder, model_builder
     from serving.rules import not_null_reasons
     from tasks.io import StorageLayout, is_local
-    from tasks.validate import load_suite
+    from tasks.validation import load_suite
 
     cfg = load_config(args.config)
     check_config_columns(cfg, args.model_version)

@@ -66,7 +66,7 @@ def _self_check(cfg: PipelineConfig, reference: pa.Table, suite_path: str) -> An
     import pyarrow.parquet as pq
 
     from tasks.io import BatchRef
-    from tasks.validate import validate_batch
+    from tasks.validation import validate_batch
 
     with tempfile.TemporaryDirectory(prefix="aeflow-reference-") as folder:
         path = os.path.join(folder, "reference.parquet")
@@ -87,8 +87,8 @@ def _self_check(cfg: PipelineConfig, reference: pa.Table, suite_path: str) -> An
 def cmd_init(args: argparse.Namespace) -> int:
     from flows.config import load_config
     from tasks.io import exists, write_text_atomic
-    from tasks.suite_draft import DraftSettings, draft_suite, suite_json
-    from tasks.validate import describe_failures
+    from tasks.validation import DraftSettings, draft_suite, suite_json
+    from tasks.validation import describe_failures
 
     cfg = load_config(args.config)
     output = args.output or cfg.suite_path
@@ -167,7 +167,7 @@ def suite_config_problems(cfg: PipelineConfig, suite_doc: dict[str, Any]) -> lis
 
 def cmd_check(args: argparse.Namespace) -> int:
     from flows.config import load_config
-    from tasks.validate import SuiteError, load_suite, read_suite_document, suite_problems
+    from tasks.validation import SuiteError, load_suite, read_suite_document, suite_problems
 
     cfg = load_config(args.config)
     path = args.suite or cfg.suite_path
@@ -194,7 +194,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 # Drafting settings the command line can change; unset ones keep DraftSettings' defaults (listed
-# in docs/data-contract.md). Importing tasks.validate here would slow every `aeflow` command.
+# in docs/data-contract.md). Importing tasks.validation here would slow every `aeflow` command.
 TUNABLE = {
     "range_margin": (float, "share of the robust span added to both sides of numeric ranges"),
     "range_mostly": (float, "share of values that must fall inside a numeric range"),

@@ -17,7 +17,7 @@ def _context(config_path: str):
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from tasks.validate import list_quarantined
+    from tasks.validation import list_quarantined
 
     cfg, layout = _context(args.config)
     entries = list_quarantined(layout.quarantine(), cfg.storage.options)
@@ -41,7 +41,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from tasks.io import exists, filesystem, join, read_json
-    from tasks.validate import ReleaseError
+    from tasks.validation import ReleaseError
 
     cfg, layout = _context(args.config)
     folder = layout.quarantine(args.batch_id)
@@ -65,7 +65,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    from tasks.validate import release_quarantined, validate_batch
+    from tasks.validation import release_quarantined, validate_batch
 
     cfg, layout = _context(args.config)
 

@@ -25,7 +25,7 @@ from flows.train import train_flow
 from models.registry import ModelRegistry
 from tasks.demo_data import generate_demo_data
 from tasks.io import StorageLayout, read_table
-from tasks.validate import draft_suite, suite_json
+from tasks.validation import draft_suite, suite_json
 
 pytestmark = pytest.mark.slow
 

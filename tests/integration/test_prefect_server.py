@@ -27,7 +27,7 @@ from flows.config import load_config
 from flows.train import train_flow
 from tasks.demo_data import generate_demo_data
 from tasks.io import StorageLayout
-from tasks.validate import draft_suite, suite_json
+from tasks.validation import draft_suite, suite_json
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from flows.preflight import check_config_columns
 from tasks.contract import model_column_problems, suite_column_problems
 from tasks.demo_data import generate_demo_data
 from tasks.io import StorageLayout
-from tasks.validate import draft_suite, suite_json
+from tasks.validation import draft_suite, suite_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

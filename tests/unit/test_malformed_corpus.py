@@ -26,7 +26,7 @@ from tasks.demo_data import (
 )
 from tasks.io import StorageLayout, list_batches
 from tasks.markdown import md_text
-from tasks.validate import quarantine, validate_batch
+from tasks.validation import quarantine, validate_batch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SUITE = str(REPO_ROOT / "expectations" / "demo.json")

@@ -10,7 +10,7 @@ from markdown_it import MarkdownIt
 
 from tasks.drift import drift_markdown
 from tasks.reporting import score_summary_markdown, summarize_score_run
-from tasks.validate import ValidationOutcome
+from tasks.validation import ValidationOutcome
 
 HOSTILE = [
     "[click](javascript:alert(1))",

@@ -22,7 +22,7 @@ from models.registry import ModelRegistry
 from tasks.demo_data import generate_demo_data
 from tasks.io import StorageLayout, list_batches
 from tasks.scoring import find_pending_batches, score_batch
-from tasks.validate import ReleaseError, quarantine, validate_batch
+from tasks.validation import ReleaseError, quarantine, validate_batch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROWS = 1200

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.io import StorageLayout, list_batches
-from tasks.validate import ValidationOutcome, list_quarantined, quarantine
+from tasks.validation import ValidationOutcome, list_quarantined, quarantine
 
 
 def outcome(batch_id: str) -> ValidationOutcome:

@@ -11,19 +11,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.io import BatchRef
-from tasks.validate import (
-    PARALLEL_VALIDATION_ROWS,
+from tasks.validation import (
     DraftSettings,
     SuiteError,
     ValidationOutcome,
-    _gx_threads,
-    _round_outward,
     draft_suite,
     load_suite,
     suite_json,
     suite_problems,
     validate_batch,
 )
+from tasks.validation.draft import _round_outward
+from tasks.validation.gx_runner import PARALLEL_VALIDATION_ROWS, gx_threads
 
 NUMERIC = ["amount", "visits"]
 CATEGORICAL = ["channel", "country"]
@@ -243,12 +242,12 @@ def test_a_bad_validation_thread_count_is_named(tmp_path, suite_path, monkeypatc
 def test_only_big_batches_are_validated_on_two_threads(monkeypatch):
     monkeypatch.delenv("AEFLOW_VALIDATION_THREADS", raising=False)
     monkeypatch.setattr("os.cpu_count", lambda: 2)
-    assert _gx_threads(PARALLEL_VALIDATION_ROWS - 1) == 1
-    assert _gx_threads(PARALLEL_VALIDATION_ROWS) == 2
+    assert gx_threads(PARALLEL_VALIDATION_ROWS - 1) == 1
+    assert gx_threads(PARALLEL_VALIDATION_ROWS) == 2
     monkeypatch.setattr("os.cpu_count", lambda: 1)
-    assert _gx_threads(10 * PARALLEL_VALIDATION_ROWS) == 1
+    assert gx_threads(10 * PARALLEL_VALIDATION_ROWS) == 1
     monkeypatch.setenv("AEFLOW_VALIDATION_THREADS", "3")
-    assert _gx_threads(10) == 3
+    assert gx_threads(10) == 3
 
 
 def test_the_label_is_optional_in_every_batch(tmp_path, suite_path):

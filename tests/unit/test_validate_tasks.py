@@ -21,7 +21,7 @@ from tasks.demo_data import (
 )
 from tasks.io import StorageLayout, list_batches
 from tasks.markdown import md_text
-from tasks.validate import quarantine_task, validate_batch_task
+from tasks.validation import quarantine_task, validate_batch_task
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SUITE = str(REPO_ROOT / "expectations" / "demo.json")

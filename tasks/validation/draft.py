@@ -28,7 +28,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.frames import null_missing_tokens
-from tasks.validate import NUMERIC_DTYPES, _decode_dictionaries, _jsonable
+from tasks.validation.outcome import jsonable
+from tasks.validation.prechecks import decode_dictionaries
+from tasks.validation.suite import NUMERIC_DTYPES
 
 
 @dataclass(frozen=True)
@@ -231,7 +233,7 @@ def _categorical_checks(
     )
     if not levels or len(levels) > settings.max_levels:
         return []
-    values = [_jsonable(level) for level, _ in levels]
+    values = [jsonable(level) for level, _ in levels]
     checks = [
         _expectation(
             "expect_column_values_to_be_in_set",
@@ -387,7 +389,7 @@ def draft_suite(
         if table.schema.names != present:
             raise ValueError(f"{where} has columns {table.schema.names}, the first has {present}")
         _check_reference(table, roles, id_column, where)
-    tables = [null_missing_tokens(_decode_dictionaries(t), missing_tokens) for t in tables]
+    tables = [null_missing_tokens(decode_dictionaries(t), missing_tokens) for t in tables]
     counts = [t.num_rows for t in tables]
     rows = sum(counts)
     size = (
@@ -493,7 +495,7 @@ def draft_suite(
             "drafted_from": [posixpath.basename(str(r).rstrip("/")) for r in references],
             "reference_rows": rows,
             "optional_columns": [label_column] if label_column else [],
-            "settings": _jsonable(asdict(settings)),
+            "settings": jsonable(asdict(settings)),
         },
         "great_expectations_version": _gx_version(),
     }
@@ -520,4 +522,4 @@ def _gx_version() -> str:
 
 def suite_json(suite: dict[str, Any]) -> str:
     """Stable, diff-friendly JSON text of a suite (sorted keys, two-space indent, final newline)."""
-    return json.dumps(_jsonable(suite), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return json.dumps(jsonable(suite), indent=2, sort_keys=True, ensure_ascii=False) + "\n"

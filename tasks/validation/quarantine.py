@@ -40,25 +40,19 @@ from tasks.io import (
     write_json_atomic,
     write_text_atomic,
 )
+from tasks.artifacts import artifact_key, publish_markdown, run_logger
 from tasks.locks import BatchLock
 from tasks.markdown import md_code
-from tasks.validate import (
-    ReleaseError,
-    ValidationOutcome,
-    _artifact_key,
-    _now,
-    _precheck,
-    _publish_markdown,
-    _run_logger,
-)
+from tasks.validation.outcome import ValidationOutcome, precheck_failure, utc_now
+from tasks.validation.validator import as_batch
 
 QUARANTINED = "quarantined"
 # Another run moved the batch first (or it left incoming/ otherwise): nothing was done here.
 ELSEWHERE = "quarantined_elsewhere"
 
 
-def _as_batch(batch: BatchRef | dict[str, Any]) -> BatchRef:
-    return batch if isinstance(batch, BatchRef) else BatchRef(**batch)
+class ReleaseError(ValueError):
+    """A quarantined batch that cannot be released as asked; the message says why and what to do."""
 
 
 def _as_outcome(outcome: ValidationOutcome | dict[str, Any]) -> ValidationOutcome:
@@ -195,7 +189,7 @@ def quarantine_inputs(
                 _move(quarantine_dir, archived, options)
         report = {
             **outcome.to_dict(),
-            "quarantined_at": _now(),
+            "quarantined_at": utc_now(),
             "input": inputs[0],
             "inputs": inputs,
         }
@@ -218,7 +212,7 @@ def quarantine(
 
     Returns {"batch_id", "status", "rows", "quarantine_dir", "reason"}.
     """
-    batch = _as_batch(batch)
+    batch = as_batch(batch)
     return quarantine_inputs(
         batch.batch_id,
         [batch.path],
@@ -247,7 +241,7 @@ def rejected_outcome(rejected: RejectedBatch, options: StorageOptions = None) ->
     """The quarantine report of a batch whose id cannot be used (ambiguous or against the id
     rules, see tasks.incoming): one critical pre-check naming the rule and every input."""
     names = [_name(path) for path in rejected.paths]
-    failure = _precheck(
+    failure = precheck_failure(
         "batch_id",
         rejected.reason,
         expected="one input per batch id, following the batch-id rules (docs/outputs.md)",
@@ -262,7 +256,7 @@ def rejected_outcome(rejected: RejectedBatch, options: StorageOptions = None) ->
         [],
         f"quarantined, batch id refused: {rejected.reason}",
         checks=0,
-        validated_at=_now(),
+        validated_at=utc_now(),
     )
 
 
@@ -376,7 +370,7 @@ def release_quarantined(
         _move(quarantine_dir, archived, options)
         record = {
             "batch_id": batch_id,
-            "released_at": _now(),
+            "released_at": utc_now(),
             "released_to": destination,
             "source": "replacement" if replacement else "quarantined input",
             "replacement": replacement,
@@ -390,11 +384,11 @@ def release_quarantined(
 # ------------------------------------------------------------------------------ Prefect tasks
 def _publish(moved: dict[str, Any], outcome: ValidationOutcome) -> None:
     quarantine_dir = moved["quarantine_dir"]
-    _run_logger().warning(
+    run_logger().warning(
         "batch %s quarantined in %s: %s", moved["batch_id"], quarantine_dir, moved["reason"]
     )
-    _publish_markdown(
-        _artifact_key("quarantine", moved["batch_id"]),
+    publish_markdown(
+        artifact_key("quarantine", moved["batch_id"]),
         f"Quarantined in {md_code(quarantine_dir)} (input, report.json, report.md).\n\n"
         + outcome.report_markdown(),
         f"batch {moved['batch_id']} quarantined: {moved['reason']}"[:500],
@@ -405,7 +399,7 @@ def _reported(moved: dict[str, Any], outcome: ValidationOutcome) -> dict[str, An
     if moved["status"] == QUARANTINED:
         _publish(moved, outcome)
     else:
-        _run_logger().info("batch %s: %s", moved["batch_id"], moved["reason"])
+        run_logger().info("batch %s: %s", moved["batch_id"], moved["reason"])
     return moved
 
 
