@@ -18,7 +18,7 @@ from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
 from flows.score import raise_failures, validate_and_score
 from tasks.io import StorageLayout, list_batches_task
-from tasks.reporting import RESULT_KEYS, publish_result, score_line, score_summary_task
+from tasks.report.run_summary import RESULT_KEYS, publish_result, score_line, score_summary_task
 from tasks.scoring import find_pending_batches_task
 from tasks.window import select_date_range_task
 

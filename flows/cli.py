@@ -130,7 +130,7 @@ IGNORED_SHOWN = 20  # ignored paths printed; the run summary (JSON, artifact) li
 
 
 def format_score_summary(summary: dict[str, Any], scored_root: str, quarantine_root: str) -> str:
-    from tasks.reporting import rows_text
+    from tasks.report.run_summary import rows_text
 
     lines = [
         f"model version     {summary['model_version']}",

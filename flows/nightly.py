@@ -33,9 +33,9 @@ from tasks.drift import (
 )
 from tasks.io import StorageLayout, join, scan_incoming_task
 from tasks.markdown import md_code, md_text
-from tasks.reporting import (
+from tasks.artifacts import artifact_key
+from tasks.report.run_summary import (
     RESULT_KEYS,
-    artifact_key,
     publish_record_task,
     publish_result,
     score_line,

@@ -28,7 +28,8 @@ from models.registry import ModelRegistry
 from tasks.drift import ensure_reference_task
 from tasks.evaluate import new_run_id
 from tasks.io import StorageLayout, join
-from tasks.reporting import artifact_key, publish_record_task, publish_result
+from tasks.artifacts import artifact_key
+from tasks.report.run_summary import publish_record_task, publish_result
 from tasks.window import parse_date, training_window_task
 
 RECORD_FILE = "retrain.json"

@@ -22,7 +22,7 @@ from tasks.evaluate import evaluate_champion_task, evaluate_task, headline, new_
 from tasks.gate import gate_task
 from tasks.io import StorageLayout, join, list_batches_task
 from tasks.report import report_task
-from tasks.reporting import publish_result
+from tasks.report.run_summary import publish_result
 from tasks.training import (
     discard_training_split_task,
     fit_model_task,

@@ -45,7 +45,7 @@ from tasks.io import (
     write_json_atomic,
 )
 from tasks.markdown import md_code, md_text
-from tasks.reporting import artifact_key
+from tasks.artifacts import artifact_key
 
 PROFILE_FILE = "drift_reference.json"
 PROFILE_FORMAT = 1

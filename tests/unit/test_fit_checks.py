@@ -8,7 +8,7 @@ from tasks.fit_checks import (
     target_flag_rate,
     training_warnings,
 )
-from tasks.reporting import summarize_score_run
+from tasks.report.run_summary import summarize_score_run
 
 
 def test_targets_of_the_threshold_rules():

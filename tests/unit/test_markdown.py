@@ -9,7 +9,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from tasks.drift import drift_markdown
-from tasks.reporting import score_summary_markdown, summarize_score_run
+from tasks.report.run_summary import score_summary_markdown, summarize_score_run
 from tasks.validation import ValidationOutcome
 
 HOSTILE = [

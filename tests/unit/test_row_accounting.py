@@ -11,7 +11,7 @@ from model_support import validate_demo_batch as validate
 
 from tasks.demo_data import generate_demo_data
 from tasks.io import list_batches
-from tasks.reporting import rows_text, summarize_score_run
+from tasks.report.run_summary import rows_text, summarize_score_run
 
 
 @pytest.fixture(scope="module")

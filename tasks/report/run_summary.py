@@ -1,8 +1,8 @@
-"""Run summaries: the numbers a person checks after a run, as JSON and as Prefect artifacts."""
+"""Run summaries: the numbers a person checks after a score run (rows in, scored, quarantined,
+flagged), as JSON, as Prefect artifacts and as the run's one-line result and event."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,14 +10,10 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from tasks.artifacts import artifact_key
 from tasks.fit_checks import flag_rate_warning
 from tasks.io import StorageOptions, write_json_atomic
 from tasks.markdown import md_code, md_text
-
-
-def artifact_key(dataset: str, kind: str) -> str:
-    """A Prefect artifact key (lowercase letters, digits and dashes only) for a dataset."""
-    return re.sub(r"[^a-z0-9-]+", "-", f"{dataset.lower()}-{kind}").strip("-")
 
 
 def summarize_score_run(
