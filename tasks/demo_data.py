@@ -67,7 +67,6 @@ NUMERIC_COLUMNS: tuple[str, ...] = (
     "balance_ratio",
 )
 CATEGORICAL_COLUMNS: tuple[str, ...] = ("merchant_category", "channel", "country")
-FEATURE_COLUMNS: tuple[str, ...] = NUMERIC_COLUMNS + CATEGORICAL_COLUMNS
 
 SCHEMA = pa.schema(
     [

@@ -17,8 +17,9 @@ SCHEMA_VERSION = 1
 REPORT_FILE = "report.html"
 METRICS_FILE = "metrics.json"
 
-SCHEMA_TEXT = resources.files(__package__).joinpath("metrics.schema.json").read_text("utf-8")
-METRICS_SCHEMA: dict[str, Any] = json.loads(SCHEMA_TEXT)
+METRICS_SCHEMA: dict[str, Any] = json.loads(
+    resources.files(__package__).joinpath("metrics.schema.json").read_text("utf-8")
+)
 
 
 def validate_metrics(metrics: dict[str, Any]) -> None:

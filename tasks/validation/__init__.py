@@ -25,7 +25,6 @@ from tasks.validation.quarantine import (
     quarantine,
     quarantine_rejected_task,
     quarantine_task,
-    quarantined_input,
     release_quarantined,
 )
 from tasks.validation.suite import (
@@ -55,7 +54,6 @@ __all__ = [
     "quarantine",
     "quarantine_rejected_task",
     "quarantine_task",
-    "quarantined_input",
     "release_quarantined",
     "read_suite_document",
     "suite_json",

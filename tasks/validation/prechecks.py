@@ -65,11 +65,15 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
-def _raise_if_storage(exc: BaseException, url: str, batch: BatchRef) -> None:
+def _raise_if_storage(exc: BaseException, url: str, doing: str) -> None:
     """Storage that is down or refuses access says nothing about the data: fail, do not judge."""
-    problem = as_storage_error(exc, url, f"reading batch {batch.batch_id!r}")
+    problem = as_storage_error(exc, url, doing)
     if problem is not None:
         raise problem from exc
+
+
+def _reading(batch: BatchRef) -> str:
+    return f"reading batch {batch.batch_id!r}"
 
 
 def read_batch(batch: BatchRef, options: StorageOptions) -> tuple[pa.Table | None, dict | None]:
@@ -81,7 +85,7 @@ def read_batch(batch: BatchRef, options: StorageOptions) -> tuple[pa.Table | Non
         fs, _ = filesystem(batch.path, options)
         sizes = {f: fs.size(filesystem(f, options)[1]) for f in files}
     except Exception as exc:  # a vanished or unlistable batch is quarantined, not a crash
-        _raise_if_storage(exc, batch.path, batch)
+        _raise_if_storage(exc, batch.path, _reading(batch))
         return None, precheck_failure(
             "readable",
             "the batch cannot be listed or opened",
@@ -102,7 +106,7 @@ def read_batch(batch: BatchRef, options: StorageOptions) -> tuple[pa.Table | Non
             expected="a Parquet file",
             observed=f"zero-byte file(s) {empty_files}",
             bad_parts=empty_files,
-            footer_rows=_footer_rows(files, options, batch),
+            footer_rows=footer_rows(files, options, _reading(batch)),
         )
     duplicated = _duplicate_columns(files, options)
     if duplicated:
@@ -112,14 +116,14 @@ def read_batch(batch: BatchRef, options: StorageOptions) -> tuple[pa.Table | Non
             "with one column per name",
             expected="unique column names",
             observed=f"duplicated: {duplicated}",
-            footer_rows=_footer_rows(files, options, batch),
+            footer_rows=footer_rows(files, options, _reading(batch)),
         )
     tables, unreadable = [], {}
     for file in files:
         try:
             tables.append(_read_part(file, options))
         except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for damaged files
-            _raise_if_storage(exc, file, batch)
+            _raise_if_storage(exc, file, _reading(batch))
             unreadable[_part_name(batch, file)] = _one_line(exc)
     if unreadable:
         names = sorted(unreadable)
@@ -131,7 +135,7 @@ def read_batch(batch: BatchRef, options: StorageOptions) -> tuple[pa.Table | Non
             expected="readable Parquet files",
             observed="; ".join(f"{name}: {unreadable[name]}" for name in names),
             bad_parts=names,
-            footer_rows=_footer_rows(files, options, batch),
+            footer_rows=footer_rows(files, options, _reading(batch)),
         )
     try:
         return (tables[0] if len(tables) == 1 else pa.concat_tables(tables)), None
@@ -164,16 +168,17 @@ def _duplicate_columns(files: Sequence[str], options: StorageOptions) -> list[st
     return sorted(duplicated)
 
 
-def _footer_rows(files: Sequence[str], options: StorageOptions, batch: BatchRef) -> int | None:
-    """Rows the Parquet footers announce, or None (unknown) when a footer cannot be read: what a
-    reader knows of a batch whose data cannot be read as a whole. Never 0 for "unknown", so rows
-    in = rows scored + rows quarantined never under-counts silently."""
+def footer_rows(paths: Sequence[str], options: StorageOptions, doing: str) -> int | None:
+    """Rows the Parquet footers of ``paths`` (files or batch folders) announce, or None (unknown)
+    when a footer cannot be read: what a reader knows of a batch whose data cannot be read as a
+    whole. Never 0 for "unknown", so rows in = rows scored + rows quarantined never under-counts
+    silently. Storage trouble raises, naming ``doing`` ("reading batch 'x'")."""
     total = 0
-    for file in files:
+    for path in paths:
         try:
-            total += count_rows(file, options)
+            total += count_rows(path, options)
         except Exception as exc:  # a truncated file has no footer
-            _raise_if_storage(exc, file, batch)
+            _raise_if_storage(exc, path, doing)
             return None
     return total
 

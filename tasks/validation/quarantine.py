@@ -19,7 +19,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from models.storage import is_temporary
-from models.storage_errors import as_storage_error, storage_errors
+from models.storage_errors import storage_errors
 from tasks.incoming import RejectedBatch, scan_incoming
 from tasks.io import (
     BatchRef,
@@ -28,7 +28,6 @@ from tasks.io import (
     batch_files,
     checksum,
     copy_tree,
-    count_rows,
     exists,
     filesystem,
     is_local,
@@ -44,6 +43,7 @@ from tasks.artifacts import artifact_key, publish_markdown, run_logger
 from tasks.locks import BatchLock
 from tasks.markdown import md_code
 from tasks.validation.outcome import ValidationOutcome, precheck_failure, utc_now
+from tasks.validation.prechecks import footer_rows
 from tasks.validation.validator import as_batch
 
 QUARANTINED = "quarantined"
@@ -223,20 +223,6 @@ def quarantine(
     )
 
 
-def _known_rows(paths: tuple[str, ...], options: StorageOptions) -> int | None:
-    """Rows the inputs' Parquet footers announce, None (unknown) when one cannot be read."""
-    total = 0
-    for path in paths:
-        try:
-            total += count_rows(path, options)
-        except Exception as exc:  # an unreadable footer: unknown; storage trouble: raise
-            problem = as_storage_error(exc, path, "counting the rows of a rejected batch")
-            if problem is not None:
-                raise problem from exc
-            return None
-    return total
-
-
 def rejected_outcome(rejected: RejectedBatch, options: StorageOptions = None) -> ValidationOutcome:
     """The quarantine report of a batch whose id cannot be used (ambiguous or against the id
     rules, see tasks.incoming): one critical pre-check naming the rule and every input."""
@@ -251,7 +237,7 @@ def rejected_outcome(rejected: RejectedBatch, options: StorageOptions = None) ->
         rejected.batch_id,
         "quarantined",
         False,
-        _known_rows(rejected.paths, options),
+        footer_rows(rejected.paths, options, "counting the rows of a rejected batch"),
         [failure],
         [],
         f"quarantined, batch id refused: {rejected.reason}",
