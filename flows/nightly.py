@@ -25,6 +25,7 @@ from flows.preflight import check_config_columns
 from flows.retrain import ensure_drift_reference, retrain_flow
 from flows.score import raise_failures, validate_and_score, with_storage_retries
 from models.registry import ModelRegistry
+from tasks.artifacts import artifact_key
 from tasks.drift import (
     champion_challenged_at,
     drift_artifact_task,
@@ -33,7 +34,6 @@ from tasks.drift import (
 )
 from tasks.io import StorageLayout, join, scan_incoming_task
 from tasks.markdown import md_code, md_text
-from tasks.artifacts import artifact_key
 from tasks.report.run_summary import (
     RESULT_KEYS,
     publish_record_task,

@@ -25,10 +25,10 @@ from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
 from flows.train import train_evaluate_gate
 from models.registry import ModelRegistry
+from tasks.artifacts import artifact_key
 from tasks.drift import ensure_reference_task
 from tasks.evaluate import new_run_id
 from tasks.io import StorageLayout, join
-from tasks.artifacts import artifact_key
 from tasks.report.run_summary import publish_record_task, publish_result
 from tasks.window import parse_date, training_window_task
 

@@ -20,10 +20,14 @@ from flows.preflight import check_config_columns
 from models.registry import RegistryError
 from models.storage_errors import StorageError
 from tasks.io import StorageLayout, scan_incoming_task, storage_retry_options
-from tasks.validation import QUARANTINED, quarantine_rejected_task, quarantine_task
 from tasks.report.run_summary import RESULT_KEYS, publish_result, score_line, score_summary_task
 from tasks.scoring import find_pending_batches_task, score_batch_task
-from tasks.validation import validate_batch_task
+from tasks.validation import (
+    QUARANTINED,
+    quarantine_rejected_task,
+    quarantine_task,
+    validate_batch_task,
+)
 
 
 def with_storage_retries(task: Any, cfg: PipelineConfig) -> Any:

@@ -31,9 +31,11 @@ ANOMALY_SHARES: dict[str, float] = {
     # category/channel/country combinations never seen in normal traffic; numerics untouched
     "rare_combination": 0.003,
 }
+ANOMALY_KINDS: tuple[str, ...] = tuple(ANOMALY_SHARES)
 
 
 def anomaly_counts(rows: int) -> dict[str, int]:
+    """Rows of each kind in a day of ``rows`` rows (at least one of each)."""
     return {kind: max(1, round(share * rows)) for kind, share in ANOMALY_SHARES.items()}
 
 

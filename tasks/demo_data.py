@@ -255,9 +255,7 @@ def _generate_day_table(
     amount[atm] = np.maximum(20.0, np.round(amount[atm] / 20.0) * 20.0)
     amount = np.maximum(0.5, np.round(amount, 2))
     # The 7-day average is the customer's mean ticket over the usual category mix.
-    mean_ticket_offset = np.log(
-        np.sum(CATEGORY_WEIGHTS * np.exp(CATEGORY_LOG_SCALE + 0.55**2 / 2))
-    )
+    mean_ticket_offset = np.log(np.sum(CATEGORY_WEIGHTS * np.exp(CATEGORY_LOG_SCALE + 0.55**2 / 2)))
     avg_factor = DRIFT_AVG_AMOUNT_FACTOR if drifted else 1.0
     amount_7d_avg = np.round(
         np.exp(log_typical + mean_ticket_offset + 0.2 * rng.standard_normal(n)) * avg_factor, 2
@@ -336,7 +334,6 @@ def _generate_day_table(
         columns[column] = levels[column].take(indices)
     columns[LABEL_COLUMN] = pa.array(label, type=pa.int8())
     return pa.Table.from_pydict(columns, schema=SCHEMA), counts
-
 
 
 def _malform(table: pa.Table) -> pa.Table:

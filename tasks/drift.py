@@ -33,6 +33,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from models.registry import ModelRegistry
+from tasks.artifacts import artifact_key
 from tasks.frames import feature_frame
 from tasks.io import (
     StorageLayout,
@@ -45,7 +46,6 @@ from tasks.io import (
     write_json_atomic,
 )
 from tasks.markdown import md_code, md_text
-from tasks.artifacts import artifact_key
 
 PROFILE_FILE = "drift_reference.json"
 PROFILE_FORMAT = 1

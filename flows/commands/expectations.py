@@ -87,8 +87,7 @@ def _self_check(cfg: PipelineConfig, reference: pa.Table, suite_path: str) -> An
 def cmd_init(args: argparse.Namespace) -> int:
     from flows.config import load_config
     from tasks.io import exists, write_text_atomic
-    from tasks.validation import DraftSettings, draft_suite, suite_json
-    from tasks.validation import describe_failures
+    from tasks.validation import DraftSettings, describe_failures, draft_suite, suite_json
 
     cfg = load_config(args.config)
     output = args.output or cfg.suite_path

@@ -28,6 +28,7 @@ from tasks.report.html_page import render_html
 from tasks.report.markdown import comparison_table, report_markdown
 from tasks.report.metrics import METRICS_FILE, REPORT_FILE, build_metrics
 
+
 def write_report(
     out_dir: str,
     metrics: dict[str, Any],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
+
 def fmt(value: Any, digits: int = 4) -> str:
     """A value as HTML text: "–" for None, yes/no, ``digits`` significant digits (scientific
     notation from 1e5), other values escaped."""

@@ -42,9 +42,7 @@ def _esc(value: Any) -> Markup:
     return Markup(html.escape(str(value)))
 
 
-def _table(
-    header: Sequence[str], rows: Sequence[Sequence[Any]], css: str = ""
-) -> dict[str, Any]:
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], css: str = "") -> dict[str, Any]:
     """A table for the template: ``header`` is plain text, ``rows`` hold HTML text cells."""
     return {
         "header": [_esc(name) for name in header],
@@ -172,7 +170,12 @@ def _data_quality(quality: dict[str, Any]) -> dict[str, Any]:
         class_balance = _table(
             ["rows", "count", "labelled anomalies", "share"],
             [
-                [part, balance[part]["rows"], balance[part]["positives"], pct(balance[part]["share"])]
+                [
+                    part,
+                    balance[part]["rows"],
+                    balance[part]["positives"],
+                    pct(balance[part]["share"]),
+                ]
                 for part in ("train", "holdout")
             ],
             "numbers",
@@ -215,7 +218,10 @@ def _split_and_training(metrics: dict[str, Any]) -> dict[str, Any]:
         ["training rows / holdout rows", f"{split['train_rows']} / {split['holdout_rows']}"],
         ["training period", f"{fmt(split['train_start'])} – {fmt(split['train_end'])}"],
         ["holdout period", f"{fmt(split['holdout_start'])} – {fmt(split['holdout_end'])}"],
-        ["threshold policy", f"{html.escape(model['threshold_method'])} {model['threshold_value']}"],
+        [
+            "threshold policy",
+            f"{html.escape(model['threshold_method'])} {model['threshold_value']}",
+        ],
         ["threshold calibrated on", html.escape(calibration_text(training.get("calibration")))],
         [
             "epochs run (best) of the cap",

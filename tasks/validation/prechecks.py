@@ -32,6 +32,7 @@ from tasks.io import (
 )
 from tasks.validation.outcome import SAMPLE_SIZE, jsonable, precheck_failure
 
+
 def decode_dictionaries(table: pa.Table) -> pa.Table:
     """Dictionary-encoded columns as their plain values (a pandas category is still text)."""
     columns, changed = [], False
@@ -247,7 +248,9 @@ def schema_prechecks(
                 why = f"numeric column {name!r} is stored as text (the values parse as numbers)"
         else:
             why = f"numeric column {name!r} has type {kind}, not a number type"
-        failures.append(precheck_failure("numeric_type", why + "; fix the export's column type", **detail))
+        failures.append(
+            precheck_failure("numeric_type", why + "; fix the export's column type", **detail)
+        )
     for name in numeric:
         if name not in present or not pa.types.is_floating(table.schema.field(name).type):
             continue
@@ -286,4 +289,3 @@ def prepare_frame(
     # self_destruct frees each Arrow column as it is converted: the caller drops the table next,
     # and the batch is never held twice in memory.
     return table.to_pandas(date_as_object=False, split_blocks=True, self_destruct=True)
-

@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 from models.storage import is_temporary
 from models.storage_errors import storage_errors
+from tasks.artifacts import artifact_key, publish_markdown, run_logger
 from tasks.incoming import RejectedBatch, scan_incoming
 from tasks.io import (
     BatchRef,
@@ -39,7 +40,6 @@ from tasks.io import (
     write_json_atomic,
     write_text_atomic,
 )
-from tasks.artifacts import artifact_key, publish_markdown, run_logger
 from tasks.locks import BatchLock
 from tasks.markdown import md_code
 from tasks.validation.outcome import ValidationOutcome, precheck_failure, utc_now

@@ -42,6 +42,7 @@ from tasks.validation.suite import load_suite
 
 ON_WARNING = ("score", "quarantine")
 
+
 def as_batch(batch: BatchRef | dict[str, Any]) -> BatchRef:
     """A batch passed as a BatchRef or as its dict."""
     return batch if isinstance(batch, BatchRef) else BatchRef(**batch)
@@ -78,7 +79,9 @@ def validate_batch(
     def outcome(rows: int, critical: list, warnings: list, checks: int) -> ValidationOutcome:
         if critical:
             status, accepted = "quarantined", False
-            reason = summarize_failures(f"quarantined, {len(critical)} critical failure(s)", critical)
+            reason = summarize_failures(
+                f"quarantined, {len(critical)} critical failure(s)", critical
+            )
         elif warnings and on_warning == "quarantine":
             status, accepted = "quarantined", False
             reason = summarize_failures(
@@ -107,7 +110,9 @@ def validate_batch(
         return outcome(unreadable.get("footer_rows"), [unreadable], [], 0)
     rows = table.num_rows
     if rows == 0:
-        empty = precheck_failure("non_empty", "the batch has no rows", expected=">= 1 row", observed=0)
+        empty = precheck_failure(
+            "non_empty", "the batch has no rows", expected=">= 1 row", observed=0
+        )
         return outcome(0, [empty], [], 0)
     suite = suite.for_batch(table.schema.names, optional_columns)
     roles = [id_column, timestamp_column, *numeric, *categorical]

@@ -14,8 +14,7 @@ import pytest
 
 from flows.commands import expectations as expectations_commands
 from tasks.io import BatchRef
-from tasks.validation import cannot_fail, draft_suite, suite_json
-from tasks.validation import validate_batch
+from tasks.validation import cannot_fail, draft_suite, suite_json, validate_batch
 
 NUMERIC = ["amount", "visits"]
 CATEGORICAL = ["channel"]

@@ -20,7 +20,13 @@ from flows.commands.ingest import csv_format
 from flows.config import load_config
 from tasks.ingest import ingest_csv, read_csv_tables
 from tasks.io import BatchRef
-from tasks.validation import DraftSettings, ValidationOutcome, draft_suite, suite_json, validate_batch
+from tasks.validation import (
+    DraftSettings,
+    ValidationOutcome,
+    draft_suite,
+    suite_json,
+    validate_batch,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
