@@ -17,12 +17,13 @@ What the snapshot holds (JSON, keys sorted, one file), per file under the storag
 - scored Parquet outputs: schema, row count and a sha256 of each column's values
   (``scored_at`` left out: it is the scoring time);
 - every JSON file (success markers, metrics.json, registry entries with the gate decision,
-  champion.json, quarantine reports, drift reports, nightly and retraining records): its
-  content with times, durations and run ids removed; model versions keep their content hash
-  (``<time>-<8 hex of the bundle digest>``) with the time replaced.
+  champion.json, quarantine reports, drift reports, nightly and retraining records, the bundles'
+  JSON files): its content with times, durations and library versions removed;
+- each model bundle's weights (sha256 of weights.safetensors).
 
-Paths inside files and the file names themselves have the temporary root, run ids and
-version times replaced by placeholders.
+Model versions and run ids hold the time they were made (and a bundle digest that covers the
+fit time): they become ``<version-1>``, ``<version-2>``, ... and ``<run-1>``, ... in the order
+they were made, in file names and inside files alike; the temporary root becomes ``<root>``.
 
 Usage::
 
@@ -78,38 +79,47 @@ VOLATILE_KEYS = frozenset(
 )
 VOLATILE_SUFFIXES = ("_seconds", "_at")
 # Registry versions: "<UTC stamp>-<8 hex of the bundle digest>[-n]"; run ids: "<stamp>-<6 hex>".
-VERSION = re.compile(r"\b\d{8}T\d{6}Z-([0-9a-f]{8})(-\d+)?\b")
+VERSION = re.compile(r"\b\d{8}T\d{6}Z-[0-9a-f]{8}(?:-\d+)?\b")
 RUN_ID = re.compile(r"\b\d{8}T\d{6}Z-[0-9a-f]{6}\b")
 STAMP = re.compile(r"\b\d{8}T\d{6}Z\b")
 ISO_TIME = re.compile(r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(\+00:00|Z)?\b")
 SCORED_VOLATILE_COLUMNS = ("scored_at",)
 
 
-def normalise_text(text: str, root: str) -> str:
-    """Replace the temporary root, version times, run ids and wall-clock times in ``text``."""
-    text = text.replace(root, "<root>")
-    text = VERSION.sub(lambda m: f"<version-time>-{m.group(1)}{m.group(2) or ''}", text)
-    text = RUN_ID.sub("<run>", text)
-    text = STAMP.sub("<stamp>", text)
-    return ISO_TIME.sub("<time>", text)
+class Names:
+    """Placeholders for the temporary root and the versions and run ids of one run."""
+
+    def __init__(self, root: Path):
+        self.root = str(root)
+        models = sorted(p.name for p in (root / "models").glob("*/*") if VERSION.fullmatch(p.name))
+        runs = sorted(p.name for p in (root / "reports").glob("*/*") if RUN_ID.fullmatch(p.name))
+        self.versions = {name: f"<version-{i}>" for i, name in enumerate(models, 1)}
+        self.runs = {name: f"<run-{i}>" for i, name in enumerate(runs, 1)}
+
+    def text(self, text: str) -> str:
+        """``text`` with the root, versions, run ids and wall-clock times replaced."""
+        text = text.replace(self.root, "<root>")
+        text = VERSION.sub(lambda m: self.versions.get(m.group(0), "<unknown-version>"), text)
+        text = RUN_ID.sub(lambda m: self.runs.get(m.group(0), "<unknown-run>"), text)
+        text = STAMP.sub("<stamp>", text)
+        return ISO_TIME.sub("<time>", text)
+
+    def json(self, value: Any) -> Any:
+        """``value`` with volatile keys dropped and strings normalised (see :meth:`text`)."""
+        if isinstance(value, dict):
+            return {
+                self.text(str(key)): self.json(item)
+                for key, item in value.items()
+                if key not in VOLATILE_KEYS and not str(key).endswith(VOLATILE_SUFFIXES)
+            }
+        if isinstance(value, list):
+            return [self.json(item) for item in value]
+        if isinstance(value, str):
+            return self.text(value)
+        return value
 
 
-def normalise_json(value: Any, root: str) -> Any:
-    """``value`` with volatile keys dropped and strings normalised (see :func:`normalise_text`)."""
-    if isinstance(value, dict):
-        return {
-            normalise_text(str(key), root): normalise_json(item, root)
-            for key, item in value.items()
-            if key not in VOLATILE_KEYS and not str(key).endswith(VOLATILE_SUFFIXES)
-        }
-    if isinstance(value, list):
-        return [normalise_json(item, root) for item in value]
-    if isinstance(value, str):
-        return normalise_text(value, root)
-    return value
-
-
-def parquet_digest(path: Path, root: str) -> dict[str, Any]:
+def parquet_digest(path: Path, names: Names) -> dict[str, Any]:
     """Schema, rows and a sha256 per column of a scored file (values in row order, exact)."""
     import pyarrow.parquet as pq
 
@@ -120,7 +130,7 @@ def parquet_digest(path: Path, root: str) -> dict[str, Any]:
             continue
         values = table.column(name).to_pylist()
         if name == "model_version":
-            values = [normalise_text(v, root) if v is not None else None for v in values]
+            values = [names.text(v) if v is not None else None for v in values]
         encoded = json.dumps(values, default=str).encode()
         columns[name] = {
             "type": str(table.schema.field(name).type),
@@ -131,8 +141,9 @@ def parquet_digest(path: Path, root: str) -> dict[str, Any]:
 
 
 def snapshot(root: Path) -> dict[str, Any]:
-    """{normalised relative path: normalised content} for the scored files and JSON files."""
-    root_text = str(root)
+    """{normalised relative path: normalised content} for the scored files, the JSON files and
+    the model weights."""
+    names = Names(root)
     files: dict[str, Any] = {}
     for path in sorted(root.rglob("*")):
         if not path.is_file():
@@ -140,11 +151,13 @@ def snapshot(root: Path) -> dict[str, Any]:
         relative = path.relative_to(root).as_posix()
         if relative.startswith(("incoming/", "prefect/")) or "/_locks/" in relative:
             continue
-        key = normalise_text(relative, root_text)
+        key = names.text(relative)
         if path.suffix == ".parquet" and relative.startswith("scored/"):
-            files[key] = parquet_digest(path, root_text)
+            files[key] = parquet_digest(path, names)
         elif path.suffix == ".json":
-            files[key] = normalise_json(json.loads(path.read_text(encoding="utf-8")), root_text)
+            files[key] = names.json(json.loads(path.read_text(encoding="utf-8")))
+        elif path.name == "weights.safetensors":
+            files[key] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     return files
 
 
