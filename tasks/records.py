@@ -61,12 +61,13 @@ class ScoreMarker(Record):
     rows_in: int
     rows_out: int
     flagged: int
-    input_path: str
-    input_sha256: str
-    input_fingerprint: str | None
     model_version: str
-    output: str  # the scored Parquet file
-    date: str  # the batch's date (YYYY-MM-DD): its partition
+    # Paths are None only in a marker of an older format whose path does not map onto this root.
+    input_path: str | None = None
+    output: str | None = None  # the scored Parquet file
+    input_sha256: str | None = None
+    input_fingerprint: str | None = None
+    date: str | None = None  # the batch's date (YYYY-MM-DD): its partition
     date_source: str | None = None  # "timestamp" | "id" | "arrival"
     scored_at: str | None = None  # ISO time, UTC
     seconds: float | None = None
