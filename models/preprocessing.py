@@ -58,6 +58,8 @@ NORMAL_IQR = 1.3489795003921634
 NUMERIC_IMPUTATIONS = ("median", "mean")
 # Stands for a missing categorical value, so "missing" is a level the model can learn.
 MISSING_LEVEL = "__missing__"
+# Scaled inputs are clipped to this magnitude so an absurd value cannot overflow float32 squares.
+INPUT_CLIP = 1e4
 
 
 def numpy_column_names(n_columns: int) -> list[str]:

@@ -212,3 +212,29 @@ class DriftReport(Record):
     thresholds: dict[str, Any]
     report: str
     measured_at: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The report in a few fields (what the nightly record keeps per batch)."""
+        return {
+            "batch_id": self.batch_id,
+            "status": self.status,
+            "drifted": self.drifted,
+            "reasons": self.reasons,
+            "drifted_columns": self.drifted_columns,
+            "warned_columns": self.warned_columns,
+            "score_psi": self.score["psi"],
+            "flag_rate": self.flag_rate["batch"],
+            "reference_flag_rate": self.flag_rate["reference"],
+            "report": self.report,
+        }
+
+
+@dataclass(frozen=True)
+class RetrainDecision(Record):
+    """Whether a night's results call for retraining: the ``triggers`` that fired ("drift",
+    "model_age"), a reason for each, and the champion's age in days (None: unknown)."""
+
+    retrain: bool
+    triggers: list[str]
+    reasons: list[str]
+    model_age_days: float | None = None

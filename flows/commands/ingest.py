@@ -34,12 +34,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from flows.config import load_config
     from tasks.batch_dates import date_in_id
     from tasks.ingest import ingest_csv
-    from tasks.io import StorageLayout
+    from tasks.io import Storage
 
     cfg = load_config(args.config)
     if args.cadence and not args.start_date:
         raise ValueError("--cadence dates batches from --start-date: give --start-date YYYY-MM-DD")
-    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    layout = Storage.from_settings(cfg.storage, cfg.dataset)
     written = ingest_csv(
         args.csv,
         layout.incoming,
