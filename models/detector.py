@@ -29,10 +29,11 @@ from models.explanations import (
 )
 from models.fast_preprocessing import FastPreprocessor
 from models.latent import LatentRotation
-from models.network import ColumnErrors, MixedAutoencoder, pad_rows
+from models.network import Architecture, ColumnErrors, MixedAutoencoder, pad_rows
 from models.persistence import SavedState, read_bundle, save_detector
 from models.preprocessing import (
     INPUT_CLIP,
+    PreprocessingSettings,
     as_frame,
     binary_columns,
     check_columns_present,
@@ -43,8 +44,10 @@ from models.preprocessing import (
 )
 from models.reconstruction import RowReconstruction, reconstruction_of_rows
 from models.trainer import (
+    ColumnLoss,
     ProgressCallback,
     TrainingConfig,
+    TrainingRows,
     resolve_batch_size,
     resolve_learning_rate,
     train_network,
@@ -163,14 +166,16 @@ class AutoencoderDetector(BaseEstimator):
 
     def _build_network(self, member: int, n_features: int) -> MixedAutoencoder:
         return MixedAutoencoder(
-            n_features=n_features,
-            hidden_sizes=self._member_hidden_sizes(member),
-            latent_dim=self.latent_dim,
-            activation=self.activation,
-            dropout=self.dropout,
-            batch_norm=self.batch_norm,
-            variational=self.variant == "variational",
-            clip_inputs=self.clip_inputs,
+            n_features,
+            Architecture(
+                hidden_sizes=tuple(self._member_hidden_sizes(member)),
+                latent_dim=self.latent_dim,
+                activation=self.activation,
+                dropout=self.dropout,
+                batch_norm=self.batch_norm,
+                variational=self.variant == "variational",
+                clip_inputs=self.clip_inputs,
+            ),
         )
 
     def _column_weight_vector(self, columns: Sequence[str]) -> np.ndarray:
@@ -319,13 +324,15 @@ class AutoencoderDetector(BaseEstimator):
             training_part,
             numeric,
             categorical,
-            scaling=self.scaling,
-            numeric_imputation=self.numeric_imputation,
-            add_missing_indicators=self.add_missing_indicators,
-            min_frequency=self.min_frequency,
-            max_categories=self.max_categories,
-            random_state=self.random_state,
-            binary=flags,
+            PreprocessingSettings(
+                scaling=self.scaling,
+                numeric_imputation=self.numeric_imputation,
+                add_missing_indicators=self.add_missing_indicators,
+                min_frequency=self.min_frequency,
+                max_categories=self.max_categories,
+                random_state=self.random_state,
+                binary=flags,
+            ),
         )
         self.numeric_columns_ = numeric
         self.categorical_columns_ = categorical
@@ -376,11 +383,8 @@ class AutoencoderDetector(BaseEstimator):
                 generator = torch.Generator(device=self.device_).manual_seed(seed)
                 history = train_network(
                     network,
-                    self._column_errors,
-                    train,
-                    validation,
-                    weights,
-                    feature_column,
+                    ColumnLoss(self._column_errors, weights, feature_column),
+                    TrainingRows(train, validation),
                     config,
                     generator,
                     member_progress,
