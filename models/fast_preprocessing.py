@@ -191,9 +191,7 @@ class FastPreprocessor:
             start += width
         if not blocks:
             return None
-        levels = LevelLookup(
-            categorical, level_positions, unknown_positions, binary, binary_levels
-        )
+        levels = LevelLookup(categorical, level_positions, unknown_positions, binary, binary_levels)
         return cls(value_blocks, indicator_columns, levels, blocks, start)
 
     def transform(self, frame: pd.DataFrame, clip: float | None = None) -> np.ndarray:

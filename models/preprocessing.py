@@ -28,7 +28,6 @@ numeric column.
 from __future__ import annotations
 
 import dataclasses
-
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass

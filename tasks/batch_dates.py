@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,9 +179,7 @@ def arrival_date(batch: BatchRef, storage: Storage) -> dt.date:
 
 
 # ------------------------------------------------------------------------------------ resolve
-def resolve_batch_date(
-    batch: BatchRef, *, storage: Storage, columns: ColumnsSettings
-) -> BatchDate:
+def resolve_batch_date(batch: BatchRef, *, storage: Storage, columns: ColumnsSettings) -> BatchDate:
     """The batch's date from ``columns.batch_date`` ("auto": timestamp, else id, else arrival)."""
     source, timestamp_column = columns.batch_date, columns.timestamp
     check_source(source)

@@ -38,7 +38,6 @@ from tasks.io import (
     StorageOptions,
     count_rows,
     iter_record_batches,
-    join,
     list_batches,
     read_json,
     write_json_atomic,
@@ -153,9 +152,7 @@ def read_reference_frame(
                 record_batch = record_batch.filter(
                     pa.array(rng.random(record_batch.num_rows) < rate)
                 )
-            frames.append(
-                feature_frame(record_batch, numeric, categorical, columns.missing_values)
-            )
+            frames.append(feature_frame(record_batch, numeric, categorical, columns.missing_values))
     frame = pd.concat(frames, ignore_index=True)
     if len(frame) > max_rows:
         keep = np.sort(rng.choice(len(frame), max_rows, replace=False))

@@ -116,7 +116,14 @@ def gate_decision(
             verdict = f"slightly worse, within the {reconstruction_margin:.0%} margin"
         _record_comparison(
             result,
-            _comparison("reconstruction_mse", challenger_mse, champion_mse, reconstruction_margin, limit, passed),
+            _comparison(
+                "reconstruction_mse",
+                challenger_mse,
+                champion_mse,
+                reconstruction_margin,
+                limit,
+                passed,
+            ),
             f"holdout reconstruction MSE {challenger_mse:.4f} vs champion {champion_mse:.4f} "
             f"({change:+.1%}): {verdict} (limit {limit:.4f})",
         )

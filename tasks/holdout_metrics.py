@@ -22,7 +22,6 @@ def json_number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-
 # ------------------------------------------------------------------------------------- labels
 def label_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
     """Metrics of (n,) scores against (n,) 0/1 labels, flags being ``scores > threshold``.
@@ -95,7 +94,9 @@ def score_summary(
         "max": json_number(scores.max()) if scores.size else None,
         "threshold": json_number(threshold),
         "flag_rate": json_number((scores > threshold).mean()) if scores.size else None,
-        "normal_flag_rate": json_number((scores[normal] > threshold).mean()) if normal.any() else None,
+        "normal_flag_rate": json_number((scores[normal] > threshold).mean())
+        if normal.any()
+        else None,
         "percentile_ks": json_number(ks),
     }
 

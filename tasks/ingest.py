@@ -234,7 +234,7 @@ def read_csv_tables(
     production export): with a header it is simply not there; without one, rows one field short
     of ``fmt.column_names`` are read without the label.
     """
-    label_column, timestamp_column = columns.label, columns.timestamp
+    label_column = columns.label
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
     fs, inner = filesystem(csv_path, options)

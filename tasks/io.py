@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import posixpath
-from pathlib import Path
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -42,7 +42,6 @@ from models.storage import (  # noqa: F401
     write_text_atomic,
 )
 from models.storage_errors import TRANSIENT, storage_errors, storage_problem
-from tasks.settings import StorageSettings
 from tasks.incoming import (  # noqa: F401
     PARQUET_SUFFIX,
     BatchRef,
@@ -51,6 +50,7 @@ from tasks.incoming import (  # noqa: F401
     list_batches,
     scan_incoming,
 )
+from tasks.settings import StorageSettings
 
 DEFAULT_STORAGE_RETRIES = 4
 DEFAULT_RETRY_DELAY_S = 2.0

@@ -103,9 +103,7 @@ def reconstruction_errors(
         absolute[:, n_numeric + j] = 1.0 - observed_probability
         correct[:, j] = known & (block_probabilities.argmax(axis=1) == one_hot.argmax(axis=1))
     kinds = ("numeric",) * n_numeric + ("categorical",) * len(categorical)
-    return ReconstructionErrors(
-        tuple(numeric + categorical), kinds, squared, absolute, correct
-    )
+    return ReconstructionErrors(tuple(numeric + categorical), kinds, squared, absolute, correct)
 
 
 def reconstruction_metrics(reconstruction: ReconstructionErrors) -> dict[str, Any]:

@@ -240,7 +240,9 @@ def publish_retrain_task(record: dict[str, Any], storage: Storage) -> dict[str, 
         line = f"{dataset} retraining skipped, {record['reason']}"
     else:
         outcome = "promoted to champion" if record["promoted"] else "kept as challenger"
-        line = f"{dataset} retraining ({trigger}): {record['version']} {outcome}: {record['reason']}"
+        line = (
+            f"{dataset} retraining ({trigger}): {record['version']} {outcome}: {record['reason']}"
+        )
     publish_result(
         "retrain",
         dataset,

@@ -92,5 +92,3 @@ def ordered_map(
             yield in_flight.popleft().result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-

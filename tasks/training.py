@@ -25,7 +25,15 @@ from models.trainer import ProgressCallback
 from tasks.batch_dates import batch_dates, date_in_id
 from tasks.frames import feature_frame, null_missing_tokens
 from tasks.incoming import BatchRef
-from tasks.io import Storage, StorageOptions, read_schema, read_table, write_parquet_atomic
+from tasks.io import (
+    Storage,
+    StorageOptions,
+    join,
+    read_schema,
+    read_table,
+    remove,
+    write_parquet_atomic,
+)
 from tasks.records import ModelReference, TrainingSplit
 from tasks.settings import ColumnsSettings, EvaluationSettings, TrainingSettings
 from tasks.window import date_window

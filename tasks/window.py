@@ -50,7 +50,9 @@ def parse_date(value: str, name: str = "date") -> dt.date:
 
 
 # --------------------------------------------------------------------------------- tonight
-def _dated(batches: Sequence[B], dates: Mapping[str, str | None] | None) -> list[tuple[dt.date | None, B]]:
+def _dated(
+    batches: Sequence[B], dates: Mapping[str, str | None] | None
+) -> list[tuple[dt.date | None, B]]:
     """(date or None, batch) for each batch, by batch id: from ``dates`` (see
     :func:`tasks.batch_dates.batch_dates`), else the date written in the id."""
     dated = []

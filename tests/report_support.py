@@ -5,15 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.demo_data import (
-    CATEGORICAL_COLUMNS,
-    ID_COLUMN,
-    NUMERIC_COLUMNS,
-    TIMESTAMP_COLUMN,
-    generate_demo_data,
-)
 from model_support import demo_columns
 
+from tasks.demo_data import (
+    CATEGORICAL_COLUMNS,
+    NUMERIC_COLUMNS,
+    generate_demo_data,
+)
 from tasks.evaluate import evaluate_champion, evaluate_version, headline
 from tasks.gate import apply_gate, gate_decision
 from tasks.io import Storage

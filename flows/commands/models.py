@@ -16,7 +16,9 @@ def _registry(config_path: str):
     from tasks.io import Storage
 
     cfg = load_config(config_path)
-    return ModelRegistry(Storage.from_settings(cfg.storage, cfg.dataset).models, cfg.storage.options)
+    return ModelRegistry(
+        Storage.from_settings(cfg.storage, cfg.dataset).models, cfg.storage.options
+    )
 
 
 def _number(value: Any, digits: int = 4) -> str:

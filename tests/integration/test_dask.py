@@ -15,10 +15,6 @@ from model_support import register_tiny_champion, score_demo_batch
 
 from flows.score import run_score
 from tasks.demo_data import (
-    CATEGORICAL_COLUMNS,
-    ID_COLUMN,
-    NUMERIC_COLUMNS,
-    TIMESTAMP_COLUMN,
     generate_demo_data,
 )
 from tasks.io import Storage, list_batches

@@ -11,8 +11,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.config import ConfigError, PipelineConfig
-from tasks.incoming import BatchRef
-from tasks.settings import ColumnsSettings
 from tasks.batch_dates import (
     BatchDate,
     batch_dates,
@@ -20,7 +18,9 @@ from tasks.batch_dates import (
     resolve_batch_date,
     undated_error,
 )
+from tasks.incoming import BatchRef
 from tasks.io import Storage, read_json
+from tasks.settings import ColumnsSettings
 
 
 @pytest.mark.parametrize(
@@ -90,9 +90,7 @@ def test_auto_prefers_the_timestamp_then_the_id_then_the_arrival(layout, tmp_pat
     )
     plain = write(tmp_path / "in" / "export.parquet")
     set_mtime(plain, "2026-03-09")
-    assert date_of("export", plain, layout, "auto", None) == BatchDate(
-        "2026-03-09", "arrival"
-    )
+    assert date_of("export", plain, layout, "auto", None) == BatchDate("2026-03-09", "arrival")
 
 
 def test_the_arrival_is_recorded_once_and_does_not_move(layout, tmp_path):

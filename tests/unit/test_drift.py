@@ -56,6 +56,7 @@ def report_of(fields: dict) -> DriftReport:
     }  # fmt: skip
     return DriftReport.from_dict({**empty, **fields})
 
+
 LEVELS = np.array(["pos", "online", "atm", "contactless"])
 LEVEL_P = np.array([0.5, 0.3, 0.1, 0.1])
 
@@ -150,7 +151,9 @@ def test_a_sample_of_the_reference_distribution_does_not_drift():
     profile = reference(rng)
     frame = make_frame(rng, 5000)
     scores = rng.gamma(2.0, 1.0, 5000)
-    report = compare_to_reference(profile, counts_of(profile, frame, scores, profile["threshold"]), DRIFT)
+    report = compare_to_reference(
+        profile, counts_of(profile, frame, scores, profile["threshold"]), DRIFT
+    )
     assert report["status"] == "ok" and not report["drifted"] and report["reasons"] == []
     assert all(c["psi"] < 0.02 for c in report["columns"])
     assert report["flag_rate"]["judged"] and report["flag_rate"]["status"] == "ok"
@@ -161,7 +164,9 @@ def test_a_shifted_column_and_a_shifted_level_mix_are_named_as_drifted():
     profile = reference(rng)
     frame = make_frame(rng, 5000, amount_scale=1.8, online_p=np.array([0.2, 0.6, 0.1, 0.1]))
     scores = rng.gamma(2.0, 1.0, 5000)
-    report = compare_to_reference(profile, counts_of(profile, frame, scores, profile["threshold"]), DRIFT)
+    report = compare_to_reference(
+        profile, counts_of(profile, frame, scores, profile["threshold"]), DRIFT
+    )
     assert report["drifted"] and report["status"] == "drift"
     assert set(report["drifted_columns"]) == {"amount", "channel"}
     by_column = {c["column"]: c for c in report["columns"]}
@@ -183,7 +188,9 @@ def test_score_distribution_and_flag_rate_drift_are_reported():
     profile = reference(rng)
     frame = make_frame(rng, 5000)
     scores = rng.gamma(2.0, 1.0, 5000) * 1.6  # the model finds everything more unusual
-    report = compare_to_reference(profile, counts_of(profile, frame, scores, profile["threshold"]), DRIFT)
+    report = compare_to_reference(
+        profile, counts_of(profile, frame, scores, profile["threshold"]), DRIFT
+    )
     assert report["score"]["status"] == "drift"
     assert report["flag_rate"]["status"] == "drift" and report["flag_rate"]["ratio"] > 3
     assert report["drifted_columns"] == []
@@ -196,7 +203,9 @@ def test_the_flag_rate_of_a_small_batch_is_not_judged():
     profile = reference(rng)
     frame = make_frame(rng, 300)
     scores = np.full(300, 100.0)  # every row flagged, but 300 rows expect only 3 flags
-    report = compare_to_reference(profile, counts_of(profile, frame, scores, profile["threshold"]), DRIFT)
+    report = compare_to_reference(
+        profile, counts_of(profile, frame, scores, profile["threshold"]), DRIFT
+    )
     assert report["flag_rate"]["judged"] is False and report["flag_rate"]["status"] == "ok"
     assert report["flag_rate"]["batch"] == 1.0
 
@@ -263,9 +272,7 @@ def test_a_drifted_batch_triggers_retraining_with_its_reasons():
     assert decision["retrain"] and decision["triggers"] == ["drift"]
     assert decision["reasons"] == ["drift in 2026-01-31: 1 column(s) with PSI >= 0.25"]
     assert decision["model_age_days"] == pytest.approx(2.083, abs=1e-3)
-    assert not triggers(reports, "2026-01-30T00:00:00+00:00", NOW, on_drift=False)[
-        "retrain"
-    ]
+    assert not triggers(reports, "2026-01-30T00:00:00+00:00", NOW, on_drift=False)["retrain"]
 
 
 def test_an_old_champion_triggers_retraining_and_a_young_one_does_not():

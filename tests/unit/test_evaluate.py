@@ -8,8 +8,15 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from model_support import demo_columns
 
 from models import AutoencoderDetector
+from tasks.data_quality import (
+    class_balance,
+    data_quality,
+    leakage_scan,
+    population_stability_index,
+)
 from tasks.demo_data import (
     CATEGORICAL_COLUMNS,
     ID_COLUMN,
@@ -17,14 +24,6 @@ from tasks.demo_data import (
     NUMERIC_COLUMNS,
     TIMESTAMP_COLUMN,
     generate_demo_data,
-)
-from model_support import demo_columns
-
-from tasks.data_quality import (
-    class_balance,
-    data_quality,
-    leakage_scan,
-    population_stability_index,
 )
 from tasks.evaluate import evaluate_champion, evaluate_version, headline, latent_projection
 from tasks.holdout_metrics import label_metrics, score_summary, threshold_policies
@@ -61,19 +60,10 @@ def batches(tmp_path_factory):
     return root, manifest
 
 
-def _split(
-    root,
-    manifest,
-    out="run",
-    timestamp_column=TIMESTAMP_COLUMN,
-    label_column=LABEL_COLUMN,
-    seed=0,
-    holdout_max_rows=10_000,
-    paths=None,
-):
+def _split(root, manifest, out="run", columns=None, seed=0, holdout_max_rows=10_000, paths=None):
     return split_training_window(
         batch_paths=paths or manifest.paths,
-        columns=demo_columns(timestamp=timestamp_column, label=label_column),
+        columns=columns or demo_columns(label=LABEL_COLUMN),
         evaluation=EvaluationSettings(holdout_fraction=0.25, holdout_max_rows=holdout_max_rows),
         seed=seed,
         out_dir=str(root / out),
@@ -129,7 +119,13 @@ def test_random_split_without_a_timestamp_is_seeded(batches):
     root, manifest = batches
 
     def holdout_ids(seed, out):
-        split = _split(root, manifest, out=out, timestamp_column=None, seed=seed)
+        split = _split(
+            root,
+            manifest,
+            out=out,
+            columns=demo_columns(timestamp=None, label=LABEL_COLUMN),
+            seed=seed,
+        )
         assert split.method == "random" and split.holdout_start is None
         return pq.read_table(split.holdout_path).column(ID_COLUMN).to_pylist()
 
@@ -318,8 +314,7 @@ def test_evaluate_version_reports_model_baselines_and_quality(trained):
     rows = pd.read_parquet(metrics["holdout_scores_path"])
     assert len(rows) == split.holdout_rows
     assert (
-        rows[ID_COLUMN].tolist()
-        == pq.read_table(split.holdout_path).column(ID_COLUMN).to_pylist()
+        rows[ID_COLUMN].tolist() == pq.read_table(split.holdout_path).column(ID_COLUMN).to_pylist()
     )
     expected = {"anomaly_score", "anomaly_percentile", "is_anomaly", "label", "latent_x"}
     assert expected | {"score_IForest", "score_ECOD", "score_PCA"} <= set(rows.columns)
@@ -341,7 +336,7 @@ def test_evaluation_is_deterministic(trained):
 
 def test_evaluation_without_labels_has_no_label_metrics(batches):
     root, manifest = batches
-    split = _split(root, manifest, out="unlabelled", label_column=None)
+    split = _split(root, manifest, out="unlabelled", columns=demo_columns())
     frame, labels = load_split(split.train_path, NUMERIC, CATEGORICAL)
     assert labels is None
     detector = AutoencoderDetector(**{**PARAMS, "epochs": 2}).fit(frame)

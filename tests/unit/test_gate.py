@@ -6,18 +6,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from model_support import demo_columns
 
 from models.registry import ModelRegistry
 from tasks.demo_data import (
     CATEGORICAL_COLUMNS,
-    ID_COLUMN,
     LABEL_COLUMN,
     NUMERIC_COLUMNS,
-    TIMESTAMP_COLUMN,
     generate_demo_data,
 )
-from model_support import demo_columns
-
 from tasks.evaluate import evaluate_champion, evaluate_version, headline
 from tasks.gate import apply_gate, gate_decision
 from tasks.io import Storage
@@ -104,9 +101,7 @@ def test_auroc_is_skipped_when_the_holdout_has_one_class():
 def test_a_champion_that_cannot_score_the_holdout_is_replaced():
     broken = ChampionEvaluation(version="v0", error="ValueError: X is missing 1 column(s)")
     decision = decide(metrics(0.9), broken)
-    assert (
-        decision.decision == "promote" and "cannot score this holdout" in decision.reasons[0]
-    )
+    assert decision.decision == "promote" and "cannot score this holdout" in decision.reasons[0]
 
 
 def test_missing_challenger_metrics_refuse():
@@ -230,9 +225,7 @@ def test_without_promotion_the_decision_is_recorded_but_not_applied(window):
     storage = Storage(str(window[0] / "dry-run"), "demo")
     registry = ModelRegistry(storage.models)
     first, _ = train_and_gate(window, storage, window[2].train_path, epochs=2)
-    version, record = train_and_gate(
-        window, storage, window[2].train_path, epochs=3, promote=False
-    )
+    version, record = train_and_gate(window, storage, window[2].train_path, epochs=3, promote=False)
     assert record.applied is False and record.promoted is False
     assert registry.champion() == first
     assert registry.entry(version)["gate"]["applied"] is False
@@ -243,9 +236,7 @@ def test_a_champion_replaced_during_evaluation_refuses_the_challenger(tmp_path, 
     storage = Storage(str(tmp_path), "demo")
     registry = ModelRegistry(storage.models)
     first, _ = train_and_gate(window, storage, window[2].train_path, epochs=1)
-    second, record = train_and_gate(
-        window, storage, window[2].train_path, epochs=1, promote=False
-    )
+    second, record = train_and_gate(window, storage, window[2].train_path, epochs=1, promote=False)
     # The second challenger was compared with a champion that is no longer the champion.
     stale = decide(metrics(0.1), champion(1.0, version="an-earlier-champion"))
     record = apply_gate(version=second, decision=stale, storage=storage)

@@ -9,8 +9,8 @@ import pytest
 from markdown_it import MarkdownIt
 
 from tasks.records import DriftReport
-from tasks.run_reports import drift_markdown
 from tasks.reporting import score_summary_markdown, summarize_score_run
+from tasks.run_reports import drift_markdown
 from tasks.validate import ValidationOutcome
 
 HOSTILE = [

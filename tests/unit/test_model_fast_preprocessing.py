@@ -59,7 +59,10 @@ def fitted_preprocessor(scaling: str, **options) -> ColumnTransformer:
         **options,
     }
     return build_preprocessor(
-        data, NUMERIC, CATEGORICAL, PreprocessingSettings(scaling=scaling, random_state=0, **settings)
+        data,
+        NUMERIC,
+        CATEGORICAL,
+        PreprocessingSettings(scaling=scaling, random_state=0, **settings),
     ).fit(data)
 
 

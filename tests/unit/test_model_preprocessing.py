@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from models.preprocessing import (
-    PreprocessingSettings,
     MISSING_LEVEL,
+    PreprocessingSettings,
     as_frame,
     binary_columns,
     build_preprocessor,

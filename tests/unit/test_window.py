@@ -170,7 +170,9 @@ def test_rows_flagged_in_the_scored_outputs_are_left_out_of_the_training_rows(la
     pq.write_table(rows, train)
     columns = ColumnsSettings(id="id", numeric=["amount"])
 
-    result = without_flagged_rows(split=split_of(train), window=window, columns=columns, storage=layout)
+    result = without_flagged_rows(
+        split=split_of(train), window=window, columns=columns, storage=layout
+    )
     destination = str(train.with_name("train-without-flagged.parquet"))
     assert (result.rows_before, result.rows_left_out) == (6, 3)
     assert (result.split.train_path, result.split.train_rows) == (destination, 3)
@@ -206,7 +208,10 @@ def test_nights_and_ranges_follow_the_batch_dates_not_the_ids(layout):
     assert [b.batch_id for b in night.pending] == ["export-a"]
     # the id says 2026-01-09, its rows say 2026-01-02: the rows win
     assert (
-        select_nightly_batches(batches(layout), storage=layout, date="2026-01-09", dates=dates).pending == []
+        select_nightly_batches(
+            batches(layout), storage=layout, date="2026-01-09", dates=dates
+        ).pending
+        == []
     )
     chosen = select_date_range(batches(layout), "2026-01-02", "2026-01-03", dates)
     assert [b.batch_id for b in chosen] == ["2026-01-09", "export-a"]
@@ -224,6 +229,4 @@ def test_the_training_window_counts_days_of_batch_dates(layout):
     newest = select_training_batches(batches(layout), 2, dates=dates)
     assert [b.batch_id for b in newest] == [f"shop-{d}" for d in DAYS[3:]]
     # without dates, the date written in each id
-    assert [b.batch_id for b in select_training_batches(batches(layout), 1)] == [
-        f"shop-{DAYS[-1]}"
-    ]
+    assert [b.batch_id for b in select_training_batches(batches(layout), 1)] == [f"shop-{DAYS[-1]}"]
