@@ -259,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         "files": snapshot(root),
     }
     Path(args.out).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    print(f"wrote {args.out} ({len(result['files'])} files){'; kept ' + str(work) if args.keep else ''}")
+    print(
+        f"wrote {args.out} ({len(result['files'])} files){'; kept ' + str(work) if args.keep else ''}"
+    )
     if not args.keep:
         import shutil
 

@@ -174,7 +174,8 @@ class IngestSettings(Section):
         description="per column, exact values to rewrite, e.g. {income = {'>50K.' = '>50K'}}",
     )
     date_from_parts: DatePartsSettings | None = Field(
-        None, description="build the timestamp column from month/day columns (see DatePartsSettings)"
+        None,
+        description="build the timestamp column from month/day columns (see DatePartsSettings)",
     )
 
     @model_validator(mode="after")
