@@ -75,8 +75,16 @@ VOLATILE_KEYS = frozenset(
         "duration_s",
         "library_versions",
         "versions",
+        # The file's modification stamp (the demo writes the batches anew each run).
+        "input_fingerprint",
+        # The whole-bundle digest covers the files below that hold times.
+        "bundle_sha256",
     }
 )
+# Bundle files whose bytes hold times: metrics.json (the fit's time and duration),
+# preprocessor.skops (a zip: its members' times), manifest.json (their digests). Their digests in
+# manifest.json and registry.json are left out; their content is compared where it is JSON.
+TIMED_BUNDLE_FILES = frozenset({"metrics.json", "preprocessor.skops", "manifest.json"})
 VOLATILE_SUFFIXES = ("_seconds", "_at")
 # Registry versions: "<UTC stamp>-<8 hex of the bundle digest>[-n]"; run ids: "<stamp>-<6 hex>".
 VERSION = re.compile(r"\b\d{8}T\d{6}Z-[0-9a-f]{8}(?:-\d+)?\b")
@@ -110,7 +118,9 @@ class Names:
             return {
                 self.text(str(key)): self.json(item)
                 for key, item in value.items()
-                if key not in VOLATILE_KEYS and not str(key).endswith(VOLATILE_SUFFIXES)
+                if key not in VOLATILE_KEYS
+                and not str(key).endswith(VOLATILE_SUFFIXES)
+                and key not in TIMED_BUNDLE_FILES
             }
         if isinstance(value, list):
             return [self.json(item) for item in value]
@@ -209,7 +219,7 @@ def run_demo(work: Path, days: int, rows_per_day: int, train_days: int, seed: in
         ],
         env,
     )
-    drifted = re.search(r"drifted day (\S+)", out)
+    drifted = re.search(r"drifted day ([^\s,]+)", out)
     if drifted is None or drifted.group(1) == "none":
         raise SystemExit(f"the demo named no drifted day:\n{out}")
     marker = root / "scored" / "demo" / "_success" / f"{drifted.group(1)}.json"
