@@ -9,11 +9,32 @@ from models import AutoencoderDetector
 from models.registry import ModelRegistry
 from tasks.demo_data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
 from tasks.frames import feature_frame
-from tasks.io import StorageLayout, StorageOptions, read_table
+from tasks.io import Storage, StorageOptions, read_table
+from tasks.settings import ColumnsSettings, ScoringSettings
+
+
+def demo_columns(**changes) -> ColumnsSettings:
+    """The demo data's column roles (id, timestamp, features), with ``changes``."""
+    from tasks.demo_data import ID_COLUMN, TIMESTAMP_COLUMN
+
+    roles = {
+        "id": ID_COLUMN,
+        "timestamp": TIMESTAMP_COLUMN,
+        "numeric": list(NUMERIC_COLUMNS),
+        "categorical": list(CATEGORICAL_COLUMNS),
+        **changes,
+    }
+    return ColumnsSettings(**roles)
+
+
+def scoring_settings(chunk_rows: int = 65_536, top_k: int = 3) -> ScoringSettings:
+    """Scoring settings for small test batches: ``chunk_rows`` may be below the config's minimum
+    (1024), so a batch of a few hundred rows still streams in several chunks."""
+    return ScoringSettings.model_construct(workers=1, chunk_rows=chunk_rows, top_k=top_k)
 
 
 def register_tiny_champion(
-    layout: StorageLayout,
+    layout: Storage,
     batch_path: str,
     work_dir: Path,
     *,
@@ -44,18 +65,24 @@ def register_tiny_champion(
     return version
 
 
-def score_demo_batch(layout: StorageLayout, batch, **kwargs):
-    """`tasks.scoring.score_batch` with the demo data's columns (id and timestamp passed through)."""
-    from tasks.demo_data import ID_COLUMN, TIMESTAMP_COLUMN
+def score_demo_batch(
+    storage: Storage,
+    batch,
+    *,
+    chunk_rows: int = 65_536,
+    top_k: int = 3,
+    columns: ColumnsSettings | None = None,
+    **kwargs,
+):
+    """`tasks.scoring.score_batch` with the demo data's columns (id and timestamp passed through)
+    and ``kwargs`` (model_version, force, runtime)."""
     from tasks.scoring import score_batch
 
     return score_batch(
-        batch,
-        layout,
-        [ID_COLUMN, TIMESTAMP_COLUMN],
-        TIMESTAMP_COLUMN,
-        list(NUMERIC_COLUMNS),
-        list(CATEGORICAL_COLUMNS),
+        batch=batch,
+        storage=storage,
+        columns=columns or demo_columns(),
+        scoring=scoring_settings(chunk_rows, top_k),
         **kwargs,
     )
 

@@ -33,18 +33,7 @@ def read_reference_batches(cfg: PipelineConfig, paths: list[str]) -> list[pa.Tab
             tables.append(read_table(path, cfg.storage.options))
             continue
         prefix = safe_batch_prefix(csv_stem(path))
-        chunks = list(
-            read_csv_tables(
-                path,
-                csv_format(cfg),
-                cfg.columns.id,
-                cfg.columns.timestamp,
-                cfg.columns.numeric,
-                cfg.columns.missing_values,
-                id_prefix=prefix,
-                label_column=cfg.columns.label,
-            )
-        )
+        chunks = list(read_csv_tables(path, csv_format(cfg), cfg.columns, id_prefix=prefix))
         tables.append(pa.concat_tables(chunks))
     schemas = {str(t.schema) for t in tables}
     if len(schemas) > 1:

@@ -10,10 +10,10 @@ from flows.commands import add_config_argument
 
 def _context(config_path: str):
     from flows.config import load_config
-    from tasks.io import StorageLayout
+    from tasks.io import Storage
 
     cfg = load_config(config_path)
-    return cfg, StorageLayout(cfg.storage_root, cfg.dataset)
+    return cfg, Storage.from_settings(cfg.storage, cfg.dataset)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -8,8 +8,9 @@ import re
 import pytest
 from markdown_it import MarkdownIt
 
-from tasks.drift import drift_markdown
+from tasks.records import DriftReport
 from tasks.report.run_summary import score_summary_markdown, summarize_score_run
+from tasks.run_reports import drift_markdown
 from tasks.validation import ValidationOutcome
 
 HOSTILE = [
@@ -94,4 +95,8 @@ def test_the_drift_artifact_renders_hostile_columns_and_categories_as_text():
             }
         ],
     }
-    assert_no_markup_from(html(drift_markdown(value, [report])))
+    rest = {
+        "dataset": "demo", "drifted": True, "rows": 1, "rows_scored": 1, "warned_columns": [],
+        "thresholds": {}, "report": "",
+    }  # fmt: skip
+    assert_no_markup_from(html(drift_markdown(value, [DriftReport.from_dict({**report, **rest})])))

@@ -39,11 +39,9 @@ def as_batch(cfg, csv: Path, folder: Path, fmt=None) -> BatchRef:
     """The CSV ingested as one batch, exactly as `aeflow ingest` writes it."""
     [written] = ingest_csv(
         str(csv),
-        str(folder),
-        fmt or csv_format(cfg),
-        cfg.columns.id,
-        cfg.columns.timestamp,
-        cfg.columns.numeric,
+        incoming=str(folder),
+        fmt=fmt or csv_format(cfg),
+        columns=cfg.columns.model_copy(update={"missing_values": [], "label": None}),
     )
     path = Path(written["path"])
     return BatchRef(written["batch_id"], str(path), path.stat().st_size)
@@ -121,9 +119,7 @@ def test_bank_first_three_months_pass_their_own_suite(shared_datasets, tmp_path)
     tables = read_csv_tables(
         str(shared_datasets / "bank_marketing" / "bank-full.csv"),
         csv_format(cfg),
-        cfg.columns.id,
-        cfg.columns.timestamp,
-        cfg.columns.numeric,
+        cfg.columns.model_copy(update={"missing_values": [], "label": None}),
     )
     table = pa.concat_tables(tables)
     months = pc.strftime(table.column(cfg.columns.timestamp), format="%Y-%m")
