@@ -1,6 +1,6 @@
 """The report's HTML page and Prefect artifacts for fixed inputs, byte for byte.
 
-The expected files in tests/data/report/ were rendered by the report code before it was split
+The expected files in tests/golden/report/ were rendered by the report code before it was split
 into the tasks.report package (the HTML an f-string then, a Jinja2 template now), so a change to
 the template or its values that changes the page fails here. Figures are stand-in bytes: the page
 only base64-embeds them. Regenerate after an intended change with
@@ -24,7 +24,7 @@ from tasks.report.figures import FIGURE_TITLES
 from tasks.report.html_page import render_html
 from tasks.report.markdown import comparison_table, report_markdown
 
-GOLDEN = Path(__file__).resolve().parents[1] / "data" / "report"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "report"
 REGENERATE = os.environ.get("AEFLOW_REGENERATE_REPORT_GOLDEN") == "1"
 FIGURES = {name: f"png bytes of {name}".encode() for name in FIGURE_TITLES}
 
