@@ -325,6 +325,7 @@ def child_validate(batch: str, workdir: str) -> dict:
     import pyarrow.parquet as pq
 
     from tasks.io import BatchRef
+    from tasks.settings import ColumnsSettings, ValidationSettings
     from tasks.validation import draft_suite, suite_json, validate_batch
 
     suite_path = Path(workdir, "bench-suite.json")
@@ -338,12 +339,13 @@ def child_validate(batch: str, workdir: str) -> dict:
     started = time.perf_counter()
     outcome = validate_batch(
         BatchRef(Path(batch).stem, batch, os.path.getsize(batch)),
-        str(suite_path),
-        "row_id",
-        "event_time",
-        NUMERIC_COLUMNS,
-        CATEGORICAL_COLUMNS,
-        [],
+        columns=ColumnsSettings(
+            id="row_id",
+            timestamp="event_time",
+            numeric=list(NUMERIC_COLUMNS),
+            categorical=list(CATEGORICAL_COLUMNS),
+        ),
+        validation=ValidationSettings(suite=str(suite_path)),
     )
     return {
         "rows": outcome.rows,

@@ -72,17 +72,19 @@ def measure_once(batch_path: str, suite_path: str, warmup_path: str) -> dict:
     import resource
 
     from tasks.io import BatchRef
+    from tasks.settings import ColumnsSettings, ValidationSettings
     from tasks.validation import validate_batch
+
+    columns = ColumnsSettings(
+        id="row_id", timestamp="event_time", numeric=list(NUMERIC), categorical=list(CATEGORICAL)
+    )
+    validation = ValidationSettings(suite=suite_path)
 
     def validate(path: str, batch_id: str):
         return validate_batch(
             BatchRef(batch_id, path, os.path.getsize(path)),
-            suite_path,
-            "row_id",
-            "event_time",
-            NUMERIC,
-            CATEGORICAL,
-            [],
+            columns=columns,
+            validation=validation,
         )
 
     validate(warmup_path, "warmup")

@@ -129,24 +129,6 @@ class PipelineConfig(Section):
         """The suite file (resolved when the file was read)."""
         return self.validation.suite
 
-    def validation_arguments(self) -> dict[str, Any]:
-        """Keyword arguments for `tasks.validation.validate_batch` (and its task) after the batch:
-        the suite, the column roles, the warning policy, storage options, severities and the
-        optional columns (the label: used when present, never required)."""
-        cols = self.columns
-        return {
-            "suite_path": self.suite_path,
-            "id_column": cols.id,
-            "timestamp_column": cols.timestamp,
-            "numeric": cols.numeric,
-            "categorical": cols.categorical,
-            "missing_tokens": cols.missing_values,
-            "on_warning": self.validation.on_warning,
-            "options": self.storage.options,
-            "severity_overrides": self.validation.severity,
-            "optional_columns": [cols.label] if cols.label else [],
-        }
-
 
 def _relative_to(folder: Path, path: str) -> str:
     if "://" in path or Path(path).is_absolute():

@@ -52,10 +52,15 @@ def validate_batches(cfg: PipelineConfig, storage: Storage, batches: list[BatchR
     """Submit one validation task per batch (mapped over the task runner); returns the futures,
     in the order of ``batches``. Call inside a flow.
     """
-    shared = {name: unmapped(value) for name, value in cfg.validation_arguments().items()}
     data_docs_dir = storage.reports("data-docs") if cfg.validation.data_docs else None
     validate = validate_batch_task.with_options(**storage.retry_options())
-    return validate.map(batches, data_docs_dir=unmapped(data_docs_dir), **shared)
+    return validate.map(
+        batches,
+        columns=unmapped(cfg.columns),
+        validation=unmapped(cfg.validation),
+        options=unmapped(storage.options),
+        data_docs_dir=unmapped(data_docs_dir),
+    )
 
 
 @dataclass
@@ -120,14 +125,14 @@ def validate_and_score(
             except Exception as exc:  # storage trouble: reported at the end, nothing judged
                 result.failed(batch.batch_id, exc)
                 continue
-            if not outcome["accepted"]:
+            if not outcome.accepted:
                 moved = quarantine_one.submit(
                     batch, storage.quarantine(batch.batch_id), outcome, storage.options
                 )
                 quarantining.append((batch.batch_id, moved))
                 continue
-            if outcome["status"] == "warning":
-                result.warnings.append(outcome)
+            if outcome.status == "warning":
+                result.warnings.append(outcome.to_dict())
             scored = score.submit(
                 batch=batch,
                 storage=storage,

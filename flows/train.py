@@ -10,6 +10,7 @@ sections and typed records (tasks.records) to the tasks by keyword::
       -> fit_model_task -> ModelReference (registered under <root>/models/<dataset>/<version>/)
       -> evaluate_task -> Evaluation; evaluate_champion_task -> ChampionEvaluation (same rows)
       -> gate_task -> GateDecision (recorded in the registry) -> report_task (HTML + metrics.json)
+      -> record_report_task (the report's location, in the version's registry entry)
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from tasks.gate import gate_task
 from tasks.incoming import BatchRef
 from tasks.io import Storage, list_batches_task
 from tasks.records import ScoreMarker
-from tasks.registry import champion_task
+from tasks.registry import champion_task, record_report_task
 from tasks.report import report_task
 from tasks.report.run_summary import publish_result
 from tasks.training import (
@@ -113,15 +114,9 @@ def train_evaluate_gate(
     report = None
     if cfg.evaluation.report:
         report = report_task(
-            cfg.dataset,
-            run,
-            evaluation.metrics,
-            champion.to_dict() if champion else None,
-            gate.to_dict(),
-            run_dir,
-            storage.models,
-            storage.options,
+            run=run, evaluation=evaluation, champion=champion, gate=gate, storage=storage
         )
+        record_report_task(version=trained.version, run=run, report=report, storage=storage)
     return {
         "dataset": cfg.dataset,
         "version": trained.version,
@@ -174,10 +169,10 @@ def train_flow(
             "(e.g. `aeflow demo-data` or `aeflow ingest`) or widen training.window_days"
         )
     outcomes = [future.result() for future in validate_batches(cfg, storage, window)]
-    accepted = [b for b, o in zip(window, outcomes, strict=True) if o["accepted"]]
-    rejected = [o for o in outcomes if not o["accepted"]]
+    accepted = [b for b, o in zip(window, outcomes, strict=True) if o.accepted]
+    rejected = [o for o in outcomes if not o.accepted]
     for outcome in rejected:
-        logger.warning("left out of training: %s (%s)", outcome["batch_id"], outcome["reason"])
+        logger.warning("left out of training: %s (%s)", outcome.batch_id, outcome.reason)
     result = train_evaluate_gate(cfg, storage, accepted, promote=promote)
     status = "champion" if result["promoted"] else "registered, not promoted"
     if result["reused"]:
@@ -197,5 +192,5 @@ def train_flow(
     )
     return {
         **result,
-        "left_out": [{"batch_id": o["batch_id"], "reason": o["reason"]} for o in rejected],
+        "left_out": [{"batch_id": o.batch_id, "reason": o.reason} for o in rejected],
     }

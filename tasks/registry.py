@@ -1,5 +1,6 @@
 """The model registry's reads and writes that flows make, as Prefect tasks (so Prefect shows and
-retries them): the champion, a version resolved, how long the champion has gone unchallenged.
+retries them): the champion, a version resolved, how long the champion has gone unchallenged, and
+where a version's evaluation report is.
 
 The registry itself is :class:`models.registry.ModelRegistry` (no Prefect there); training
 registers, the gate promotes or refuses (tasks/training.py, tasks/gate.py).
@@ -43,3 +44,18 @@ def champion_challenged_at_task(storage: Storage, version: str) -> str | None:
     with storage_errors(storage.models, "reading the model registry"):
         registry = registry_of(storage)
         return champion_challenged_at(registry.champion_state(), registry.entry(version))
+
+
+def record_report(*, version: str, run: str, report: dict[str, str], storage: Storage) -> None:
+    """Record where training run ``run``'s report of model ``version`` is, in the version's
+    registry entry (``report``: the run, the HTML and the metrics.json URLs) so `aeflow models
+    show` finds it. ``report`` is what :func:`tasks.report.create_report` returned."""
+    with storage_errors(storage.models, f"recording the report of {version}"):
+        registry_of(storage).update_entry(
+            version, report={"run": run, "html": report["html"], "metrics": report["metrics"]}
+        )
+
+
+record_report_task = task(
+    record_report, name="record-report", cache_policy=NO_CACHE, **storage_retry_options()
+)

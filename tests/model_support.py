@@ -10,7 +10,7 @@ from models.registry import ModelRegistry
 from tasks.demo_data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
 from tasks.frames import feature_frame
 from tasks.io import Storage, StorageOptions, read_table
-from tasks.settings import ColumnsSettings, ScoringSettings
+from tasks.settings import ColumnsSettings, ScoringSettings, ValidationSettings
 
 
 def demo_columns(**changes) -> ColumnsSettings:
@@ -87,21 +87,16 @@ def score_demo_batch(
     )
 
 
+def demo_validation(**changes) -> ValidationSettings:
+    """Validation against the demo suite (expectations/demo.json), with ``changes``."""
+    suite = Path(__file__).resolve().parents[1] / "expectations" / "demo.json"
+    return ValidationSettings(suite=str(suite), **changes)
+
+
 def validate_demo_batch(batch, options: StorageOptions = None):
     """`tasks.validation.validate_batch` against the demo suite, with the demo data's columns."""
-    from pathlib import Path
-
-    from tasks.demo_data import ID_COLUMN, TIMESTAMP_COLUMN
     from tasks.validation import validate_batch
 
-    suite = Path(__file__).resolve().parents[1] / "expectations" / "demo.json"
     return validate_batch(
-        batch,
-        str(suite),
-        ID_COLUMN,
-        TIMESTAMP_COLUMN,
-        list(NUMERIC_COLUMNS),
-        list(CATEGORICAL_COLUMNS),
-        [],
-        options=options,
+        batch, columns=demo_columns(), validation=demo_validation(), options=options
     )

@@ -15,6 +15,7 @@ from tasks.demo_data import (
 from tasks.evaluate import evaluate_champion, evaluate_version, headline
 from tasks.gate import apply_gate, gate_decision
 from tasks.io import Storage
+from tasks.registry import record_report
 from tasks.report import create_report
 from tasks.settings import EvaluationSettings, TrainingSettings
 from tasks.training import fit_from_split, split_training_window
@@ -72,14 +73,9 @@ def run_and_report(root: Path, label_column: str | None, seed: int = 11) -> dict
     decision = gate_decision(evaluation.metrics, champion, evaluation=EvaluationSettings())
     gate = apply_gate(
         version=version, decision=decision, evaluation=headline(evaluation.metrics), storage=storage
-    ).to_dict()
-    written = create_report(
-        "demo",
-        "run-1",
-        evaluation.metrics,
-        champion.to_dict() if champion else None,
-        gate,
-        run_dir,
-        models,
     )
-    return {"written": written, "models": models, "version": version, "gate": gate}
+    written = create_report(
+        run="run-1", evaluation=evaluation, champion=champion, gate=gate, storage=storage
+    )
+    record_report(version=version, run="run-1", report=written, storage=storage)
+    return {"written": written, "models": models, "version": version, "gate": gate.to_dict()}

@@ -60,16 +60,12 @@ def _self_check(cfg: PipelineConfig, reference: pa.Table, suite_path: str) -> An
     with tempfile.TemporaryDirectory(prefix="aeflow-reference-") as folder:
         path = os.path.join(folder, "reference.parquet")
         pq.write_table(reference, path)
+        # The suite just drafted, not yet the config's; a warning is reported, not acted on.
+        drafted = cfg.validation.model_copy(update={"suite": suite_path, "on_warning": "score"})
         return validate_batch(
             BatchRef("reference", path, os.path.getsize(path)),
-            suite_path,
-            cfg.columns.id,
-            cfg.columns.timestamp,
-            cfg.columns.numeric,
-            cfg.columns.categorical,
-            cfg.columns.missing_values,
-            severity_overrides=cfg.validation.severity,
-            optional_columns=[cfg.columns.label] if cfg.columns.label else [],
+            columns=cfg.columns,
+            validation=drafted,
         )
 
 

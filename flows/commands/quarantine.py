@@ -70,7 +70,9 @@ def cmd_release(args: argparse.Namespace) -> int:
     cfg, layout = _context(args.config)
 
     def revalidate(batch):
-        return validate_batch(batch, **cfg.validation_arguments())
+        return validate_batch(
+            batch, columns=cfg.columns, validation=cfg.validation, options=cfg.storage.options
+        )
 
     released = release_quarantined(
         args.batch_id,

@@ -10,6 +10,9 @@
   docs/evaluation.md);
 - ``holdout_scores.parquet`` (written by the evaluation) and ``holdout.parquet``, the rows both the
   challenger and the champion were evaluated on.
+
+Where the report is, is recorded in the model's registry entry by
+:func:`tasks.registry.record_report` (registry writes live with the registry's tasks).
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from models.registry import ModelRegistry
 from tasks.artifacts import artifact_key
-from tasks.io import StorageOptions, join, read_table, write_json_atomic, write_text_atomic
+from tasks.io import Storage, read_table, write_json_atomic, write_text_atomic
+from tasks.records import ChampionEvaluation, Evaluation, GateDecision
 from tasks.report.figures import render_figures
 from tasks.report.html_page import render_html
 from tasks.report.markdown import comparison_table, report_markdown
@@ -30,75 +33,74 @@ from tasks.report.metrics import METRICS_FILE, REPORT_FILE, build_metrics
 
 
 def write_report(
-    out_dir: str,
-    metrics: dict[str, Any],
-    rows: pd.DataFrame,
-    options: StorageOptions = None,
+    *, metrics: dict[str, Any], rows: pd.DataFrame, run: str, storage: Storage
 ) -> dict[str, Any]:
-    """Render the figures, then write metrics.json and report.html into ``out_dir``.
+    """Render the figures, then write metrics.json and report.html into the run's report folder
+    (``reports/<dataset>/<run>/``).
 
     ``metrics`` comes from :func:`build_metrics` (its ``figures`` list is filled in here); ``rows``
     is the holdout_scores frame of the evaluation. Returns ``{"html", "metrics", "figures"}``.
     """
     figures = render_figures(metrics, rows)
     metrics = {**metrics, "figures": list(figures)}
-    metrics_url = write_json_atomic(metrics, join(out_dir, METRICS_FILE), options)
-    html_url = write_text_atomic(render_html(metrics, figures), join(out_dir, REPORT_FILE), options)
+    options = storage.options
+    metrics_url = write_json_atomic(metrics, storage.report_file(run, METRICS_FILE), options)
+    page = render_html(metrics, figures)
+    html_url = write_text_atomic(page, storage.report_file(run, REPORT_FILE), options)
     return {"html": html_url, "metrics": metrics_url, "figures": list(figures)}
 
 
-def create_report(
-    dataset: str,
-    run: str,
-    evaluation: dict[str, Any],
-    champion: dict[str, Any] | None,
-    gate: dict[str, Any] | None,
-    out_dir: str,
-    models_root: str | None = None,
-    options: StorageOptions = None,
-) -> dict[str, Any]:
-    """Write the report of a run and, with ``models_root``, record its location in the model's
-    registry entry (``report``). Returns ``{"html", "metrics", "figures", "markdown", "table"}``
-    (the last two are the Prefect artifacts' contents)."""
-    metrics = build_metrics(dataset, run, evaluation, champion, gate, figures=[])
-    path = evaluation.get("holdout_scores_path")
-    rows = read_table(path, options).to_pandas() if path else pd.DataFrame()
-    written = write_report(out_dir, metrics, rows, options)
-    metrics["figures"] = written["figures"]
-    if models_root is not None:
-        ModelRegistry(models_root, options).update_entry(
-            metrics["model"]["version"],
-            report={"run": run, "html": written["html"], "metrics": written["metrics"]},
-        )
-    return {
-        **written,
-        "markdown": report_markdown(metrics, written["html"]),
-        "table": comparison_table(metrics),
-    }
-
-
-@task(name="evaluation-report", cache_policy=NO_CACHE)
-def report_task(
-    dataset: str,
-    run: str,
-    evaluation: dict[str, Any],
-    champion: dict[str, Any] | None,
-    gate: dict[str, Any] | None,
-    out_dir: str,
-    models_root: str,
-    options: StorageOptions = None,
-) -> dict[str, Any]:
+def _publish(written: dict[str, Any], dataset: str, run: str) -> None:
+    """The report's Markdown and table artifacts, inside a Prefect run (outside one, the files
+    are the record)."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
+    from prefect.context import FlowRunContext, TaskRunContext
 
-    written = create_report(dataset, run, evaluation, champion, gate, out_dir, models_root, options)
+    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+        return
     create_markdown_artifact(
-        markdown=written.pop("markdown"),
+        markdown=written["markdown"],
         key=artifact_key(dataset, "evaluation"),
         description=f"aeflow evaluation of {dataset} run {run}",
     )
     create_table_artifact(
-        table=written.pop("table"),
+        table=written["table"],
         key=artifact_key(dataset, "evaluation-table"),
         description=f"autoencoder, champion and baselines on the holdout of {dataset} run {run}",
     )
+
+
+def create_report(
+    *,
+    run: str,
+    evaluation: Evaluation,
+    champion: ChampionEvaluation | None,
+    gate: GateDecision | None,
+    storage: Storage,
+) -> dict[str, Any]:
+    """Write the report of training run ``run``: the challenger's ``evaluation``, the
+    ``champion`` on the same holdout and the ``gate``'s decision. Inside a Prefect run it also
+    publishes the Markdown and table artifacts. Returns ``{"html", "metrics", "figures",
+    "markdown", "table"}`` (the last two are the artifacts' contents)."""
+    metrics = build_metrics(
+        storage.dataset,
+        run,
+        evaluation.metrics,
+        champion.to_dict() if champion is not None else None,
+        gate.to_dict() if gate is not None else None,
+        figures=[],
+    )
+    path = evaluation.holdout_scores_path
+    rows = read_table(path, storage.options).to_pandas() if path else pd.DataFrame()
+    written = write_report(metrics=metrics, rows=rows, run=run, storage=storage)
+    metrics["figures"] = written["figures"]
+    written = {
+        **written,
+        "markdown": report_markdown(metrics, written["html"]),
+        "table": comparison_table(metrics),
+    }
+    _publish(written, storage.dataset, run)
     return written
+
+
+report_task = task(create_report, name="evaluation-report", cache_policy=NO_CACHE)

@@ -35,10 +35,9 @@ from tasks.validation.suite import (
     read_suite_document,
     suite_problems,
 )
-from tasks.validation.validator import ON_WARNING, validate_batch, validate_batch_task
+from tasks.validation.validator import validate_batch, validate_batch_task
 
 __all__ = [
-    "ON_WARNING",
     "QUARANTINED",
     "SEVERITIES",
     "DraftSettings",

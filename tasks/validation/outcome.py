@@ -22,9 +22,10 @@ from tasks.markdown import md_code, md_text
 SAMPLE_SIZE = 5  # sample bad ids and values kept per failed check
 
 
-@dataclass
+@dataclass(frozen=True)
 class ValidationOutcome:
-    """What validation decided for one batch. JSON-able (``to_dict``); passed between tasks.
+    """What validation decided for one batch: a frozen record, JSON at the storage boundary
+    (``to_dict`` / ``from_dict``).
 
     ``critical`` and ``warnings`` hold one dict per failed check: ``type``, ``column``,
     ``severity``, ``expected``, ``observed``, ``unexpected_count``, ``unexpected_share`` (of the

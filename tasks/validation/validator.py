@@ -13,7 +13,6 @@ logged, kept in the run summary and shown as Prefect artifacts.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 from typing import Any
 
 from prefect import task
@@ -22,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.artifacts import artifact_key, publish_markdown, run_logger
 from tasks.frames import release_native_memory
 from tasks.io import BatchRef, StorageOptions, is_local, join, storage_retry_options
+from tasks.settings import ColumnsSettings, ValidationSettings
 from tasks.validation.gx_runner import (
     GxRunner,
     failure_of,
@@ -40,69 +40,73 @@ from tasks.validation.outcome import (
 from tasks.validation.prechecks import prepare_frame, read_batch, schema_prechecks
 from tasks.validation.suite import load_suite
 
-ON_WARNING = ("score", "quarantine")
-
 
 def as_batch(batch: BatchRef | dict[str, Any]) -> BatchRef:
     """A batch passed as a BatchRef or as its dict."""
     return batch if isinstance(batch, BatchRef) else BatchRef(**batch)
 
 
-def validate_batch(
-    batch: BatchRef | dict[str, Any],
-    suite_path: str,
-    id_column: str,
-    timestamp_column: str | None,
-    numeric: list[str],
-    categorical: list[str],
-    missing_tokens: list[str],
-    on_warning: str = "score",
-    options: StorageOptions = None,
-    severity_overrides: dict[str, str] | None = None,
-    data_docs_dir: str | None = None,
-    optional_columns: Sequence[str] = (),
+def _decide(
+    batch_id: str,
+    rows: int | None,
+    critical: list[dict[str, Any]],
+    warnings: list[dict[str, Any]],
+    *,
+    checks: int,
+    validation: ValidationSettings,
+    started: str,
 ) -> ValidationOutcome:
-    """Validate one batch against the suite; never raises for bad data.
+    """The outcome: quarantined on a critical failure (or on a warning when ``on_warning`` says
+    quarantine), scored with warnings, or passed."""
+    if critical:
+        status, accepted = "quarantined", False
+        reason = summarize_failures(f"quarantined, {len(critical)} critical failure(s)", critical)
+    elif warnings and validation.on_warning == "quarantine":
+        status, accepted = "quarantined", False
+        reason = summarize_failures(
+            f"quarantined (on_warning = 'quarantine'), {len(warnings)} warning(s)", warnings
+        )
+    elif warnings:
+        status, accepted = "warning", True
+        reason = summarize_failures(f"scored with {len(warnings)} warning(s)", warnings)
+    else:
+        status, accepted, reason = "passed", True, f"passed all {checks} checks"
+    return ValidationOutcome(
+        batch_id,
+        status,
+        accepted,
+        rows,
+        critical,
+        warnings,
+        reason,
+        suite=validation.suite,
+        checks=checks,
+        validated_at=started,
+    )
 
-    A damaged, empty or mis-typed batch comes back quarantined with the cause; a bad suite file
-    raises SuiteError (the batch is not at fault). ``data_docs_dir``: also write GX Data Docs HTML
-    for the batch there, as ``<batch_id>.html``. ``optional_columns`` (the label) may be present
-    or absent: when absent, their checks are skipped (see :meth:`Suite.for_batch`).
-    """
-    if on_warning not in ON_WARNING:
-        raise ValueError(f"on_warning must be one of {list(ON_WARNING)}, got {on_warning!r}")
-    batch = as_batch(batch)
+
+def _judge(
+    batch: BatchRef,
+    *,
+    columns: ColumnsSettings,
+    validation: ValidationSettings,
+    options: StorageOptions,
+    data_docs_dir: str | None,
+) -> ValidationOutcome:
     # The suite is usually a repository file while batches live on the storage root.
-    suite = load_suite(suite_path, severity_overrides, None if is_local(suite_path) else options)
+    suite_options = None if is_local(validation.suite) else options
+    suite = load_suite(validation.suite, validation.severity, suite_options)
     started = utc_now()
 
-    def outcome(rows: int, critical: list, warnings: list, checks: int) -> ValidationOutcome:
-        if critical:
-            status, accepted = "quarantined", False
-            reason = summarize_failures(
-                f"quarantined, {len(critical)} critical failure(s)", critical
-            )
-        elif warnings and on_warning == "quarantine":
-            status, accepted = "quarantined", False
-            reason = summarize_failures(
-                f"quarantined (on_warning = 'quarantine'), {len(warnings)} warning(s)", warnings
-            )
-        elif warnings:
-            status, accepted = "warning", True
-            reason = summarize_failures(f"scored with {len(warnings)} warning(s)", warnings)
-        else:
-            status, accepted, reason = "passed", True, f"passed all {checks} checks"
-        return ValidationOutcome(
+    def outcome(rows: int | None, critical: list, warnings: list, checks: int) -> ValidationOutcome:
+        return _decide(
             batch.batch_id,
-            status,
-            accepted,
             rows,
             critical,
             warnings,
-            reason,
-            suite=suite_path,
             checks=checks,
-            validated_at=started,
+            validation=validation,
+            started=started,
         )
 
     table, unreadable = read_batch(batch, options)
@@ -114,14 +118,16 @@ def validate_batch(
             "non_empty", "the batch has no rows", expected=">= 1 row", observed=0
         )
         return outcome(0, [empty], [], 0)
-    suite = suite.for_batch(table.schema.names, optional_columns)
-    roles = [id_column, timestamp_column, *numeric, *categorical]
+    # The label may be present or absent: its checks run only when the batch has it.
+    suite = suite.for_batch(table.schema.names, [columns.label] if columns.label else [])
+    numeric = columns.numeric
+    roles = [columns.id, columns.timestamp, *numeric, *columns.categorical]
     required = list(dict.fromkeys([c for c in roles if c] + suite.referenced_columns()))
-    schema_failures = schema_prechecks(table, required, suite.column_set(), numeric, id_column)
+    schema_failures = schema_prechecks(table, required, suite.column_set(), numeric, columns.id)
     if schema_failures:
         return outcome(rows, schema_failures, [], 0)
 
-    frame = prepare_frame(table, numeric, missing_tokens)
+    frame = prepare_frame(table, numeric, columns.missing_values)
     del table
     first_pass = "BOOLEAN_ONLY" if data_docs_dir is None else "BASIC"
     with contextlib.ExitStack() as stack:
@@ -135,7 +141,7 @@ def validate_batch(
                 failure = failure_of(check, results[check.index], rows)
                 if "error" not in failure:
                     failure["sample_ids"] = sample_ids(
-                        runner, frame, check, results[check.index], id_column
+                        runner, frame, check, results[check.index], columns.id
                     )
                 ordered.append(failure)
     del frame
@@ -150,37 +156,13 @@ def validate_batch(
     return outcome(rows, critical, warnings, len(suite.checks))
 
 
-@task(name="validate-batch", cache_policy=NO_CACHE, **storage_retry_options())
-def validate_batch_task(
-    batch: BatchRef | dict[str, Any],
-    suite_path: str,
-    id_column: str,
-    timestamp_column: str | None,
-    numeric: list[str],
-    categorical: list[str],
-    missing_tokens: list[str],
-    on_warning: str = "score",
-    options: StorageOptions = None,
-    severity_overrides: dict[str, str] | None = None,
-    data_docs_dir: str | None = None,
-    optional_columns: list[str] | None = None,
-) -> dict[str, Any]:
-    """`validate_batch` as a Prefect task: logs each warning, publishes a markdown artifact for a
-    batch scored with warnings, and returns the outcome as a dict."""
-    outcome = validate_batch(
-        batch,
-        suite_path,
-        id_column,
-        timestamp_column,
-        numeric,
-        categorical,
-        missing_tokens,
-        on_warning,
-        options,
-        severity_overrides,
-        data_docs_dir,
-        optional_columns or (),
-    )
+def _announce(outcome: ValidationOutcome) -> None:
+    """Inside a Prefect run: log each warning, and publish a Markdown artifact for a batch scored
+    with warnings. Outside one (the CLI, a notebook) the outcome is the record: nothing is said."""
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+        return
     log = run_logger()
     for failure in outcome.warnings:
         log.warning("batch %s: warning: %s", outcome.batch_id, describe_failure(failure))
@@ -194,4 +176,38 @@ def validate_batch_task(
         )
     else:
         log.info("batch %s: %s", outcome.batch_id, outcome.reason)
-    return outcome.to_dict()
+
+
+def validate_batch(
+    batch: BatchRef | dict[str, Any],
+    *,
+    columns: ColumnsSettings,
+    validation: ValidationSettings,
+    options: StorageOptions = None,
+    data_docs_dir: str | None = None,
+) -> ValidationOutcome:
+    """Validate one batch against the suite ``validation.suite``; never raises for bad data.
+
+    ``columns`` gives the roles the pre-checks require (id, timestamp, features) and the
+    missing-value tokens; the label (``columns.label``) may be present or absent, its checks run
+    only when present (see :meth:`Suite.for_batch`). ``validation`` gives the severity overrides
+    and what a warning means (``on_warning``). A damaged, empty or mis-typed batch comes back
+    quarantined with the cause; a bad suite file raises SuiteError (the batch is not at fault).
+    ``data_docs_dir``: also write GX Data Docs HTML for the batch there, as ``<batch_id>.html``.
+    Inside a Prefect run, warnings are logged and a batch scored with warnings gets a Markdown
+    artifact.
+    """
+    outcome = _judge(
+        as_batch(batch),
+        columns=columns,
+        validation=validation,
+        options=options,
+        data_docs_dir=data_docs_dir,
+    )
+    _announce(outcome)
+    return outcome
+
+
+validate_batch_task = task(
+    validate_batch, name="validate-batch", cache_policy=NO_CACHE, **storage_retry_options()
+)

@@ -70,7 +70,7 @@ def test_the_score_flow_runs_its_tasks_on_the_dask_cluster(dask_run):
     assert summary["batches_scored"] == DAYS and summary["batches_quarantined"] == 0
     assert summary["rows_scored"] == DAYS * ROWS_PER_DAY
     prefixes = " ".join(sorted(dask_run["task_prefixes"]))
-    assert "score_batch" in prefixes and "validate_batch_task" in prefixes, prefixes
+    assert "score_batch" in prefixes and "validate_batch" in prefixes, prefixes
 
 
 def test_dask_outputs_equal_the_plain_functions_outputs(dask_run):

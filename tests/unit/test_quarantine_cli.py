@@ -54,7 +54,9 @@ def score_run(config: str) -> dict[str, list[str]]:
     done: dict[str, list[str]] = {"scored": [], "quarantined": [], "skipped": []}
     done["skipped"] = [s.batch_id for s in plan.skipped]
     for batch in plan.pending:
-        outcome = validate_batch(batch, **cfg.validation_arguments())
+        outcome = validate_batch(
+            batch, columns=cols, validation=cfg.validation, options=cfg.storage.options
+        )
         if outcome.accepted:
             marker = score_batch(batch=batch, storage=layout, columns=cols, scoring=cfg.scoring)
             done[marker.status].append(batch.batch_id)

@@ -14,6 +14,7 @@ import pytest
 
 from flows.commands import expectations as expectations_commands
 from tasks.io import BatchRef
+from tasks.settings import ColumnsSettings, ValidationSettings
 from tasks.validation import cannot_fail, draft_suite, suite_json, validate_batch
 
 NUMERIC = ["amount", "visits"]
@@ -51,9 +52,10 @@ def validate(table: pa.Table, suite: dict, folder: Path, name: str) -> str:
     path = folder / f"{name}.parquet"
     pq.write_table(table, path)
     outcome = validate_batch(
-        BatchRef(name, str(path), path.stat().st_size), str(suite_path), "tx_id", None,
-        NUMERIC, CATEGORICAL, [],
-    )  # fmt: skip
+        BatchRef(name, str(path), path.stat().st_size),
+        columns=ColumnsSettings(id="tx_id", numeric=NUMERIC, categorical=CATEGORICAL),
+        validation=ValidationSettings(suite=str(suite_path)),
+    )
     return outcome.status if outcome.status != "quarantined" else outcome.reason
 
 

@@ -48,7 +48,9 @@ def as_batch(cfg, csv: Path, folder: Path, fmt=None) -> BatchRef:
 
 
 def validate(cfg, batch: BatchRef) -> ValidationOutcome:
-    return validate_batch(batch, **cfg.validation_arguments())
+    return validate_batch(
+        batch, columns=cfg.columns, validation=cfg.validation, options=cfg.storage.options
+    )
 
 
 @pytest.mark.parametrize(
