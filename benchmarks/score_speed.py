@@ -328,23 +328,22 @@ def child_validate(batch: str, workdir: str) -> dict:
     from tasks.settings import ColumnsSettings, ValidationSettings
     from tasks.validation import draft_suite, suite_json, validate_batch
 
+    columns = ColumnsSettings(
+        id="row_id",
+        timestamp="event_time",
+        numeric=list(NUMERIC_COLUMNS),
+        categorical=list(CATEGORICAL_COLUMNS),
+    )
     suite_path = Path(workdir, "bench-suite.json")
     if not suite_path.exists():
         reference = pq.ParquetFile(batch).read_row_group(0).slice(0, 100_000)
-        suite = draft_suite(
-            reference, "bench", "row_id", "event_time", NUMERIC_COLUMNS, CATEGORICAL_COLUMNS
-        )
+        suite = draft_suite(reference, name="bench", columns=columns)
         suite_path.write_text(suite_json(suite))
     baseline = memory_mb("VmRSS")
     started = time.perf_counter()
     outcome = validate_batch(
         BatchRef(Path(batch).stem, batch, os.path.getsize(batch)),
-        columns=ColumnsSettings(
-            id="row_id",
-            timestamp="event_time",
-            numeric=list(NUMERIC_COLUMNS),
-            categorical=list(CATEGORICAL_COLUMNS),
-        ),
+        columns=columns,
         validation=ValidationSettings(suite=str(suite_path)),
     )
     return {

@@ -167,6 +167,7 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(ROOT))
+    from tasks.settings import ColumnsSettings
     from tasks.validation import draft_suite, suite_json
 
     load_before = os.getloadavg()[0]
@@ -176,9 +177,14 @@ def main() -> None:
         suite_path = os.path.join(folder, "suite.json")
         pq.write_table(synthetic_batch(10_000, seed=2), warmup_path)
         reference = synthetic_batch(args.rows, seed=0)  # yesterday's batch, same size
-        suite = draft_suite(
-            reference, "bench", "row_id", "event_time", NUMERIC, CATEGORICAL, label_column="label"
+        columns = ColumnsSettings(
+            id="row_id",
+            timestamp="event_time",
+            label="label",
+            numeric=list(NUMERIC),
+            categorical=list(CATEGORICAL),
         )
+        suite = draft_suite(reference, name="bench", columns=columns)
         Path(suite_path).write_text(suite_json(suite))
         checks = len(suite["expectations"])
         batch = synthetic_batch(args.rows, seed=1)

@@ -86,13 +86,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     references = read_reference_batches(cfg, args.reference)
     suite = draft_suite(
         references,
-        cfg.dataset,
-        cfg.columns.id,
-        cfg.columns.timestamp,
-        cfg.columns.numeric,
-        cfg.columns.categorical,
-        label_column=cfg.columns.label,
-        missing_tokens=cfg.columns.missing_values,
+        name=cfg.dataset,
+        columns=cfg.columns,
         references=args.reference,
         settings=settings,
     )

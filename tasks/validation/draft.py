@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.frames import null_missing_tokens
+from tasks.settings import ColumnsSettings
 from tasks.validation.outcome import jsonable
 from tasks.validation.prechecks import decode_dictionaries
 from tasks.validation.suite import NUMERIC_DTYPES
@@ -356,22 +357,20 @@ def _check_reference(
 
 def draft_suite(
     reference: pa.Table | Sequence[pa.Table],
+    *,
     name: str,
-    id_column: str,
-    timestamp_column: str | None,
-    numeric: Sequence[str],
-    categorical: Sequence[str],
-    label_column: str | None = None,
-    missing_tokens: Sequence[str] = (),
+    columns: ColumnsSettings,
     references: Sequence[str] = (),
     settings: DraftSettings | None = None,
 ) -> dict[str, Any]:
-    """A suite (GX 1.x JSON document) drafted from reference batches, meant to be reviewed.
+    """A suite (GX 1.x JSON document) named ``name`` (the dataset), drafted from reference
+    batches, meant to be reviewed.
 
     ``reference`` is one batch (a table) or several (a list of tables with one layout; bounds
     then come from per-batch statistics, see the module docstring). ``references`` names them in
-    the suite's meta. The label column may be missing from the references; it is recorded as
-    optional (a batch may have it or not).
+    the suite's meta. ``columns`` gives the roles (id, timestamp, features) and the missing-value
+    tokens. The label column may be missing from the references; it is recorded as optional (a
+    batch may have it or not).
 
     Critical: the exact column set, a non-empty batch, each column's type, id uniqueness, no nulls
     in key columns (id, timestamp), no column more than half empty. Warnings: null shares with
@@ -379,6 +378,9 @@ def draft_suite(
     (KL divergence). Each reference batch must meet the critical checks itself.
     """
     settings = settings or DraftSettings()
+    id_column, timestamp_column, label_column = columns.id, columns.timestamp, columns.label
+    numeric, categorical = columns.numeric, columns.categorical
+    missing_tokens = columns.missing_values
     tables = [reference] if isinstance(reference, pa.Table) else list(reference)
     if not tables:
         raise ValueError("draft_suite needs at least one reference batch")

@@ -57,10 +57,7 @@ def draft_demo_suite(cfg, reference_paths: list[str]) -> None:
 
     reference = pa.concat_tables([pq.read_table(p) for p in reference_paths])
     cols = cfg.columns
-    suite = draft_suite(
-        reference, cfg.dataset, cols.id, cols.timestamp, cols.numeric, cols.categorical,
-        label_column=cols.label, missing_tokens=cols.missing_values,
-    )  # fmt: skip
+    suite = draft_suite(reference, name=cfg.dataset, columns=cols)
     Path(cfg.suite_path).write_text(suite_json(suite))
 
 

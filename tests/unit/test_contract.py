@@ -59,9 +59,10 @@ def demo(tmp_path: Path) -> dict:
     )
     cols = cfg.columns
     suite = draft_suite(
-        pq.read_table(manifest.paths[0]), cfg.dataset, cols.id, cols.timestamp, cols.numeric,
-        cols.categorical, cols.label,
-    )  # fmt: skip
+        pq.read_table(manifest.paths[0]),
+        name=cfg.dataset,
+        columns=cols.model_copy(update={"missing_values": []}),
+    )
     Path(cfg.suite_path).write_text(suite_json(suite))
     version = register_tiny_champion(layout, manifest.paths[0], tmp_path)
     return {"config": config, "text": config.read_text(), "layout": layout, "version": version}

@@ -55,7 +55,7 @@ def write(table: pa.Table, path: Path) -> BatchRef:
 
 
 def drafted(table: pa.Table) -> dict:
-    return draft_suite(table, "shop", "tx_id", "event_time", NUMERIC, CATEGORICAL, "label")
+    return draft_suite(table, name="shop", columns=COLUMNS.model_copy(update={"label": "label"}))
 
 
 @pytest.fixture
@@ -288,19 +288,17 @@ def test_the_label_is_optional_in_every_batch(tmp_path, suite_path):
     unlabelled_suite = tmp_path / "unlabelled.json"
     unlabelled_suite.write_text(
         suite_json(
-            draft_suite(
-                labelled.drop_columns(["label"]), "shop", "tx_id", "event_time", NUMERIC,
-                CATEGORICAL,
-            )
+            draft_suite(labelled.drop_columns(["label"]), name="shop", columns=COLUMNS)
         )
     )  # fmt: skip
     batch = write(labelled, tmp_path / "labelled.parquet")
     assert check(batch, str(unlabelled_suite), label="label").status == "passed"
     # drafting from production data without the label the config names is not an error either
     drafted_without = draft_suite(
-        labelled.drop_columns(["label"]), "shop", "tx_id", "event_time", NUMERIC, CATEGORICAL,
-        "label",
-    )  # fmt: skip
+        labelled.drop_columns(["label"]),
+        name="shop",
+        columns=COLUMNS.model_copy(update={"label": "label"}),
+    )
     assert drafted_without["meta"]["aeflow"]["optional_columns"] == ["label"]
     strict = check(batch, str(unlabelled_suite))  # the label not declared optional: extra column
     assert strict.status == "quarantined" and "column" in strict.reason

@@ -66,15 +66,10 @@ def test_committed_suites_are_what_init_drafts(shared_datasets, name, reference)
     table = read_reference(cfg, [str(shared_datasets / reference)])
     drafted = draft_suite(
         table,
-        cfg.dataset,
-        cols.id,
-        cols.timestamp,
-        cols.numeric,
-        cols.categorical,
-        cols.label,
-        cols.missing_values,
-        [str(shared_datasets / reference)],
-        DraftSettings(),
+        name=cfg.dataset,
+        columns=cols,
+        references=[str(shared_datasets / reference)],
+        settings=DraftSettings(),
     )
     assert suite_json(drafted) == Path(cfg.suite_path).read_text()
 
