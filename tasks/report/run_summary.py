@@ -12,7 +12,6 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.artifacts import artifact_key
 from tasks.fit_checks import flag_rate_warning
-from tasks.io import StorageOptions, write_json_atomic
 from tasks.markdown import md_code, md_text
 
 
@@ -181,21 +180,6 @@ def score_summary_task(
         description=f"aeflow score run summary for {dataset}",
     )
     return summary
-
-
-@task(name="publish-record", cache_policy=NO_CACHE)
-def publish_record_task(
-    record: dict[str, Any],
-    url: str,
-    markdown: str,
-    key: str,
-    description: str,
-    options: StorageOptions = None,
-) -> str:
-    """Store a run's record as JSON at ``url`` and publish its Markdown as a Prefect artifact."""
-    write_json_atomic(record, url, options)
-    create_markdown_artifact(markdown=markdown, key=key, description=description)
-    return url
 
 
 # The counts a run's result event carries (see publish_result).
