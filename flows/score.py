@@ -31,7 +31,7 @@ from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
 from tasks.incoming import BatchRef, RejectedBatch
 from tasks.io import Storage, scan_incoming_task
-from tasks.records import SCORED, ScoreMarker
+from tasks.records import SCORED, QuarantineRecord, ScoreMarker
 from tasks.report.run_summary import score_summary_task
 from tasks.run_reports import publish_score_task
 from tasks.scoring import find_pending_batches_task, score_batch_task
@@ -71,8 +71,8 @@ class BatchResults:
     the exceptions)."""
 
     scored: list[ScoreMarker] = field(default_factory=list)
-    skipped: list[Any] = field(default_factory=list)
-    quarantined: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[ScoreMarker | QuarantineRecord] = field(default_factory=list)
+    quarantined: list[QuarantineRecord] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     errors: list[BaseException] = field(default_factory=list)
@@ -83,10 +83,9 @@ class BatchResults:
         self.errors.append(exc)
 
 
-def batch_id_of(item: Any) -> str:
-    """The batch id of a record (a marker) or of a record still kept as a dict (a quarantine
-    record)."""
-    return item.batch_id if hasattr(item, "batch_id") else item["batch_id"]
+def batch_id_of(item: ScoreMarker | QuarantineRecord) -> str:
+    """The batch id of a record (a score marker or a quarantine record)."""
+    return item.batch_id
 
 
 def validate_and_score(
@@ -108,11 +107,8 @@ def validate_and_score(
     quarantine_one = quarantine_task.with_options(**retrying)
     quarantine_refused = quarantine_rejected_task.with_options(**retrying)
     quarantining = [
-        (r.batch_id, quarantine_refused.submit(
-            r.to_dict(), storage.quarantine(r.batch_id), storage.options
-        ))
-        for r in rejected or []
-    ]  # fmt: skip
+        (r.batch_id, quarantine_refused.submit(r, storage=storage)) for r in rejected or []
+    ]
     scoring = []
     if batches:
         validations = validate_batches(cfg, storage, batches)
@@ -126,9 +122,7 @@ def validate_and_score(
                 result.failed(batch.batch_id, exc)
                 continue
             if not outcome.accepted:
-                moved = quarantine_one.submit(
-                    batch, storage.quarantine(batch.batch_id), outcome, storage.options
-                )
+                moved = quarantine_one.submit(batch, outcome, storage=storage)
                 quarantining.append((batch.batch_id, moved))
                 continue
             if outcome.status == "warning":
@@ -155,7 +149,7 @@ def validate_and_score(
         except Exception as exc:
             result.failed(batch_id, exc)
             continue
-        (result.quarantined if moved["status"] == QUARANTINED else result.skipped).append(moved)
+        (result.quarantined if moved.status == QUARANTINED else result.skipped).append(moved)
     for found in (result.scored, result.skipped, result.quarantined, result.warnings):
         found.sort(key=batch_id_of)
     return result
@@ -176,8 +170,8 @@ def summarise(
         cfg.dataset,
         model_version,
         [m.to_dict() for m in results.scored],
-        [m.to_dict() if isinstance(m, ScoreMarker) else m for m in skipped],
-        results.quarantined,
+        [m.to_dict() for m in skipped],
+        [q.to_dict() for q in results.quarantined],
         results.warnings,
         cfg.threshold.method,
         cfg.threshold.value,

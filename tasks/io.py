@@ -100,6 +100,11 @@ class Storage:
         base = join(self.root, "quarantine", self.dataset)
         return join(base, batch_id) if batch_id else base
 
+    def quarantine_archive(self, batch_id: str) -> str:
+        """Where a batch's superseded and released quarantine folders are kept
+        (``quarantine/<dataset>/_archive/<batch_id>/``)."""
+        return join(self.quarantine(), "_archive", batch_id)
+
     def quarantine_report(self, batch_id: str) -> str:
         """A quarantined batch's report.json (its presence means the batch is quarantined)."""
         return join(self.quarantine(batch_id), QUARANTINE_REPORT_FILE)

@@ -20,7 +20,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from tasks.validation import list_quarantined
 
     cfg, layout = _context(args.config)
-    entries = list_quarantined(layout.quarantine(), cfg.storage.options)
+    entries = list_quarantined(layout)
     if args.json:
         print(json.dumps(entries, indent=2, sort_keys=True))
         return 0
@@ -71,17 +71,15 @@ def cmd_release(args: argparse.Namespace) -> int:
 
     def revalidate(batch):
         return validate_batch(
-            batch, columns=cfg.columns, validation=cfg.validation, options=cfg.storage.options
+            batch, columns=cfg.columns, validation=cfg.validation, options=layout.options
         )
 
     released = release_quarantined(
         args.batch_id,
-        layout.quarantine(),
-        layout.incoming,
-        revalidate,
+        storage=layout,
+        validate=revalidate,
         replacement=args.input,
         force=args.force,
-        options=cfg.storage.options,
     )
     check = released["revalidation"]
     print(f"released {args.batch_id} ({released['source']}) to {released['released_to']}")

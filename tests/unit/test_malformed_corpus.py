@@ -23,7 +23,7 @@ from tasks.demo_data import (
     TIMESTAMP_COLUMN,
     generate_demo_data,
 )
-from tasks.io import StorageLayout, list_batches
+from tasks.io import Storage, list_batches
 from tasks.markdown import md_text
 from tasks.validation import quarantine, validate_batch
 
@@ -272,7 +272,7 @@ def corpus_run(tmp_path_factory):
         clean_dir, days=1, rows_per_day=ROWS, seed=11, drift_day=None, malformed_day=None
     )
     clean = pq.read_table(next(clean_dir.glob("*.parquet")))
-    layout = StorageLayout(str(base / "root"), "demo")
+    layout = Storage(str(base / "root"), "demo")
     incoming = Path(layout.incoming)
     incoming.mkdir(parents=True)
     originals = {}
@@ -287,9 +287,7 @@ def corpus_run(tmp_path_factory):
         if outcome.accepted:
             scored_rows += outcome.rows
         else:
-            quarantined[batch.batch_id] = quarantine(
-                batch, layout.quarantine(batch.batch_id), outcome
-            )
+            quarantined[batch.batch_id] = quarantine(batch, outcome, storage=layout).to_dict()
     return {
         "layout": layout,
         "originals": originals,

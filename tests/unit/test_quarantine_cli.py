@@ -61,7 +61,7 @@ def score_run(config: str) -> dict[str, list[str]]:
             marker = score_batch(batch=batch, storage=layout, columns=cols, scoring=cfg.scoring)
             done[marker.status].append(batch.batch_id)
         else:
-            quarantine(batch, layout.quarantine(batch.batch_id), outcome)
+            quarantine(batch, outcome, storage=layout)
             done["quarantined"].append(batch.batch_id)
     return done
 

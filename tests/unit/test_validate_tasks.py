@@ -14,7 +14,7 @@ from model_support import demo_columns, demo_validation
 from prefect import flow
 
 from tasks.demo_data import generate_demo_data
-from tasks.io import StorageLayout, list_batches
+from tasks.io import Storage, list_batches
 from tasks.markdown import md_text
 from tasks.validation import quarantine_task, validate_batch_task
 
@@ -32,14 +32,14 @@ def prefect_api():
 @flow
 def validate_and_quarantine(incoming: str, layout_root: str) -> list[dict]:
     """What the score flow does with each batch, minus the scoring."""
-    layout = StorageLayout(layout_root, "demo")
+    layout = Storage(layout_root, "demo")
     results = []
     for batch in list_batches(incoming):
         outcome = validate_batch_task(
             batch, columns=demo_columns(), validation=demo_validation()
         ).to_dict()
         if not outcome["accepted"]:
-            outcome["moved"] = quarantine_task(batch, layout.quarantine(batch.batch_id), outcome)
+            outcome["moved"] = quarantine_task(batch, outcome, storage=layout).to_dict()
         results.append(outcome)
     return results
 
@@ -47,7 +47,7 @@ def validate_and_quarantine(incoming: str, layout_root: str) -> list[dict]:
 def test_artifacts_summarise_warnings_and_name_the_quarantine_folder(prefect_api, tmp_path):
     from prefect.artifacts import Artifact
 
-    layout = StorageLayout(str(tmp_path / "root"), "demo")
+    layout = Storage(str(tmp_path / "root"), "demo")
     manifest = generate_demo_data(
         layout.incoming, days=2, rows_per_day=1200, seed=9, drift_day=None, malformed_day=None
     )
