@@ -32,7 +32,7 @@ from flows.preflight import check_config_columns
 from tasks.incoming import BatchRef, RejectedBatch
 from tasks.io import Storage, scan_incoming_task
 from tasks.records import SCORED, QuarantineRecord, ScoreMarker
-from tasks.report.run_summary import score_summary_task
+from tasks.report.run_summary import RunBatches, score_summary_task
 from tasks.run_reports import publish_score_task
 from tasks.scoring import find_pending_batches_task, score_batch_task
 from tasks.validation import (
@@ -166,16 +166,18 @@ def summarise(
     """The run summary of a score, nightly or backfill run (a Prefect artifact too): what was
     scored, skipped (also before the run), quarantined and ignored."""
     skipped = sorted([*skipped_before, *results.skipped], key=batch_id_of)
+    batches = RunBatches(
+        scored=[m.to_dict() for m in results.scored],
+        skipped=[m.to_dict() for m in skipped],
+        quarantined=[q.to_dict() for q in results.quarantined],
+        warnings=results.warnings,
+    )
     return score_summary_task(
         cfg.dataset,
         model_version,
-        [m.to_dict() for m in results.scored],
-        [m.to_dict() for m in skipped],
-        [q.to_dict() for q in results.quarantined],
-        results.warnings,
-        cfg.threshold.method,
-        cfg.threshold.value,
-        [i.to_dict() for i in ignored] if ignored is not None else None,
+        batches,
+        threshold=cfg.threshold,
+        ignored=[i.to_dict() for i in ignored or []],
     )
 
 
