@@ -37,6 +37,7 @@ from tasks.run_reports import publish_score_task
 from tasks.scoring import find_pending_batches_task, score_batch_task
 from tasks.validation import (
     QUARANTINED,
+    ValidationOutcome,
     quarantine_rejected_task,
     quarantine_task,
     validate_batch_task,
@@ -73,7 +74,7 @@ class BatchResults:
     scored: list[ScoreMarker] = field(default_factory=list)
     skipped: list[ScoreMarker | QuarantineRecord] = field(default_factory=list)
     quarantined: list[QuarantineRecord] = field(default_factory=list)
-    warnings: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[ValidationOutcome] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     errors: list[BaseException] = field(default_factory=list)
 
@@ -83,8 +84,8 @@ class BatchResults:
         self.errors.append(exc)
 
 
-def batch_id_of(item: ScoreMarker | QuarantineRecord) -> str:
-    """The batch id of a record (a score marker or a quarantine record)."""
+def batch_id_of(item: ScoreMarker | QuarantineRecord | ValidationOutcome) -> str:
+    """The batch id of a record (a score marker, a quarantine record, a validation outcome)."""
     return item.batch_id
 
 
@@ -126,7 +127,7 @@ def validate_and_score(
                 quarantining.append((batch.batch_id, moved))
                 continue
             if outcome.status == "warning":
-                result.warnings.append(outcome.to_dict())
+                result.warnings.append(outcome)
             scored = score.submit(
                 batch=batch,
                 storage=storage,
@@ -170,7 +171,7 @@ def summarise(
         scored=[m.to_dict() for m in results.scored],
         skipped=[m.to_dict() for m in skipped],
         quarantined=[q.to_dict() for q in results.quarantined],
-        warnings=results.warnings,
+        warnings=[w.to_dict() for w in results.warnings],
     )
     return score_summary_task(
         cfg.dataset,
