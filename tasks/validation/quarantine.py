@@ -381,7 +381,8 @@ def _announce(record: QuarantineRecord, outcome: ValidationOutcome) -> None:
 
 def quarantine_rejected(rejected: RejectedBatch, *, storage: Storage) -> QuarantineRecord:
     """Quarantine every input of a batch whose id was refused (see tasks.incoming)."""
-    with storage_errors(storage.quarantine(), f"quarantining batch {rejected.batch_id!r}"):
+    where = storage.quarantine(rejected.batch_id)
+    with storage_errors(where, f"quarantining batch {rejected.batch_id!r}"):
         outcome = rejected_outcome(rejected, storage.options)
     return quarantine_inputs(rejected.batch_id, rejected.paths, outcome, storage=storage)
 
