@@ -23,7 +23,8 @@ What the snapshot holds (JSON, keys sorted, one file), per file under the storag
 
 Model versions and run ids hold the time they were made (and a bundle digest that covers the
 fit time): they become ``<version-1>``, ``<version-2>``, ... and ``<run-1>``, ... in the order
-they were made, in file names and inside files alike; the temporary root becomes ``<root>``.
+they were made, in file names and inside files alike; the temporary root becomes ``<root>`` and
+the checkout the code runs from ``<repo>``.
 
 Usage::
 
@@ -79,6 +80,8 @@ VOLATILE_KEYS = frozenset(
         "input_fingerprint",
         # The whole-bundle digest covers the files below that hold times.
         "bundle_sha256",
+        # The champion's age when the night ran: wall-clock time since it was registered.
+        "model_age_days",
     }
 )
 # Bundle files whose bytes hold times: metrics.json (the fit's time and duration),
@@ -105,8 +108,8 @@ class Names:
         self.runs = {name: f"<run-{i}>" for i, name in enumerate(runs, 1)}
 
     def text(self, text: str) -> str:
-        """``text`` with the root, versions, run ids and wall-clock times replaced."""
-        text = text.replace(self.root, "<root>")
+        """``text`` with the root, the checkout, versions, run ids and wall-clock times replaced."""
+        text = text.replace(self.root, "<root>").replace(str(REPO_ROOT), "<repo>")
         text = VERSION.sub(lambda m: self.versions.get(m.group(0), "<unknown-version>"), text)
         text = RUN_ID.sub(lambda m: self.runs.get(m.group(0), "<unknown-run>"), text)
         text = STAMP.sub("<stamp>", text)

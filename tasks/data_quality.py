@@ -11,6 +11,13 @@ import numpy as np
 import pandas as pd
 
 from tasks.holdout_metrics import json_number
+from tasks.psi import (
+    categorical_bin_counts,
+    categorical_levels,
+    numeric_bin_counts,
+    numeric_bin_edges,
+    psi,
+)
 
 # PSI convention: below 0.1 stable, 0.1-0.25 a moderate shift, above 0.25 a significant one.
 PSI_SIGNIFICANT = 0.25
@@ -22,46 +29,24 @@ MIN_HOLDOUT_POSITIVES = 10
 def population_stability_index(
     reference: pd.Series, current: pd.Series, kind: str, bins: int = PSI_BINS
 ) -> float:
-    """PSI of ``current`` against ``reference``: sum over bins of (c - r) * ln(c / r).
-
-    Numeric columns use the reference's quantile bins; categorical columns its
-    :data:`PSI_MAX_LEVELS` most frequent levels plus an "other" bin; missing values are a bin of
-    their own. Shares are floored at :data:`PSI_EPSILON` so empty bins stay finite.
-    """
-
-    def shares(codes: np.ndarray, n_bins: int) -> np.ndarray:
-        counts = np.bincount(codes, minlength=n_bins).astype(np.float64)
-        return np.maximum(counts / max(1, codes.size), PSI_EPSILON)
-
+    """PSI of ``current`` against ``reference`` with aeflow's one PSI rule (:mod:`tasks.psi`, the
+    rule nightly drift uses): numeric columns in the reference's quantile bins (edges at observed
+    values), categorical columns in its :data:`PSI_MAX_LEVELS` most frequent levels plus an
+    "other" bin; missing values are a bin of their own; shares floored at :data:`PSI_EPSILON`."""
     if kind == "numeric":
         ref = pd.to_numeric(reference, errors="coerce").to_numpy(dtype=np.float64)
         cur = pd.to_numeric(current, errors="coerce").to_numpy(dtype=np.float64)
-        observed = ref[np.isfinite(ref)]
-        edges = (
-            np.unique(np.quantile(observed, np.linspace(0, 1, bins + 1)[1:-1]))
-            if observed.size
-            else np.array([])
-        )
-
-        def codes_of(values: np.ndarray) -> np.ndarray:
-            codes = np.searchsorted(edges, values, side="right")
-            return np.where(np.isfinite(values), codes, edges.size + 1)
-
-        n_bins = edges.size + 2
-        r, c = shares(codes_of(ref), n_bins), shares(codes_of(cur), n_bins)
+        edges = numeric_bin_edges(ref, bins)
+        expected, actual = numeric_bin_counts(ref, edges), numeric_bin_counts(cur, edges)
     else:
-        top = reference.dropna().astype(str).value_counts().index[:PSI_MAX_LEVELS]
-        lookup = {level: i for i, level in enumerate(top)}
-        n_bins = len(top) + 2  # + "other" + missing
-
-        def codes_of(values: pd.Series) -> np.ndarray:
-            missing = values.isna().to_numpy()
-            text = values.astype(object).astype(str)
-            codes = text.map(lookup).fillna(len(top)).to_numpy(dtype=np.int64)
-            return np.where(missing, len(top) + 1, codes)
-
-        r, c = shares(codes_of(reference), n_bins), shares(codes_of(current), n_bins)
-    return float(np.sum((c - r) * np.log(c / r)))
+        ref = reference.astype(object).where(reference.notna(), None).to_numpy(dtype=object)
+        cur = current.astype(object).where(current.notna(), None).to_numpy(dtype=object)
+        ref_text = np.array([v if v is None else str(v) for v in ref], dtype=object)
+        cur_text = np.array([v if v is None else str(v) for v in cur], dtype=object)
+        levels = categorical_levels(ref_text, PSI_MAX_LEVELS)
+        expected = categorical_bin_counts(ref_text, levels)
+        actual = categorical_bin_counts(cur_text, levels)
+    return psi(expected, actual, PSI_EPSILON)
 
 
 def distribution_shift(

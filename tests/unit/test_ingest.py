@@ -223,10 +223,11 @@ def test_row_batches_are_named_by_a_start_date_and_a_cadence(tmp_path):
     csv = tmp_path / "credit.csv"
     csv.write_text("id,amount\n" + "".join(f"e{i},{i}\n" for i in range(7)))
 
-    def names(**kwargs) -> list[tuple[str, int]]:
+    def names(chunk_rows: int = 65_536, **kwargs) -> list[tuple[str, int]]:
         written = ingest_csv(
-            str(csv), incoming=str(tmp_path / "in" / str(len(kwargs))), fmt=CsvFormat(),
+            str(csv), incoming=str(tmp_path / "in" / f"{len(kwargs)}-{chunk_rows}"), fmt=CsvFormat(),
             columns=cols("id", None, ["amount"]), batching=Batching(batch_rows=3, **kwargs),
+            chunk_rows=chunk_rows,
         )  # fmt: skip
         return [(b["batch_id"], b["rows"]) for b in written]
 

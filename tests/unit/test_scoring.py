@@ -130,13 +130,13 @@ def test_scored_file_follows_the_output_contract(store):
     assert on_disk["input_path"] == f"incoming/demo/{batch.batch_id}.parquet"
     paths = {"output", "input_path", "marker_format"}
     assert {k: v for k, v in on_disk.items() if k not in paths} == {
-        k: v for k, v in marker.items() if k not in paths
+        k: v for k, v in marker.to_dict().items() if k not in paths
     }
     assert marker.input_path == batch.path
     assert marker.status == "scored"
     assert marker.rows_in == marker.rows_out == ROWS_PER_DAY
     assert marker.flagged == int(pc.sum(table.column("is_anomaly")).as_py())
-    assert marker["input_sha256"] == checksum(batch.path)
+    assert marker.input_sha256 == checksum(batch.path)
     assert marker.model_version == store["version"]
 
 
@@ -191,7 +191,7 @@ def test_a_rewritten_input_is_scored_again_and_a_touched_one_is_not(store):
     pq.write_table(table.slice(0, 1000), batch.path)
     rescored = score(layout, batch)
     assert rescored.status == "scored" and rescored.rows_out == 1000
-    assert rescored["input_sha256"] != first["input_sha256"]
+    assert rescored.input_sha256 != first.input_sha256
     assert pq.read_table(rescored.output).num_rows == 1000
 
 
@@ -233,7 +233,7 @@ def test_two_concurrent_runs_leave_exactly_one_output_per_batch(store):
         assert table.num_rows == ROWS_PER_DAY
         assert pc.count_distinct(table.column(ID_COLUMN)).as_py() == ROWS_PER_DAY
         marker = json.loads(Path(layout.success_marker(path.stem)).read_text())
-        assert table.column("scored_at")[0].as_py().isoformat() == marker.scored_at
+        assert table.column("scored_at")[0].as_py().isoformat() == marker["scored_at"]
     assert not [f for f in files_under(layout.scored) if Path(f).name.startswith(".")]
 
 
