@@ -39,3 +39,14 @@ def _skip_gpu_tests_without_cuda(request: pytest.FixtureRequest) -> None:
 
         if not torch.cuda.is_available():
             pytest.skip("needs a CUDA device")
+
+
+@pytest.fixture(scope="session")
+def prefect_test_server():
+    """One temporary Prefect server (the test harness) for the whole session; the integration and
+    reliability tiers start it on first use. Yields its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()

@@ -19,7 +19,7 @@ import json
 import os
 import subprocess
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +28,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from subprocess_support import AEFLOW, prefect_server
+from subprocess_support import AEFLOW
 
 from tasks.demo_data import LABEL_COLUMN, TIMESTAMP_COLUMN, generate_demo_data
 
@@ -52,12 +52,6 @@ class Week:
     config: dict
     export: Callable[[int, Path], Path]  # (day index, folder) -> the CSV of that day
     first_day: dt.date
-
-
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory) -> Iterator[str]:
-    with prefect_server(tmp_path_factory.mktemp("prefect-server")) as api:
-        yield api
 
 
 def runner(workdir: Path, api: str) -> Callable[..., subprocess.CompletedProcess[str]]:

@@ -6,8 +6,5 @@ import pytest
 
 
 @pytest.fixture(scope="session", autouse=True)
-def prefect_server():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
+def prefect_server(prefect_test_server):
+    yield prefect_test_server
