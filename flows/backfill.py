@@ -11,19 +11,19 @@ from __future__ import annotations
 from operator import itemgetter
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from flows.config import load_config
-from flows.errors import BatchesFailed
+from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
-from flows.score import validate_and_score
+from flows.score import raise_failures, validate_and_score
 from tasks.io import StorageLayout, list_batches_task
 from tasks.reporting import RESULT_KEYS, publish_result, score_line, score_summary_task
 from tasks.scoring import find_pending_batches_task
 from tasks.window import select_date_range_task
 
 
-@flow(name="aeflow-backfill", log_prints=True)
+@flow(name="aeflow-backfill", log_prints=True, **API_WATCH_HOOKS)
 def backfill_flow(
     config: str,
     start: str,
@@ -69,10 +69,5 @@ def backfill_flow(
         f"{score_line(summary)}" + (f"; {failed} failed to score" if failed else ""),
         {key: summary[key] for key in RESULT_KEYS},
     )
-    if processed["failures"]:
-        get_run_logger().error("%d batch(es) failed to score", len(processed["failures"]))
-        raise BatchesFailed(
-            f"{len(processed['failures'])} batch(es) failed to score: "
-            + "; ".join(processed["failures"])
-        )
+    raise_failures(processed)
     return {**summary, "start": start, "end": end}

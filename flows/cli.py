@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import pkgutil
 import sys
@@ -21,6 +22,7 @@ from flows.errors import (
     EXIT_CODES_HELP,
     EXIT_INTERRUPTED,
     EXIT_QUARANTINED,
+    EXIT_STORAGE,
     EXIT_USAGE,
     BatchesFailed,
 )
@@ -103,15 +105,17 @@ def format_train_summary(result: dict[str, Any]) -> str:
         f"model version     {result['version']} ({status})",
         f"trained on        {metrics['train_rows']} rows from {len(result['training_batches'])} batches "
         f"in {metrics['fit_seconds']:.1f} s",
-        f"threshold         {metrics['threshold']:.4f} (calibrated on "
-        f"{calibration_text(metrics.get('calibration'))})",
+        f"threshold         {metrics['threshold']:.4f}, calibrated on "
+        f"{calibration_text(metrics.get('calibration'))}",
     ]
     evaluation = result.get("evaluation") or {}
     if evaluation.get("auroc") is not None:
         lines.append(f"holdout AUROC     {evaluation['auroc']:.3f} (against the label column)")
     if gate:
         reasons = "; ".join(gate.get("reasons", [])) or "no reasons recorded"
-        lines.append(f"promotion gate    {gate.get('decision', '?')}: {reasons}")
+        unchanged = gate.get("champion_before") == gate.get("champion_after") == result["version"]
+        decision = "unchanged" if unchanged else gate.get("decision", "?")
+        lines.append(f"promotion gate    {decision}: {reasons}")
     for warning in result.get("warnings", []):
         lines.append(f"warning           {warning}")
     for left_out in result.get("left_out", []):
@@ -122,13 +126,18 @@ def format_train_summary(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+IGNORED_SHOWN = 20  # ignored paths printed; the run summary (JSON, artifact) lists them all
+
+
 def format_score_summary(summary: dict[str, Any], scored_root: str, quarantine_root: str) -> str:
+    from tasks.reporting import rows_text
+
     lines = [
         f"model version     {summary['model_version']}",
         f"batches           {summary['batches_scored']} scored, {summary['batches_skipped']} already "
         f"scored (skipped), {summary['batches_quarantined']} quarantined",
-        f"rows              {summary['rows_in']} in = {summary['rows_scored']} scored + "
-        f"{summary['rows_quarantined']} quarantined",
+        f"rows              {rows_text(summary, 'rows_in')} in = {summary['rows_scored']} scored + "
+        f"{rows_text(summary, 'rows_quarantined')} quarantined",
         f"rows flagged      {summary['rows_flagged']} ({summary['flagged_share']:.2%} of scored rows)",
     ]
     for quarantined in summary["quarantined"]:
@@ -139,6 +148,14 @@ def format_score_summary(summary: dict[str, Any], scored_root: str, quarantine_r
         lines.append(f"warnings          {warned['batch_id']}: {warned.get('reason', '')}")
     for flag_warning in summary.get("flag_warnings", []):
         lines.append(f"flag rate         {flag_warning}")
+    ignored = summary.get("ignored") or []
+    for entry in ignored[:IGNORED_SHOWN]:
+        lines.append(f"ignored           {entry['path']}: {entry['reason']}")
+    if len(ignored) > IGNORED_SHOWN:
+        lines.append(
+            f"ignored           ... and {len(ignored) - IGNORED_SHOWN} more (the run summary "
+            "artifact lists them all)"
+        )
     lines += [f"scored outputs    {scored_root}", f"quarantine        {quarantine_root}"]
     return "\n".join(lines)
 
@@ -153,6 +170,7 @@ def _layout(config_path: str):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from flows.prefect_api import require_prefect_api
     from flows.preflight import check_config_columns
     from flows.train import train_flow
     from tasks.window import parse_date
@@ -161,6 +179,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.until:
         parse_date(args.until, "--until")
     check_config_columns(cfg, against_model=False)
+    require_prefect_api()
     result = with_training_progress(
         lambda: train_flow(
             config=args.config, until=args.until, batches=args.batch, promote=not args.no_promote
@@ -170,12 +189,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_model_version(cfg: Any, layout: Any, version: str | None) -> None:
+    """Fail fast, before Prefect starts, on a --model-version that is not a registry entry (a path
+    such as ../../x is refused by name, an unknown version lists the known ones)."""
+    if version not in (None, "champion"):
+        from models.registry import ModelRegistry
+
+        ModelRegistry(layout.models, cfg.storage.options).entry(version)
+
+
+def check_storage_access(cfg: Any, layout: Any) -> None:
+    """Fail fast, before Prefect starts, when the storage refuses the credentials (one line naming
+    the URL). A storage that does not answer is left to the run, which retries."""
+    from models.storage_errors import DENIED, as_storage_error, storage_problem
+    from tasks.io import exists
+
+    try:
+        exists(layout.incoming, cfg.storage.options)
+    except Exception as exc:
+        if storage_problem(exc) == DENIED:
+            raise as_storage_error(exc, layout.incoming, "listing the batches") from exc
+
+
 def cmd_score(args: argparse.Namespace) -> int:
+    from flows.prefect_api import require_prefect_api
     from flows.preflight import check_config_columns
     from flows.score import run_score
 
     cfg, layout = _layout(args.config)
+    check_model_version(cfg, layout, args.model_version)
+    check_storage_access(cfg, layout)
     check_config_columns(cfg, args.model_version)  # before Prefect starts or a batch is touched
+    require_prefect_api()
     summary = run_score(
         args.config,
         model_version=args.model_version,
@@ -230,6 +275,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from flows.prefect_api import require_prefect_api
     from flows.score import run_score
     from flows.train import train_flow
     from tasks.io import remove
@@ -239,6 +285,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--train-days must be between 1 and --days ({args.days}), got {args.train_days}"
         )
+    require_prefect_api()
     opts = cfg.storage.options
     # The demo starts from a clean slate for its dataset (the model registry is kept).
     for folder in (layout.incoming, layout.quarantine(), layout.scored):
@@ -366,14 +413,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class ExplainedErrorsWithoutTracebacks(logging.Filter):
+    """Drop the traceback from Prefect's log record of an error whose message already says what
+    happened and what to do (a storage failure, a refused model version): the run's log keeps the
+    message, the terminal ends in one `aeflow: error:` line rather than a stack of frames."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from flows.config import ConfigError
+        from models.registry import RegistryError
+        from models.storage_errors import StorageError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, StorageError | RegistryError | ConfigError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from flows.config import ConfigError
+    from flows.prefect_api import (
+        EXIT_PREFECT_API_LOST,
+        PrefectApiUnavailable,
+        command_owns_process,
+        grace_seconds,
+    )
+    from models.cpu import explicit_torch_threads
     from models.registry import RegistryError
+    from models.storage_errors import StorageError
+
+    if not os.environ.get("AEFLOW_DEBUG"):
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            logging.getLogger(name).addFilter(ExplainedErrorsWithoutTracebacks())
 
     try:
-        return int(args.handler(args) or 0)
+        # Settings from the environment fail here, before any flow starts.
+        grace_seconds()
+        explicit_torch_threads()
+        # This process exists for the command: a flow run whose Prefect API goes away stops it.
+        with command_owns_process():
+            return int(args.handler(args) or 0)
+    except PrefectApiUnavailable as exc:
+        print(f"aeflow: error: {exc}", file=sys.stderr)
+        return EXIT_PREFECT_API_LOST
+    except StorageError as exc:
+        if os.environ.get("AEFLOW_DEBUG"):
+            raise
+        print(f"aeflow: error: {exc}", file=sys.stderr)
+        return EXIT_STORAGE
     except (ConfigError, RegistryError, FileNotFoundError, ValueError) as exc:
         if os.environ.get("AEFLOW_DEBUG"):
             raise
@@ -385,6 +473,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aeflow: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # storage down or refusing access, wherever the command met it
+        from models.storage_errors import as_storage_error
+
+        problem = as_storage_error(exc, _storage_root(args), f"running `aeflow {args.command}`")
+        if problem is None or os.environ.get("AEFLOW_DEBUG"):
+            raise
+        print(f"aeflow: error: {problem}", file=sys.stderr)
+        return EXIT_STORAGE
+
+
+def _storage_root(args: argparse.Namespace) -> str:
+    """The storage root of the command's config, to name in a storage error."""
+    try:
+        from flows.config import load_config
+
+        return load_config(args.config).storage_root
+    except Exception:  # no config (or a broken one): say what is known
+        return "(the configured storage)"
 
 
 def quarantine_exit(summary: dict[str, Any], fail_on_quarantine: bool) -> int:

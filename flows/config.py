@@ -32,6 +32,19 @@ class StorageConfig(_Section):
     options: dict[str, Any] = Field(
         default_factory=dict, description="fsspec storage options, e.g. endpoint_url for S3"
     )
+    retries: int = Field(
+        4,
+        ge=0,
+        le=20,
+        description="retries of a batch's task after a transient storage error (connection "
+        "refused or reset, timeout, 5xx, throttling) before the run fails naming the storage",
+    )
+    retry_delay_s: float = Field(
+        2.0,
+        ge=0,
+        le=600,
+        description="seconds before the first retry; each further retry waits twice as long",
+    )
 
 
 class ColumnsConfig(_Section):

@@ -12,6 +12,7 @@ serving process (or a worker) must see the same file at the same path.
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,13 +136,57 @@ def build_deployments(specs: list[DeploymentSpec], task_runner: Any = None) -> l
     return deployments
 
 
-def serve(specs: list[DeploymentSpec], limit: int | None = None, task_runner: Any = None) -> None:
-    """Serve the deployments until interrupted: scheduled and ad-hoc runs execute in subprocesses
-    of this process (at most ``limit`` at a time). Needs a Prefect API (PREFECT_API_URL) that
-    outlives it."""
-    from prefect import serve as prefect_serve
+def serve(
+    specs: list[DeploymentSpec],
+    limit: int | None = None,
+    task_runner: Any = None,
+    shutdown_timeout_s: float = 30.0,
+) -> int:
+    """Serve the deployments until SIGTERM or Ctrl-C: scheduled and ad-hoc runs execute in
+    subprocesses of this process (at most ``limit`` at a time). Needs a Prefect API
+    (PREFECT_API_URL) that outlives it.
 
-    prefect_serve(*build_deployments(specs, task_runner), limit=limit)
+    Stopping takes at most ``shutdown_timeout_s`` seconds: runs in flight are asked to stop and
+    the schedules are paused while the API answers; when it does not, they are left as they are.
+    Returns the exit code: 0 after a clean stop, :data:`flows.errors.EXIT_PREFECT_API_LOST` (5)
+    when the API did not answer or the stop ran out of time.
+    """
+    import asyncio
+
+    from prefect.runner import Runner
+
+    from flows.prefect_api import ShutdownGuard
+
+    guard = ShutdownGuard(shutdown_timeout_s)
+
+    class BoundedRunner(Runner):
+        """Prefect's runner, stopped through the guard: Prefect's own SIGTERM handler exits
+        without stopping the runs and then pauses the schedules with retries that last minutes
+        when the API is down."""
+
+        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+            self.stop_serving("SIGTERM")
+
+        def stop_serving(self, signal_name: str) -> None:
+            if not self.started:  # still starting: nothing to stop yet
+                raise KeyboardInterrupt
+            client = getattr(self, "_client", None)
+            api_url = str(client.api_url).rstrip("/") if client is not None else None
+            if not guard.begin(signal_name, api_url):
+                return
+            self.pause_on_shutdown = guard.pause_schedules
+            asyncio.get_running_loop().create_task(self.astop())
+
+    runner = BoundedRunner(pause_on_shutdown=True, limit=limit)
+    for deployment in build_deployments(specs, task_runner):
+        runner.add_deployment(deployment)
+    # Ctrl-C goes through the guard too (asyncio keeps a handler that is not Python's default).
+    previous = signal.signal(signal.SIGINT, lambda *_: runner.stop_serving("Ctrl-C"))
+    try:
+        asyncio.run(runner.start())
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return guard.exit_code
 
 
 def trigger_help(specs: list[DeploymentSpec], config: str) -> str:

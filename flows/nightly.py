@@ -20,10 +20,10 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
 from flows.config import load_config
-from flows.errors import BatchesFailed
+from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
 from flows.retrain import ensure_drift_reference, retrain_flow
-from flows.score import validate_and_score
+from flows.score import raise_failures, validate_and_score, with_storage_retries
 from models.registry import ModelRegistry
 from tasks.drift import (
     champion_challenged_at,
@@ -31,7 +31,8 @@ from tasks.drift import (
     measure_drift_task,
     retrain_triggers,
 )
-from tasks.io import StorageLayout, join, list_batches_task
+from tasks.io import StorageLayout, join, scan_incoming_task
+from tasks.markdown import md_code, md_text
 from tasks.reporting import (
     RESULT_KEYS,
     artifact_key,
@@ -47,9 +48,9 @@ def nightly_markdown(result: dict[str, Any]) -> str:
     """The night for people: what was scored, flagged, quarantined, drifted and retrained."""
     score = result["score"]
     lines = [
-        f"# Nightly run: {result['dataset']} ({result['night']})",
+        f"# Nightly run: {md_text(result['dataset'])} ({md_text(result['night'])})",
         "",
-        f"Scored with model `{score['model_version']}`.",
+        f"Scored with model {md_code(score['model_version'])}.",
         "",
         "| batches scored | scored before | quarantined | rows scored | rows flagged | drifted batches | retrained |",
         "|---|---|---|---|---|---|---|",
@@ -62,15 +63,17 @@ def nightly_markdown(result: dict[str, Any]) -> str:
     if score["quarantined"]:
         lines += ["", "## Quarantined", ""]
         lines += [
-            f"- {q['batch_id']}: {q.get('reason', '')} (`{q.get('quarantine_dir', '')}`)"
+            f"- {md_text(q['batch_id'])}: {md_text(q.get('reason', ''))} "
+            f"({md_code(q.get('quarantine_dir', ''))})"
             for q in score["quarantined"]
         ]
     if result["drift"]:
         lines += ["", "## Drift", "", "| batch | status | drifted columns | report |"]
         lines += ["|---|---|---|---|"]
         lines += [
-            f"| {d['batch_id']} | {d['status']} | {', '.join(d['drifted_columns']) or '-'} "
-            f"| `{d['report']}` |"
+            f"| {md_text(d['batch_id'])} | {d['status']} "
+            f"| {md_text(', '.join(d['drifted_columns']) or '-')} "
+            f"| {md_code(d['report'], in_table=True)} |"
             for d in result["drift"]
         ]
     decision = result["retrain_decision"]
@@ -78,7 +81,7 @@ def nightly_markdown(result: dict[str, Any]) -> str:
     if not decision["retrain"]:
         lines.append("No trigger fired.")
     else:
-        lines += [f"- trigger: {reason}" for reason in decision["reasons"]]
+        lines += [f"- trigger: {md_text(reason)}" for reason in decision["reasons"]]
         retrained = result["retrain"]
         if retrained is None:
             lines.append("- not run: retraining was switched off for this run")
@@ -137,7 +140,7 @@ def _compact(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@flow(name="aeflow-nightly", log_prints=True)
+@flow(name="aeflow-nightly", log_prints=True, **API_WATCH_HOOKS)
 def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> dict[str, Any]:
     """One night: score the night's batches (those dated ``date``, YYYY-MM-DD, by
     ``columns.batch_date``; or every batch not scored yet) with the champion, measure their drift,
@@ -152,13 +155,13 @@ def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> 
     night = date or dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H%M%SZ")
     registry = ModelRegistry(layout.models, opts)
 
-    available = list_batches_task(layout.incoming, opts)
+    scan = with_storage_retries(scan_incoming_task, cfg)(layout.incoming, opts)
     selected = select_nightly_batches_task(
-        available, layout.root, cfg.dataset, date, opts, cols.batch_date, cols.timestamp
+        scan["batches"], layout.root, cfg.dataset, date, opts, cols.batch_date, cols.timestamp
     )
     pending, scored_before = selected["pending"], selected["scored_before"]
     version = registry.resolve(None) if pending or scored_before else registry.champion()
-    processed = validate_and_score(cfg, layout, pending, version or "")
+    processed = validate_and_score(cfg, layout, pending, version or "", rejected=scan["rejected"])
     scored_before = sorted([*scored_before, *processed["skipped"]], key=itemgetter("batch_id"))
     score = score_summary_task(
         cfg.dataset,
@@ -169,6 +172,7 @@ def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> 
         processed["warnings"],
         cfg.threshold.method,
         cfg.threshold.value,
+        scan["ignored"],
     )
 
     # Drift is measured for every batch of the night scored by the current champion (also one
@@ -252,10 +256,5 @@ def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> 
             "champion_after": result["champion_after"],
         },
     )
-    if processed["failures"]:
-        logger.error("%d batch(es) failed to score", len(processed["failures"]))
-        raise BatchesFailed(
-            f"{len(processed['failures'])} batch(es) failed to score: "
-            + "; ".join(processed["failures"])
-        )
+    raise_failures(processed)
     return result

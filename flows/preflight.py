@@ -22,24 +22,30 @@ def check_config_columns(
     the first model is trained). ``suite_required=False``: a run that does not validate (retrain)
     skips the suite when its file does not exist."""
     from models.registry import ModelRegistry
-    from tasks.contract import model_column_problems, model_schema, suite_column_problems
+    from tasks.contract import (
+        model_column_problems,
+        model_schema,
+        suite_column_problems,
+        suite_columns,
+    )
     from tasks.io import StorageLayout, exists, is_local
-    from tasks.validate import load_suite
+    from tasks.validate import read_suite_document
 
     cols, opts = cfg.columns, cfg.storage.options
     suite_path = cfg.suite_path
     suite_opts = None if is_local(suite_path) else opts
     if not suite_required and not exists(suite_path, suite_opts):
         return
-    suite = load_suite(suite_path, cfg.validation.severity, suite_opts)
+    # The column set only: validation checks the whole suite (and pays for importing GX) later.
+    column_set, suite_optional = suite_columns(read_suite_document(suite_path, suite_opts))
     roles = {
         "columns.id": [cols.id],
         "columns.timestamp": [cols.timestamp] if cols.timestamp else [],
         "columns.numeric": cols.numeric,
         "columns.categorical": cols.categorical,
     }
-    optional = [*([cols.label] if cols.label else []), *suite.optional_columns()]
-    problems = suite_column_problems(roles, suite.column_set(), suite_path, optional)
+    optional = [*([cols.label] if cols.label else []), *suite_optional]
+    problems = suite_column_problems(roles, column_set, suite_path, optional)
     fixes = ["fix the column names in the config"]
     if problems:
         fixes.append("redraft the suite from the data (`aeflow expectations init --force`)")

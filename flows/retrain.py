@@ -21,6 +21,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.config import PipelineConfig, load_config
+from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
 from flows.train import train_evaluate_gate
 from models.registry import ModelRegistry
@@ -94,7 +95,7 @@ def _publish(record: dict[str, Any], options: Any) -> None:
     )
 
 
-@flow(name="aeflow-retrain", log_prints=True)
+@flow(name="aeflow-retrain", log_prints=True, **API_WATCH_HOOKS)
 def retrain_flow(
     config: str,
     until: str | None = None,

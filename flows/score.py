@@ -15,11 +15,22 @@ from prefect.futures import as_completed
 
 from flows.config import PipelineConfig, load_config
 from flows.errors import BatchesFailed
+from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
-from tasks.io import StorageLayout, list_batches_task
+from models.registry import RegistryError
+from models.storage_errors import StorageError
+from tasks.io import StorageLayout, scan_incoming_task, storage_retry_options
+from tasks.quarantine import QUARANTINED, quarantine_rejected_task, quarantine_task
 from tasks.reporting import RESULT_KEYS, publish_result, score_line, score_summary_task
 from tasks.scoring import find_pending_batches_task, score_batch_task
-from tasks.validate import quarantine_task, validate_batch_task
+from tasks.validate import validate_batch_task
+
+
+def with_storage_retries(task: Any, cfg: PipelineConfig) -> Any:
+    """``task`` retrying transient storage errors as the config's storage section says."""
+    return task.with_options(
+        **storage_retry_options(cfg.storage.retries, cfg.storage.retry_delay_s)
+    )
 
 
 def validate_batches(
@@ -30,7 +41,14 @@ def validate_batches(
     """
     shared = {name: unmapped(value) for name, value in cfg.validation_arguments().items()}
     data_docs_dir = layout.reports("data-docs") if cfg.validation.data_docs else None
-    return validate_batch_task.map(batches, data_docs_dir=unmapped(data_docs_dir), **shared)
+    validate = with_storage_retries(validate_batch_task, cfg)
+    return validate.map(batches, data_docs_dir=unmapped(data_docs_dir), **shared)
+
+
+def _failed(result: dict[str, list[Any]], batch_id: str, exc: BaseException) -> None:
+    """Record a batch that could not be processed (its message, and the exception in ``errors``)."""
+    result["failures"].append(f"{batch_id}: {exc.__class__.__name__}: {exc}")
+    result["errors"].append(exc)
 
 
 def validate_and_score(
@@ -39,82 +57,133 @@ def validate_and_score(
     batches: list[dict[str, Any]],
     model_version: str,
     force: bool = False,
+    rejected: list[dict[str, Any]] | None = None,
 ) -> dict[str, list[Any]]:
     """Validate each batch (mapped over the task runner), quarantine the rejected ones and score
     each accepted one with ``model_version`` as soon as its own validation passes (as the score
-    flow does). Call inside a flow.
+    flow does); quarantine the ``rejected`` batches (refused ids, see tasks.incoming) unvalidated.
+    Storage work is retried on transient errors (the config's storage.retries). Call inside a flow.
 
-    Returns ``{"scored": [markers], "skipped": [markers of batches a concurrent run scored],
-    "quarantined": [...], "warnings": [outcomes], "failures": [messages]}``, each by batch id.
+    Returns ``{"scored": [markers], "skipped": [markers of batches a concurrent run scored, and
+    records of batches it quarantined], "quarantined": [...], "warnings": [outcomes],
+    "failures": [messages], "errors": [the exceptions]}``, each by batch id.
     """
     opts, cols = cfg.storage.options, cfg.columns
     result: dict[str, list[Any]] = {
-        "scored": [], "skipped": [], "quarantined": [], "warnings": [], "failures": []
+        "scored": [], "skipped": [], "quarantined": [], "warnings": [], "failures": [], "errors": []
     }  # fmt: skip
-    if not batches:
-        return result
-    validations = validate_batches(cfg, layout, batches)
-    batch_of = {f.task_run_id: b for f, b in zip(validations, batches, strict=True)}
-    scoring, quarantining = [], []
-    for validated in as_completed(list(validations)):
-        batch, outcome = batch_of[validated.task_run_id], validated.result()
-        if not outcome["accepted"]:
-            quarantining.append(
-                quarantine_task.submit(batch, layout.quarantine(batch["batch_id"]), outcome, opts)
+    quarantine_one = with_storage_retries(quarantine_task, cfg)
+    quarantining = [
+        (r["batch_id"], with_storage_retries(quarantine_rejected_task, cfg).submit(
+            r, layout.quarantine(r["batch_id"]), opts
+        ))
+        for r in rejected or []
+    ]  # fmt: skip
+    scoring = []
+    if batches:
+        validations = validate_batches(cfg, layout, batches)
+        batch_of = {f.task_run_id: b for f, b in zip(validations, batches, strict=True)}
+        score = with_storage_retries(score_batch_task, cfg)
+        for validated in as_completed(list(validations)):
+            batch = batch_of[validated.task_run_id]
+            try:
+                outcome = validated.result()
+            except Exception as exc:  # storage trouble: reported at the end, nothing judged
+                _failed(result, batch["batch_id"], exc)
+                continue
+            if not outcome["accepted"]:
+                quarantining.append(
+                    (
+                        batch["batch_id"],
+                        quarantine_one.submit(
+                            batch, layout.quarantine(batch["batch_id"]), outcome, opts
+                        ),
+                    )
+                )
+                continue
+            if outcome["status"] == "warning":
+                result["warnings"].append(outcome)
+            scoring.append(
+                (
+                    batch["batch_id"],
+                    score.submit(
+                        batch,
+                        layout.root,
+                        cfg.dataset,
+                        cols.passthrough,
+                        cols.timestamp,
+                        cols.numeric,
+                        cols.categorical,
+                        cols.missing_values,
+                        model_version,
+                        cfg.scoring.chunk_rows,
+                        cfg.scoring.top_k,
+                        force,
+                        opts,
+                        batch_date_source=cols.batch_date,
+                    ),
+                )
             )
-            continue
-        if outcome["status"] == "warning":
-            result["warnings"].append(outcome)
-        scoring.append(
-            score_batch_task.submit(
-                batch,
-                layout.root,
-                cfg.dataset,
-                cols.passthrough,
-                cols.timestamp,
-                cols.numeric,
-                cols.categorical,
-                cols.missing_values,
-                model_version,
-                cfg.scoring.chunk_rows,
-                cfg.scoring.top_k,
-                force,
-                opts,
-                batch_date_source=cols.batch_date,
-            )
-        )
-    for future in scoring:
+    for batch_id, future in scoring:
         try:
             marker = future.result()
         except Exception as exc:  # reported at the end of the run; the other batches go on
-            result["failures"].append(f"{exc.__class__.__name__}: {exc}")
+            _failed(result, batch_id, exc)
             continue
         result["scored" if marker["status"] == "scored" else "skipped"].append(marker)
-    result["quarantined"] = [f.result() for f in quarantining]
+    for batch_id, future in quarantining:
+        try:
+            moved = future.result()
+        except Exception as exc:
+            _failed(result, batch_id, exc)
+            continue
+        result["quarantined" if moved["status"] == QUARANTINED else "skipped"].append(moved)
     for key in ("scored", "skipped", "quarantined", "warnings"):
         result[key].sort(key=itemgetter("batch_id"))
     return result
 
 
-@flow(name="aeflow-score", log_prints=True)
+def raise_failures(outcome: dict[str, list[Any]]) -> None:
+    """Fail the run after its summary when a batch could not be processed; nothing that failed was
+    quarantined or marked. A storage failure is raised as that :class:`StorageError` (its message
+    names the storage URL; exit code 4); errors that explain themselves (a bad suite, an unknown
+    model version: ValueError, RegistryError) as the first of them (exit 2); anything else as
+    :class:`BatchesFailed` listing every failed batch (exit 1)."""
+    failures, errors = outcome["failures"], outcome.get("errors") or []
+    if not failures:
+        return
+    get_run_logger().error("%d batch(es) failed: %s", len(failures), "; ".join(failures))
+    more = len(failures) - 1
+    suffix = f" ({more} more batch(es) failed too; see the run's log)" if more else ""
+    storage = [e for e in errors if isinstance(e, StorageError)]
+    if storage:
+        raise type(storage[0])(f"{storage[0]}{suffix}", storage[0].url)
+    if errors and all(isinstance(e, ValueError | RegistryError) for e in errors):
+        raise errors[0]
+    raise BatchesFailed(f"{len(failures)} batch(es) failed to score: " + "; ".join(failures))
+
+
+@flow(name="aeflow-score", log_prints=True, **API_WATCH_HOOKS)
 def score_flow(
     config: str, model_version: str | None = None, force: bool = False
 ) -> dict[str, Any]:
     """Score every batch in incoming/ not yet scored by the model (the champion unless
-    `model_version`); `force` re-scores batches already scored. Returns the run summary.
+    `model_version`); `force` re-scores batches already scored. Returns the run summary, which
+    also lists every path under incoming/ that is not a batch (`ignored`, with the reason).
 
-    Raises RuntimeError after the summary when a batch failed to score (the others are committed).
+    Raises after the summary when a batch failed: StorageError when the storage was unreachable
+    or refused access (naming its URL), BatchesFailed otherwise (the other batches are committed).
     """
     cfg = load_config(config)
     check_config_columns(cfg, model_version)
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     opts = cfg.storage.options
-    available = list_batches_task(layout.incoming, opts)
-    plan = find_pending_batches_task(
-        available, layout.root, cfg.dataset, model_version, force, opts
+    scan = with_storage_retries(scan_incoming_task, cfg)(layout.incoming, opts)
+    plan = with_storage_retries(find_pending_batches_task, cfg)(
+        scan["batches"], layout.root, cfg.dataset, model_version, force, opts
     )
     pending, version = plan["pending"], plan["model_version"]
-    outcome = validate_and_score(cfg, layout, pending, version, force)
+    outcome = validate_and_score(cfg, layout, pending, version, force, scan["rejected"])
     # A concurrent run may have scored a batch between planning and scoring: it is skipped then.
     skipped = sorted([*plan["skipped"], *outcome["skipped"]], key=itemgetter("batch_id"))
     summary = score_summary_task(
@@ -126,6 +195,7 @@ def score_flow(
         outcome["warnings"],
         cfg.threshold.method,
         cfg.threshold.value,
+        scan["ignored"],
     )
     failures = outcome["failures"]
     failed = f"; {len(failures)} failed to score" if failures else ""
@@ -135,9 +205,7 @@ def score_flow(
         f"{cfg.dataset} scored with {version}: {score_line(summary)}{failed}",
         {key: summary[key] for key in RESULT_KEYS},
     )
-    if failures:
-        get_run_logger().error("%d batch(es) failed to score", len(failures))
-        raise BatchesFailed(f"{len(failures)} batch(es) failed to score: " + "; ".join(failures))
+    raise_failures(outcome)
     return summary
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.config import PipelineConfig, load_config
+from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
 from flows.score import validate_batches
 from models.registry import ModelRegistry
@@ -152,7 +153,7 @@ def train_evaluate_gate(
     }
 
 
-@flow(name="aeflow-train", log_prints=True)
+@flow(name="aeflow-train", log_prints=True, **API_WATCH_HOOKS)
 def train_flow(
     config: str,
     until: str | None = None,

@@ -5,13 +5,18 @@
 >>> result = detector.score(batch)  # scores, percentiles, flags, latent features, top columns
 
 The names are imported on first use, so `models.storage` and `models.registry` (used by every CLI
-command) do not pay for importing torch.
+command) do not pay for importing torch. Importing the package sets OpenMP's passive wait policy
+(models.cpu.configure_openmp) before anything here loads torch.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from models.cpu import configure_openmp
+
+configure_openmp()
 
 if TYPE_CHECKING:
     from models.detector import AutoencoderDetector, ScoreResult

@@ -15,8 +15,10 @@ import datetime as dt
 import hashlib
 import os
 import posixpath
+import re
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,9 @@ from models.storage import (
 
 CHAMPION_FILE = "champion.json"
 ENTRY_FILE = "registry.json"
+# Files written into a version's folder after registration, by the registry and the pipeline
+# (tasks.drift keeps the model's drift reference there): not part of the bundle's hash.
+BESIDE_THE_BUNDLE = frozenset({ENTRY_FILE, "drift_reference.json"})
 
 
 class RegistryError(RuntimeError):
@@ -49,12 +54,52 @@ def _version_stamp() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _bundle_digest(bundle_dir: Path) -> str:
-    digest = hashlib.sha256()
-    for file in sorted(p for p in bundle_dir.rglob("*") if p.is_file()):
-        digest.update(file.relative_to(bundle_dir).as_posix().encode())
-        digest.update(file.read_bytes())
-    return digest.hexdigest()
+# A version name is one folder name: what register() makes (``<UTC time>-<8 hex>[-n]``) or any
+# plain name of letters, digits, '.', '_' and '-'; never a path ('/', '..').
+VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+class BundleMismatchError(RegistryError):
+    """A registered bundle no longer matches the whole-bundle sha256 of its registry entry."""
+
+
+def check_version_name(version: Any) -> str:
+    """``version`` when it can name a registry entry; RegistryError otherwise (a path such as
+    ``../../x`` would load a bundle from outside the registry)."""
+    if not isinstance(version, str) or not VERSION_NAME.fullmatch(version) or ".." in version:
+        raise RegistryError(
+            f"{version!r} is not a model version name (letters, digits, '.', '_' and '-', no "
+            "paths); pass a version listed by `aeflow models list`, or 'champion'"
+        )
+    return version
+
+
+def _ordered(relative_paths: Iterable[str]) -> list[str]:
+    """Bundle files in digest order (by path parts, as registration always hashed them)."""
+    return sorted(relative_paths, key=lambda rel: tuple(rel.split("/")))
+
+
+def _digest_files(files: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """(whole-bundle sha256, {relative path: file sha256}) over ``{relative path: opener}``; the
+    whole digest covers each file's relative path and bytes, in :func:`_ordered` order."""
+    whole, each = hashlib.sha256(), {}
+    for rel in _ordered(files):
+        one = hashlib.sha256()
+        whole.update(rel.encode())
+        with files[rel]() as handle:
+            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                whole.update(block)
+                one.update(block)
+        each[rel] = one.hexdigest()
+    return whole.hexdigest(), each
+
+
+def _local_files(bundle_dir: Path) -> dict[str, Any]:
+    return {
+        p.relative_to(bundle_dir).as_posix(): (lambda p=p: p.open("rb"))
+        for p in bundle_dir.rglob("*")
+        if p.is_file()
+    }
 
 
 class ModelRegistry:
@@ -79,7 +124,7 @@ class ModelRegistry:
             raise RegistryError(
                 f"{bundle_dir} holds no model bundle; save the detector there first"
             )
-        digest = _bundle_digest(bundle_dir)
+        digest, file_digests = _digest_files(_local_files(bundle_dir))
         base = f"{_version_stamp()}-{digest[:8]}"
         version, copies = base, 1
         # The same bundle registered twice within a second gets a numbered name, not the first
@@ -95,6 +140,7 @@ class ModelRegistry:
             "version": version,
             "registered_at": _now(),
             "bundle_sha256": digest,
+            "bundle_files": file_digests,
             "content_sha256": content_digest(bundle_dir),
         }
         write_json_atomic(record, join(destination, ENTRY_FILE), self.options)
@@ -126,6 +172,8 @@ class ModelRegistry:
         return entries
 
     def entry(self, version: str) -> dict[str, Any]:
+        """The registry entry of ``version``; RegistryError for a name that is not an entry."""
+        check_version_name(version)
         record = read_json(join(self.models_root, version, ENTRY_FILE), self.options)
         if record is None:
             known = [e["version"] for e in self.versions()]
@@ -147,7 +195,8 @@ class ModelRegistry:
 
     def champion(self) -> str | None:
         """The current champion's version, or None before the first promotion."""
-        return self.champion_state()["version"]
+        version = self.champion_state()["version"]
+        return None if version is None else check_version_name(version)
 
     def promote(
         self, version: str, reason: str, details: dict[str, Any] | None = None
@@ -242,12 +291,67 @@ class ModelRegistry:
                 shutil.rmtree(staging, ignore_errors=True)
         return target
 
+    def _bundle_files(self, version: str) -> dict[str, Any]:
+        """{relative path: opener} of the files in a version's folder on the registry's storage."""
+        source = join(self.models_root, version)
+        fs, inner = filesystem(source, self.options)
+        inner = inner.rstrip("/")
+        return {
+            file[len(inner) + 1 :]: (lambda f=file: fs.open(f, "rb")) for file in fs.find(inner)
+        }
+
+    def _check_bundle(self, version: str, files: dict[str, Any]) -> None:
+        """Raise BundleMismatchError unless the bundle's files in ``files`` hash to the entry's
+        ``bundle_sha256``. The bundle's files are those registered (the entry's ``bundle_files``);
+        files the registry and the pipeline keep beside them (registry.json, the drift reference)
+        are not part of it. An entry from before ``bundle_files`` covers every file but those."""
+        entry = self.entry(version)
+        expected = entry.get("bundle_sha256")
+        if not expected:
+            raise BundleMismatchError(
+                f"model version {version} has no bundle_sha256 in its registry entry, so its bundle "
+                "cannot be verified; register the bundle again"
+            )
+        known = entry.get("bundle_files") or {}
+        if known:
+            missing = sorted(set(known) - set(files))
+            bundle = {rel: opener for rel, opener in files.items() if rel in known}
+        else:
+            missing = []
+            bundle = {rel: o for rel, o in files.items() if rel not in BESIDE_THE_BUNDLE}
+        digest, each = _digest_files(bundle)
+        if digest == expected and not missing:
+            return
+        changed = sorted({rel for rel in each if known.get(rel) != each[rel]} | set(missing))
+        which = f": {changed} changed or removed" if known else ""
+        raise BundleMismatchError(
+            f"model version {version} does not match its registry entry (bundle_sha256){which}; "
+            "its files were modified after registration. Refusing to load it: restore the bundle "
+            "or register a new version"
+        )
+
+    def verify(self, version: str) -> dict[str, Any]:
+        """Check a version's bundle against its entry's whole-bundle sha256, without loading it.
+
+        Returns ``{"version", "ok", "problem"}`` (problem None when ok)."""
+        try:
+            self._check_bundle(version, self._bundle_files(version))
+        except RegistryError as exc:
+            return {"version": version, "ok": False, "problem": str(exc)}
+        return {"version": version, "ok": True, "problem": None}
+
     def load(self, version: str | None = None):
-        """Load a registered detector (the champion when ``version`` is None); checksums verified."""
+        """Load a registered detector (the champion when ``version`` is None).
+
+        The bundle must match its registry entry's whole-bundle sha256 (``bundle_sha256``, from
+        registration), then the bundle's own manifest checksums and trusted types are checked by
+        ``AutoencoderDetector.load``: an edited file with an updated manifest is still refused."""
         from models.detector import AutoencoderDetector
 
         resolved = self.resolve(version)
-        return AutoencoderDetector.load(self.local_bundle(resolved)), resolved
+        bundle = Path(self.local_bundle(resolved))
+        self._check_bundle(resolved, _local_files(bundle))
+        return AutoencoderDetector.load(str(bundle)), resolved
 
 
 def _ensure_dir(path: str) -> str:

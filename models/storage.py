@@ -9,13 +9,17 @@ object only appears once it is complete.
 from __future__ import annotations
 
 import contextlib
+import glob
+import hashlib
 import json
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from glob import has_magic
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,6 +27,21 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 StorageOptions = dict[str, Any] | None
+
+# The longest file name (one path component) most file systems allow, in bytes (ext4, xfs, APFS,
+# NTFS in UTF-16 units). Names aeflow derives are kept within it (see bounded_name).
+NAME_MAX_BYTES = 255
+TEMPORARY_MARK = ".tmp-"
+_RANDOM_HEX = 32  # uuid4().hex
+# Object-store writes stage their bytes in a local file named after the writing process, so a run
+# can tell (and remove) the files of writers that were killed (see remove_orphaned_uploads).
+UPLOAD_PREFIX = "aeflow-"
+UPLOAD_SUFFIX = ".part"
+_HEX = re.compile("[0-9a-f]+")
+_TEMPORARY = re.compile(rf"\..*{re.escape(TEMPORARY_MARK)}[0-9a-f]+")
+_UPLOAD_NAME = re.compile(
+    rf"{UPLOAD_PREFIX}(\d+)-[0-9a-f]{{{_RANDOM_HEX}}}{re.escape(UPLOAD_SUFFIX)}"
+)
 
 
 def filesystem(url: str, options: StorageOptions = None) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -50,38 +69,120 @@ def url_of(fs: fsspec.AbstractFileSystem, path: str, like: str) -> str:
     return fs.unstrip_protocol(path)
 
 
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def bounded_name(stem: str, suffix: str = "", limit: int = NAME_MAX_BYTES) -> str:
+    """``stem + suffix`` when it fits in ``limit`` bytes; otherwise the stem's first bytes, ``~``
+    and 16 hex of the stem's sha256, then the suffix: unique per stem and always within limit."""
+    name = stem + suffix
+    if len(_utf8(name)) <= limit:
+        return name
+    digest = hashlib.sha256(_utf8(stem)).hexdigest()[:16]
+    budget = limit - len(_utf8(suffix)) - 1 - len(digest)
+    head = _utf8(stem)[:budget].decode("utf-8", "ignore")  # never split a character
+    return f"{head}~{digest}{suffix}"
+
+
+def temporary_prefix(name: str) -> str:
+    """The start of the name of every local atomic-write temporary of ``name`` (a file name in the
+    same folder): ``.<name>.tmp-``, shortened as :func:`bounded_name` does when the temporary's
+    full name (the prefix and 32 random hex) would pass the file-name limit."""
+    head = bounded_name(f".{name}", TEMPORARY_MARK, NAME_MAX_BYTES - _RANDOM_HEX)
+    return head
+
+
+def is_temporary_of(candidate: str, name: str) -> bool:
+    """Whether the file name ``candidate`` is an atomic-write temporary of the file name ``name``.
+
+    Exact: the prefix and then hex digits only (no '.'), so a batch named ``*`` or ``a[1]``
+    matches only its own temporaries (no glob pattern is ever built from a name), and ``a`` never
+    matches the temporaries of ``a.tmp-x``."""
+    prefix = temporary_prefix(name)
+    return candidate.startswith(prefix) and _HEX.fullmatch(candidate[len(prefix) :]) is not None
+
+
+def is_temporary(candidate: str) -> bool:
+    """Whether a file name looks like any local atomic-write temporary (``.<...>.tmp-<hex>``)."""
+    return _TEMPORARY.fullmatch(candidate) is not None
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_orphaned_uploads(folder: str | None = None) -> list[str]:
+    """Remove the local staging files of object-store writes whose writing process is gone (killed
+    by SIGKILL or power loss before it could clean up). Files of live processes are left alone,
+    so concurrent runs on this machine are safe. Returns the removed paths."""
+    folder = folder or tempfile.gettempdir()
+    removed = []
+    for path in glob.glob(os.path.join(glob.escape(folder), f"{UPLOAD_PREFIX}*{UPLOAD_SUFFIX}")):
+        found = _UPLOAD_NAME.fullmatch(os.path.basename(path))
+        if found and not _process_alive(int(found.group(1))):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+                removed.append(path)
+    return removed
+
+
+def _fsync_folder(folder: str) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:  # not possible on every platform (Windows): the rename is still atomic
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
 @contextlib.contextmanager
 def atomic_open(url: str, options: StorageOptions = None) -> Iterator[IO[bytes]]:
     """Open ``url`` for binary writing so that it appears complete or not at all.
 
-    On a local file system the data goes to a hidden temporary file in the destination folder that is
-    fsynced and renamed over the destination on success. On an object store it goes to a local
-    temporary file that is uploaded with one PUT on success. An exception removes the temporary file
+    On a local file system the data goes to a hidden temporary file in the destination folder
+    (:func:`temporary_prefix`) that is fsynced and renamed over the destination on success, and the
+    folder is fsynced so the rename is durable. On an object store it goes to a local
+    temporary file (named after this process, see :func:`remove_orphaned_uploads`) that is uploaded
+    with one PUT on success. An exception removes the temporary file
     and leaves any previous version of the destination untouched.
     """
     fs, path = filesystem(url, options)
     if isinstance(fs, LocalFileSystem):
         folder = os.path.dirname(path) or "."
         os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
+        tmp = os.path.join(folder, temporary_prefix(os.path.basename(path)) + uuid.uuid4().hex)
         try:
             with open(tmp, "wb") as handle:
                 yield handle
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
+            _fsync_folder(folder)  # the rename itself survives a power loss only once synced
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
         return
-    with tempfile.NamedTemporaryFile(prefix="aeflow-", suffix=".part", delete=False) as handle:
-        tmp = handle.name
+    tmp = os.path.join(
+        tempfile.gettempdir(), f"{UPLOAD_PREFIX}{os.getpid()}-{uuid.uuid4().hex}{UPLOAD_SUFFIX}"
+    )
     try:
         with open(tmp, "wb") as handle:
             yield handle
         fs.put_file(tmp, path)
     finally:
-        os.remove(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
 
 
 def write_bytes_atomic(data: bytes, url: str, options: StorageOptions = None) -> str:
@@ -119,8 +220,16 @@ def copy_tree(src: str, dest: str, options: StorageOptions = None) -> None:
     """Copy a file or folder byte for byte between any two locations of the same storage."""
     src_fs, src_path = filesystem(src, options)
     dest_fs, dest_path = filesystem(dest, options)
+    local = isinstance(src_fs, LocalFileSystem) and isinstance(dest_fs, LocalFileSystem)
+    if local and os.path.islink(src_path):
+        # A link is copied as a link: its target (outside what aeflow owns) is never read or moved.
+        os.makedirs(os.path.dirname(dest_path), exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(dest_path)
+        os.symlink(os.readlink(src_path), dest_path)
+        return
     if src_fs.isdir(src_path):
-        for file in src_fs.find(src_path):
+        for file in src_fs.find(src_path):  # links are listed as files, never entered
             rel = posixpath.relpath(file, src_path)
             copy_tree(url_of(src_fs, file, src), join(dest, *rel.split("/")), options)
         return
@@ -131,6 +240,26 @@ def copy_tree(src: str, dest: str, options: StorageOptions = None) -> None:
 
 
 def remove(url: str, options: StorageOptions = None) -> None:
+    """Remove a file or a folder tree. A local symbolic link is removed itself, never its target."""
     fs, path = filesystem(url, options)
-    if fs.exists(path):
-        fs.rm(path, recursive=fs.isdir(path))
+    if isinstance(fs, LocalFileSystem) and os.path.islink(path):
+        os.remove(path)
+        return
+    if not fs.exists(path):
+        return
+    if isinstance(fs, LocalFileSystem):
+        fs.rm(path, recursive=fs.isdir(path))  # literal: shutil.rmtree or os.remove
+        return
+    # Other back ends (s3fs, gcsfs, ...) expand `rm` paths as glob patterns: a batch named `a[1]`
+    # would delete `a1`, one named `*` everything beside it. Names with pattern characters are
+    # removed one by one with rm_file, which takes a path literally; the rest in bulk.
+    files = fs.find(path) if fs.isdir(path) else [path]
+    plain = [f for f in files if not has_magic(f)]
+    if plain:
+        fs.rm(plain)
+    for file in files:
+        if has_magic(file):
+            fs.rm_file(file)
+    if fs.isdir(path) and not has_magic(path):
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(path, recursive=True)  # an empty "folder" left where the store keeps them

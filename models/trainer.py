@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from models import cpu
 from models.network import ColumnErrors, MixedAutoencoder, kl_divergence
 
 ProgressCallback = Callable[[int, int, float, float], None]
@@ -213,16 +214,15 @@ SINGLE_THREAD_WORK = 1 << 24
 
 @contextlib.contextmanager
 def _cpu_threads(device: torch.device, work_per_step: int):
-    """Use one intra-op thread for small CPU workloads, restoring the previous setting after."""
-    if device.type != "cpu" or work_per_step >= SINGLE_THREAD_WORK:
+    """Size torch's threads for CPU training (models.cpu.choose_torch_threads: AEFLOW_TORCH_THREADS,
+    else the CPUs this process may use that busy neighbours leave idle; one for small steps),
+    restoring the previous setting after."""
+    if device.type != "cpu":
         yield
         return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    most = 1 if work_per_step < SINGLE_THREAD_WORK else None
+    with cpu.torch_threads(cpu.choose_torch_threads(most=most)):
         yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def train_network(

@@ -54,6 +54,25 @@ def suite_column_problems(
     return problems
 
 
+def suite_columns(document: Any) -> tuple[list[str] | None, list[str]]:
+    """(the exact column set, the optional columns) of a parsed suite document, read without
+    Great Expectations (importing it costs seconds); a malformed document gives (None, []): the
+    validation that follows names its problems."""
+    if not isinstance(document, dict) or not isinstance(document.get("expectations"), list):
+        return None, []
+    column_set = next(
+        (
+            list(entry.get("kwargs", {}).get("column_set") or [])
+            for entry in document["expectations"]
+            if isinstance(entry, dict) and entry.get("type") == "expect_table_columns_to_match_set"
+        ),
+        None,
+    )
+    meta = document.get("meta") if isinstance(document.get("meta"), dict) else {}
+    optional = list((meta.get("aeflow") or {}).get("optional_columns") or [])
+    return column_set, optional
+
+
 def model_schema(
     models_root: str, version: str, options: StorageOptions = None
 ) -> dict[str, Any] | None:

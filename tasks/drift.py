@@ -44,6 +44,7 @@ from tasks.io import (
     read_json,
     write_json_atomic,
 )
+from tasks.markdown import md_code, md_text
 from tasks.reporting import artifact_key
 
 PROFILE_FILE = "drift_reference.json"
@@ -581,7 +582,7 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 def drift_markdown(dataset: str, reports: Sequence[Mapping[str, Any]]) -> str:
     """One night's drift reports as a Markdown artifact: a line per batch, then the top columns."""
-    lines = [f"# Drift: {dataset}", ""]
+    lines = [f"# Drift: {md_text(dataset)}", ""]
     if not reports:
         return "\n".join([*lines, "No batch was scored tonight, so no drift was measured.", ""])
     lines += [
@@ -592,14 +593,16 @@ def drift_markdown(dataset: str, reports: Sequence[Mapping[str, Any]]) -> str:
         flag = r["flag_rate"]
         rate = "n/a" if flag["batch"] is None else f"{flag['batch']:.2%}"
         lines.append(
-            f"| {r['batch_id']} | **{r['status']}** | {', '.join(r['drifted_columns']) or '-'} "
+            f"| {md_text(r['batch_id'])} | **{r['status']}** "
+            f"| {md_text(', '.join(r['drifted_columns']) or '-')} "
             f"| {_fmt(r['score']['psi'])} | {rate} ({flag['reference']:.2%}) "
-            f"| {'; '.join(r['reasons']) or '-'} |"
+            f"| {md_text('; '.join(r['reasons']) or '-')} |"
         )
     for r in reports:
         lines += [
             "",
-            f"## {r['batch_id']}: column PSI (reference model {r['reference_version']})",
+            f"## {md_text(r['batch_id'])}: column PSI (reference model "
+            f"{md_code(r['reference_version'])})",
             "",
             "| column | PSI | status | largest shift (reference -> batch share) |",
             "|---|---|---|---|",
@@ -607,11 +610,12 @@ def drift_markdown(dataset: str, reports: Sequence[Mapping[str, Any]]) -> str:
         for c in r["columns"]:
             shift = c.get("largest_shift")
             moved = (
-                f"{shift['bin']}: {shift['reference_share']:.1%} -> {shift['batch_share']:.1%}"
+                f"{md_text(shift['bin'])}: {shift['reference_share']:.1%} -> "
+                f"{shift['batch_share']:.1%}"
                 if shift
                 else "-"
             )
-            lines.append(f"| {c['column']} | {_fmt(c['psi'])} | {c['status']} | {moved} |")
+            lines.append(f"| {md_text(c['column'])} | {_fmt(c['psi'])} | {c['status']} | {moved} |")
     return "\n".join(lines) + "\n"
 
 

@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import posixpath
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -26,10 +26,12 @@ from prefect import task
 from models.storage import (  # noqa: F401
     StorageOptions,
     atomic_open,
+    bounded_name,
     copy_tree,
     exists,
     filesystem,
     is_local,
+    is_temporary_of,
     join,
     read_json,
     remove,
@@ -38,8 +40,16 @@ from models.storage import (  # noqa: F401
     write_json_atomic,
     write_text_atomic,
 )
+from models.storage_errors import TRANSIENT, storage_errors, storage_problem
+from tasks.incoming import (  # noqa: F401
+    PARQUET_SUFFIX,
+    BatchRef,
+    IncomingScan,
+    batch_files,
+    list_batches,
+    scan_incoming,
+)
 
-PARQUET_SUFFIX = ".parquet"
 SUCCESS_FOLDER = "_success"  # pyarrow.dataset and Hive readers skip names starting with "_"
 LOCK_FOLDER = "_locks"  # per-batch scoring locks (see tasks.scoring.BatchLock)
 ARRIVAL_FOLDER = "_arrivals"  # each batch's first-seen arrival date (see tasks.batch_dates)
@@ -72,7 +82,8 @@ class StorageLayout:
         return join(self.scored, SUCCESS_FOLDER, f"{batch_id}.json")
 
     def scoring_lock(self, batch_id: str) -> str:
-        return join(self.scored, LOCK_FOLDER, f"{batch_id}.lock")
+        """The batch's lock (scoring and quarantine); bounded, as a rejected id may be long."""
+        return join(self.scored, LOCK_FOLDER, bounded_name(batch_id, ".lock"))
 
     def arrival_record(self, batch_id: str) -> str:
         return join(self.scored, ARRIVAL_FOLDER, f"{batch_id}.json")
@@ -84,51 +95,6 @@ class StorageLayout:
     def reports(self, run: str | None = None) -> str:
         base = join(self.root, "reports", self.dataset)
         return join(base, run) if run else base
-
-
-# --------------------------------------------------------------------------------------- batches
-@dataclass(frozen=True)
-class BatchRef:
-    """One batch in incoming/: a Parquet file, or a folder of Parquet parts."""
-
-    batch_id: str
-    path: str
-    size_bytes: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def list_batches(incoming: str, options: StorageOptions = None) -> list[BatchRef]:
-    """Batches waiting in an incoming folder, sorted by batch id.
-
-    A ``*.parquet`` file is one batch (id = file stem); a sub-folder is one batch made of the Parquet
-    parts inside it (id = folder name). Names starting with '.' or '_' are ignored (temporary files).
-    """
-    fs, path = filesystem(incoming, options)
-    if not fs.exists(path):
-        return []
-    batches = []
-    for entry in fs.ls(path, detail=True):
-        name = posixpath.basename(entry["name"].rstrip("/"))
-        if name.startswith((".", "_")):
-            continue
-        if entry["type"] == "directory":
-            parts = [p for p in fs.find(entry["name"]) if p.endswith(PARQUET_SUFFIX)]
-            size = sum(fs.size(p) for p in parts)
-            batches.append(BatchRef(name, url_of(fs, entry["name"], incoming), size))
-        elif name.endswith(PARQUET_SUFFIX):
-            batch_id = name[: -len(PARQUET_SUFFIX)]
-            batches.append(BatchRef(batch_id, url_of(fs, entry["name"], incoming), entry["size"]))
-    return sorted(batches, key=lambda b: b.batch_id)
-
-
-def batch_files(path: str, options: StorageOptions = None) -> list[str]:
-    """The Parquet files making up a batch (the file itself, or the parts of a folder), in order."""
-    fs, inner = filesystem(path, options)
-    if fs.isdir(inner):
-        return sorted(url_of(fs, p, path) for p in fs.find(inner) if p.endswith(PARQUET_SUFFIX))
-    return [path]
 
 
 @contextlib.contextmanager
@@ -241,8 +207,10 @@ def fingerprint(path: str, options: StorageOptions = None) -> str:
 def remove_stale_temporaries(url: str, options: StorageOptions = None) -> list[str]:
     """Remove temporaries that an interrupted atomic write of ``url`` left next to it.
 
-    Local atomic writes go to ``.<name>.tmp-<random>`` in the destination folder; a process killed
-    mid-write (SIGKILL, power loss) leaves that file behind. Only call this while no other writer of
+    Local atomic writes go to ``.<name>.tmp-<random>`` in the destination folder
+    (:func:`models.storage.temporary_prefix`); a process killed mid-write (SIGKILL, power loss)
+    leaves that file behind. Only the temporaries of exactly this name are matched (no glob: a batch
+    named ``*`` or ``a[1]`` never matches another's). Only call this while no other writer of
     ``url`` can be running (scoring holds the batch's lock). Object stores need nothing: their
     temporaries live on the writer's local disk, and an object appears only when complete.
     Returns the removed paths.
@@ -251,10 +219,38 @@ def remove_stale_temporaries(url: str, options: StorageOptions = None) -> list[s
         return []
     fs, path = filesystem(url, options)
     folder, name = posixpath.split(path)
-    stale = fs.glob(posixpath.join(folder, f".{name}.tmp-*")) if fs.exists(folder) else []
+    if not fs.isdir(folder):
+        return []
+    stale = [
+        entry
+        for entry in fs.ls(folder, detail=False)
+        if is_temporary_of(posixpath.basename(entry), name)
+    ]
     for leftover in stale:
         fs.rm(leftover)
     return stale
+
+
+def remove_batch_temporaries(
+    layout: StorageLayout, batch_id: str, options: StorageOptions = None
+) -> list[str]:
+    """Remove what interrupted writes of one batch left anywhere under scored/: its output's
+    temporaries in every date partition (a batch re-scored on another day may land in another
+    partition), its marker's and its arrival record's. Call with the batch's lock held. Returns
+    the removed paths."""
+    if not is_local(layout.root):
+        return []
+    fs, scored = filesystem(layout.scored, options)
+    removed = remove_stale_temporaries(layout.success_marker(batch_id), options)
+    removed += remove_stale_temporaries(layout.arrival_record(batch_id), options)
+    if not fs.isdir(scored):
+        return removed
+    for entry in fs.ls(scored, detail=True):
+        name = posixpath.basename(entry["name"].rstrip("/"))
+        if entry["type"] == "directory" and name.startswith("date="):
+            output = join(layout.scored, name, f"{batch_id}{PARQUET_SUFFIX}")
+            removed += remove_stale_temporaries(output, options)
+    return removed
 
 
 # -------------------------------------------------------------------------------- atomic writes
@@ -297,6 +293,31 @@ def write_parquet_atomic(
 
 
 # ---------------------------------------------------------------------------------- quarantine
+def move_into_quarantine(
+    paths: Iterable[str],
+    quarantine_dir: str,
+    report: dict[str, Any],
+    report_markdown: str,
+    options: StorageOptions = None,
+) -> str:
+    """Move inputs out of incoming/ into a quarantine folder with their report.
+
+    Each input is copied untouched to ``<quarantine_dir>/input/<original name>``, then report.json
+    and report.md are written, and only then are the inputs removed from incoming/, so a crash
+    part-way loses nothing (a re-run finishes or redoes it). Returns the quarantine folder.
+    """
+    paths = list(paths)
+    for path in paths:
+        name = posixpath.basename(str(path).rstrip("/"))
+        copy_tree(path, join(quarantine_dir, "input", name), options)
+    original = {"original_path": paths[0], "original_paths": paths}
+    write_json_atomic({**report, **original}, join(quarantine_dir, "report.json"), options)
+    write_text_atomic(report_markdown, join(quarantine_dir, "report.md"), options)
+    for path in paths:
+        remove(path, options)
+    return quarantine_dir
+
+
 def quarantine_batch(
     batch: BatchRef,
     quarantine_dir: str,
@@ -304,23 +325,52 @@ def quarantine_batch(
     report_markdown: str,
     options: StorageOptions = None,
 ) -> str:
-    """Move a batch out of incoming/ into its quarantine folder with its report.
+    """Move one batch into its quarantine folder with its report (:func:`move_into_quarantine`)."""
+    return move_into_quarantine([batch.path], quarantine_dir, report, report_markdown, options)
 
-    The input is copied untouched to ``<quarantine_dir>/input/<original name>``, then report.json and
-    report.md are written, and only then is the batch removed from incoming/, so a crash part-way loses
-    nothing (a re-run quarantines it again). Returns the quarantine folder.
-    """
-    original_name = posixpath.basename(str(batch.path).rstrip("/"))
-    copy_tree(batch.path, join(quarantine_dir, "input", original_name), options)
-    write_json_atomic(
-        {**report, "original_path": batch.path}, join(quarantine_dir, "report.json"), options
-    )
-    write_text_atomic(report_markdown, join(quarantine_dir, "report.md"), options)
-    remove(batch.path, options)
-    return quarantine_dir
+
+# ---------------------------------------------------------------------------------- retries
+class RetryableError(RuntimeError):
+    """A failure worth retrying after a pause (e.g. a batch still being written while scored)."""
+
+
+DEFAULT_STORAGE_RETRIES = 4
+DEFAULT_RETRY_DELAY_S = 2.0
+
+
+def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect ``retry_condition_fn``: retry a task only after a transient storage error or a
+    :class:`RetryableError`. Bad data, refused credentials and bugs fail at once: retrying them
+    only delays the report."""
+    error = getattr(state, "data", None)
+    if not isinstance(error, BaseException):
+        return False
+    return isinstance(error, RetryableError) or storage_problem(error) == TRANSIENT
+
+
+def storage_retry_options(
+    retries: int = DEFAULT_STORAGE_RETRIES, first_delay_s: float = DEFAULT_RETRY_DELAY_S
+) -> dict[str, Any]:
+    """Prefect task settings for storage work: ``retries`` retries of transient storage errors,
+    with exponential backoff from ``first_delay_s`` (2, 4, 8, 16 s by default: an outage of about
+    30 s is ridden out) and jitter, so concurrent runs do not retry in lock step."""
+    return {
+        "retries": retries,
+        "retry_delay_seconds": [first_delay_s * 2**i for i in range(max(retries, 1))],
+        "retry_jitter_factor": 0.25,
+        "retry_condition_fn": retry_on_transient,
+    }
 
 
 # ------------------------------------------------------------------------------- Prefect tasks
-@task(name="list-batches", retries=2, retry_delay_seconds=5)
+@task(name="list-batches", **storage_retry_options())
 def list_batches_task(incoming: str, options: StorageOptions = None) -> list[dict[str, Any]]:
-    return [b.to_dict() for b in list_batches(incoming, options)]
+    with storage_errors(incoming, "listing the batches"):
+        return [b.to_dict() for b in list_batches(incoming, options)]
+
+
+@task(name="scan-incoming", **storage_retry_options())
+def scan_incoming_task(incoming: str, options: StorageOptions = None) -> dict[str, Any]:
+    """:func:`tasks.incoming.scan_incoming` as a task: {"batches", "rejected", "ignored"}."""
+    with storage_errors(incoming, "listing the batches"):
+        return scan_incoming(incoming, options).to_dict()

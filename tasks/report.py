@@ -39,6 +39,7 @@ from tasks.io import (
     write_json_atomic,
     write_text_atomic,
 )
+from tasks.markdown import md_text
 from tasks.reporting import artifact_key
 
 SCHEMA_VERSION = 1
@@ -1024,7 +1025,7 @@ def report_markdown(metrics: dict[str, Any], html_url: str) -> str:
     ]
     warnings = metrics["data_quality"]["warnings"]
     if warnings:
-        lines += ["", "## Warnings", "", *[f"- {w}" for w in warnings]]
+        lines += ["", "## Warnings", "", *[f"- {md_text(w)}" for w in warnings]]
     return "\n".join(lines) + "\n"
 
 

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.fit_checks import flag_rate_warning
 from tasks.io import StorageOptions, write_json_atomic
+from tasks.markdown import md_code, md_text
 
 
 def artifact_key(dataset: str, kind: str) -> str:
@@ -28,17 +29,24 @@ def summarize_score_run(
     warnings: Sequence[dict[str, Any]] = (),
     threshold_method: str | None = None,
     threshold_value: float | None = None,
+    ignored: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """Totals of a score run. ``rows_in`` counts every row seen in this run, so
     rows_in == rows_scored + rows_quarantined holds for each run (skipped batches are not seen).
+
+    A quarantined batch whose row count is unknown (its Parquet footer cannot be read) makes
+    ``rows_quarantined`` and ``rows_in`` None (unknown), never a silent under-count; the ``*_known``
+    fields keep the sum of the known counts and ``rows_unknown`` names those batches. ``ignored``:
+    the paths under incoming/ that are not batches, each with its reason.
 
     ``flag_warnings`` (one line each) name a scored batch, or the run, whose flag rate is 0 or far
     from the threshold rule's target (``threshold_method``/``threshold_value``, see
     :func:`tasks.fit_checks.flag_rate_warning`).
     """
     rows_scored = sum(int(m["rows_out"]) for m in scored)
-    rows_quarantined = sum(int(q.get("rows", 0)) for q in quarantined)
-    rows_in = sum(int(m["rows_in"]) for m in scored) + rows_quarantined
+    unknown = [q["batch_id"] for q in quarantined if q.get("rows") is None]
+    quarantined_known = sum(int(q["rows"]) for q in quarantined if q.get("rows") is not None)
+    rows_in_known = sum(int(m["rows_in"]) for m in scored) + quarantined_known
     flagged = sum(int(m["flagged"]) for m in scored)
     return {
         "dataset": dataset,
@@ -47,9 +55,12 @@ def summarize_score_run(
         "batches_skipped": len(skipped),
         "batches_quarantined": len(quarantined),
         "batches_with_warnings": len(warnings),
-        "rows_in": rows_in,
+        "rows_in": None if unknown else rows_in_known,
+        "rows_in_known": rows_in_known,
         "rows_scored": rows_scored,
-        "rows_quarantined": rows_quarantined,
+        "rows_quarantined": None if unknown else quarantined_known,
+        "rows_quarantined_known": quarantined_known,
+        "rows_unknown": unknown,
         "rows_flagged": flagged,
         "flagged_share": flagged / rows_scored if rows_scored else 0.0,
         "scored": list(scored),
@@ -57,7 +68,18 @@ def summarize_score_run(
         "quarantined": list(quarantined),
         "warnings": list(warnings),
         "flag_warnings": _flag_warnings(scored, threshold_method, threshold_value),
+        "ignored": list(ignored),
     }
+
+
+def rows_text(summary: dict[str, Any], key: str) -> str:
+    """``summary[key]`` for people: the number, or "unknown (>= N; ...)" when a count is unknown."""
+    value = summary.get(key)
+    if value is not None:
+        return str(value)
+    known = summary.get(f"{key}_known", 0)
+    batches = summary.get("rows_unknown") or []
+    return f"unknown (>= {known}; row count unreadable for {', '.join(map(str, batches))})"
 
 
 def _flag_warnings(
@@ -82,16 +104,19 @@ def _flag_warnings(
 
 
 def score_summary_markdown(summary: dict[str, Any]) -> str:
+    """The run summary artifact; every value from the data is escaped (tasks.markdown)."""
     lines = [
-        f"# Score run: {summary['dataset']}",
+        f"# Score run: {md_text(summary['dataset'])}",
         "",
-        f"Model version: `{summary['model_version']}`",
+        f"Model version: {md_code(summary['model_version'])}",
         "",
-        "| batches scored | skipped (already scored) | quarantined | rows in | rows scored | rows quarantined | rows flagged | flagged share |",
-        "|---|---|---|---|---|---|---|---|",
+        "| batches scored | skipped (already done) | quarantined | rows in | rows scored | rows quarantined | rows flagged | flagged share | inputs ignored |",
+        "|---|---|---|---|---|---|---|---|---|",
         f"| {summary['batches_scored']} | {summary['batches_skipped']} | {summary['batches_quarantined']} "
-        f"| {summary['rows_in']} | {summary['rows_scored']} | {summary['rows_quarantined']} "
-        f"| {summary['rows_flagged']} | {summary['flagged_share']:.2%} |",
+        f"| {md_text(rows_text(summary, 'rows_in'))} | {summary['rows_scored']} "
+        f"| {md_text(rows_text(summary, 'rows_quarantined'))} "
+        f"| {summary['rows_flagged']} | {summary['flagged_share']:.2%} "
+        f"| {len(summary.get('ignored') or [])} |",
     ]
     if summary["scored"]:
         lines += [
@@ -102,7 +127,8 @@ def score_summary_markdown(summary: dict[str, Any]) -> str:
             "|---|---|---|---|",
         ]
         lines += [
-            f"| {m['batch_id']} | {m['rows_out']} | {m['flagged']} | `{m['output']}` |"
+            f"| {md_text(m['batch_id'])} | {m['rows_out']} | {m['flagged']} "
+            f"| {md_code(m['output'], in_table=True)} |"
             for m in summary["scored"]
         ]
     if summary["quarantined"]:
@@ -114,15 +140,26 @@ def score_summary_markdown(summary: dict[str, Any]) -> str:
             "|---|---|---|---|",
         ]
         lines += [
-            f"| {q['batch_id']} | {q.get('rows', 0)} | {q.get('reason', '')} | `{q.get('quarantine_dir', '')}` |"
+            f"| {md_text(q['batch_id'])} | {'unknown' if q.get('rows') is None else q['rows']} "
+            f"| {md_text(q.get('reason', ''))} "
+            f"| {md_code(q.get('quarantine_dir', ''), in_table=True)} |"
             for q in summary["quarantined"]
         ]
     if summary["warnings"]:
         lines += ["", "## Scored with warnings", ""]
-        lines += [f"- {w['batch_id']}: {w.get('reason', '')}" for w in summary["warnings"]]
+        lines += [
+            f"- {md_text(w['batch_id'])}: {md_text(w.get('reason', ''))}"
+            for w in summary["warnings"]
+        ]
     if summary.get("flag_warnings"):
         lines += ["", "## Flag rate", ""]
-        lines += [f"- {w}" for w in summary["flag_warnings"]]
+        lines += [f"- {md_text(w)}" for w in summary["flag_warnings"]]
+    if summary.get("ignored"):
+        lines += ["", "## Ignored (not batches)", "", "| path | reason |", "|---|---|"]
+        lines += [
+            f"| {md_code(i['path'], in_table=True)} | {md_text(i['reason'])} |"
+            for i in summary["ignored"]
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -136,10 +173,11 @@ def score_summary_task(
     warnings: list[dict[str, Any]],
     threshold_method: str | None = None,
     threshold_value: float | None = None,
+    ignored: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     summary = summarize_score_run(
         dataset, model_version, scored, skipped, quarantined, warnings,
-        threshold_method, threshold_value,
+        threshold_method, threshold_value, ignored or [],
     )  # fmt: skip
     create_markdown_artifact(
         markdown=score_summary_markdown(summary),
@@ -178,11 +216,14 @@ RESULT_KEYS = (
 
 
 def score_line(summary: dict[str, Any]) -> str:
-    """A score run in one line: batches scored / skipped / quarantined and rows flagged."""
+    """A score run in one line: batches scored / skipped / quarantined, rows flagged, and the
+    inputs ignored (not batches)."""
+    ignored = len(summary.get("ignored") or [])
     return (
         f"{summary['batches_scored']} scored, {summary['batches_skipped']} already scored, "
         f"{summary['batches_quarantined']} quarantined; {summary['rows_flagged']} of "
         f"{summary['rows_scored']} rows flagged ({summary['flagged_share']:.2%})"
+        + (f"; {ignored} input(s) ignored" if ignored else "")
     )
 
 

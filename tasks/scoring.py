@@ -24,13 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
 import queue
-import socket
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,26 +39,29 @@ import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from models.cpu import choose_torch_threads
 from models.registry import ModelRegistry
+from models.storage_errors import storage_errors
 from tasks.batch_dates import resolve_batch_date, undated_error
 from tasks.frames import feature_frame
 from tasks.io import (
     BatchRef,
+    RetryableError,
     StorageLayout,
     StorageOptions,
     batch_files,
     checksum,
-    filesystem,
+    exists,
     fingerprint,
-    is_local,
     iter_record_batches,
     open_parquet,
-    read_json,
     remove,
-    remove_stale_temporaries,
-    write_json_atomic,
+    remove_batch_temporaries,
+    storage_retry_options,
     write_parquet_atomic,
 )
+from tasks.locks import BatchLock, BatchLockTimeout  # noqa: F401  (re-exported)
+from tasks.markers import owned_output, read_marker, relative_path, same_file, write_marker
 
 T = TypeVar("T")
 
@@ -148,22 +148,17 @@ def _count_active_scorer() -> Iterator[int]:
             _active_scorers -= 1
 
 
-def _available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def default_torch_threads(concurrent_batches: int, scoring_threads: int = 1) -> int:
-    """Torch intra-op threads for one scoring thread: the CPUs left after one for the reading and
-    writing threads, shared by all scoring threads of the batches scored at once, at least 1.
+    """Torch intra-op threads for one scoring thread: ``AEFLOW_TORCH_THREADS`` when set, else the
+    CPUs this process may use that busy neighbours leave idle (affinity, cgroup quota and load:
+    :func:`models.cpu.usable_cpus`) less one for the reading and writing threads, shared by all
+    scoring threads of the batches scored at once, at least 1.
 
-    Why not torch's default (all CPUs): OpenMP workers spin while waiting, so an all-CPU pool next
-    to other scoring threads or busy neighbours makes the forward pass several times slower (4.5x
-    on the 2-core machine of docs/benchmarks/score_speed.md).
+    Why not torch's default (all CPUs): more threads than idle CPUs only wait for one another, and
+    make the forward pass several times slower beside busy neighbours (4.5x on the 2-core machine
+    of docs/benchmarks/score_speed.md; docs/benchmarks/contention.md).
     """
-    return max(1, (_available_cpus() - 1) // max(1, concurrent_batches * scoring_threads))
+    return choose_torch_threads(reserve=1, share=concurrent_batches * scoring_threads)
 
 
 # -------------------------------------------------------------------------------------- streaming
@@ -353,140 +348,6 @@ def _slowed_for_tests(record_batches: Iterator[pa.RecordBatch]) -> Iterator[pa.R
             time.sleep(delay)
 
 
-# -------------------------------------------------------------------------------------------- lock
-class BatchLockTimeout(TimeoutError):
-    """Another run held a batch's lock for longer than the caller was willing to wait."""
-
-
-class BatchLock:
-    """Mutual exclusion for scoring one batch, across threads, processes and machines.
-
-    - Local storage: ``fcntl.flock`` on ``<scored>/_locks/<batch_id>.lock``. The kernel releases
-      the lock when its holder exits, even by SIGKILL, so a crash never leaves a stale lock.
-    - Object stores: a lease object created with an exclusive PUT (``If-None-Match: *`` on S3),
-      renewed every ``lease_s / 3`` by a heartbeat thread. A holder that died stops renewing; once
-      its lease has expired the next run breaks it. If two runs break the same stale lease at the
-      same moment both may proceed; :meth:`check` (called before each commit) makes the one whose
-      lease was replaced fail instead of committing, and even without it the commits are atomic
-      replacements of the same name, so a batch still has exactly one output.
-
-    Waits up to ``timeout_s`` for a holder, then raises :class:`BatchLockTimeout`.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        options: StorageOptions = None,
-        timeout_s: float = 3600.0,
-        lease_s: float = 60.0,
-        poll_s: float = 0.2,
-    ):
-        self.url = url
-        self.options = options
-        self.timeout_s = timeout_s
-        self.lease_s = lease_s
-        self.poll_s = poll_s
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        self._fd: int | None = None
-        self._heartbeat: threading.Thread | None = None
-        self._released = threading.Event()
-        self._lost = False
-
-    # -- local: flock
-    def _acquire_flock(self, path: str, deadline: float) -> None:
-        import fcntl
-
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self._fd = fd
-                return
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(fd)
-                    raise self._timeout() from None
-                time.sleep(self.poll_s)
-
-    # -- object stores: lease
-    def _lease_record(self) -> bytes:
-        record = {"owner": self.owner, "expires_at": time.time() + self.lease_s}
-        return json.dumps(record).encode("utf-8")
-
-    def _acquire_lease(self, deadline: float) -> None:
-        fs, path = filesystem(self.url, self.options)
-        while True:
-            try:
-                fs.pipe_file(path, self._lease_record(), mode="create")
-                break
-            except FileExistsError:
-                pass
-            current = read_json(self.url, self.options)
-            if current is not None and float(current.get("expires_at", 0)) < time.time():
-                remove(self.url, self.options)  # its holder stopped renewing it: it died
-                continue
-            if time.monotonic() > deadline:
-                raise self._timeout()
-            time.sleep(self.poll_s)
-        self._heartbeat = threading.Thread(target=self._renew, name="aeflow-lease", daemon=True)
-        self._heartbeat.start()
-
-    def _renew(self) -> None:
-        fs, path = filesystem(self.url, self.options)
-        while not self._released.wait(self.lease_s / 3):
-            current = read_json(self.url, self.options)
-            if current is None or current.get("owner") != self.owner:
-                self._lost = True
-                return
-            fs.pipe_file(path, self._lease_record())
-
-    def _timeout(self) -> BatchLockTimeout:
-        return BatchLockTimeout(
-            f"batch lock {self.url} is held by another scoring run; waited {self.timeout_s:.0f} s. "
-            "Let that run finish, or raise the timeout"
-        )
-
-    # -- protocol
-    def acquire(self) -> BatchLock:
-        deadline = time.monotonic() + self.timeout_s
-        if is_local(self.url):
-            self._acquire_flock(filesystem(self.url, self.options)[1], deadline)
-        else:
-            self._acquire_lease(deadline)
-        return self
-
-    def check(self) -> None:
-        """Raise when this holder's lease was broken by another run (object stores only)."""
-        if self._lost or (
-            self._heartbeat is not None
-            and (read_json(self.url, self.options) or {}).get("owner") != self.owner
-        ):
-            self._lost = True
-            raise RuntimeError(
-                f"lost the batch lock {self.url} to another run (this run stalled for longer than "
-                f"the {self.lease_s:.0f} s lease); not committing: the other run scores the batch"
-            )
-
-    def release(self) -> None:
-        self._released.set()
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor releases the flock
-            self._fd = None
-        if self._heartbeat is not None:
-            self._heartbeat.join()
-            self._heartbeat = None
-            current = read_json(self.url, self.options)
-            if current is not None and current.get("owner") == self.owner:
-                remove(self.url, self.options)
-
-    def __enter__(self) -> BatchLock:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
 # ----------------------------------------------------------------------------------- exactly once
 def is_scored_by(
     marker: dict[str, Any] | None,
@@ -495,12 +356,15 @@ def is_scored_by(
     options: StorageOptions = None,
     input_fingerprint: str | None = None,
 ) -> bool:
-    """Whether a success marker records ``path``'s current bytes scored by ``model_version``.
+    """Whether a success marker records ``path``'s current bytes scored by ``model_version``, and
+    its scored file is still there (one deleted by hand is scored again).
 
     The fingerprint (file metadata) decides when it matches; otherwise the sha256 of the bytes does,
     so only batches that look changed are read in full.
     """
     if marker is None or marker.get("model_version") != model_version:
+        return False
+    if not marker.get("output") or not exists(marker["output"], options):
         return False
     current = input_fingerprint or fingerprint(path, options)
     if marker.get("input_fingerprint") == current:
@@ -568,13 +432,82 @@ def score_batch(
     if torch_threads is not None:
         _check_positive("torch_threads", torch_threads)
     batch = batch if isinstance(batch, BatchRef) else BatchRef(**batch)
-    detector, version = load_model(layout.models, model_version, options)
-    marker_url = layout.success_marker(batch.batch_id)
+    with storage_errors(layout.models, "loading the model"):
+        detector, version = load_model(layout.models, model_version, options)
+    with storage_errors(batch.path, f"scoring batch {batch.batch_id!r}"):
+        return _score_locked(
+            batch,
+            layout,
+            detector,
+            version,
+            passthrough=passthrough,
+            timestamp_column=timestamp_column,
+            numeric=numeric,
+            categorical=categorical,
+            missing_tokens=missing_tokens,
+            chunk_rows=chunk_rows,
+            top_k=top_k,
+            force=force,
+            options=options,
+            scoring_threads=scoring_threads,
+            torch_threads=torch_threads,
+            lock_timeout_s=lock_timeout_s,
+            batch_date_source=batch_date_source,
+        )
 
+
+class BatchChangedError(RetryableError):
+    """The batch's files changed while it was being scored (a writer was still delivering it)."""
+
+
+def _remove_previous_output(
+    previous: dict[str, Any] | None,
+    output: str,
+    layout: StorageLayout,
+    batch_id: str,
+    options: StorageOptions,
+) -> None:
+    """Remove the batch's earlier output when it lies elsewhere (the batch moved partition), so
+    the batch keeps one output. Only a scored file of this batch inside this root is ever removed:
+    an earlier marker's path that maps outside the root (a copied root's original, a marker of an
+    older version) or onto the new output through another spelling is left alone."""
+    if previous is None or previous.get("output") is None:
+        return
+    earlier = relative_path(layout, previous["output"], options)
+    if earlier == relative_path(layout, output, options):
+        return
+    if not owned_output(layout, batch_id, earlier) or same_file(
+        previous["output"], output, options
+    ):
+        return
+    remove(previous["output"], options)
+
+
+def _score_locked(
+    batch: BatchRef,
+    layout: StorageLayout,
+    detector: Any,
+    version: str,
+    *,
+    passthrough: Sequence[str],
+    timestamp_column: str | None,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    missing_tokens: Sequence[str],
+    chunk_rows: int,
+    top_k: int,
+    force: bool,
+    options: StorageOptions,
+    scoring_threads: int,
+    torch_threads: int | None,
+    lock_timeout_s: float,
+    batch_date_source: str,
+) -> dict[str, Any]:
+    """:func:`score_batch` once the model is loaded: lock, skip or score, commit, mark."""
     with BatchLock(layout.scoring_lock(batch.batch_id), options, lock_timeout_s) as lock:
         started = time.perf_counter()
         input_fingerprint = fingerprint(batch.path, options)
-        previous = read_json(marker_url, options)
+        previous = read_marker(layout, batch.batch_id, options)
         if not force and is_scored_by(previous, version, batch.path, options, input_fingerprint):
             return {**previous, "status": "skipped"}
 
@@ -585,8 +518,7 @@ def score_batch(
             raise undated_error(batch.batch_id, batch_date_source, timestamp_column)
         date = dated.date
         output = layout.scored_file(date, batch.batch_id)
-        for url in (output, marker_url):
-            remove_stale_temporaries(url, options)
+        remove_batch_temporaries(layout, batch.batch_id, options)
         scored_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
         schema = output_schema(
             open_parquet(batch_files(batch.path, options)[0], options).schema_arrow,
@@ -643,12 +575,11 @@ def score_batch(
             input_sha256 = input_sha256.result()
         if fingerprint(batch.path, options) != input_fingerprint:
             remove(output, options)
-            raise RuntimeError(
+            raise BatchChangedError(
                 f"batch {batch.batch_id} changed while it was being scored ({batch.path}); "
                 "its output was removed, run the score again"
             )
-        if previous is not None and previous.get("output") not in (None, output):
-            remove(previous["output"], options)  # the batch moved partition: keep one output only
+        _remove_previous_output(previous, output, layout, batch.batch_id, options)
         marker = {
             "batch_id": batch.batch_id,
             "status": "scored",
@@ -666,11 +597,11 @@ def score_batch(
             "seconds": round(time.perf_counter() - started, 3),
         }
         lock.check()
-        write_json_atomic(marker, marker_url, options)
+        write_marker(marker, layout, options)
         return marker
 
 
-@task(name="score-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+@task(name="score-batch", cache_policy=NO_CACHE, **storage_retry_options())
 def score_batch_task(
     batch: dict[str, Any],
     root: str,
@@ -721,7 +652,7 @@ def find_pending_batches(
     """
     pending, done = [], []
     for batch in batches:
-        marker = read_json(layout.success_marker(batch["batch_id"]), options)
+        marker = read_marker(layout, batch["batch_id"], options)
         if not force and is_scored_by(marker, model_version, batch["path"], options):
             done.append({**marker, "status": "skipped"})
         else:
@@ -729,7 +660,7 @@ def find_pending_batches(
     return pending, done
 
 
-@task(name="find-pending-batches", cache_policy=NO_CACHE)
+@task(name="find-pending-batches", cache_policy=NO_CACHE, **storage_retry_options())
 def find_pending_batches_task(
     batches: list[dict[str, Any]],
     root: str,
@@ -740,6 +671,7 @@ def find_pending_batches_task(
 ) -> dict[str, Any]:
     """{"model_version": resolved version, "pending": [...], "skipped": [...]}."""
     layout = StorageLayout(root, dataset)
-    version = ModelRegistry(layout.models, options).resolve(model_version)
-    pending, skipped = find_pending_batches(batches, layout, version, force, options)
+    with storage_errors(root, "reading the success markers"):
+        version = ModelRegistry(layout.models, options).resolve(model_version)
+        pending, skipped = find_pending_batches(batches, layout, version, force, options)
     return {"model_version": version, "pending": pending, "skipped": skipped}

@@ -32,10 +32,10 @@ import os
 import posixpath
 import queue
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,26 +46,22 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from models.storage_errors import as_storage_error
 from tasks.frames import null_missing_tokens, release_native_memory
 from tasks.io import (
     BatchRef,
     StorageOptions,
     batch_files,
-    checksum,
-    copy_tree,
     count_rows,
-    exists,
     filesystem,
     is_local,
     join,
     open_input,
     open_parquet,
-    quarantine_batch,
-    read_json,
-    remove,
-    write_json_atomic,
+    storage_retry_options,
     write_text_atomic,
 )
+from tasks.markdown import md_code, md_text
 
 SEVERITIES = ("critical", "warning")
 ON_WARNING = ("score", "quarantine")
@@ -136,7 +132,9 @@ class ValidationOutcome:
     batch_id: str
     status: str  # "passed" | "warning" | "quarantined"
     accepted: bool  # True: score the batch
-    rows: int  # rows in the batch (from the Parquet footers when the data is unreadable; 0 if none)
+    rows: (
+        int | None
+    )  # rows in the batch (Parquet footers when the data is unreadable; None: unknown)
     critical: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
     reason: str = ""
@@ -153,20 +151,22 @@ class ValidationOutcome:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def report_markdown(self) -> str:
-        """The outcome for people: a summary, then one table per severity."""
+        """The outcome for people: a summary, then one table per severity. Every value from the
+        data (batch id, columns, values, error messages) is escaped (tasks.markdown)."""
         title = {
             "passed": "passed",
             "warning": "scored with warnings",
             "quarantined": "quarantined",
         }
+        rows = "unknown (the Parquet footer cannot be read)" if self.rows is None else self.rows
         lines = [
-            f"# Batch `{self.batch_id}`: {title.get(self.status, self.status)}",
+            f"# Batch {md_code(self.batch_id)}: {title.get(self.status, md_text(self.status))}",
             "",
-            f"**{self.reason}**",
+            f"**{md_text(self.reason)}**",
             "",
-            f"- rows: {self.rows}",
-            f"- suite: `{self.suite}` ({self.checks} checks evaluated)",
-            f"- validated at: {self.validated_at}",
+            f"- rows: {rows}",
+            f"- suite: {md_code(self.suite)} ({self.checks} checks evaluated)",
+            f"- validated at: {md_text(self.validated_at)}",
             f"- critical failures: {len(self.critical)}; warnings: {len(self.warnings)}",
         ]
         for heading, failures in (
@@ -186,7 +186,7 @@ class ValidationOutcome:
                 lines.append(
                     "| "
                     + " | ".join(
-                        _md_cell(cell)
+                        md_text(cell)
                         for cell in (
                             failure["type"],
                             failure.get("column") or "",
@@ -199,7 +199,9 @@ class ValidationOutcome:
                     + " |"
                 )
             why = [
-                f"- `{f['type']}` {f.get('column') or ''}: {f['why']}"
+                f"- {md_code(f['type'])}"
+                + (f" {md_code(f['column'])}" if f.get("column") else "")
+                + f": {md_text(f['why'])}"
                 for f in failures
                 if f.get("why")
             ]
@@ -217,10 +219,6 @@ def _unexpected_text(failure: dict[str, Any]) -> str:
     if failure.get("sample_values"):
         text += " e.g. " + _brief(failure["sample_values"], 80)
     return text
-
-
-def _md_cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def _brief(value: Any, limit: int) -> str:
@@ -339,9 +337,18 @@ class Suite:
         return replace(self, checks=tuple(checks))
 
 
+_GX_IMPORT_LOCK = threading.Lock()
+
+
 def _gx_environment() -> None:
-    """Analytics off before GX is imported (it reads the variable at import time)."""
+    """Analytics off before GX is imported (it reads the variable at import time), then GX and its
+    expectation registry imported once, by one thread: validations start on several task threads
+    at once, and two threads importing GX together can leave one with a half-filled registry (every
+    expectation type "unknown")."""
     os.environ["GX_ANALYTICS_ENABLED"] = "false"
+    with _GX_IMPORT_LOCK:
+        import great_expectations  # noqa: F401
+        import great_expectations.expectations  # noqa: F401  (registers the core expectations)
 
 
 def suite_problems(data: Any) -> list[str]:
@@ -498,34 +505,48 @@ def _precheck(kind: str, reason: str, **details: Any) -> dict[str, Any]:
     }
 
 
-def _read_parquet(files: Sequence[str], options: StorageOptions) -> pa.Table:
-    """All parts of a batch as one table.
-
-    One whole-file read per part (4x less CPU than streaming record batches), decoding local
-    files' columns on Arrow's shared CPU pool: on a fresh worker that costs less CPU time as well
-    as less wall time than a single-threaded read (0.6 s against 1.3 s of CPU for 1M rows x 30
-    columns, measured), and concurrent validations share the one pool rather than
+def _read_part(file: str, options: StorageOptions) -> pa.Table:
+    """One part of a batch as a table, in one whole-file read (4x less CPU than streaming record
+    batches). Local files' columns decode on Arrow's shared CPU pool: on a fresh worker that costs
+    less CPU time as well as less wall time than a single-threaded read (0.6 s against 1.3 s of CPU
+    for 1M rows x 30 columns, measured), and concurrent validations share the one pool rather than
     oversubscribing cores. Object-store files are decoded on the calling thread (see
-    :func:`tasks.io.open_input`).
-    """
-    tables = []
-    for file in files:
-        with open_input(file, options) as (handle, threads_safe):
-            tables.append(pq.read_table(handle, use_threads=threads_safe))
-    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    :func:`tasks.io.open_input`)."""
+    with open_input(file, options) as (handle, threads_safe):
+        return pq.read_table(handle, use_threads=threads_safe)
+
+
+def _part_name(batch: BatchRef, file: str) -> str:
+    """A part's path inside its batch folder ("part-1.parquet", "day=2/part-0.parquet")."""
+    base = str(batch.path).rstrip("/")
+    return file[len(base) + 1 :] if file.startswith(base + "/") else posixpath.basename(file)
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def _raise_if_storage(exc: BaseException, url: str, batch: BatchRef) -> None:
+    """Storage that is down or refuses access says nothing about the data: fail, do not judge."""
+    problem = as_storage_error(exc, url, f"reading batch {batch.batch_id!r}")
+    if problem is not None:
+        raise problem from exc
 
 
 def _read_batch(batch: BatchRef, options: StorageOptions) -> tuple[pa.Table | None, dict | None]:
-    """The batch as one table, or the pre-check failure that says why it cannot be read."""
+    """The batch as one table, or the pre-check failure that says why it cannot be read (naming
+    the unreadable parts of a folder batch). Storage failures raise
+    :class:`models.storage_errors.StorageError` instead: they are not the data's fault."""
     try:
         files = batch_files(batch.path, options)
         fs, _ = filesystem(batch.path, options)
         sizes = {f: fs.size(filesystem(f, options)[1]) for f in files}
     except Exception as exc:  # a vanished or unlistable batch is quarantined, not a crash
+        _raise_if_storage(exc, batch.path, batch)
         return None, _precheck(
             "readable",
             "the batch cannot be listed or opened",
-            observed=f"{type(exc).__name__}: {exc}",
+            observed=_one_line(exc),
         )
     if not files:
         return None, _precheck(
@@ -534,13 +555,15 @@ def _read_batch(batch: BatchRef, options: StorageOptions) -> tuple[pa.Table | No
             expected="one or more *.parquet files",
             observed="no *.parquet file",
         )
-    empty_files = [posixpath.basename(f) for f, size in sizes.items() if not size]
+    empty_files = [_part_name(batch, f) for f, size in sizes.items() if not size]
     if empty_files:
         return None, _precheck(
             "zero_bytes",
             "a zero-byte file is an export that wrote nothing; re-export the batch",
             expected="a Parquet file",
             observed=f"zero-byte file(s) {empty_files}",
+            bad_parts=empty_files,
+            footer_rows=_footer_rows(files, options, batch),
         )
     duplicated = _duplicate_columns(files, options)
     if duplicated:
@@ -550,19 +573,42 @@ def _read_batch(batch: BatchRef, options: StorageOptions) -> tuple[pa.Table | No
             "with one column per name",
             expected="unique column names",
             observed=f"duplicated: {duplicated}",
-            footer_rows=_footer_rows(files, options),
+            footer_rows=_footer_rows(files, options, batch),
         )
-    try:
-        return _read_parquet(files, options), None
-    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for damaged files
-        message = " ".join(str(exc).split())
+    tables, unreadable = [], {}
+    for file in files:
+        try:
+            tables.append(_read_part(file, options))
+        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for damaged files
+            _raise_if_storage(exc, file, batch)
+            unreadable[_part_name(batch, file)] = _one_line(exc)
+    if unreadable:
+        names = sorted(unreadable)
+        which = f"part(s) {names} of {len(files)}" if len(files) > 1 else "the file"
         return None, _precheck(
             "readable",
-            "the Parquet data cannot be read (truncated, corrupt, not Parquet, or parts with "
-            "different schemas); re-export the batch",
-            expected="a readable Parquet file",
-            observed=f"{type(exc).__name__}: {message}",
-            footer_rows=_footer_rows(files, options),
+            f"the Parquet data of {which} cannot be read (truncated, corrupt or not Parquet); "
+            "re-export the batch",
+            expected="readable Parquet files",
+            observed="; ".join(f"{name}: {unreadable[name]}" for name in names),
+            bad_parts=names,
+            footer_rows=_footer_rows(files, options, batch),
+        )
+    try:
+        return (tables[0] if len(tables) == 1 else pa.concat_tables(tables)), None
+    except Exception as exc:  # parts whose schemas differ
+        first = tables[0].schema
+        differing = [
+            _part_name(batch, f) for f, t in zip(files, tables, strict=True) if t.schema != first
+        ]
+        return None, _precheck(
+            "readable",
+            f"the parts cannot be read as one table: part(s) {differing} have a different "
+            f"schema from {_part_name(batch, files[0])}; re-export the batch with one schema",
+            expected="parts with one schema",
+            observed=_one_line(exc),
+            bad_parts=differing,
+            footer_rows=sum(t.num_rows for t in tables),
         )
 
 
@@ -573,19 +619,24 @@ def _duplicate_columns(files: Sequence[str], options: StorageOptions) -> list[st
     for file in files:
         try:
             names = open_parquet(file, options).schema_arrow.names
-        except Exception:  # a damaged footer: _read_parquet names the problem
+        except Exception:  # a damaged footer (or storage trouble): the read reports it
             continue
         duplicated.update(name for name in names if names.count(name) > 1)
     return sorted(duplicated)
 
 
-def _footer_rows(files: Sequence[str], options: StorageOptions) -> int:
-    """Rows the Parquet footers announce (0 when a footer is unreadable): what a reader sees of
-    a batch whose data cannot be read as a whole, so rows in = rows scored + rows quarantined."""
-    try:
-        return sum(count_rows(f, options) for f in files)
-    except Exception:  # a truncated file has no footer
-        return 0
+def _footer_rows(files: Sequence[str], options: StorageOptions, batch: BatchRef) -> int | None:
+    """Rows the Parquet footers announce, or None (unknown) when a footer cannot be read: what a
+    reader knows of a batch whose data cannot be read as a whole. Never 0 for "unknown", so rows
+    in = rows scored + rows quarantined never under-counts silently."""
+    total = 0
+    for file in files:
+        try:
+            total += count_rows(file, options)
+        except Exception as exc:  # a truncated file has no footer
+            _raise_if_storage(exc, file, batch)
+            return None
+    return total
 
 
 def _id_sample(table: pa.Table, id_column: str | None, mask: pa.ChunkedArray | np.ndarray) -> list:
@@ -1069,7 +1120,7 @@ def validate_batch(
 
     table, unreadable = _read_batch(batch, options)
     if unreadable is not None:
-        return outcome(unreadable.get("footer_rows", 0), [unreadable], [], 0)
+        return outcome(unreadable.get("footer_rows"), [unreadable], [], 0)
     rows = table.num_rows
     if rows == 0:
         empty = _precheck("non_empty", "the batch has no rows", expected=">= 1 row", observed=0)
@@ -1110,182 +1161,6 @@ def validate_batch(
     return outcome(rows, critical, warnings, len(suite.checks))
 
 
-# ================================================================================== quarantine
-def _parent(url: str) -> str:
-    url = str(url).rstrip("/")
-    if is_local(url) and not url.startswith("file://"):
-        return str(Path(url).parent)
-    return posixpath.dirname(url)
-
-
-def _stamp() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-
-
-def _move(src: str, dest: str, options: StorageOptions) -> None:
-    copy_tree(src, dest, options)
-    remove(src, options)
-
-
-def archive_folder(quarantine_dir: str, batch_id: str, label: str) -> str:
-    """Where a superseded or released quarantine folder is kept: ``_archive/<batch_id>/<stamp>-<label>``."""
-    return join(_parent(quarantine_dir), "_archive", batch_id, f"{_stamp()}-{label}")
-
-
-def quarantine(
-    batch: BatchRef | dict[str, Any],
-    quarantine_dir: str,
-    outcome: ValidationOutcome | dict[str, Any],
-    options: StorageOptions = None,
-) -> dict[str, Any]:
-    """Move a rejected batch into ``quarantine_dir`` with report.json and report.md.
-
-    The input is kept byte for byte (its sha256 is in the report). A batch id quarantined before
-    (and never released) has its earlier folder moved to ``_archive/`` first, so nothing is
-    overwritten. Returns {"batch_id", "rows", "quarantine_dir", "reason"}.
-    """
-    batch = _as_batch(batch)
-    outcome = (
-        outcome if isinstance(outcome, ValidationOutcome) else ValidationOutcome.from_dict(outcome)
-    )
-    fs, inner = filesystem(quarantine_dir, options)
-    if fs.exists(inner):
-        _move(quarantine_dir, archive_folder(quarantine_dir, batch.batch_id, "superseded"), options)
-    files = batch_files(batch.path, options)
-    report = {
-        **outcome.to_dict(),
-        "quarantined_at": _now(),
-        "input": {
-            "name": posixpath.basename(str(batch.path).rstrip("/")),
-            "bytes": batch.size_bytes,
-            "files": len(files),
-            "sha256": checksum(batch.path, options),
-        },
-    }
-    markdown = outcome.report_markdown() + (
-        f"\nThe untouched input is in `{join(quarantine_dir, 'input')}`. Fix the data or the suite, "
-        f"then `aeflow quarantine release {batch.batch_id} --config FILE`.\n"
-    )
-    quarantine_batch(batch, quarantine_dir, report, markdown, options)
-    return {
-        "batch_id": batch.batch_id,
-        "rows": outcome.rows,
-        "quarantine_dir": quarantine_dir,
-        "reason": outcome.reason,
-    }
-
-
-def list_quarantined(quarantine_root: str, options: StorageOptions = None) -> list[dict[str, Any]]:
-    """The batches waiting in quarantine, by batch id, with the reason from each report."""
-    fs, inner = filesystem(quarantine_root, options)
-    if not fs.exists(inner):
-        return []
-    entries = []
-    for entry in fs.ls(inner, detail=True):
-        name = posixpath.basename(entry["name"].rstrip("/"))
-        if entry["type"] != "directory" or name.startswith((".", "_")):
-            continue
-        folder = join(quarantine_root, name)
-        report = read_json(join(folder, "report.json"), options)
-        if report is None:
-            entries.append(
-                {
-                    "batch_id": name,
-                    "folder": folder,
-                    "rows": None,
-                    "quarantined_at": None,
-                    "critical": None,
-                    "warnings": None,
-                    "reason": "report.json missing: the quarantine was interrupted; re-run score",
-                }
-            )
-            continue
-        entries.append(
-            {
-                "batch_id": report.get("batch_id", name),
-                "folder": folder,
-                "rows": report.get("rows"),
-                "quarantined_at": report.get("quarantined_at"),
-                "critical": len(report.get("critical") or []),
-                "warnings": len(report.get("warnings") or []),
-                "reason": report.get("reason", ""),
-            }
-        )
-    return sorted(entries, key=lambda e: e["batch_id"])
-
-
-def quarantined_input(quarantine_dir: str, options: StorageOptions = None) -> str:
-    """The kept input of a quarantined batch (a file or a folder of parts)."""
-    fs, inner = filesystem(join(quarantine_dir, "input"), options)
-    names = [posixpath.basename(p.rstrip("/")) for p in fs.ls(inner)] if fs.exists(inner) else []
-    names = [n for n in names if not n.startswith(".")]
-    if len(names) != 1:
-        raise ReleaseError(
-            f"{quarantine_dir}/input should hold exactly the one quarantined input, found {names}"
-        )
-    return join(quarantine_dir, "input", names[0])
-
-
-def release_quarantined(
-    batch_id: str,
-    quarantine_root: str,
-    incoming: str,
-    validate: Any,
-    replacement: str | None = None,
-    force: bool = False,
-    options: StorageOptions = None,
-) -> dict[str, Any]:
-    """Put a quarantined batch back in incoming/ so the next run validates and scores it.
-
-    ``validate(BatchRef) -> ValidationOutcome`` re-checks what is about to be released (the kept
-    input, or ``replacement``, a fixed file or folder): a batch that would be quarantined again is
-    refused unless ``force``. The quarantine folder moves to ``_archive/<batch_id>/`` with a
-    release.json, so the original input and report are never lost. Returns what was done.
-    """
-    quarantine_dir = join(quarantine_root, batch_id)
-    if read_json(join(quarantine_dir, "report.json"), options) is None:
-        waiting = [e["batch_id"] for e in list_quarantined(quarantine_root, options)]
-        raise ReleaseError(
-            f"no quarantined batch {batch_id!r} in {quarantine_root}; quarantined now: {waiting}"
-        )
-    original = quarantined_input(quarantine_dir, options)
-    source = replacement or original
-    fs, source_inner = filesystem(source, options)
-    if not fs.exists(source_inner):
-        raise ReleaseError(f"replacement {source} does not exist")
-    if replacement is None:
-        name = posixpath.basename(original.rstrip("/"))
-    else:
-        name = batch_id if fs.isdir(source_inner) else f"{batch_id}.parquet"
-    destination = join(incoming, name)
-    waiting = (destination, join(incoming, f"{batch_id}.parquet"), join(incoming, batch_id))
-    if any(exists(path, options) for path in waiting):
-        raise ReleaseError(
-            f"batch {batch_id!r} is already waiting in {incoming}; score it or remove it first"
-        )
-    size = sum(fs.size(filesystem(f, options)[1]) for f in batch_files(source, options))
-    check = validate(BatchRef(batch_id, source, size))
-    if not check.accepted and not force:
-        raise ReleaseError(
-            f"{batch_id} would be quarantined again ({check.reason}). Fix the data (pass the fixed "
-            "file with --input) or the suite, or release anyway with --force."
-        )
-    copy_tree(source, destination, options)
-    archived = archive_folder(quarantine_dir, batch_id, "released")
-    _move(quarantine_dir, archived, options)
-    record = {
-        "batch_id": batch_id,
-        "released_at": _now(),
-        "released_to": destination,
-        "source": "replacement" if replacement else "quarantined input",
-        "replacement": replacement,
-        "forced": bool(force and not check.accepted),
-        "revalidation": check.to_dict(),
-    }
-    write_json_atomic(record, join(archived, "release.json"), options)
-    return {**record, "archived_to": archived}
-
-
 # ============================================================================== Prefect tasks
 def _run_logger() -> logging.Logger | logging.LoggerAdapter:
     from prefect import get_run_logger
@@ -1311,7 +1186,7 @@ def _publish_markdown(key: str, markdown: str, description: str) -> None:
     create_markdown_artifact(markdown=markdown, key=key, description=description)
 
 
-@task(name="validate-batch", cache_policy=NO_CACHE)
+@task(name="validate-batch", cache_policy=NO_CACHE, **storage_retry_options())
 def validate_batch_task(
     batch: BatchRef | dict[str, Any],
     suite_path: str,
@@ -1358,43 +1233,31 @@ def validate_batch_task(
     return outcome.to_dict()
 
 
-@task(name="quarantine-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
-def quarantine_task(
-    batch: BatchRef | dict[str, Any],
-    quarantine_dir: str,
-    outcome: ValidationOutcome | dict[str, Any],
-    options: StorageOptions = None,
-) -> dict[str, Any]:
-    """`quarantine` as a Prefect task, plus a markdown artifact that names the folder.
-
-    Returns {"batch_id", "rows", "quarantine_dir", "reason"}.
-    """
-    moved = quarantine(batch, quarantine_dir, outcome, options)
-    report = (
-        outcome if isinstance(outcome, ValidationOutcome) else ValidationOutcome.from_dict(outcome)
-    )
-    _run_logger().warning(
-        "batch %s quarantined in %s: %s", moved["batch_id"], quarantine_dir, moved["reason"]
-    )
-    _publish_markdown(
-        _artifact_key("quarantine", moved["batch_id"]),
-        f"Quarantined in `{quarantine_dir}` (input, report.json, report.md).\n\n"
-        + report.report_markdown(),
-        f"batch {moved['batch_id']} quarantined: {moved['reason']}"[:500],
-    )
-    return moved
-
-
 def describe_failures(failures: Iterable[dict[str, Any]]) -> list[str]:
     """One line per failed check (for logs and the CLI)."""
     return [f"[{f['severity']}] {_describe(f)}" for f in failures]
 
 
-# Drafting suites moved to tasks.suite_draft; these names stay importable from here.
+# Moved out of this module; these names still import from here: the quarantine lifecycle to
+# tasks.quarantine, drafting suites to tasks.suite_draft.
+_MOVED_TO_QUARANTINE = frozenset(
+    {
+        "archive_folder",
+        "list_quarantined",
+        "quarantine",
+        "quarantine_task",
+        "quarantined_input",
+        "release_quarantined",
+    }
+)
 _MOVED_TO_SUITE_DRAFT = frozenset({"DraftSettings", "draft_suite", "suite_json", "_round_outward"})
 
 
 def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_QUARANTINE:
+        import tasks.quarantine
+
+        return getattr(tasks.quarantine, name)
     if name in _MOVED_TO_SUITE_DRAFT:
         from tasks import suite_draft
 

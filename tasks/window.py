@@ -29,10 +29,10 @@ from tasks.io import (
     checksum,
     fingerprint,
     list_batches,
-    read_json,
     read_table,
     write_parquet_atomic,
 )
+from tasks.markers import read_marker
 
 
 def parse_date(value: str, name: str = "date") -> dt.date:
@@ -96,7 +96,7 @@ def select_nightly_batches(
         batches = [b for d, b in _dated(batches, dates) if d == day]
     pending, scored_before = [], []
     for batch in sorted(batches, key=lambda b: b["batch_id"]):
-        marker = read_json(layout.success_marker(batch["batch_id"]), options)
+        marker = read_marker(layout, batch["batch_id"], options)
         if marker is None or not records_input(marker, batch["path"], options):
             pending.append(dict(batch))
         elif date is not None:
@@ -146,8 +146,8 @@ def accepted_batches(layout: StorageLayout, options: StorageOptions = None) -> l
     """
     accepted = []
     for batch in list_batches(layout.incoming, options):
-        marker = read_json(layout.success_marker(batch.batch_id), options)
-        if marker is None or marker.get("status") != "scored":
+        marker = read_marker(layout, batch.batch_id, options)
+        if marker is None or marker.get("status") != "scored" or marker.get("output") is None:
             continue
         accepted.append(
             {

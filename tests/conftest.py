@@ -14,6 +14,10 @@ os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Before any test module imports torch: OpenMP's passive wait policy, as aeflow's packages set it.
+from models.cpu import configure_openmp  # noqa: E402
+
+configure_openmp()
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -42,3 +42,39 @@ def register_tiny_champion(
         version = registry.register(bundle)
     registry.promote(version, reason)
     return version
+
+
+def score_demo_batch(layout: StorageLayout, batch, **kwargs):
+    """`tasks.scoring.score_batch` with the demo data's columns (id and timestamp passed through)."""
+    from tasks.demo_data import ID_COLUMN, TIMESTAMP_COLUMN
+    from tasks.scoring import score_batch
+
+    return score_batch(
+        batch,
+        layout,
+        [ID_COLUMN, TIMESTAMP_COLUMN],
+        TIMESTAMP_COLUMN,
+        list(NUMERIC_COLUMNS),
+        list(CATEGORICAL_COLUMNS),
+        **kwargs,
+    )
+
+
+def validate_demo_batch(batch, options: StorageOptions = None):
+    """`tasks.validate.validate_batch` against the demo suite, with the demo data's columns."""
+    from pathlib import Path
+
+    from tasks.demo_data import ID_COLUMN, TIMESTAMP_COLUMN
+    from tasks.validate import validate_batch
+
+    suite = Path(__file__).resolve().parents[1] / "expectations" / "demo.json"
+    return validate_batch(
+        batch,
+        str(suite),
+        ID_COLUMN,
+        TIMESTAMP_COLUMN,
+        list(NUMERIC_COLUMNS),
+        list(CATEGORICAL_COLUMNS),
+        [],
+        options=options,
+    )

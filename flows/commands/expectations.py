@@ -142,17 +142,13 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def suite_config_problems(cfg: PipelineConfig, suite_doc: dict[str, Any]) -> list[str]:
     """Disagreements between a (structurally valid) suite and the config's columns."""
-    from tasks.contract import suite_column_problems
+    from tasks.contract import suite_column_problems, suite_columns
 
-    column_sets = [
-        e["kwargs"].get("column_set") or []
-        for e in suite_doc["expectations"]
-        if e["type"] == "expect_table_columns_to_match_set"
-    ]
+    column_set, optional = suite_columns(suite_doc)
     problems = []
     if suite_doc["name"] != cfg.dataset:
         problems.append(f"suite name {suite_doc['name']!r} differs from dataset {cfg.dataset!r}")
-    if not column_sets:
+    if column_set is None:
         problems.append(
             "no expect_table_columns_to_match_set: a batch with extra or missing columns would pass"
         )
@@ -164,9 +160,8 @@ def suite_config_problems(cfg: PipelineConfig, suite_doc: dict[str, Any]) -> lis
         "columns.numeric": cols.numeric,
         "columns.categorical": cols.categorical,
     }
-    optional = (suite_doc.get("meta") or {}).get("aeflow", {}).get("optional_columns") or []
     path = cfg.suite_path
-    problems += suite_column_problems(roles, column_sets[0], path, [cols.label, *optional])
+    problems += suite_column_problems(roles, column_set, path, [cols.label, *optional])
     return problems
 
 

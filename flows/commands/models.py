@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from flows.commands import add_config_argument
@@ -31,7 +32,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     registry = _registry(args.config)
     entries = registry.versions()
     champion = registry.champion()
+    checks = {e["version"]: registry.verify(e["version"]) for e in entries}
     if args.json:
+        for entry in entries:
+            entry["bundle_check"] = checks[entry["version"]]
         print(json.dumps({"champion": champion, "versions": entries}, indent=2, sort_keys=True))
         return 0
     if not entries:
@@ -40,7 +44,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     width = max(len(e["version"]) for e in entries)
     print(
         f"  {'version':<{width}}  {'registered':<25}  {'train rows':>10}  {'holdout MSE':>11}  "
-        f"{'AUROC':>6}  gate"
+        f"{'AUROC':>6}  {'bundle':<8}  gate"
     )
     for entry in entries:
         evaluation = entry.get("evaluation") or {}
@@ -53,12 +57,22 @@ def cmd_list(args: argparse.Namespace) -> int:
             f"{marker} {entry['version']:<{width}}  {entry.get('registered_at', '-'):<25}  "
             f"{(entry.get('metrics') or {}).get('train_rows', '-'):>10}  "
             f"{_number(evaluation.get('reconstruction_mse')):>11}  "
-            f"{_number(evaluation.get('auroc'), 3):>6}  {decision}"
+            f"{_number(evaluation.get('auroc'), 3):>6}  "
+            f"{'ok' if checks[entry['version']]['ok'] else 'MODIFIED':<8}  {decision}"
         )
-    print(
-        f"{len(entries)} version(s) in {registry.models_root}; * = champion ({champion or 'none'})"
+    bad = [c for c in checks.values() if not c["ok"]]
+    verdict = (
+        f"{len(bad)} bundle(s) MODIFIED since registration"
+        if bad
+        else "every bundle matches its registry sha256"
     )
-    return 0
+    print(
+        f"{len(entries)} version(s) in {registry.models_root}; * = champion "
+        f"({champion or 'none'}); {verdict}"
+    )
+    for check in bad:
+        print(f"aeflow: bundle check failed: {check['problem']}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -67,16 +81,24 @@ def cmd_show(args: argparse.Namespace) -> int:
     entry = registry.entry(version)
     state = registry.champion_state()
     events = _events_about(state, version)
+    check = registry.verify(version)
     if args.json:
-        document = {**entry, "is_champion": state["version"] == version, "events": events}
+        document = {
+            **entry,
+            "is_champion": state["version"] == version,
+            "events": events,
+            "bundle_check": check,
+        }
         print(json.dumps(document, indent=2, sort_keys=True))
-        return 0
+        return 0 if check["ok"] else 1
     metrics = entry.get("metrics") or {}
     batches = entry.get("training_batches") or []
     lines = [
         f"version           {version}{'  (champion)' if state['version'] == version else ''}",
         f"registered at     {entry.get('registered_at', '-')}",
         f"bundle sha256     {entry.get('bundle_sha256', '-')}",
+        "bundle check      "
+        + ("ok: every file matches the registry's sha256" if check["ok"] else "FAILED"),
         f"training batches  {len(batches)}"
         + (f" ({batches[0]} .. {batches[-1]})" if batches else ""),
         f"training rows     {metrics.get('train_rows', '-')} (fit in "
@@ -106,8 +128,10 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"history           {event['at']} {event['action']} {event['version']} "
             f"(previous {event.get('previous') or 'none'}): {event.get('reason', '')}"
         )
+    if not check["ok"]:
+        lines.append(f"                  {check['problem']}")
     print("\n".join(lines))
-    return 0
+    return 0 if check["ok"] else 1
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
@@ -146,7 +170,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "list",
         "every version, oldest first, with its holdout metrics and gate decision",
         "List the registered versions (* marks the champion) with training rows, holdout "
-        "reconstruction MSE, AUROC (when labelled) and the promotion gate's decision.",
+        "reconstruction MSE, AUROC (when labelled), the promotion gate's decision and whether the "
+        "bundle still matches its registry sha256 (exit status 1 when one does not).",
     )
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(handler=cmd_list)
@@ -155,8 +180,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "show",
         "one version's registry entry, gate reasons, report and history",
         "Show a version's registry entry: training batches and rows, holdout metrics, the "
-        "promotion gate's decision with its reasons, the report path and the champion history "
-        "events that name it.",
+        "promotion gate's decision with its reasons, the report path, the champion history "
+        "events that name it, and whether its bundle matches the registry's sha256 (exit "
+        "status 1 when not).",
     )
     show.add_argument("version", nargs="?", default="champion", help="version (default: champion)")
     show.add_argument("--json", action="store_true", help="print JSON")

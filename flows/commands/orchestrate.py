@@ -148,6 +148,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     from flows.cli import quarantine_exit, with_training_progress
     from flows.config import load_config
     from flows.nightly import nightly_flow
+    from flows.prefect_api import require_prefect_api
     from flows.preflight import check_config_columns
     from tasks.io import StorageLayout
     from tasks.window import parse_date
@@ -156,6 +157,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     if args.date:
         parse_date(args.date)
     check_config_columns(cfg)
+    require_prefect_api()
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
     runner = _task_runner(args.dask, args.workers, cfg.scoring.workers)
     result = with_training_progress(
@@ -171,6 +173,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 def cmd_retrain(args: argparse.Namespace) -> int:
     from flows.cli import with_training_progress
     from flows.config import load_config
+    from flows.prefect_api import require_prefect_api
     from flows.preflight import check_config_columns
     from flows.retrain import retrain_flow
     from tasks.window import parse_date
@@ -179,6 +182,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     if args.until:
         parse_date(args.until, "--until")
     check_config_columns(cfg, against_model=False, suite_required=False)
+    require_prefect_api()
     result = with_training_progress(
         lambda: retrain_flow(
             config=args.config,
@@ -195,8 +199,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from flows.backfill import backfill_flow
-    from flows.cli import format_score_summary, quarantine_exit
+    from flows.cli import check_model_version, format_score_summary, quarantine_exit
     from flows.config import load_config
+    from flows.prefect_api import require_prefect_api
     from flows.preflight import check_config_columns
     from tasks.batch_dates import batch_dates
     from tasks.io import StorageLayout, list_batches
@@ -206,7 +211,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     parse_date(args.start, "--from")
     parse_date(args.end, "--to")
     check_config_columns(cfg, args.model_version)
+    require_prefect_api()
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    check_model_version(cfg, layout, args.model_version)
     runner = _task_runner(args.dask, args.workers, cfg.scoring.workers)
     opts, cols = cfg.storage.options, cfg.columns
     available = [b.to_dict() for b in list_batches(layout.incoming, opts)]
@@ -227,8 +234,10 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from flows.deployments import deployment_specs, serve, trigger_help
+    from flows.prefect_api import require_prefect_api
 
     specs = deployment_specs(args.config, args.nightly_cron, args.retrain_cron, args.timezone)
+    require_prefect_api()
     print(trigger_help(specs, args.config))
     if not os.environ.get("PREFECT_API_URL"):
         print(
@@ -241,12 +250,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from flows.config import load_config
 
         runner = _task_runner(args.dask, args.workers, load_config(args.config).scoring.workers)
-    print("\nserving; stop with Ctrl-C", flush=True)
-    serve(specs, limit=args.limit, task_runner=runner)
-    return 0
+    print("\nserving; stop with Ctrl-C or SIGTERM", flush=True)
+    return serve(specs, limit=args.limit, task_runner=runner, shutdown_timeout_s=args.stop_timeout)
 
 
 # ---------------------------------------------------------------------------------- parser
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return seconds
+
+
 def _add_runner(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, help="batches processed concurrently (scoring.workers)"
@@ -352,5 +370,14 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--retrain-cron", metavar="CRON", help="override schedule.retrain")
     serve.add_argument("--timezone", metavar="TZ", help="override schedule.timezone")
     serve.add_argument("--limit", type=int, help="most flow runs at the same time (no limit)")
+    serve.add_argument(
+        "--stop-timeout",
+        type=_positive_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM or Ctrl-C, exit within this many seconds whatever is still waiting (30); "
+        "exit code 0 after a clean stop (runs in flight stopped, schedules paused), 5 when the "
+        "Prefect API did not answer (schedules left active) or the stop ran out of time",
+    )
     _add_runner(serve)
     serve.set_defaults(handler=cmd_serve)

@@ -30,7 +30,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     width = max(len(e["batch_id"]) for e in entries)
     print(f"{'batch':<{width}}  {'rows':>9}  {'quarantined at':<20}  reason")
     for entry in entries:
-        rows = "?" if entry["rows"] is None else entry["rows"]
+        rows = "unknown" if entry["rows"] is None else entry["rows"]
         print(
             f"{entry['batch_id']:<{width}}  {rows:>9}  {entry['quarantined_at'] or '?':<20}  "
             f"{entry['reason']}"

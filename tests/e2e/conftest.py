@@ -16,5 +16,5 @@ from subprocess_support import prefect_server
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory) -> Iterator[str]:
     """The server's API URL (http://127.0.0.1:PORT/api), its SQLite database in a temp folder."""
-    with prefect_server(tmp_path_factory.mktemp("prefect-server")) as api:
+    with prefect_server(tmp_path_factory.mktemp("prefect-server"), timeout_s=180) as api:
         yield api

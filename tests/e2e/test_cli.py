@@ -86,3 +86,23 @@ def test_help_documents_the_exit_codes():
     assert "exit codes:" in listing and "3    --fail-on-quarantine" in listing
     for command in ("score", "nightly", "backfill"):
         assert "--fail-on-quarantine" in run(command, "--help").stdout
+
+
+def test_each_exit_code_means_one_thing_in_help_and_docs():
+    from flows import errors
+
+    codes = {
+        name: value
+        for name, value in vars(errors).items()
+        if name.startswith("EXIT_") and isinstance(value, int)
+    }
+    assert len(set(codes.values())) == len(codes), codes  # e.g. storage vs Prefect API lost
+    assert (errors.EXIT_STORAGE, errors.EXIT_PREFECT_API_LOST) == (4, 5)
+    listing = run("--help").stdout
+    assert "4    storage unreachable" in listing and "5    the Prefect API" in listing
+    operations = (Path(__file__).parents[2] / "docs" / "operations.md").read_text(encoding="utf-8")
+    table = operations.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    documented = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("|")]
+    for code in codes.values():
+        assert documented.count(str(code)) == 1, f"exit code {code}: one row in docs/operations.md"
+    assert "| 4 | the storage was unreachable" in table and "| 5 | the Prefect API" in table

@@ -10,24 +10,18 @@ the end, whatever happens.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import os
-import shutil
-import socket
+import signal
 import subprocess
-import sys
-import time
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from subprocess_support import stop_process_group
+from subprocess_support import AEFLOW, PREFECT, prefect_server, started, wait_until
 
 from flows.config import load_config
 from flows.train import train_flow
@@ -38,47 +32,7 @@ from tasks.validate import draft_suite, suite_json
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-PREFECT = shutil.which("prefect", path=str(BIN)) or "prefect"
-AEFLOW = shutil.which("aeflow", path=str(BIN)) or "aeflow"
 TINY = {"model": {"epochs": 3}, "evaluation": {"baselines": False, "report": False}}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def started(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
-    """A subprocess in its own process group, stopped (group and all) on the way out."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            yield process
-        finally:
-            stop_process_group(process)
-
-
-def wait_until(check, timeout: float, what: str, log: Path | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(1)
-    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{tail}")
-
-
-def healthy(api: str) -> bool:
-    try:
-        return httpx.get(f"{api}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 async def flow_runs(api: str, deployment: str) -> list:
@@ -89,6 +43,13 @@ async def flow_runs(api: str, deployment: str) -> list:
         return await client.read_flow_runs(
             deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment]))
         )
+
+
+async def deployments(api: str) -> list:
+    from prefect.client.orchestration import PrefectClient
+
+    async with PrefectClient(api) as client:
+        return await client.read_deployments()
 
 
 @pytest.fixture
@@ -118,36 +79,21 @@ def trained_demo(tmp_path: Path) -> dict:
 
 
 def test_served_deployments_get_cron_runs_and_complete_an_ad_hoc_run(trained_demo, tmp_path):
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    server_env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "server-home"),
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        # schedule new deployments within seconds instead of the default minute
-        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
-    }
-    server_env.pop("PREFECT_API_URL", None)
-    client_env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "client-home"),
-        "PREFECT_API_URL": api,
-        "GX_ANALYTICS_ENABLED": "false",
-        "COLUMNS": "250",  # the watch output wraps at the terminal's width
-    }
-    server_log, serve_log = tmp_path / "server.log", tmp_path / "serve.log"
-    started_at = time.monotonic()
-    with started(
-        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        server_env,
-        server_log,
-    ):
-        wait_until(lambda: healthy(api), 90, "the Prefect server's /api/health", server_log)
+    serve_log = tmp_path / "serve.log"
+    # schedule new deployments within seconds instead of the default minute
+    with prefect_server(
+        tmp_path / "server-home", PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2"
+    ) as api:
+        client_env = {
+            **os.environ,
+            "PREFECT_HOME": str(tmp_path / "client-home"),
+            "PREFECT_API_URL": api,
+            "GX_ANALYTICS_ENABLED": "false",
+            "COLUMNS": "250",  # the watch output wraps at the terminal's width
+        }
         with started(
             [AEFLOW, "serve", "--config", str(trained_demo["config"])], client_env, serve_log
-        ):
+        ) as serving:
             nightly = wait_until(
                 lambda: asyncio.run(flow_runs(api, "demo-nightly")),
                 60,
@@ -186,8 +132,12 @@ def test_served_deployments_get_cron_runs_and_complete_an_ad_hoc_run(trained_dem
             runs = asyncio.run(flow_runs(api, "demo-nightly"))
             done = [r for r in runs if r.state.is_completed()]
             assert len(done) == 1 and done[0].parameters["date"] == day
+
+            # SIGTERM with the API up: a clean stop, the schedules paused, exit code 0.
+            serving.send_signal(signal.SIGTERM)
+            assert serving.wait(timeout=40) == 0, serve_log.read_text()[-3000:]
+            assert all(d.paused for d in asyncio.run(deployments(api)))
     layout = trained_demo["layout"]
     assert [p.stem for p in Path(layout.scored).glob("date=*/*.parquet")] == [day]
     assert Path(layout.reports("drift"), f"{day}.json").is_file()
     assert Path(layout.reports("nightly"), f"{day}.json").is_file()
-    assert time.monotonic() - started_at < 150

@@ -7,27 +7,21 @@ exactly as it talks to AWS (exclusive PUTs with If-None-Match included).
 from __future__ import annotations
 
 import logging
-import socket
 from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
 from model_support import register_tiny_champion
+from subprocess_support import free_port
 
 from flows.config import load_config
 from flows.score import run_score
 from tasks.demo_data import generate_demo_data
-from tasks.io import StorageLayout, filesystem, read_json
+from tasks.io import StorageLayout, filesystem, list_batches, read_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "aeflow-test"
 DAYS, ROWS_PER_DAY = 3, 800
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +123,12 @@ def test_scoring_and_quarantine_write_only_to_s3(s3_pipeline, s3_options):
     assert not [r for r in relative if "/_locks/" in r or r.rsplit("/", 1)[-1].startswith(".")]
 
     marker = read_json(layout.success_marker(valid[0]), s3_options)
+    # paths relative to the root: a copy of the prefix reads its own files
+    assert marker["output"] == f"scored/demo/date={valid[0]}/{valid[0]}.parquet"
+    scored = {m["batch_id"]: m for m in summary["scored"]}
     assert (
-        marker["output"] == f"s3://{BUCKET}/aeflow/scored/demo/date={valid[0]}/{valid[0]}.parquet"
+        scored[valid[0]]["output"]
+        == f"s3://{BUCKET}/aeflow/scored/demo/date={valid[0]}/{valid[0]}.parquet"
     )
     assert marker["rows_in"] == marker["rows_out"] == ROWS_PER_DAY
 
@@ -157,3 +155,33 @@ def test_a_second_run_on_s3_skips_every_scored_batch(s3_pipeline):
     assert after == before
     manifest = s3_pipeline["manifest"]
     assert again["skipped"] == [b for b in manifest.batch_ids if b != manifest.malformed_batch_id]
+
+
+def test_force_rescoring_a_copied_prefix_leaves_the_original_prefix_alone(s3_pipeline, s3_options):
+    """Issue 12, defect 1: an S3 prefix copy (a staging copy of the root) re-scored with --force
+    must not delete the original root's scored files."""
+    from tasks.scoring import score_batch
+
+    fs = s3_pipeline["fs"]
+    original = f"{BUCKET}/aeflow"
+    fs.copy(original, f"{BUCKET}/aeflow-copy", recursive=True)
+    before = {path: fs.info(path)["ETag"] for path in fs.find(original)}
+    copy = StorageLayout(f"s3://{BUCKET}/aeflow-copy", "demo")
+    cfg = load_config(s3_pipeline["config"])
+    cols = cfg.columns
+    for batch in list_batches(copy.incoming, s3_options):
+        marker = score_batch(
+            batch,
+            copy,
+            cols.passthrough,
+            cols.timestamp,
+            cols.numeric,
+            cols.categorical,
+            cols.missing_values,
+            force=True,
+            options=s3_options,
+        )
+        assert marker["status"] == "scored" and marker["output"].startswith(copy.root)
+        assert fs.exists(marker["output"])
+    fs.invalidate_cache()
+    assert {path: fs.info(path)["ETag"] for path in fs.find(original)} == before

@@ -25,6 +25,7 @@ from tasks.demo_data import (
     generate_demo_data,
 )
 from tasks.io import StorageLayout, list_batches
+from tasks.markdown import md_text
 from tasks.validate import quarantine, validate_batch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -255,13 +256,13 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def readable_rows(path: Path) -> int:
-    """Rows any Parquet reader can see in a batch (0 when it cannot be read at all)."""
+def readable_rows(path: Path) -> int | None:
+    """Rows any Parquet reader can see in a batch (None, unknown, when a footer cannot be read)."""
     files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
     try:
         return sum(pq.read_metadata(f).num_rows for f in files)
     except Exception:
-        return 0
+        return None
 
 
 @pytest.fixture(scope="module")
@@ -327,7 +328,7 @@ def test_each_batch_ends_as_the_policy_says_with_its_cause_named(corpus_run, nam
         assert report["critical"] and all(f["severity"] == "critical" for f in report["critical"])
         for failure in report["critical"]:
             assert failure["type"] in markdown
-        assert outcome.reason in markdown
+        assert md_text(outcome.reason) in markdown  # escaped: user values are never markup
 
 
 def test_quarantine_keeps_every_input_byte_for_byte(corpus_run):
@@ -341,8 +342,16 @@ def test_quarantine_keeps_every_input_byte_for_byte(corpus_run):
 
 
 def test_rows_in_equal_rows_scored_plus_rows_quarantined(corpus_run):
-    rows_in = sum(o["rows"] for o in corpus_run["originals"].values())
-    rows_quarantined = sum(q["rows"] for q in corpus_run["quarantined"].values())
+    originals, quarantined = corpus_run["originals"], corpus_run["quarantined"]
+    # An unreadable file's row count is unknown and reported so (None), never as 0 rows.
+    unknown = {name for name, o in originals.items() if o["rows"] is None}
+    assert unknown == {"truncated_parquet", "zero_byte_file", "not_parquet"}
+    assert {name for name, q in quarantined.items() if q["rows"] is None} == unknown
+    for name in unknown:
+        report = json.loads((Path(quarantined[name]["quarantine_dir"]) / "report.json").read_text())
+        assert report["rows"] is None
+    rows_in = sum(o["rows"] for name, o in originals.items() if name not in unknown)
+    rows_quarantined = sum(q["rows"] for name, q in quarantined.items() if name not in unknown)
     assert rows_in == corpus_run["scored_rows"] + rows_quarantined
     assert rows_in > 0 and rows_quarantined > 0 and corpus_run["scored_rows"] > 0
     # what stayed in incoming is exactly what was accepted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -135,8 +136,15 @@ def test_scored_file_follows_the_output_contract(store):
     # streamed: one row group per chunk of 400 rows, not one table in memory
     assert pq.ParquetFile(output).metadata.num_row_groups == -(-ROWS_PER_DAY // 400)
 
+    # On storage the marker's paths are relative to the root; in memory they are full paths.
     on_disk = json.loads(Path(layout.success_marker(batch.batch_id)).read_text())
-    assert on_disk == marker
+    assert on_disk["output"] == f"scored/demo/date=2026-01-01/{batch.batch_id}.parquet"
+    assert on_disk["input_path"] == f"incoming/demo/{batch.batch_id}.parquet"
+    paths = {"output", "input_path", "marker_format"}
+    assert {k: v for k, v in on_disk.items() if k not in paths} == {
+        k: v for k, v in marker.items() if k not in paths
+    }
+    assert marker["input_path"] == batch.path
     assert marker["status"] == "scored"
     assert marker["rows_in"] == marker["rows_out"] == ROWS_PER_DAY
     assert marker["flagged"] == int(pc.sum(table.column("is_anomaly")).as_py())
@@ -277,10 +285,19 @@ def test_arguments_are_checked_with_the_rule_and_the_value(store):
         score_batch(batch, layout, ["account_id"], None, list(NUMERIC_COLUMNS), [])
 
 
-def test_torch_threads_leave_a_core_for_io_and_are_shared_by_concurrent_batches():
-    cpus = len(os.sched_getaffinity(0))
+def test_torch_threads_leave_a_core_for_io_and_are_shared_by_concurrent_batches(monkeypatch):
+    import models.cpu
+
+    monkeypatch.delenv("AEFLOW_TORCH_THREADS", raising=False)
+    monkeypatch.setattr(models.cpu, "busy_neighbours", lambda: 0.0)
+    cpus = models.cpu.cpu_budget().cpus
     assert default_torch_threads(1) == max(1, cpus - 1)
     assert default_torch_threads(cpus * 4) == 1
+    # Busy neighbours on every CPU leave one thread; an explicit setting wins.
+    monkeypatch.setattr(models.cpu, "busy_neighbours", lambda: float(os.cpu_count() or 1))
+    assert default_torch_threads(1) == 1
+    monkeypatch.setenv("AEFLOW_TORCH_THREADS", "3")
+    assert default_torch_threads(1) == 3
 
 
 # ----------------------------------------------------------------------------------- pipeline
@@ -445,3 +462,40 @@ def test_score_runs_on_threads_a_local_dask_cluster_or_a_scheduler_address():
 
     args = build_parser().parse_args(["score", "--config", "x.toml", "--dask", "local"])
     assert args.dask == "local"
+
+
+def test_the_partition_is_the_batch_date_never_the_scoring_day(store):
+    """Batches without a timestamp column: a date in the id, else the arrival, recorded once."""
+    import pyarrow.parquet as pq
+
+    from tasks.io import BatchRef
+
+    layout, source = store["layout"], store["batches"][0]
+    untimed = pq.read_table(source.path).drop_columns([TIMESTAMP_COLUMN])
+    incoming = Path(layout.incoming)
+    named, plain = incoming / "export_20250301.parquet", incoming / "export.parquet"
+    for path in (named, plain):
+        pq.write_table(untimed, path)
+    arrived = dt.datetime(2025, 4, 2, 12, tzinfo=dt.UTC).timestamp()
+    os.utime(plain, (arrived, arrived))
+
+    def run(path: Path, **kwargs) -> dict:
+        batch = BatchRef(path.stem, str(path), path.stat().st_size)
+        return score_batch(
+            batch, layout, [ID_COLUMN], None, list(NUMERIC_COLUMNS), list(CATEGORICAL_COLUMNS),
+            **kwargs,
+        )  # fmt: skip
+
+    by_id = run(named)
+    assert (by_id["date"], by_id["date_source"]) == ("2025-03-01", "id")
+    assert Path(by_id["output"]) == Path(layout.scored_file("2025-03-01", "export_20250301"))
+    by_arrival = run(plain)
+    assert (by_arrival["date"], by_arrival["date_source"]) == ("2025-04-02", "arrival")
+    # touched again (a re-delivery, a release from quarantine): the recorded arrival holds
+    later = dt.datetime(2025, 6, 30, 12, tzinfo=dt.UTC).timestamp()
+    os.utime(plain, (later, later))
+    again = run(plain, force=True)
+    assert again["date"] == "2025-04-02" and again["output"] == by_arrival["output"]
+    # a strict source that cannot date the batch fails it, naming the fix
+    with pytest.raises(ValueError, match="batch export has no date: columns.batch_date = 'id'"):
+        run(plain, force=True, batch_date_source="id")

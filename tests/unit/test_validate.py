@@ -277,6 +277,12 @@ def test_the_label_is_optional_in_every_batch(tmp_path, suite_path):
     )  # fmt: skip
     batch = write(labelled, tmp_path / "labelled.parquet")
     assert check(batch, str(unlabelled_suite), optional_columns=["label"]).status == "passed"
+    # drafting from production data without the label the config names is not an error either
+    drafted_without = draft_suite(
+        labelled.drop_columns(["label"]), "shop", "tx_id", "event_time", NUMERIC, CATEGORICAL,
+        "label",
+    )  # fmt: skip
+    assert drafted_without["meta"]["aeflow"]["optional_columns"] == ["label"]
     strict = check(batch, str(unlabelled_suite))  # the label not declared optional: extra column
     assert strict.status == "quarantined" and "column" in strict.reason
     missing_feature = check(

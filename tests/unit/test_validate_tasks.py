@@ -21,6 +21,7 @@ from tasks.demo_data import (
     generate_demo_data,
 )
 from tasks.io import StorageLayout, list_batches
+from tasks.markdown import md_text
 from tasks.validate import quarantine_task, validate_batch_task
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -74,4 +75,4 @@ def test_artifacts_summarise_warnings_and_name_the_quarantine_folder(prefect_tes
     assert warned.created >= started  # this test's artifact, not an earlier one
     quarantined = Artifact.get("quarantine-2026-01-02")
     assert quarantined is not None and f"Quarantined in `{folder}`" in quarantined.data
-    assert "missing column(s) ['amount']" in quarantined.data
+    assert md_text("missing column(s) ['amount']") in quarantined.data  # escaped, as every value

@@ -1,0 +1,138 @@
+"""Success markers: what scoring committed for a batch, with paths relative to the storage root.
+
+A marker on storage records its input and output relative to the root
+(``"output": "scored/<dataset>/date=YYYY-MM-DD/<batch_id>.parquet"``), so a copied root (``cp -a``,
+an S3 prefix copy) or a root reached through another path (a symlink, ``x/../data``) reads its own
+files, never the original's. In memory (what the tasks pass around and the flows summarise) the
+same fields hold full URLs under the root the run was given.
+
+Markers written before paths were relative hold full paths. :func:`read_marker` maps them onto the
+current root through their ``scored/<dataset>/`` or ``incoming/<dataset>/`` part, and leaves a
+path it cannot map as None: such a path is never deleted (a run deletes only inside its root).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from typing import Any
+
+from fsspec.implementations.local import LocalFileSystem
+
+from models.storage import StorageOptions, filesystem, join, read_json, write_json_atomic
+from tasks.io import PARQUET_SUFFIX, StorageLayout
+
+MARKER_FORMAT = 2  # 1 (no field): full paths; 2: paths relative to the storage root
+PATH_FIELDS = ("input_path", "output")
+
+
+def _inner(url: str, options: StorageOptions) -> str:
+    return filesystem(url, options)[1].rstrip("/")
+
+
+def relative_path(layout: StorageLayout, url: str, options: StorageOptions = None) -> str | None:
+    """``url`` relative to the storage root ('/'-separated), or None when it is outside it."""
+    root, inner = _inner(layout.root, options), _inner(url, options)
+    if inner.startswith(root + "/"):
+        return inner[len(root) + 1 :]
+    return None
+
+
+def _is_safe(relative: str) -> bool:
+    parts = relative.split("/")
+    return bool(relative) and not relative.startswith("/") and ".." not in parts and "" not in parts
+
+
+def _from_legacy(layout: StorageLayout, path: str, options: StorageOptions) -> str | None:
+    """The root-relative form of a full path from a format-1 marker: its part from
+    ``scored/<dataset>/`` or ``incoming/<dataset>/`` on, or None when it has neither."""
+    inside = relative_path(layout, path, options)
+    if inside is not None:
+        return inside
+    text = filesystem(path, options)[1] if "://" in str(path) else str(path).replace("\\", "/")
+    found = None
+    for area in ("scored", "incoming"):
+        anchor = f"/{area}/{layout.dataset}/"
+        at = ("/" + text).rfind(anchor)
+        if at >= 0 and (found is None or at > found[0]):
+            found = (at, ("/" + text)[at + 1 :])
+    return found[1] if found else None
+
+
+def to_storage(marker: dict[str, Any], layout: StorageLayout, options: StorageOptions = None):
+    """The marker as stored: input and output relative to the root."""
+    stored = {**marker, "marker_format": MARKER_FORMAT}
+    for key in PATH_FIELDS:
+        if marker.get(key) is not None:
+            relative = relative_path(layout, marker[key], options)
+            if relative is None:
+                raise ValueError(f"{key} {marker[key]} is outside the storage root {layout.root}")
+            stored[key] = relative
+    return stored
+
+
+def from_storage(
+    stored: dict[str, Any], layout: StorageLayout, options: StorageOptions = None
+) -> dict[str, Any]:
+    """A stored marker with its paths as URLs under this root (None where a legacy path does not
+    map onto it)."""
+    marker = {k: v for k, v in stored.items() if k != "marker_format"}
+    legacy = stored.get("marker_format", 1) < MARKER_FORMAT
+    for key in PATH_FIELDS:
+        value = stored.get(key)
+        relative = None
+        if isinstance(value, str) and value:
+            relative = _from_legacy(layout, value, options) if legacy else value
+        if relative is not None and not _is_safe(relative):
+            relative = None
+        marker[key] = join(layout.root, *relative.split("/")) if relative else None
+    return marker
+
+
+def read_marker(
+    layout: StorageLayout, batch_id: str, options: StorageOptions = None
+) -> dict[str, Any] | None:
+    """The batch's success marker with URLs under this root, or None when it has none."""
+    stored = read_json(layout.success_marker(batch_id), options)
+    return None if stored is None else from_storage(stored, layout, options)
+
+
+def write_marker(
+    marker: dict[str, Any], layout: StorageLayout, options: StorageOptions = None
+) -> str:
+    """Write the batch's marker atomically (paths made relative to the root); returns its URL."""
+    url = layout.success_marker(marker["batch_id"])
+    stored = to_storage(
+        {k: v for k, v in marker.items() if k != "output_relative"}, layout, options
+    )
+    return write_json_atomic(stored, url, options)
+
+
+def owned_output(layout: StorageLayout, batch_id: str, relative: str | None) -> bool:
+    """Whether ``relative`` names a scored file of ``batch_id`` inside this root's scored folder
+    (``scored/<dataset>/date=*/<batch_id>.parquet``): the only kind of path scoring ever deletes."""
+    if relative is None or not _is_safe(relative):
+        return False
+    parts = relative.split("/")
+    return (
+        len(parts) == 4
+        and parts[:2] == ["scored", layout.dataset]
+        and parts[2].startswith("date=")
+        and parts[3] == f"{batch_id}{PARQUET_SUFFIX}"
+    )
+
+
+def same_file(first: str, second: str, options: StorageOptions = None) -> bool:
+    """Whether two URLs are one file (local: the same inode, whatever the path spelling)."""
+    fs_a, a = filesystem(first, options)
+    fs_b, b = filesystem(second, options)
+    if a.rstrip("/") == b.rstrip("/"):
+        return True
+    if fs_a.protocol != fs_b.protocol:
+        return False
+    if isinstance(fs_a, LocalFileSystem):
+        try:
+            return os.path.samefile(a, b)
+        except OSError:
+            return False
+    return posixpath.normpath(a) == posixpath.normpath(b)
