@@ -29,7 +29,7 @@ from models.explanations import (
 )
 from models.fast_preprocessing import FastPreprocessor
 from models.latent import LatentRotation
-from models.network import ColumnErrors, MixedAutoencoder
+from models.network import ColumnErrors, MixedAutoencoder, pad_rows
 from models.preprocessing import (
     as_frame,
     binary_columns,
@@ -290,9 +290,11 @@ class AutoencoderDetector(BaseEstimator):
         for start in range(0, n_rows, chunk_rows):
             chunk = features[start : start + chunk_rows]
             stop = start + chunk.shape[0]
+            chunk = pad_rows(chunk)  # a row's bits must not depend on the rows beside it
             errors, code = self._member_passes(chunk)
-            contributions[start:stop] = self._scorer(errors, chunk).cpu().numpy()
-            codes[start:stop] = code.cpu().numpy()
+            rows = stop - start
+            contributions[start:stop] = self._scorer(errors, chunk)[:rows].cpu().numpy()
+            codes[start:stop] = code[:rows].cpu().numpy()
         return contributions, self._encoded(codes)
 
     def _encoded(self, codes: np.ndarray) -> np.ndarray:

@@ -112,17 +112,24 @@ class Reconstruction:
 @torch.inference_mode()
 def reconstruction(detector: AutoencoderDetector, features: torch.Tensor) -> Reconstruction:
     """The ensemble-averaged reconstruction of (n, n_features) preprocessed rows."""
+    return reconstruction_of(detector, [network(features)[0] for network in detector.networks_])
+
+
+@torch.inference_mode()
+def reconstruction_of(detector: AutoencoderDetector, outputs: list[torch.Tensor]) -> Reconstruction:
+    """The ensemble-averaged :class:`Reconstruction` of the members' network outputs, each
+    (n, n_features): what the rows were reconstructed as, or what codes decode to."""
     layout = detector.layout_
     n_values = len(layout.value_columns)
     blocks = [(start, stop) for start, stop, _ in layout.categorical_blocks]
     first = blocks[0][0] if blocks else layout.n_features
     total = None
-    for network in detector.networks_:
-        output = network(features)[0].float()
+    for output in outputs:
+        output = output.float()
         parts = [output[:, :first]] + [torch.softmax(output[:, a:b], dim=1) for a, b in blocks]
         output = torch.cat(parts, dim=1)
         total = output if total is None else total + output
-    averaged = (total / len(detector.networks_)).double().cpu().numpy()
+    averaged = (total / len(outputs)).double().cpu().numpy()
     scaled = averaged[:, :n_values]
     return Reconstruction(
         values=unscale_values(detector, scaled),
@@ -135,6 +142,8 @@ def unscale_values(detector: AutoencoderDetector, scaled: np.ndarray) -> np.ndar
     """(n, n_values) scaled numeric values -> the columns' own units (each value block's steps
     after the imputer inverted; an ``"none"`` scaling is the identity)."""
     values = np.array(scaled, dtype=np.float64)
+    if not len(values):  # no rows: scikit-learn's inverse transforms refuse an empty matrix
+        return values
     offset = 0
     for name, pipeline, columns in detector.preprocessor_.transformers_:
         if name not in ("numeric", "skewed"):

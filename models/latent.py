@@ -74,6 +74,12 @@ class LatentRotation:
         rotated = (np.asarray(codes, dtype=np.float64) - self.mean) @ self.components
         return (rotated / self.scales).astype(np.float32)
 
+    def invert(self, encoded: np.ndarray) -> np.ndarray:
+        """(n, k) encoded features -> (n, k) float32 codes: :meth:`apply` undone (the rotation is
+        orthonormal), to within the float32 rounding of the encoded features."""
+        rotated = np.asarray(encoded, dtype=np.float64) * self.scales
+        return (rotated @ self.components.T + self.mean).astype(np.float32)
+
     def to_dict(self) -> dict:
         return {
             "mean": self.mean.tolist(),

@@ -205,6 +205,27 @@ class MixedAutoencoder(nn.Module):
         return self.decode(z), mean, log_var
 
 
+# Rows go through the network and the column errors in blocks of this many, the last block padded
+# with zero rows (see :func:`pad_rows`).
+ROW_BLOCK = 64
+
+
+def pad_rows(rows: torch.Tensor, block: int = ROW_BLOCK) -> torch.Tensor:
+    """(n, d) -> (m, d) with m the next multiple of ``block`` (at least ``block``), zero rows added.
+
+    Why: torch's CPU kernels take other code paths for a few rows (a matrix-vector product) and for
+    a ragged tail (scalar loops after the vectorised ones, whose exp/log round differently), so
+    without padding a row's score changed in its last bits with the number of rows scored beside
+    it. Padded, a row gets the same bits alone (an online request) and in any chunk of a batch.
+    Slice the outputs back to ``n`` rows.
+    """
+    n_rows = rows.shape[0]
+    padded = max(block, -(-n_rows // block) * block)
+    if padded == n_rows:
+        return rows
+    return torch.cat([rows, rows.new_zeros((padded - n_rows, *rows.shape[1:]))])
+
+
 def kl_divergence(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     """(n, k) Gaussian parameters -> (n,) KL divergence to the standard normal, in nats."""
     return 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var).sum(dim=1)

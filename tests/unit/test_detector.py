@@ -341,3 +341,18 @@ def test_score_matches_the_reference_computation_across_chunks():
     names = np.asarray(detector.feature_names_in_)
     best = np.argsort(-result.contributions, axis=1, kind="stable")[:, :3]
     assert result.top_features == [",".join(names[row]) for row in best]
+
+
+def test_a_row_gets_the_same_bits_alone_and_in_any_chunk(fitted):
+    """Online requests score one row or a few; batches score chunks of thousands. A row's score,
+    percentile, latent features and contributions must not change in their last bits with the
+    rows scored beside it (torch's kernels differ for a few rows and for ragged tails)."""
+    rows = mixed_frame(300, seed=3)
+    whole = fitted.score(rows)
+    for start, stop in ((0, 1), (5, 6), (7, 10), (11, 28), (100, 233), (299, 300)):
+        part = fitted.score(rows.iloc[start:stop])
+        for field in ("scores", "percentiles", "latent", "contributions"):
+            np.testing.assert_array_equal(
+                getattr(part, field), getattr(whole, field)[start:stop], err_msg=field
+            )
+        assert part.top_features == whole.top_features[start:stop]

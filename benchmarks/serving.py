@@ -1,0 +1,324 @@
+"""Online scoring speed: `aeflow api` on loopback against batch scoring of the same model.
+
+Set-up (in a temporary folder): demo data, one model with the demo's architecture fitted on the
+first day, registered and promoted; batch scoring (`score_batch`, what `aeflow score` runs for each
+batch) times a demo day of ``--batch-rows`` rows; then the real server (`aeflow api`, a subprocess)
+is started on a free loopback port and measured from this process with httpx:
+
+- latency (p50, p99) of 1-row and 1,000-row requests at concurrency 1 (JSON, and Arrow for bulk);
+- rows per second at concurrency 1, 8 and 32 (each concurrent client one connection);
+- the server's CPU seconds per request (from /proc), less sensitive to busy neighbours than wall
+  time. The client runs on the same machine and takes its share of the CPUs.
+
+Targets (issue 16, this 2-core CPU): 1-row p50 < 5 ms and p99 < 20 ms at concurrency 1; 1,000-row
+requests at least 50% of batch scoring's rows per second.
+
+    .venv/bin/python benchmarks/serving.py --write-doc
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import REPO_ROOT, markdown_table, write_report  # noqa: E402
+
+ARROW = "application/vnd.apache.arrow.stream"
+TARGET_P50_MS, TARGET_P99_MS, TARGET_SHARE = 5.0, 20.0, 0.5
+
+
+def load_average() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def prepare(work: Path, train_rows: int, batch_rows: int, epochs: int) -> dict:
+    """Demo data, a registered champion and the config; returns paths and the model version."""
+    from flows.config import load_config
+    from models import AutoencoderDetector
+    from models.registry import ModelRegistry
+    from tasks.demo_data import generate_demo_data
+    from tasks.frames import feature_frame
+    from tasks.io import StorageLayout, read_table
+
+    text = (REPO_ROOT / "configs" / "demo.toml").read_text()
+    text = text.replace('root = "../data"', f'root = "{work / "data"}"')
+    text = text.replace(
+        'suite = "../expectations/demo.json"', f'suite = "{REPO_ROOT / "expectations/demo.json"}"'
+    )
+    config = work / "demo.toml"
+    config.write_text(text)
+    cfg = load_config(config)
+    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    train_dir, batch_dir = work / "train", work / "batch"
+    generate_demo_data(
+        train_dir, days=1, rows_per_day=train_rows, drift_day=None, malformed_day=None
+    )
+    generate_demo_data(
+        batch_dir, days=1, rows_per_day=batch_rows, seed=1, drift_day=None, malformed_day=None
+    )
+    cols = cfg.columns
+    frame = feature_frame(
+        read_table(str(next(train_dir.glob("*.parquet")))), cols.numeric, cols.categorical
+    )
+    detector = AutoencoderDetector(**{**cfg.detector_params(), "epochs": epochs}).fit(frame)
+    bundle = work / "bundle"
+    detector.save(bundle)
+    registry = ModelRegistry(layout.models)
+    version = registry.register(bundle)
+    registry.promote(version, "serving benchmark")
+    return {
+        "config": config,
+        "cfg": cfg,
+        "layout": layout,
+        "version": version,
+        "batch": next(batch_dir.glob("*.parquet")),
+        "hidden": detector.hidden_sizes,
+        "latent": detector.latent_dim_,
+        "features": detector.layout_.n_features,
+    }
+
+
+def batch_rows_per_second(setup: dict, repeats: int) -> tuple[float, list[float]]:
+    """Median rows/s of score_batch on the batch file (forced each time), and each run's s."""
+    from tasks.io import BatchRef, StorageLayout
+    from tasks.scoring import score_batch
+
+    cfg, path = setup["cfg"], setup["batch"]
+    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    ref = BatchRef(batch_id=path.stem, path=str(path), size_bytes=path.stat().st_size)
+    cols = cfg.columns
+    seconds, rows = [], 0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        marker = score_batch(
+            ref, layout, cols.passthrough, cols.timestamp, cols.numeric, cols.categorical,
+            cols.missing_values, force=True,
+        )  # fmt: skip
+        seconds.append(time.perf_counter() - started)
+        rows = marker["rows_out"]
+    return rows / float(np.median(seconds)), seconds
+
+
+def start_server(config: Path, port: int, log: Path) -> subprocess.Popen:
+    import httpx
+
+    aeflow = Path(sys.executable).parent / "aeflow"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [str(aeflow), "api", "--config", str(config), "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the server did not start:\n" + log.read_text()[-3000:])
+        time.sleep(0.5)
+
+
+def bodies(batch: Path, rows: int) -> dict[str, tuple[bytes, str]]:
+    """The first ``rows`` rows as a JSON body and as an Arrow IPC body."""
+    import orjson
+
+    table = pq.read_table(batch).slice(0, rows)
+    records = table.to_pylist()
+    for record in records:
+        for key, value in record.items():
+            if hasattr(value, "isoformat"):
+                record[key] = value.isoformat()
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    payload = records[0] if rows == 1 else records
+    return {"json": (orjson.dumps(payload), "application/json"), "arrow": (sink.getvalue(), ARROW)}
+
+
+async def measure(
+    url: str, body: bytes, media: str, concurrency: int, requests: int, pid: int
+) -> dict:
+    """``requests`` POSTs of ``body`` from ``concurrency`` clients at once (after a warm-up);
+    latencies in ms, wall seconds and the server's CPU seconds."""
+    import httpx
+
+    headers = {"Content-Type": media, "Accept": media}
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=120) as client:
+
+        async def one() -> None:
+            started = time.perf_counter()
+            answer = await client.post(url, content=body, headers=headers)
+            latencies.append((time.perf_counter() - started) * 1000)
+            if answer.status_code != 200:
+                raise SystemExit(f"{url}: {answer.status_code} {answer.text[:500]}")
+
+        async def worker(count: int) -> None:
+            for _ in range(count):
+                await one()
+
+        await asyncio.gather(*(worker(3) for _ in range(concurrency)))  # warm-up
+        latencies.clear()
+        cpu_before, started = cpu_seconds(pid), time.perf_counter()
+        shares = [
+            requests // concurrency + (i < requests % concurrency) for i in range(concurrency)
+        ]
+        await asyncio.gather(*(worker(n) for n in shares))
+        wall = time.perf_counter() - started
+        cpu = cpu_seconds(pid) - cpu_before
+    values = np.asarray(latencies)
+    return {
+        "p50": float(np.percentile(values, 50)),
+        "p99": float(np.percentile(values, 99)),
+        "wall": wall,
+        "requests": requests,
+        "cpu_ms_per_request": cpu / requests * 1000,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train-rows", type=int, default=20_000)
+    parser.add_argument("--batch-rows", type=int, default=200_000)
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs (speed does not "
+                        "depend on them; the architecture is the demo's)")  # fmt: skip
+    parser.add_argument("--one-row-requests", type=int, default=2000)
+    parser.add_argument("--bulk-requests", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3, help="batch scoring runs (median)")
+    parser.add_argument("--write-doc", action="store_true", help="write docs/benchmarks/serving.md")
+    args = parser.parse_args()
+
+    import socket
+
+    load_start = load_average()
+    with tempfile.TemporaryDirectory(prefix="aeflow-serving-bench-") as folder:
+        work = Path(folder)
+        print("preparing data and model ...", flush=True)
+        setup = prepare(work, args.train_rows, args.batch_rows, args.epochs)
+        print("batch scoring ...", flush=True)
+        batch_rate, batch_seconds = batch_rows_per_second(setup, args.repeats)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = start_server(setup["config"], port, work / "server.log")
+        try:
+            results = run_requests(server.pid, port, setup["batch"], args)
+        finally:
+            server.terminate()
+            server.wait(30)
+    load_end = load_average()
+    report = render(setup, batch_rate, batch_seconds, results, load_start, load_end, args)
+    print(report)
+    if args.write_doc:
+        path = write_report("serving", "Online scoring speed (aeflow api)", [report])
+        print(f"wrote {path}")
+
+
+def run_requests(pid: int, port: int, batch: Path, args: argparse.Namespace) -> dict:
+    """Every measured case: {(operation, rows, form, concurrency): measure()}."""
+    one, bulk = bodies(batch, 1), bodies(batch, 1000)
+    cases = [("score", 1, "json", 1, args.one_row_requests)]
+    cases += [("score", 1000, form, 1, args.bulk_requests) for form in ("json", "arrow")]
+    for concurrency in (8, 32):
+        cases.append(("score", 1, "json", concurrency, args.one_row_requests))
+        cases += [("score", 1000, f, concurrency, args.bulk_requests) for f in ("json", "arrow")]
+    cases.append(("explain", 1, "json", 1, args.one_row_requests // 4))
+    results = {}
+    for operation, rows, form, concurrency, requests in cases:
+        body, media = (one if rows == 1 else bulk)[form]
+        url = f"http://127.0.0.1:{port}/{operation}"
+        print(f"{operation} {rows} row(s) {form} x{concurrency} ...", flush=True)
+        results[(operation, rows, form, concurrency)] = asyncio.run(
+            measure(url, body, media, concurrency, requests, pid)
+        )
+    return results
+
+
+def render(
+    setup: dict,
+    batch_rate: float,
+    batch_seconds: list[float],
+    results: dict,
+    load_start: str,
+    load_end: str,
+    args: argparse.Namespace,
+) -> str:
+    rows_out = []
+    for (operation, rows, form, concurrency), r in results.items():
+        rate = rows * r["requests"] / r["wall"]
+        rows_out.append(
+            [
+                f"/{operation}", f"{rows:,}", form, concurrency, r["requests"],
+                f"{r['p50']:.2f}", f"{r['p99']:.2f}", f"{rate:,.0f}",
+                f"{rate / batch_rate:.2f}", f"{r['cpu_ms_per_request']:.2f}",
+            ]
+        )  # fmt: skip
+    table = markdown_table(
+        ["endpoint", "rows/request", "body", "concurrency", "requests", "p50 ms", "p99 ms",
+         "rows/s", "share of batch rows/s", "server CPU ms/request"],
+        rows_out,
+    )  # fmt: skip
+    single = results[("score", 1, "json", 1)]
+    best_bulk = max(
+        (1000 * r["requests"] / r["wall"], form, c)
+        for (op, rows, form, c), r in results.items()
+        if op == "score" and rows == 1000
+    )
+    checks = [
+        f"- 1-row p50 at concurrency 1: {single['p50']:.2f} ms (target < {TARGET_P50_MS:g} ms): "
+        f"{'met' if single['p50'] < TARGET_P50_MS else 'NOT met'}",
+        f"- 1-row p99 at concurrency 1: {single['p99']:.2f} ms (target < {TARGET_P99_MS:g} ms): "
+        f"{'met' if single['p99'] < TARGET_P99_MS else 'NOT met'}",
+        f"- 1,000-row requests: best {best_bulk[0]:,.0f} rows/s ({best_bulk[1]}, concurrency "
+        f"{best_bulk[2]}) = {best_bulk[0] / batch_rate:.2f} of batch scoring's {batch_rate:,.0f} "
+        f"rows/s (target >= {TARGET_SHARE:g}): "
+        f"{'met' if best_bulk[0] / batch_rate >= TARGET_SHARE else 'NOT met'}",
+    ]
+    return "\n".join(
+        [
+            f"- load average (1, 5, 15 min) at start: {load_start}; at end: {load_end} "
+            f"(`uptime`). The machine is shared with other engineers' jobs: wall times are "
+            "noisy, the server's CPU ms per request less so.",
+            f"- model: the demo's architecture (hidden {list(setup['hidden'])}, latent "
+            f"{setup['latent']}, {setup['features']} preprocessed features) fitted on "
+            f"{args.train_rows:,} rows; server: `aeflow api` defaults (compute threads = CPUs, "
+            "1 torch thread each, a log line per request to a file), uvicorn with httptools and "
+            "uvloop; client: httpx.AsyncClient "
+            "in this process, one connection per concurrent client, on the same machine.",
+            f"- batch scoring: `score_batch` (what `aeflow score` runs per batch, validation "
+            f"aside) on a {args.batch_rows:,}-row demo day: {batch_rate:,.0f} rows/s (median "
+            f"of {len(batch_seconds)} runs: {', '.join(f'{s:.2f}' for s in batch_seconds)} s).",
+            "",
+            table,
+            "",
+            "Targets (issue 16):",
+            "",
+            *checks,
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main()
