@@ -38,7 +38,7 @@ format: $(VENV)/.dev
 	$(VENV)/bin/ruff format .
 
 test: lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=30 $(PYTEST_ARGS)
 
 # Headless Chromium for tests/e2e/test_report_browser.py (Debian's package; needs root and apt).
 # Without it `make test` still passes: that test skips and says why.
