@@ -90,9 +90,9 @@ class PipelineConfig(Section):
     @field_validator("model")
     @classmethod
     def _model_params_are_known(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from models import AutoencoderDetector
+        from models.param_names import detector_parameter_names
 
-        allowed = set(AutoencoderDetector().get_params())
+        allowed = set(detector_parameter_names())
         # The columns and the threshold have their own config sections.
         reserved = {"numeric_columns", "categorical_columns", "threshold_method", "threshold_value"}
         unknown = sorted(set(value) - (allowed - reserved))

@@ -1,10 +1,11 @@
 """The Prefect tasks: a warning batch and a quarantined batch each leave a markdown artifact.
 
-Needs a Prefect API (a temporary local server for this module), hence `slow`.
+Needs a Prefect API (the session's temporary local server, tests/conftest.py), hence `slow`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -19,14 +20,6 @@ from tasks.markdown import md_text
 from tasks.validation import quarantine_task, validate_batch_task
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def prefect_api():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @flow
@@ -44,7 +37,7 @@ def validate_and_quarantine(incoming: str, layout_root: str) -> list[dict]:
     return results
 
 
-def test_artifacts_summarise_warnings_and_name_the_quarantine_folder(prefect_api, tmp_path):
+def test_artifacts_summarise_warnings_and_name_the_quarantine_folder(prefect_test_server, tmp_path):
     from prefect.artifacts import Artifact
 
     layout = Storage(str(tmp_path / "root"), "demo")
@@ -56,6 +49,8 @@ def test_artifacts_summarise_warnings_and_name_the_quarantine_folder(prefect_api
     pq.write_table(table.slice(0, 500), warn_day)  # too few rows: a warning
     pq.write_table(table.drop_columns(["amount"]), broken_day)  # a missing column: quarantined
 
+    # The harness is shared by the session: other tests may have left artifacts under these keys.
+    started = dt.datetime.now(dt.UTC)
     first, second = validate_and_quarantine(layout.incoming, layout.root)
     assert (first["status"], second["status"]) == ("warning", "quarantined")
     folder = second["moved"]["quarantine_dir"]
@@ -63,6 +58,7 @@ def test_artifacts_summarise_warnings_and_name_the_quarantine_folder(prefect_api
 
     warned = Artifact.get("validation-2026-01-01")
     assert warned is not None and "expect_table_row_count_to_be_between" in warned.data
+    assert warned.created >= started  # this test's artifact, not an earlier one
     quarantined = Artifact.get("quarantine-2026-01-02")
     assert quarantined is not None and f"Quarantined in `{folder}`" in quarantined.data
     assert md_text("missing column(s) ['amount']") in quarantined.data  # escaped, as every value
