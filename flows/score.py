@@ -33,7 +33,7 @@ from tasks.incoming import BatchRef, RejectedBatch
 from tasks.io import Storage, scan_incoming_task
 from tasks.records import SCORED, QuarantineRecord, ScoreMarker
 from tasks.report.run_summary import RunBatches, score_summary_task
-from tasks.run_reports import publish_score_task
+from tasks.run_reports import announce_score
 from tasks.scoring import find_pending_batches_task, score_batch_task
 from tasks.validation import (
     QUARANTINED,
@@ -217,7 +217,7 @@ def score_flow(
         skipped_before=plan.skipped,
         ignored=scan.ignored,
     )
-    publish_score_task("score", summary, action="scored", failed=len(results.failures))
+    announce_score("score", summary, action="scored", failed=len(results.failures))
     raise_failures(results.failures, results.errors)
     return summary
 

@@ -21,10 +21,12 @@ from tasks.report.run_summary import RESULT_KEYS, publish_result, score_line
 
 
 # ------------------------------------------------------------------------------------ score
-@task(name="publish-score-result", cache_policy=NO_CACHE)
-def publish_score_task(kind: str, summary: dict[str, Any], *, action: str, failed: int) -> str:
+def announce_score(kind: str, summary: dict[str, Any], *, action: str, failed: int) -> str:
     """Say what a score or backfill run did (``action``: "scored", "backfill 2026-01-01..
-    2026-01-07") in one line, as a Prefect event with the run's counts; returns the line."""
+    2026-01-07") in one line, as a Prefect event with the run's counts; returns the line.
+
+    Not a task: a flow calls it as its last step, so the result is the run's last event (after
+    every task's), the line `prefect deployment run --watch` ends with."""
     line = (
         f"{summary['dataset']} {action} with {summary['model_version']}: {score_line(summary)}"
         + (f"; {failed} failed to score" if failed else "")
@@ -166,9 +168,9 @@ def nightly_line(result: dict[str, Any]) -> str:
 
 @task(name="publish-nightly-record", cache_policy=NO_CACHE)
 def publish_nightly_task(result: dict[str, Any], storage: Storage) -> dict[str, Any]:
-    """Store the night's record as JSON under ``<root>/reports/<dataset>/nightly/<night>.json``,
-    publish its Markdown as a Prefect artifact and its result as a Prefect event; returns the
-    record with its ``report`` path."""
+    """Store the night's record as JSON under ``<root>/reports/<dataset>/nightly/<night>.json``
+    and publish its Markdown as a Prefect artifact; returns the record with its ``report``
+    path."""
     result = {**result, "report": storage.nightly_record(result["night"])}
     write_json_atomic(result, result["report"], storage.options)
     create_markdown_artifact(
@@ -176,6 +178,11 @@ def publish_nightly_task(result: dict[str, Any], storage: Storage) -> dict[str, 
         key=artifact_key(result["dataset"], "nightly"),
         description=f"aeflow nightly run for {result['dataset']} ({result['night']})",
     )
+    return result
+
+
+def announce_nightly(result: dict[str, Any]) -> None:
+    """The night's result as one line and a Prefect event (see :func:`announce_score`)."""
     score = result["score"]
     publish_result(
         "nightly",
@@ -188,7 +195,6 @@ def publish_nightly_task(result: dict[str, Any], storage: Storage) -> dict[str, 
             "champion_after": result["champion_after"],
         },
     )
-    return result
 
 
 # ---------------------------------------------------------------------------------- retrain
@@ -226,9 +232,9 @@ def retrain_markdown(record: dict[str, Any]) -> str:
 
 @task(name="publish-retrain-record", cache_policy=NO_CACHE)
 def publish_retrain_task(record: dict[str, Any], storage: Storage) -> dict[str, Any]:
-    """Store the retraining record as JSON under ``<root>/reports/<dataset>/<run>/retrain.json``,
-    publish its Markdown as a Prefect artifact and its result as a Prefect event; returns the
-    record with its ``record`` path."""
+    """Store the retraining record as JSON under ``<root>/reports/<dataset>/<run>/retrain.json``
+    and publish its Markdown as a Prefect artifact; returns the record with its ``record``
+    path."""
     record = {**record, "record": storage.report_file(record["run"], RETRAIN_RECORD_FILE)}
     write_json_atomic(record, record["record"], storage.options)
     create_markdown_artifact(
@@ -236,6 +242,11 @@ def publish_retrain_task(record: dict[str, Any], storage: Storage) -> dict[str, 
         key=artifact_key(record["dataset"], "retrain"),
         description=f"aeflow retraining of {record['dataset']}: trigger {record['trigger']}",
     )
+    return record
+
+
+def announce_retrain(record: dict[str, Any]) -> None:
+    """The retraining's result as one line and a Prefect event (see :func:`announce_score`)."""
     dataset, trigger = record["dataset"], record["trigger"]
     if record["version"] is None:
         line = f"{dataset} retraining skipped, {record['reason']}"
@@ -250,4 +261,3 @@ def publish_retrain_task(record: dict[str, Any], storage: Storage) -> dict[str, 
         line,
         {"version": record["version"], "decision": record["decision"], "trigger": trigger},
     )
-    return record
