@@ -162,10 +162,6 @@ class Storage:
         remove(url, self.options)
 
 
-# The name the tasks of the validation and quarantine modules still use (issue 15 moves them).
-StorageLayout = Storage
-
-
 @contextlib.contextmanager
 def open_input(path: str, options: StorageOptions = None) -> Iterator[tuple[Any, bool]]:
     """Open one file for Arrow to read; yields ``(file, threads_safe)``.
@@ -301,7 +297,7 @@ def remove_stale_temporaries(url: str, options: StorageOptions = None) -> list[s
 
 
 def remove_batch_temporaries(
-    layout: StorageLayout, batch_id: str, options: StorageOptions = None
+    layout: Storage, batch_id: str, options: StorageOptions = None
 ) -> list[str]:
     """Remove what interrupted writes of one batch left anywhere under scored/: its output's
     temporaries in every date partition (a batch re-scored on another day may land in another
