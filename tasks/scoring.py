@@ -45,12 +45,11 @@ from tasks.incoming import BatchRef
 from tasks.io import (
     RetryableError,
     Storage,
-    batch_files,
     checksum,
     exists,
     fingerprint,
     iter_record_batches,
-    open_parquet,
+    read_schema,
     remove,
     remove_batch_temporaries,
     storage_retry_options,
@@ -230,7 +229,7 @@ def _score_locked(job: _Job, detector: Any) -> ScoreMarker:
             scored_at=scored_at,
         )
         schema = output_schema(
-            open_parquet(batch_files(batch.path, options)[0], options).schema_arrow,
+            read_schema(batch.path, options),
             chunk.passthrough,
             int(detector.latent_dim_),
         )
