@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 from prefect import task
 
+from models.registry import ModelRegistry
+
 # The storage primitives live in models.storage so the model registry can use them too; they are
 # re-exported here because the tasks are their main users.
 from models.storage import (  # noqa: F401
@@ -129,6 +131,10 @@ class Storage:
     @property
     def models(self) -> str:
         return join(self.root, "models", self.dataset)
+
+    def registry(self) -> ModelRegistry:
+        """The dataset's model registry under ``<root>/models/<dataset>/``."""
+        return ModelRegistry(self.models, self.options)
 
     def drift_reference(self, version: str) -> str:
         """Model ``version``'s drift reference profile, kept beside its bundle."""

@@ -38,7 +38,6 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from models.registry import ModelRegistry
 from models.storage_errors import storage_errors
 from tasks.batch_dates import resolve_batch_date, undated_error
 from tasks.incoming import BatchRef
@@ -334,7 +333,7 @@ def find_pending_batches(
     input (:func:`is_scored_by`): a changed file under the same name is scored again.
     """
     with storage_errors(storage.root, "reading the success markers"):
-        version = ModelRegistry(storage.models, storage.options).resolve(model_version)
+        version = storage.registry().resolve(model_version)
         pending, done = [], []
         for batch in batches:
             marker = read_marker(storage, batch.batch_id)
