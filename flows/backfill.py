@@ -12,11 +12,11 @@ from typing import Any
 
 from prefect import flow
 
-from flows.config import load_config
+from flows.config import load_config, storage_of
 from flows.errors import raise_failures
 from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
-from flows.score import storage_of, summarise, validate_and_score
+from flows.score import summarise, validate_and_score
 from tasks.io import list_batches_task
 from tasks.run_reports import announce_score
 from tasks.scoring import find_pending_batches_task

@@ -20,10 +20,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.config import PipelineConfig, load_config
+from flows.config import PipelineConfig, load_config, storage_of
 from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
-from flows.score import storage_of
 from flows.train import train_evaluate_gate
 from tasks.drift import ensure_reference_task
 from tasks.evaluate import new_run_id

@@ -25,7 +25,7 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.futures import as_completed
 
-from flows.config import PipelineConfig, load_config
+from flows.config import PipelineConfig, load_config, storage_of
 from flows.errors import raise_failures
 from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
@@ -42,11 +42,6 @@ from tasks.validation import (
     quarantine_task,
     validate_batch_task,
 )
-
-
-def storage_of(cfg: PipelineConfig) -> Storage:
-    """The run's storage, built once from the config."""
-    return Storage.from_settings(cfg.storage, cfg.dataset)
 
 
 def validate_batches(cfg: PipelineConfig, storage: Storage, batches: list[BatchRef]) -> Any:
