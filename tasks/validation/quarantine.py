@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 
 from models.storage import is_temporary
 from models.storage_errors import storage_errors
-from tasks.artifacts import artifact_key, publish_markdown, run_logger
+from tasks.artifacts import artifact_key, in_prefect_run, publish_markdown, run_logger
 from tasks.incoming import RejectedBatch, scan_incoming
 from tasks.io import (
     BatchRef,
@@ -362,9 +362,7 @@ def release_quarantined(
 def _announce(record: QuarantineRecord, outcome: ValidationOutcome) -> None:
     """Inside a Prefect run: log the move and publish a Markdown artifact that names the folder
     (a batch another run moved first gets a log line only). Outside one, nothing is said."""
-    from prefect.context import FlowRunContext, TaskRunContext
-
-    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+    if not in_prefect_run():
         return
     if record.status != QUARANTINED:
         run_logger().info("batch %s: %s", record.batch_id, record.reason)
