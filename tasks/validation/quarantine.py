@@ -170,7 +170,7 @@ def _move_inputs(
     """The move itself, under the batch's lock: ``present`` are the inputs still in incoming/."""
     batch_id, quarantine_dir, options = record.batch_id, record.quarantine_dir, storage.options
     inputs = [_describe_input(path, options) for path in present]
-    existing = read_json(join(quarantine_dir, "report.json"), options)
+    existing = read_json(storage.quarantine_report(batch_id), options)
     if exists(quarantine_dir, options):
         if existing is None:
             remove(quarantine_dir, options)
@@ -248,7 +248,7 @@ def list_quarantined(storage: Storage) -> list[dict[str, Any]]:
         if entry["type"] != "directory" or name.startswith((".", "_")):
             continue
         folder = join(quarantine_root, name)
-        report = read_json(join(folder, "report.json"), options)
+        report = read_json(storage.quarantine_report(name), options)
         if report is None:
             entries.append(
                 {
