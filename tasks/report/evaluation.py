@@ -92,7 +92,6 @@ def create_report(
     path = evaluation.holdout_scores_path
     rows = read_table(path, storage.options).to_pandas() if path else pd.DataFrame()
     written = write_report(metrics=metrics, rows=rows, run=run, storage=storage)
-    metrics["figures"] = written["figures"]
     written = {
         **written,
         "markdown": report_markdown(metrics, written["html"]),
