@@ -32,7 +32,7 @@ from flows.preflight import check_config_columns
 from tasks.incoming import BatchRef, RejectedBatch
 from tasks.io import Storage, scan_incoming_task
 from tasks.records import SCORED, QuarantineRecord, ScoreMarker
-from tasks.report.run_summary import RunBatches, score_summary_task
+from tasks.report.run_summary import RunBatches, score_summary_task, summarize_score_run
 from tasks.run_reports import announce_score
 from tasks.scoring import find_pending_batches_task, score_batch_task
 from tasks.validation import (
@@ -168,13 +168,14 @@ def summarise(
         quarantined=[q.to_dict() for q in results.quarantined],
         warnings=[w.to_dict() for w in results.warnings],
     )
-    return score_summary_task(
+    summary = summarize_score_run(
         cfg.dataset,
         model_version,
         batches,
         threshold=cfg.threshold,
         ignored=[i.to_dict() for i in ignored or []],
     )
+    return score_summary_task(summary)
 
 
 @flow(name="aeflow-score", log_prints=True, **API_WATCH_HOOKS)

@@ -6,7 +6,7 @@ Prefect event). Flows assemble nothing themselves: they pass the records to thes
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prefect import task
@@ -18,6 +18,28 @@ from tasks.io import Storage, write_json_atomic
 from tasks.markdown import md_code, md_text
 from tasks.records import DriftReport
 from tasks.report.run_summary import RESULT_KEYS, publish_result, score_line
+
+
+def _store_and_publish(
+    record: dict[str, Any],
+    storage: Storage,
+    *,
+    url: str,
+    url_key: str,
+    markdown: Callable[[dict[str, Any]], str],
+    kind: str,
+    description: str,
+) -> dict[str, Any]:
+    """Store ``record`` as JSON at ``url`` (kept in the record as ``record[url_key]``) and publish
+    its ``markdown`` as the dataset's ``kind`` artifact; returns the stored record."""
+    record = {**record, url_key: url}
+    write_json_atomic(record, url, storage.options)
+    create_markdown_artifact(
+        markdown=markdown(record),
+        key=artifact_key(record["dataset"], kind),
+        description=description,
+    )
+    return record
 
 
 # ------------------------------------------------------------------------------------ score
@@ -171,14 +193,15 @@ def publish_nightly_task(result: dict[str, Any], storage: Storage) -> dict[str, 
     """Store the night's record as JSON under ``<root>/reports/<dataset>/nightly/<night>.json``
     and publish its Markdown as a Prefect artifact; returns the record with its ``report``
     path."""
-    result = {**result, "report": storage.nightly_record(result["night"])}
-    write_json_atomic(result, result["report"], storage.options)
-    create_markdown_artifact(
-        markdown=nightly_markdown(result),
-        key=artifact_key(result["dataset"], "nightly"),
+    return _store_and_publish(
+        result,
+        storage,
+        url=storage.nightly_record(result["night"]),
+        url_key="report",
+        markdown=nightly_markdown,
+        kind="nightly",
         description=f"aeflow nightly run for {result['dataset']} ({result['night']})",
     )
-    return result
 
 
 def announce_nightly(result: dict[str, Any]) -> None:
@@ -235,14 +258,15 @@ def publish_retrain_task(record: dict[str, Any], storage: Storage) -> dict[str, 
     """Store the retraining record as JSON under ``<root>/reports/<dataset>/<run>/retrain.json``
     and publish its Markdown as a Prefect artifact; returns the record with its ``record``
     path."""
-    record = {**record, "record": storage.report_file(record["run"], RETRAIN_RECORD_FILE)}
-    write_json_atomic(record, record["record"], storage.options)
-    create_markdown_artifact(
-        markdown=retrain_markdown(record),
-        key=artifact_key(record["dataset"], "retrain"),
+    return _store_and_publish(
+        record,
+        storage,
+        url=storage.report_file(record["run"], RETRAIN_RECORD_FILE),
+        url_key="record",
+        markdown=retrain_markdown,
+        kind="retrain",
         description=f"aeflow retraining of {record['dataset']}: trigger {record['trigger']}",
     )
-    return record
 
 
 def announce_retrain(record: dict[str, Any]) -> None:

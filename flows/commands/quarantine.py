@@ -45,7 +45,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     cfg, layout = _context(args.config)
     folder = layout.quarantine(args.batch_id)
-    report = read_json(join(folder, "report.json"), cfg.storage.options)
+    report = read_json(layout.quarantine_report(args.batch_id), cfg.storage.options)
     if report is None:
         raise ReleaseError(
             f"no quarantined batch {args.batch_id!r} in {layout.quarantine()}; "
