@@ -43,6 +43,8 @@ from tasks.io import (
     write_json_atomic,
 )
 from tasks.psi import (
+    MAX_LEVELS,
+    NUMERIC_BINS,
     bin_shares,
     categorical_bin_counts,
     categorical_bin_labels,
@@ -70,8 +72,8 @@ def build_reference_profile(
     categorical: Sequence[str],
     scores: np.ndarray,
     threshold: float,
-    n_bins: int = 10,
-    max_levels: int = 50,
+    n_bins: int = NUMERIC_BINS,
+    max_levels: int = MAX_LEVELS,
 ) -> dict[str, Any]:
     """The drift reference of a model from its training rows.
 

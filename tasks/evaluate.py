@@ -36,6 +36,7 @@ from prefect.cache_policies import NO_CACHE
 from models.registry import ModelRegistry, RegistryError
 from tasks.anchors import baseline_rows, fit_baselines
 from tasks.data_quality import data_quality
+from tasks.explanation_check import explanation_check
 from tasks.fit_checks import flag_rate_warning, training_warnings
 from tasks.holdout_metrics import json_number, label_metrics, score_summary, threshold_policies
 from tasks.io import Storage, join, read_table, write_parquet_atomic
@@ -201,8 +202,6 @@ def evaluate_challenger(
         metrics["baselines"] = baseline_rows(fitted, result.scores, holdout_labels)
         for name, values in fitted.items():
             per_row[f"score_{name}"] = values["scores"]
-    from tasks.explanation_check import explanation_check
-
     metrics["explanations"] = explanation_check(
         detector, fit_frame, holdout_frame, holdout_labels, seed=seed
     )
