@@ -31,7 +31,6 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from models.registry import ModelRegistry
 from tasks.frames import feature_frame
 from tasks.io import (
     Storage,
@@ -182,7 +181,7 @@ def ensure_reference_profile(
     stored = read_json(url, options)
     if stored is not None and stored.get("format") == PROFILE_FORMAT:
         return stored
-    registry = ModelRegistry(storage.models, options)
+    registry = storage.registry()
     wanted = list(registry.entry(version).get("training_batches", []))
     present = {b.batch_id: b.path for b in list_batches(storage.incoming, options)}
     paths = [present[b] for b in wanted if b in present]

@@ -33,7 +33,7 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from models.registry import ModelRegistry, RegistryError
+from models.registry import RegistryError
 from tasks.anchors import baseline_rows, fit_baselines
 from tasks.data_quality import data_quality
 from tasks.explanation_check import explanation_check
@@ -285,7 +285,7 @@ def evaluate_version(
     options, seed = storage.options, training.seed
     numeric, categorical = columns.numeric, columns.categorical
     label_column = split.label_column
-    detector, _ = ModelRegistry(storage.models, options).load(version)
+    detector, _ = storage.registry().load(version)
     train_frame, train_labels = load_split(
         split.train_path, numeric, categorical, label_column, options
     )
@@ -349,7 +349,7 @@ def evaluate_champion(
     when the champion cannot score these rows, e.g. it was fitted on columns the data no longer
     has.
     """
-    registry = ModelRegistry(storage.models, storage.options)
+    registry = storage.registry()
     version = registry.champion()
     if version is None or version == challenger_version:
         return None

@@ -9,11 +9,10 @@ from flows.commands import add_config_argument
 
 
 def _context(config_path: str):
-    from flows.config import load_config
-    from tasks.io import Storage
+    from flows.config import load_config, storage_of
 
     cfg = load_config(config_path)
-    return cfg, Storage.from_settings(cfg.storage, cfg.dataset)
+    return cfg, storage_of(cfg)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
