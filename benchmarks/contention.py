@@ -168,7 +168,6 @@ def prepare(workdir: Path, score_rows: int) -> Path:
     """Demo days to train on, and a storage root with one scoring batch and a champion of the
     demo's architecture (reused when present); returns the storage root."""
     from models import AutoencoderDetector
-    from models.registry import ModelRegistry
     from tasks.demo_data import generate_demo_data
     from tasks.io import Storage
 
@@ -190,7 +189,7 @@ def prepare(workdir: Path, score_rows: int) -> Path:
         detector = AutoencoderDetector(**params).fit(training_frame(train))
         bundle = workdir / "bundle"
         detector.save(bundle)
-        registry = ModelRegistry(layout.models)
+        registry = layout.registry()
         registry.promote(registry.register(str(bundle)), "contention benchmark")
     return root
 

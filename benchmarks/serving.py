@@ -54,7 +54,6 @@ def prepare(work: Path, train_rows: int, batch_rows: int, epochs: int) -> dict:
     """Demo data, a registered champion and the config; returns paths and the model version."""
     from flows.config import load_config
     from models import AutoencoderDetector
-    from models.registry import ModelRegistry
     from tasks.demo_data import generate_demo_data
     from tasks.frames import feature_frame
     from tasks.io import Storage, read_table
@@ -82,7 +81,7 @@ def prepare(work: Path, train_rows: int, batch_rows: int, epochs: int) -> dict:
     detector = AutoencoderDetector(**{**cfg.detector_params(), "epochs": epochs}).fit(frame)
     bundle = work / "bundle"
     detector.save(bundle)
-    registry = ModelRegistry(layout.models)
+    registry = layout.registry()
     version = registry.register(bundle)
     registry.promote(version, "serving benchmark")
     return {

@@ -23,7 +23,7 @@ def check_config_columns(
     skips the suite when its file does not exist."""
     from tasks.contract import (
         model_column_problems,
-        model_schema,
+        scoring_model_schema,
         suite_column_problems,
         suite_columns,
     )
@@ -49,9 +49,7 @@ def check_config_columns(
     if problems:
         fixes.append("redraft the suite from the data (`aeflow expectations init --force`)")
     if against_model:
-        storage = storage_of(cfg)
-        version = model_version or storage.registry().champion()
-        schema = model_schema(storage.models, version, opts) if version else None
+        version, schema = scoring_model_schema(storage_of(cfg), model_version)
         found = (
             model_column_problems(cols.numeric, cols.categorical, schema, version) if schema else []
         )

@@ -48,14 +48,13 @@ def validate_batches(cfg: PipelineConfig, storage: Storage, batches: list[BatchR
     """Submit one validation task per batch (mapped over the task runner); returns the futures,
     in the order of ``batches``. Call inside a flow.
     """
-    data_docs_dir = storage.reports("data-docs") if cfg.validation.data_docs else None
     validate = validate_batch_task.with_options(**storage.retry_options())
     return validate.map(
         batches,
         columns=unmapped(cfg.columns),
         validation=unmapped(cfg.validation),
         options=unmapped(storage.options),
-        data_docs_dir=unmapped(data_docs_dir),
+        data_docs=unmapped(storage if cfg.validation.data_docs else None),
     )
 
 

@@ -60,20 +60,19 @@ def train_evaluate_gate(
     with the gate decision (e.g. the retraining trigger).
     """
     run = run or new_run_id()
-    run_dir = storage.reports(run)
     batch_ids = [b.batch_id for b in batches]
     split = split_training_window_task(
         batch_paths=[b.path if isinstance(b, BatchRef) else b.input_path for b in batches],
         columns=cfg.columns,
         evaluation=cfg.evaluation,
         seed=cfg.training.seed,
-        out_dir=run_dir,
-        options=storage.options,
+        run=run,
+        storage=storage,
     )
     rows_before_filter, rows_left_out = split.train_rows, 0
     if flagged_window is not None:
         filtered = without_flagged_rows_task(
-            split=split, window=list(flagged_window), columns=cfg.columns, storage=storage
+            split=split, window=list(flagged_window), columns=cfg.columns, run=run, storage=storage
         )
         split, rows_left_out = filtered.split, filtered.rows_left_out
     trained = fit_model_task(
@@ -92,7 +91,7 @@ def train_evaluate_gate(
         columns=cfg.columns,
         training=cfg.training,
         evaluation=cfg.evaluation,
-        out_dir=run_dir,
+        run=run,
         storage=storage,
     )
     champion = evaluate_champion_task(

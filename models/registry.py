@@ -1,11 +1,14 @@
 """Model registry: versioned bundles on the storage root and an atomically switched champion alias.
 
-Layout under ``<root>/models/<dataset>/`` (any fsspec location)::
+The registry does not choose where its files are: it is handed a :class:`RegistryLayout`, the
+pipeline's :class:`tasks.io.Storage` (``Storage(root, dataset).registry()``), whose layout is
+(any fsspec location)::
 
-    <version>/            the bundle written by AutoencoderDetector.save, plus registry.json
-    champion.json         {"version": ..., "history": [...]}, replaced in one atomic write
+    <root>/models/<dataset>/<version>/     the bundle written by AutoencoderDetector.save, plus
+                                           its registry entry (registry.json)
+    <root>/models/<dataset>/champion.json  {"version": ..., "history": [...]}, one atomic write
 
-Promotion and rollback rewrite ``champion.json`` only, so readers see either the old or the new
+Promotion and rollback rewrite the champion alias only, so readers see either the old or the new
 champion, never a mix. Bundles are never modified after registration.
 """
 
@@ -20,7 +23,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fsspec.implementations.local import LocalFileSystem
 
@@ -29,16 +32,30 @@ from models.storage import (
     StorageOptions,
     copy_tree,
     filesystem,
-    join,
     read_json,
     write_json_atomic,
 )
 
-CHAMPION_FILE = "champion.json"
-ENTRY_FILE = "registry.json"
-# Files written into a version's folder after registration, by the registry and the pipeline
-# (tasks.drift keeps the model's drift reference there): not part of the bundle's hash.
-BESIDE_THE_BUNDLE = frozenset({ENTRY_FILE, "drift_reference.json"})
+
+class RegistryLayout(Protocol):
+    """Where a registry's files are (:class:`tasks.io.Storage` is the pipeline's layout)."""
+
+    @property
+    def options(self) -> StorageOptions: ...  # fsspec options of the storage
+
+    @property
+    def models(self) -> str: ...  # the folder holding one folder per version
+
+    @property
+    def champion_file(self) -> str: ...  # the champion alias
+
+    # Names of the files written into a version's folder after registration (its entry, the
+    # pipeline's drift reference): not part of the bundle's hash.
+    files_beside_bundle: frozenset[str]
+
+    def model_version(self, version: str) -> str: ...  # the version's folder
+
+    def model_entry(self, version: str) -> str: ...  # the version's registry entry
 
 
 class RegistryError(RuntimeError):
@@ -103,14 +120,22 @@ def _local_files(bundle_dir: Path) -> dict[str, Any]:
 
 
 class ModelRegistry:
-    """Versioned model bundles of one dataset under ``models_root`` (local folder or fsspec URL)."""
+    """Versioned model bundles of one dataset, where ``layout`` says (a local folder or an fsspec
+    URL); remote bundles are cached locally under ``cache_dir`` (the temporary folder's
+    ``aeflow-model-cache`` by default)."""
 
-    def __init__(
-        self, models_root: str, options: StorageOptions = None, cache_dir: str | None = None
-    ):
-        self.models_root = str(models_root)
-        self.options = options
+    def __init__(self, layout: RegistryLayout, cache_dir: str | None = None):
+        self.layout = layout
         self.cache_dir = cache_dir
+
+    @property
+    def models_root(self) -> str:
+        """The folder holding the versions (for messages)."""
+        return self.layout.models
+
+    @property
+    def options(self) -> StorageOptions:
+        return self.layout.options
 
     # ------------------------------------------------------------------------------- versions
     def register(self, bundle_dir: str | Path, entry: dict[str, Any] | None = None) -> str:
@@ -130,10 +155,10 @@ class ModelRegistry:
         # The same bundle registered twice within a second gets a numbered name, not the first
         # version's folder (whose entry holds its evaluation and gate decision).
         fs, _ = filesystem(self.models_root, self.options)
-        while fs.exists(filesystem(join(self.models_root, version, ENTRY_FILE), self.options)[1]):
+        while fs.exists(filesystem(self.layout.model_entry(version), self.options)[1]):
             copies += 1
             version = f"{base}-{copies}"
-        destination = join(self.models_root, version)
+        destination = self.layout.model_version(version)
         copy_tree(str(bundle_dir), destination, self.options)
         record = {
             **(entry or {}),
@@ -143,7 +168,7 @@ class ModelRegistry:
             "bundle_files": file_digests,
             "content_sha256": content_digest(bundle_dir),
         }
-        write_json_atomic(record, join(destination, ENTRY_FILE), self.options)
+        write_json_atomic(record, self.layout.model_entry(version), self.options)
         return version
 
     def find_identical(self, bundle_dir: str | Path) -> str | None:
@@ -166,7 +191,7 @@ class ModelRegistry:
         children = [c["name"] for c in fs.ls(path, detail=True) if c["type"] == "directory"]
         for child in sorted(children):
             name = posixpath.basename(child.rstrip("/"))
-            entry = read_json(join(self.models_root, name, ENTRY_FILE), self.options)
+            entry = read_json(self.layout.model_entry(name), self.options)
             if entry is not None:
                 entries.append(entry)
         return entries
@@ -174,7 +199,7 @@ class ModelRegistry:
     def entry(self, version: str) -> dict[str, Any]:
         """The registry entry of ``version``; RegistryError for a name that is not an entry."""
         check_version_name(version)
-        record = read_json(join(self.models_root, version, ENTRY_FILE), self.options)
+        record = read_json(self.layout.model_entry(version), self.options)
         if record is None:
             known = [e["version"] for e in self.versions()]
             raise RegistryError(f"model version {version!r} is not registered; known: {known}")
@@ -183,12 +208,12 @@ class ModelRegistry:
     def update_entry(self, version: str, **fields: Any) -> dict[str, Any]:
         """Add fields (e.g. evaluation results, gate decision) to a version's registry entry."""
         record = {**self.entry(version), **fields}
-        write_json_atomic(record, join(self.models_root, version, ENTRY_FILE), self.options)
+        write_json_atomic(record, self.layout.model_entry(version), self.options)
         return record
 
     # ------------------------------------------------------------------------------- champion
     def champion_state(self) -> dict[str, Any]:
-        return read_json(join(self.models_root, CHAMPION_FILE), self.options) or {
+        return read_json(self.layout.champion_file, self.options) or {
             "version": None,
             "history": [],
         }
@@ -257,7 +282,7 @@ class ModelRegistry:
             **({"details": details} if details else {}),
         }
         new_state = {"version": champion, "history": [*state["history"], event]}
-        write_json_atomic(new_state, join(self.models_root, CHAMPION_FILE), self.options)
+        write_json_atomic(new_state, self.layout.champion_file, self.options)
         return new_state
 
     # -------------------------------------------------------------------------------- loading
@@ -275,7 +300,7 @@ class ModelRegistry:
 
     def local_bundle(self, version: str) -> str:
         """A local directory holding the bundle of ``version`` (downloaded once when remote)."""
-        source = join(self.models_root, version)
+        source = self.layout.model_version(version)
         fs, path = filesystem(source, self.options)
         if isinstance(fs, LocalFileSystem):
             return path
@@ -293,8 +318,7 @@ class ModelRegistry:
 
     def _bundle_files(self, version: str) -> dict[str, Any]:
         """{relative path: opener} of the files in a version's folder on the registry's storage."""
-        source = join(self.models_root, version)
-        fs, inner = filesystem(source, self.options)
+        fs, inner = filesystem(self.layout.model_version(version), self.options)
         inner = inner.rstrip("/")
         return {
             file[len(inner) + 1 :]: (lambda f=file: fs.open(f, "rb")) for file in fs.find(inner)
@@ -318,7 +342,8 @@ class ModelRegistry:
             bundle = {rel: opener for rel, opener in files.items() if rel in known}
         else:
             missing = []
-            bundle = {rel: o for rel, o in files.items() if rel not in BESIDE_THE_BUNDLE}
+            beside = self.layout.files_beside_bundle
+            bundle = {rel: o for rel, o in files.items() if rel not in beside}
         digest, each = _digest_files(bundle)
         if digest == expected and not missing:
             return

@@ -14,8 +14,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from models.registry import ModelRegistry
-from tasks.io import StorageOptions, join, read_json
+from tasks.io import Storage, read_json
 
 MODEL_SCHEMA_FILE = "schema.json"  # written by models.persistence.save_detector
 
@@ -73,13 +72,20 @@ def suite_columns(document: Any) -> tuple[list[str] | None, list[str]]:
     return column_set, optional
 
 
-def model_schema(
-    models_root: str, version: str, options: StorageOptions = None
-) -> dict[str, Any] | None:
+def model_schema(storage: Storage, version: str) -> dict[str, Any] | None:
     """The feature schema a registered version was trained on (its bundle's schema.json), or None
     when the bundle has none."""
-    ModelRegistry(models_root, options).entry(version)  # raises when the version is unknown
-    return read_json(join(models_root, version, MODEL_SCHEMA_FILE), options)
+    storage.registry().entry(version)  # raises when the version is unknown
+    return read_json(storage.model_file(version, MODEL_SCHEMA_FILE), storage.options)
+
+
+def scoring_model_schema(
+    storage: Storage, model_version: str | None = None
+) -> tuple[str | None, dict[str, Any] | None]:
+    """``(version, feature schema)`` of the model a run would score with: ``model_version``, or
+    the champion when None; ``(None, None)`` before the first model is trained."""
+    version = model_version or storage.registry().champion()
+    return version, (model_schema(storage, version) if version else None)
 
 
 def model_column_problems(

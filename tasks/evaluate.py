@@ -269,7 +269,7 @@ def evaluate_version(
     columns: ColumnsSettings,
     training: TrainingSettings,
     evaluation: EvaluationSettings,
-    out_dir: str | None,
+    run: str | None,
     storage: Storage,
 ) -> Evaluation:
     """Evaluate a registered challenger on a split made by
@@ -279,8 +279,8 @@ def evaluate_version(
     training window as it was (anomalies included) for the data-quality checks, and the rows the
     model could be fitted on (labelled anomalies left out when
     ``training.exclude_labelled_anomalies``, as in training) for the baselines and the
-    contamination threshold. With ``out_dir`` the per-row holdout results are written to
-    ``<out_dir>/holdout_scores.parquet``.
+    contamination threshold. With ``run`` the per-row holdout results are written to the run's
+    report folder (:meth:`tasks.io.Storage.holdout_scores`).
     """
     options, seed = storage.options, training.seed
     numeric, categorical = columns.numeric, columns.categorical
@@ -325,8 +325,8 @@ def evaluate_version(
         metrics["data_quality"]["warnings"].append(metrics["split"]["label_note"])
     metrics["split"]["evaluation_train_rows"] = int(len(window_rows))
     metrics["holdout_scores_path"] = None
-    if out_dir is not None:
-        path = join(out_dir, HOLDOUT_SCORES_FILE)
+    if run is not None:
+        path = storage.holdout_scores(run)
         write_parquet_atomic(
             pa.Table.from_pandas(per_row, preserve_index=False), path, options=options
         )

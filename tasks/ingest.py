@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from tasks.io import StorageOptions, filesystem, join, remove
+from tasks.io import Storage, StorageOptions, filesystem, remove
 from tasks.settings import ColumnsSettings
 
 MONTHS = {
@@ -377,10 +377,11 @@ MAX_OPEN_WRITERS = 32
 class _StagedBatches:
     """Parquet writers for the batches of one ingest, in a hidden staging folder."""
 
-    def __init__(self, incoming: str, options: StorageOptions) -> None:
-        self.incoming, self.options = incoming, options
-        self.staging = join(incoming, f"_ingest-{uuid.uuid4().hex}")
-        self.fs, _ = filesystem(incoming, options)
+    def __init__(self, storage: Storage) -> None:
+        self.storage, self.options = storage, storage.options
+        self.token = uuid.uuid4().hex
+        self.staging = storage.ingest_staging(self.token)
+        self.fs, _ = filesystem(storage.incoming, self.options)
         self.open: dict[str, tuple[Any, pq.ParquetWriter]] = {}  # in order of last write
         self.parts: dict[str, list[str]] = {}
         self.rows: dict[str, int] = {}
@@ -393,7 +394,7 @@ class _StagedBatches:
             if len(self.open) >= MAX_OPEN_WRITERS:
                 self.close(next(iter(self.open)))
             parts = self.parts.setdefault(batch_id, [])
-            part = join(self.staging, batch_id, f"part-{len(parts):05d}.parquet")
+            part = self.storage.ingest_staging(self.token, batch_id, len(parts))
             parts.append(part)
             self.fs.makedirs(posixpath.dirname(self._inner(part)), exist_ok=True)
             handle = self.fs.open(self._inner(part), "wb")
@@ -419,7 +420,7 @@ class _StagedBatches:
         parts = self.parts[batch_id]
         if len(parts) == 1:
             return parts[0]
-        merged = join(self.staging, f"{batch_id}.parquet")
+        merged = self.storage.ingest_staging(self.token, batch_id)
         with self.fs.open(self._inner(merged), "wb") as handle:
             writer = None
             for part in parts:
@@ -436,7 +437,7 @@ class _StagedBatches:
             self.close(batch_id)
         written = []
         for batch_id in sorted(self.rows):
-            target = join(self.incoming, f"{batch_id}.parquet")
+            target = self.storage.incoming_file(batch_id)
             self.fs.mv(self._inner(self._merge(batch_id)), self._inner(target))
             written.append({"batch_id": batch_id, "path": target, "rows": self.rows[batch_id]})
         remove(self.staging, self.options)
@@ -507,14 +508,13 @@ class Batching:
 def ingest_csv(
     csv_path: str,
     *,
-    incoming: str,
+    storage: Storage,
     fmt: CsvFormat,
     columns: ColumnsSettings,
     batching: Batching = Batching(),
     chunk_rows: int = 65_536,
-    options: StorageOptions = None,
 ) -> list[dict[str, Any]]:
-    """Convert a CSV into Parquet batches in ``incoming``; returns [{"batch_id", "path", "rows"}].
+    """Convert a CSV into Parquet batches in ``storage.incoming``; returns [{"batch_id", "path", "rows"}].
 
     The columns get their roles and types from ``columns`` (see :func:`read_csv_tables`). Batch ids
     start with ``batching.name`` (default: the CSV's file name, cleaned) and carry the batch's
@@ -570,10 +570,10 @@ def ingest_csv(
         # keep distinct ids (retraining matches flagged rows by id across a window).
         id_prefix=safe_batch_prefix(csv_stem(csv_path)),
         chunk_rows=min(chunk_rows, batch_rows or chunk_rows),
-        options=options,
+        options=storage.options,
     )
     whole = prefix if first_day is None else f"{prefix}-{first_day.isoformat()}"
-    staged = _StagedBatches(incoming, options)
+    staged = _StagedBatches(storage)
     try:
         part, part_rows = 1, 0
         for table in tables:

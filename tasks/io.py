@@ -14,8 +14,7 @@ import hashlib
 import posixpath
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -57,7 +56,18 @@ from tasks.settings import StorageSettings
 DEFAULT_STORAGE_RETRIES = 4
 DEFAULT_RETRY_DELAY_S = 2.0
 QUARANTINE_REPORT_FILE = "report.json"
-DRIFT_REFERENCE_FILE = "drift_reference.json"  # beside a model's bundle (models.registry)
+QUARANTINE_MARKDOWN_FILE = "report.md"
+QUARANTINE_INPUT_FOLDER = "input"  # the untouched input(s), under their original names
+RELEASE_RECORD_FILE = "release.json"  # in an archived quarantine folder: how it was released
+MODEL_ENTRY_FILE = "registry.json"  # a version's registry entry, beside its bundle
+CHAMPION_FILE = "champion.json"  # the champion alias: {"version", "history"}
+DRIFT_REFERENCE_FILE = "drift_reference.json"  # beside a model's bundle
+# A training run's rows (tasks.training, tasks.window) and per-row holdout results
+# (tasks.evaluate), in its report folder.
+TRAINING_ROWS_FILE = "train.parquet"
+FILTERED_TRAINING_ROWS_FILE = "train-without-flagged.parquet"
+HOLDOUT_ROWS_FILE = "holdout.parquet"
+HOLDOUT_SCORES_FILE = "holdout_scores.parquet"
 SUCCESS_FOLDER = "_success"  # pyarrow.dataset and Hive readers skip names starting with "_"
 LOCK_FOLDER = "_locks"  # per-batch scoring locks (see tasks.scoring.BatchLock)
 ARRIVAL_FOLDER = "_arrivals"  # each batch's first-seen arrival date (see tasks.batch_dates)
@@ -98,18 +108,54 @@ class Storage:
     def incoming(self) -> str:
         return join(self.root, "incoming", self.dataset)
 
+    def incoming_entry(self, name: str) -> str:
+        """The file or folder ``name`` in incoming/ (a batch, or the parts of one)."""
+        return join(self.incoming, name)
+
+    def incoming_file(self, batch_id: str) -> str:
+        """Where a one-file batch ``batch_id`` is delivered (``incoming/<dataset>/<id>.parquet``)."""
+        return self.incoming_entry(f"{batch_id}{PARQUET_SUFFIX}")
+
+    def ingest_staging(
+        self, token: str, batch_id: str | None = None, part: int | None = None
+    ) -> str:
+        """An ingest's hidden staging folder in incoming/ (``_ingest-<token>``: names starting
+        with "_" are no batches), a batch's merged file there (``<batch_id>.parquet``), or one of
+        its parts (``<batch_id>/part-<part:05d>.parquet``)."""
+        base = self.incoming_entry(f"_ingest-{token}")
+        if batch_id is None:
+            return base
+        if part is None:
+            return join(base, f"{batch_id}{PARQUET_SUFFIX}")
+        return join(base, batch_id, f"part-{part:05d}{PARQUET_SUFFIX}")
+
     def quarantine(self, batch_id: str | None = None) -> str:
         base = join(self.root, "quarantine", self.dataset)
         return join(base, batch_id) if batch_id else base
 
-    def quarantine_archive(self, batch_id: str) -> str:
+    def quarantine_archive(self, batch_id: str, name: str | None = None) -> str:
         """Where a batch's superseded and released quarantine folders are kept
-        (``quarantine/<dataset>/_archive/<batch_id>/``)."""
-        return join(self.quarantine(), "_archive", batch_id)
+        (``quarantine/<dataset>/_archive/<batch_id>/``), or one of them, ``name``."""
+        base = join(self.quarantine(), "_archive", batch_id)
+        return join(base, name) if name else base
 
     def quarantine_report(self, batch_id: str) -> str:
         """A quarantined batch's report.json (its presence means the batch is quarantined)."""
         return join(self.quarantine(batch_id), QUARANTINE_REPORT_FILE)
+
+    def quarantine_markdown(self, batch_id: str) -> str:
+        """A quarantined batch's report.md (the report for people)."""
+        return join(self.quarantine(batch_id), QUARANTINE_MARKDOWN_FILE)
+
+    def quarantine_input(self, batch_id: str, name: str | None = None) -> str:
+        """The folder keeping a quarantined batch's untouched inputs, or the input ``name``."""
+        base = join(self.quarantine(batch_id), QUARANTINE_INPUT_FOLDER)
+        return join(base, name) if name else base
+
+    @staticmethod
+    def release_record(archived: str) -> str:
+        """The release.json of an archived quarantine folder (:meth:`quarantine_archive`)."""
+        return join(archived, RELEASE_RECORD_FILE)
 
     @property
     def scored(self) -> str:
@@ -128,17 +174,39 @@ class Storage:
     def arrival_record(self, batch_id: str) -> str:
         return join(self.scored, ARRIVAL_FOLDER, f"{batch_id}.json")
 
+    # The model registry's layout (models.registry.RegistryLayout): the registry is handed it.
+    files_beside_bundle: ClassVar[frozenset[str]] = frozenset(
+        {MODEL_ENTRY_FILE, DRIFT_REFERENCE_FILE}
+    )
+
     @property
     def models(self) -> str:
         return join(self.root, "models", self.dataset)
 
+    def model_version(self, version: str) -> str:
+        """Model ``version``'s folder: its bundle and the files kept beside it."""
+        return join(self.models, version)
+
+    def model_file(self, version: str, name: str) -> str:
+        """A file of model ``version``'s folder (a bundle file such as schema.json)."""
+        return join(self.model_version(version), name)
+
+    def model_entry(self, version: str) -> str:
+        """Model ``version``'s registry entry (registry.json)."""
+        return self.model_file(version, MODEL_ENTRY_FILE)
+
+    @property
+    def champion_file(self) -> str:
+        """The champion alias, switched atomically (``models/<dataset>/champion.json``)."""
+        return join(self.models, CHAMPION_FILE)
+
     def registry(self) -> ModelRegistry:
         """The dataset's model registry under ``<root>/models/<dataset>/``."""
-        return ModelRegistry(self.models, self.options)
+        return ModelRegistry(self)
 
     def drift_reference(self, version: str) -> str:
         """Model ``version``'s drift reference profile, kept beside its bundle."""
-        return join(self.models, version, DRIFT_REFERENCE_FILE)
+        return self.model_file(version, DRIFT_REFERENCE_FILE)
 
     def reports(self, run: str | None = None) -> str:
         base = join(self.root, "reports", self.dataset)
@@ -148,6 +216,27 @@ class Storage:
         """A file of run ``run``'s report folder (``reports/<dataset>/<run>/<name>``)."""
         return join(self.reports(run), name)
 
+    def training_rows(self, run: str) -> str:
+        """The training part of run ``run``'s split (removed once the model is evaluated)."""
+        return self.report_file(run, TRAINING_ROWS_FILE)
+
+    def filtered_training_rows(self, run: str) -> str:
+        """The training part of run ``run``'s split without the rows the champion flagged."""
+        return self.report_file(run, FILTERED_TRAINING_ROWS_FILE)
+
+    def holdout_rows(self, run: str) -> str:
+        """The holdout part of run ``run``'s split (the rows challenger and champion are compared
+        on; kept)."""
+        return self.report_file(run, HOLDOUT_ROWS_FILE)
+
+    def holdout_scores(self, run: str) -> str:
+        """Run ``run``'s per-row results of the challenger on its holdout."""
+        return self.report_file(run, HOLDOUT_SCORES_FILE)
+
+    def data_docs_page(self, batch_id: str) -> str:
+        """A batch's Great Expectations Data Docs page (``reports/<dataset>/data-docs/``)."""
+        return join(self.reports("data-docs"), f"{batch_id}.html")
+
     def drift_report(self, batch_id: str) -> str:
         """A batch's latest drift report (``reports/<dataset>/drift/<batch_id>.json``)."""
         return join(self.reports("drift"), f"{batch_id}.json")
@@ -156,12 +245,15 @@ class Storage:
         """A night's record (``reports/<dataset>/nightly/<night>.json``)."""
         return join(self.reports("nightly"), f"{night}.json")
 
-    @staticmethod
-    def sibling(url: str, name: str) -> str:
-        """The file ``name`` in the folder of ``url``."""
-        if is_local(url) and not str(url).startswith("file://"):
-            return join(str(Path(url).parent), name)
-        return join(posixpath.dirname(str(url).rstrip("/")), name)
+    def relative(self, url: str) -> str | None:
+        """``url`` relative to the root ('/'-separated), or None when it is outside the root."""
+        root = filesystem(self.root, self.options)[1].rstrip("/")
+        inner = filesystem(url, self.options)[1].rstrip("/")
+        return inner[len(root) + 1 :] if inner.startswith(root + "/") else None
+
+    def under_root(self, relative: str) -> str:
+        """The URL of ``relative`` ('/'-separated, as :meth:`relative` gives it) under the root."""
+        return join(self.root, *relative.split("/"))
 
     def remove(self, url: str) -> None:
         """Remove a file or folder of this storage (nothing when it does not exist)."""
@@ -302,24 +394,23 @@ def remove_stale_temporaries(url: str, options: StorageOptions = None) -> list[s
     return stale
 
 
-def remove_batch_temporaries(
-    layout: Storage, batch_id: str, options: StorageOptions = None
-) -> list[str]:
+def remove_batch_temporaries(storage: Storage, batch_id: str) -> list[str]:
     """Remove what interrupted writes of one batch left anywhere under scored/: its output's
     temporaries in every date partition (a batch re-scored on another day may land in another
     partition), its marker's and its arrival record's. Call with the batch's lock held. Returns
     the removed paths."""
-    if not is_local(layout.root):
+    if not is_local(storage.root):
         return []
-    fs, scored = filesystem(layout.scored, options)
-    removed = remove_stale_temporaries(layout.success_marker(batch_id), options)
-    removed += remove_stale_temporaries(layout.arrival_record(batch_id), options)
+    options = storage.options
+    fs, scored = filesystem(storage.scored, options)
+    removed = remove_stale_temporaries(storage.success_marker(batch_id), options)
+    removed += remove_stale_temporaries(storage.arrival_record(batch_id), options)
     if not fs.isdir(scored):
         return removed
     for entry in fs.ls(scored, detail=True):
         name = posixpath.basename(entry["name"].rstrip("/"))
         if entry["type"] == "directory" and name.startswith("date="):
-            output = join(layout.scored, name, f"{batch_id}{PARQUET_SUFFIX}")
+            output = storage.scored_file(name.removeprefix("date="), batch_id)
             removed += remove_stale_temporaries(output, options)
     return removed
 
@@ -366,38 +457,28 @@ def write_parquet_atomic(
 # ---------------------------------------------------------------------------------- quarantine
 def move_into_quarantine(
     paths: Iterable[str],
-    quarantine_dir: str,
+    batch_id: str,
     report: dict[str, Any],
     report_markdown: str,
-    options: StorageOptions = None,
+    storage: Storage,
 ) -> str:
-    """Move inputs out of incoming/ into a quarantine folder with their report.
+    """Move inputs out of incoming/ into batch ``batch_id``'s quarantine folder with its report.
 
-    Each input is copied untouched to ``<quarantine_dir>/input/<original name>``, then report.json
-    and report.md are written, and only then are the inputs removed from incoming/, so a crash
-    part-way loses nothing (a re-run finishes or redoes it). Returns the quarantine folder.
+    Each input is copied untouched to ``quarantine/<dataset>/<batch_id>/input/<original name>``,
+    then report.json and report.md are written, and only then are the inputs removed from
+    incoming/, so a crash part-way loses nothing (a re-run finishes or redoes it). Returns the
+    quarantine folder.
     """
-    paths = list(paths)
+    paths, options = list(paths), storage.options
     for path in paths:
         name = posixpath.basename(str(path).rstrip("/"))
-        copy_tree(path, join(quarantine_dir, "input", name), options)
+        copy_tree(path, storage.quarantine_input(batch_id, name), options)
     original = {"original_path": paths[0], "original_paths": paths}
-    write_json_atomic({**report, **original}, join(quarantine_dir, "report.json"), options)
-    write_text_atomic(report_markdown, join(quarantine_dir, "report.md"), options)
+    write_json_atomic({**report, **original}, storage.quarantine_report(batch_id), options)
+    write_text_atomic(report_markdown, storage.quarantine_markdown(batch_id), options)
     for path in paths:
         remove(path, options)
-    return quarantine_dir
-
-
-def quarantine_batch(
-    batch: BatchRef,
-    quarantine_dir: str,
-    report: dict[str, Any],
-    report_markdown: str,
-    options: StorageOptions = None,
-) -> str:
-    """Move one batch into its quarantine folder with its report (:func:`move_into_quarantine`)."""
-    return move_into_quarantine([batch.path], quarantine_dir, report, report_markdown, options)
+    return storage.quarantine(batch_id)
 
 
 # ---------------------------------------------------------------------------------- retries

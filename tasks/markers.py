@@ -19,7 +19,7 @@ from typing import Any
 
 from fsspec.implementations.local import LocalFileSystem
 
-from models.storage import StorageOptions, filesystem, join, read_json, write_json_atomic
+from models.storage import StorageOptions, filesystem, read_json, write_json_atomic
 from tasks.io import PARQUET_SUFFIX, Storage, checksum, fingerprint
 from tasks.records import ScoreMarker
 
@@ -27,30 +27,20 @@ MARKER_FORMAT = 2  # 1 (no field): full paths; 2: paths relative to the storage 
 PATH_FIELDS = ("input_path", "output")
 
 
-def _inner(url: str, options: StorageOptions) -> str:
-    return filesystem(url, options)[1].rstrip("/")
-
-
-def relative_path(layout: Storage, url: str, options: StorageOptions = None) -> str | None:
-    """``url`` relative to the storage root ('/'-separated), or None when it is outside it."""
-    root, inner = _inner(layout.root, options), _inner(url, options)
-    if inner.startswith(root + "/"):
-        return inner[len(root) + 1 :]
-    return None
-
-
 def _is_safe(relative: str) -> bool:
     parts = relative.split("/")
     return bool(relative) and not relative.startswith("/") and ".." not in parts and "" not in parts
 
 
-def _from_legacy(layout: Storage, path: str, options: StorageOptions) -> str | None:
+def _from_legacy(layout: Storage, path: str) -> str | None:
     """The root-relative form of a full path from a format-1 marker: its part from
     ``scored/<dataset>/`` or ``incoming/<dataset>/`` on, or None when it has neither."""
-    inside = relative_path(layout, path, options)
+    inside = layout.relative(path)
     if inside is not None:
         return inside
-    text = filesystem(path, options)[1] if "://" in str(path) else str(path).replace("\\", "/")
+    text = (
+        filesystem(path, layout.options)[1] if "://" in str(path) else str(path).replace("\\", "/")
+    )
     found = None
     for area in ("scored", "incoming"):
         anchor = f"/{area}/{layout.dataset}/"
@@ -60,21 +50,19 @@ def _from_legacy(layout: Storage, path: str, options: StorageOptions) -> str | N
     return found[1] if found else None
 
 
-def to_storage(marker: dict[str, Any], layout: Storage, options: StorageOptions = None):
+def to_storage(marker: dict[str, Any], layout: Storage) -> dict[str, Any]:
     """The marker as stored: input and output relative to the root."""
     stored = {**marker, "marker_format": MARKER_FORMAT}
     for key in PATH_FIELDS:
         if marker.get(key) is not None:
-            relative = relative_path(layout, marker[key], options)
+            relative = layout.relative(marker[key])
             if relative is None:
                 raise ValueError(f"{key} {marker[key]} is outside the storage root {layout.root}")
             stored[key] = relative
     return stored
 
 
-def from_storage(
-    stored: dict[str, Any], layout: Storage, options: StorageOptions = None
-) -> dict[str, Any]:
+def from_storage(stored: dict[str, Any], layout: Storage) -> dict[str, Any]:
     """A stored marker with its paths as URLs under this root (None where a legacy path does not
     map onto it)."""
     marker = {k: v for k, v in stored.items() if k != "marker_format"}
@@ -83,10 +71,10 @@ def from_storage(
         value = stored.get(key)
         relative = None
         if isinstance(value, str) and value:
-            relative = _from_legacy(layout, value, options) if legacy else value
+            relative = _from_legacy(layout, value) if legacy else value
         if relative is not None and not _is_safe(relative):
             relative = None
-        marker[key] = join(layout.root, *relative.split("/")) if relative else None
+        marker[key] = layout.under_root(relative) if relative else None
     return marker
 
 
@@ -95,13 +83,13 @@ def read_marker(storage: Storage, batch_id: str) -> ScoreMarker | None:
     stored = read_json(storage.success_marker(batch_id), storage.options)
     if stored is None:
         return None
-    return ScoreMarker.from_dict(from_storage(stored, storage, storage.options))
+    return ScoreMarker.from_dict(from_storage(stored, storage))
 
 
 def write_marker(marker: ScoreMarker, storage: Storage) -> str:
     """Write the batch's marker atomically (paths made relative to the root); returns its URL."""
     url = storage.success_marker(marker.batch_id)
-    stored = to_storage(marker.to_dict(), storage, storage.options)
+    stored = to_storage(marker.to_dict(), storage)
     return write_json_atomic(stored, url, storage.options)
 
 

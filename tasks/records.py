@@ -74,12 +74,25 @@ class ScoreMarker(Record):
 
 
 # --------------------------------------------------------------------------------- quarantine
+QUARANTINED = "quarantined"
+# Another run moved the batch first (or it left incoming/ otherwise): nothing was done here.
+QUARANTINED_ELSEWHERE = "quarantined_elsewhere"
+# A quarantine folder without its report.json: a move interrupted before its report was written.
+QUARANTINE_INTERRUPTED = "interrupted"
+
+
 @dataclass(frozen=True)
 class QuarantineRecord(Record):
-    """One batch moved into quarantine (or found there already).
+    """One batch in quarantine: made when a rejected batch is moved there
+    (tasks.validation: ``quarantine_task``), stored in the batch's
+    ``quarantine/<dataset>/<batch_id>/report.json`` beside the validation report it was rejected
+    with, and read back from there (``read_quarantine``, ``list_quarantined``: the `aeflow
+    quarantine` commands).
 
-    ``status``: "quarantined", or "quarantined_elsewhere" when another run moved it first;
-    ``rows`` None when unknown (an unreadable file).
+    ``status``: "quarantined"; "quarantined_elsewhere" when another run moved it first (nothing
+    was done by this one); "interrupted" for a folder whose move stopped before its report.
+    ``rows`` None when unknown (an unreadable file); ``critical`` and ``warnings`` count the
+    report's failures (None when there is no report).
     """
 
     batch_id: str
@@ -87,6 +100,33 @@ class QuarantineRecord(Record):
     rows: int | None
     quarantine_dir: str | None
     reason: str
+    quarantined_at: str | None = None  # ISO time, UTC
+    critical: int | None = None
+    warnings: int | None = None
+
+    @classmethod
+    def from_report(cls, report: dict[str, Any], quarantine_dir: str) -> QuarantineRecord:
+        """The record of a quarantine folder's report.json (``quarantine_dir``: the folder)."""
+        return cls(
+            batch_id=report["batch_id"],
+            status=QUARANTINED,
+            rows=report.get("rows"),
+            quarantine_dir=quarantine_dir,
+            reason=report.get("reason", ""),
+            quarantined_at=report.get("quarantined_at"),
+            critical=len(report.get("critical") or []),
+            warnings=len(report.get("warnings") or []),
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """What a run summary keeps of a quarantined batch (tasks.report.run_summary)."""
+        return {
+            "batch_id": self.batch_id,
+            "status": self.status,
+            "rows": self.rows,
+            "quarantine_dir": self.quarantine_dir,
+            "reason": self.reason,
+        }
 
 
 # ----------------------------------------------------------------------------------- training

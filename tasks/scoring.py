@@ -59,7 +59,6 @@ from tasks.markers import (
     owned_output,
     read_marker,
     records_bytes_of,
-    relative_path,
     same_file,
     write_marker,
 )
@@ -192,8 +191,8 @@ def _remove_previous_output(
     if previous is None or previous.output is None:
         return
     options = storage.options
-    earlier = relative_path(storage, previous.output, options)
-    if earlier == relative_path(storage, output, options):
+    earlier = storage.relative(previous.output)
+    if earlier == storage.relative(output):
         return
     if not owned_output(storage, batch_id, earlier) or same_file(previous.output, output, options):
         return
@@ -218,7 +217,7 @@ def _score_locked(job: _Job, detector: Any) -> ScoreMarker:
         if dated.date is None:
             raise undated_error(batch.batch_id, source, timestamp_column)
         output = storage.scored_file(dated.date, batch.batch_id)
-        remove_batch_temporaries(storage, batch.batch_id, options)
+        remove_batch_temporaries(storage, batch.batch_id)
         scored_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
         chunk = ChunkScoring.for_batch(
             columns=job.columns,

@@ -27,7 +27,6 @@ from tasks.incoming import BatchRef
 from tasks.io import (
     Storage,
     StorageOptions,
-    join,
     read_schema,
     read_table,
     remove,
@@ -143,10 +142,6 @@ def fit_row_mask(
 
 
 # ------------------------------------------------------------------------- train/holdout split
-TRAIN_SPLIT_FILE = "train.parquet"
-HOLDOUT_SPLIT_FILE = "holdout.parquet"
-
-
 def _iso(value: Any) -> str | None:
     if value is None:
         return None
@@ -159,10 +154,11 @@ def split_training_window(
     columns: ColumnsSettings,
     evaluation: EvaluationSettings,
     seed: int,
-    out_dir: str,
-    options: StorageOptions = None,
+    run: str,
+    storage: Storage,
 ) -> TrainingSplit:
-    """Split the accepted training window into training and holdout rows, written as Parquet.
+    """Split the accepted training window into training and holdout rows, written as Parquet in
+    run ``run``'s report folder (:meth:`tasks.io.Storage.training_rows`, ``holdout_rows``).
 
     The holdout is the latest ``evaluation.holdout_fraction`` of the rows by ``columns.timestamp``
     (what a model meets after training), or a seeded random share when there is no timestamp
@@ -173,7 +169,7 @@ def split_training_window(
     Labels are optional in every batch: the label is used only when every batch of the window has
     its column (the split's ``label_column`` is None otherwise, and ``label_note`` says why).
     """
-    id_column, timestamp_column = columns.id, columns.timestamp
+    id_column, timestamp_column, options = columns.id, columns.timestamp, storage.options
     holdout_fraction, holdout_max_rows = evaluation.holdout_fraction, evaluation.holdout_max_rows
     if not batch_paths:
         raise ValueError(
@@ -224,8 +220,7 @@ def split_training_window(
         holdout = holdout.take(
             pc.sort_indices(holdout, sort_keys=[(timestamp_column, "ascending")])
         )
-    train_path = join(out_dir, TRAIN_SPLIT_FILE)
-    holdout_path = join(out_dir, HOLDOUT_SPLIT_FILE)
+    train_path, holdout_path = storage.training_rows(run), storage.holdout_rows(run)
     write_parquet_atomic(train, train_path, options=options)
     write_parquet_atomic(holdout, holdout_path, options=options)
 

@@ -170,9 +170,6 @@ def flagged_ids(window: Sequence[ScoreMarker], id_column: str, storage: Storage)
     return pa.chunked_array(parts, type=pa.string())
 
 
-FILTERED_TRAIN_FILE = "train-without-flagged.parquet"
-
-
 @dataclass(frozen=True)
 class FlaggedRowsLeftOut:
     """A training split whose training rows no longer hold the rows the champion flagged."""
@@ -187,10 +184,12 @@ def without_flagged_rows(
     split: TrainingSplit,
     window: Sequence[ScoreMarker],
     columns: ColumnsSettings,
+    run: str,
     storage: Storage,
 ) -> FlaggedRowsLeftOut:
     """The split with its training rows whose id was flagged in the window's scored outputs left
-    out (written beside them, atomically; the unfiltered training rows are removed).
+    out (written atomically in run ``run``'s report folder beside them,
+    :meth:`tasks.io.Storage.filtered_training_rows`; the unfiltered training rows are removed).
 
     Only the training rows are filtered, never the holdout: the promotion gate must compare the
     challenger and the champion on rows neither of them chose.
@@ -205,7 +204,7 @@ def without_flagged_rows(
     flagged = pc.unique(flagged_ids(window, id_column, storage).combine_chunks())
     is_flagged = pc.is_in(table.column(id_column).cast(pa.string()), value_set=flagged)
     kept = table.filter(pc.invert(pc.fill_null(is_flagged, False)))
-    destination = storage.sibling(split.train_path, FILTERED_TRAIN_FILE)
+    destination = storage.filtered_training_rows(run)
     write_parquet_atomic(kept, destination, schema=table.schema, options=options)
     storage.remove(split.train_path)
     return FlaggedRowsLeftOut(

@@ -67,7 +67,7 @@ def evaluate_and_gate(
     *,
     evaluation: EvaluationSettings,
     label: str | None = LABEL_COLUMN,
-    out_dir: str | None = None,
+    run: str | None = None,
     promote: bool = True,
 ) -> GatedChallenger:
     """Evaluate challenger ``version`` on ``split``'s holdout, the champion on the same rows in its
@@ -78,7 +78,7 @@ def evaluate_and_gate(
         columns=demo_columns(label=label),
         training=TrainingSettings(),
         evaluation=evaluation,
-        out_dir=out_dir,
+        run=run,
         storage=storage,
     )
     champion = evaluate_champion(

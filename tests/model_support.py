@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 
 from models import AutoencoderDetector
-from models.registry import ModelRegistry
 from tasks.demo_data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
 from tasks.frames import feature_frame
 from tasks.io import Storage, StorageOptions, read_table
@@ -59,7 +59,7 @@ def register_tiny_champion(
     ).fit(frame)
     with tempfile.TemporaryDirectory(dir=work_dir) as bundle:
         detector.save(bundle)
-        registry = ModelRegistry(layout.models, options)
+        registry = dataclasses.replace(layout, options=options).registry()
         version = registry.register(bundle)
     registry.promote(version, reason)
     return version

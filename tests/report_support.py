@@ -18,19 +18,19 @@ from tasks.training import split_training_window
 
 def run_and_report(root: Path, label_column: str | None, seed: int = 11) -> dict:
     """Build a 3-epoch model on 3 small demo days and write its report; returns
-    ``{"written": create_report's paths, "models": root, "version": str, "gate": dict}``."""
+    ``{"written": create_report's paths, "storage": Storage, "version": str, "gate": dict}``."""
     manifest = generate_demo_data(
         root / "incoming", days=3, rows_per_day=500, seed=seed, drift_day=None, malformed_day=None
     )
     storage = Storage(str(root), "demo")
-    run_dir = storage.reports("run-1")
     columns = demo_columns(label=label_column)
     split = split_training_window(
         batch_paths=manifest.paths,
         columns=columns,
         evaluation=EvaluationSettings(holdout_fraction=0.25),
         seed=0,
-        out_dir=run_dir,
+        run="run-1",
+        storage=storage,
     )
     version = fit_demo_challenger(split, manifest, storage, epochs=3, label=label_column)
     gated = evaluate_and_gate(
@@ -39,7 +39,7 @@ def run_and_report(root: Path, label_column: str | None, seed: int = 11) -> dict
         storage,
         evaluation=EvaluationSettings(),
         label=label_column,
-        out_dir=run_dir,
+        run="run-1",
     )
     written = create_report(
         run="run-1",
@@ -51,7 +51,7 @@ def run_and_report(root: Path, label_column: str | None, seed: int = 11) -> dict
     record_report(version=version, run="run-1", report=written, storage=storage)
     return {
         "written": written,
-        "models": storage.models,
+        "storage": storage,
         "version": version,
         "gate": gated.gate.to_dict(),
     }

@@ -41,7 +41,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     layout = storage_of(cfg)
     written = ingest_csv(
         args.csv,
-        incoming=layout.incoming,
+        storage=layout,
         fmt=csv_format(cfg),
         columns=cfg.columns,
         batching=Batching(
@@ -51,7 +51,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             start_date=args.start_date,
             cadence=args.cadence or "daily",
         ),
-        options=layout.options,
     )
     width = max(len(b["batch_id"]) for b in written)
     for batch in written:

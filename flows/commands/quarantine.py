@@ -18,64 +18,63 @@ def _context(config_path: str):
 def cmd_list(args: argparse.Namespace) -> int:
     from tasks.validation import list_quarantined
 
-    cfg, layout = _context(args.config)
-    entries = list_quarantined(layout)
+    _, storage = _context(args.config)
+    records = list_quarantined(storage)
     if args.json:
-        print(json.dumps(entries, indent=2, sort_keys=True))
+        print(json.dumps([r.to_dict() for r in records], indent=2, sort_keys=True))
         return 0
-    if not entries:
-        print(f"no quarantined batches in {layout.quarantine()}")
+    if not records:
+        print(f"no quarantined batches in {storage.quarantine()}")
         return 0
-    width = max(len(e["batch_id"]) for e in entries)
+    width = max(len(r.batch_id) for r in records)
     print(f"{'batch':<{width}}  {'rows':>9}  {'quarantined at':<20}  reason")
-    for entry in entries:
-        rows = "unknown" if entry["rows"] is None else entry["rows"]
+    for record in records:
+        rows = "unknown" if record.rows is None else record.rows
         print(
-            f"{entry['batch_id']:<{width}}  {rows:>9}  {entry['quarantined_at'] or '?':<20}  "
-            f"{entry['reason']}"
+            f"{record.batch_id:<{width}}  {rows:>9}  {record.quarantined_at or '?':<20}  "
+            f"{record.reason}"
         )
-    print(f"{len(entries)} quarantined batch(es) in {layout.quarantine()}")
+    print(f"{len(records)} quarantined batch(es) in {storage.quarantine()}")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from tasks.io import exists, filesystem, join, read_json
-    from tasks.validation import ReleaseError
+    from tasks.io import exists, filesystem, read_json
+    from tasks.records import QUARANTINED
+    from tasks.validation import ReleaseError, read_quarantine
 
-    cfg, layout = _context(args.config)
-    folder = layout.quarantine(args.batch_id)
-    report = read_json(layout.quarantine_report(args.batch_id), cfg.storage.options)
-    if report is None:
+    _, storage = _context(args.config)
+    record = read_quarantine(storage, args.batch_id)
+    if record is None or record.status != QUARANTINED:
         raise ReleaseError(
-            f"no quarantined batch {args.batch_id!r} in {layout.quarantine()}; "
+            f"no quarantined batch {args.batch_id!r} in {storage.quarantine()}; "
             "see `aeflow quarantine list`"
         )
-    if args.json:
+    # The whole report (failures, inputs and their sha256), as stored beside the input.
+    report = read_json(storage.quarantine_report(args.batch_id), storage.options)
+    markdown = storage.quarantine_markdown(args.batch_id)
+    if args.json or not exists(markdown, storage.options):
         print(json.dumps(report, indent=2, sort_keys=True))
         return 0
-    markdown = join(folder, "report.md")
-    if exists(markdown, cfg.storage.options):
-        fs, inner = filesystem(markdown, cfg.storage.options)
-        with fs.open(inner, "rb") as handle:
-            print(handle.read().decode("utf-8"), end="")
-    else:
-        print(json.dumps(report, indent=2, sort_keys=True))
+    fs, inner = filesystem(markdown, storage.options)
+    with fs.open(inner, "rb") as handle:
+        print(handle.read().decode("utf-8"), end="")
     return 0
 
 
 def cmd_release(args: argparse.Namespace) -> int:
     from tasks.validation import release_quarantined, validate_batch
 
-    cfg, layout = _context(args.config)
+    cfg, storage = _context(args.config)
 
     def revalidate(batch):
         return validate_batch(
-            batch, columns=cfg.columns, validation=cfg.validation, options=layout.options
+            batch, columns=cfg.columns, validation=cfg.validation, options=storage.options
         )
 
     released = release_quarantined(
         args.batch_id,
-        storage=layout,
+        storage=storage,
         validate=revalidate,
         replacement=args.input,
         force=args.force,

@@ -8,7 +8,8 @@
 - :mod:`~tasks.validation.outcome`: what validation decided for a batch, and the words for it;
 - :mod:`~tasks.validation.validator`: one batch through pre-checks and suite, and its Prefect task;
 - :mod:`~tasks.validation.quarantine`: a rejected batch moved out of incoming/ exactly once with
-  its report; listing and releasing quarantined batches.
+  its report (a :class:`tasks.records.QuarantineRecord`); reading, listing and releasing
+  quarantined batches.
 
 A batch is never dropped silently: a critical failure quarantines it (the untouched input next to
 report.json and report.md), warnings are logged and shown as Prefect artifacts, and a quarantined
@@ -25,6 +26,7 @@ from tasks.validation.quarantine import (
     quarantine,
     quarantine_rejected_task,
     quarantine_task,
+    read_quarantine,
     release_quarantined,
 )
 from tasks.validation.suite import (
@@ -53,6 +55,7 @@ __all__ = [
     "quarantine",
     "quarantine_rejected_task",
     "quarantine_task",
+    "read_quarantine",
     "release_quarantined",
     "read_suite_document",
     "suite_json",

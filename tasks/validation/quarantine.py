@@ -31,7 +31,6 @@ from tasks.io import (
     exists,
     filesystem,
     is_local,
-    join,
     move_into_quarantine,
     read_json,
     remove,
@@ -41,14 +40,15 @@ from tasks.io import (
 )
 from tasks.locks import BatchLock
 from tasks.markdown import md_code
-from tasks.records import QuarantineRecord
+from tasks.records import (
+    QUARANTINE_INTERRUPTED,
+    QUARANTINED,
+    QUARANTINED_ELSEWHERE,
+    QuarantineRecord,
+)
 from tasks.validation.outcome import ValidationOutcome, precheck_failure, utc_now
 from tasks.validation.prechecks import footer_rows
 from tasks.validation.validator import as_batch
-
-QUARANTINED = "quarantined"
-# Another run moved the batch first (or it left incoming/ otherwise): nothing was done here.
-ELSEWHERE = "quarantined_elsewhere"
 
 
 class ReleaseError(ValueError):
@@ -77,7 +77,7 @@ def _move(src: str, dest: str, options: StorageOptions) -> None:
 def _archive_folder(storage: Storage, batch_id: str, label: str) -> str:
     """Where a superseded or released quarantine folder is kept:
     ``quarantine/<dataset>/_archive/<batch_id>/<stamp>-<label>``."""
-    return join(storage.quarantine_archive(batch_id), f"{_stamp()}-{label}")
+    return storage.quarantine_archive(batch_id, f"{_stamp()}-{label}")
 
 
 def _describe_input(path: str, options: StorageOptions) -> dict[str, Any]:
@@ -110,9 +110,9 @@ def _remove_temporaries(folder: str, options: StorageOptions) -> None:
             fs.rm(file)
 
 
-def _markdown(outcome: ValidationOutcome, quarantine_dir: str, batch_id: str) -> str:
+def _markdown(outcome: ValidationOutcome, storage: Storage, batch_id: str) -> str:
     return outcome.report_markdown() + (
-        f"\nThe untouched input is in {md_code(join(quarantine_dir, 'input'))}. Fix the data or "
+        f"\nThe untouched input is in {md_code(storage.quarantine_input(batch_id))}. Fix the data or "
         f"the suite, then {md_code(f'aeflow quarantine release {batch_id} --config FILE')}.\n"
     )
 
@@ -146,29 +146,27 @@ def quarantine_inputs(
         storage_errors(quarantine_dir, f"quarantining batch {batch_id!r}"),
         BatchLock(storage.scoring_lock(batch_id), options, lock_timeout_s),
     ):
-        record = QuarantineRecord(
-            batch_id=batch_id,
-            status=QUARANTINED,
-            rows=outcome.rows,
-            quarantine_dir=quarantine_dir,
-            reason=outcome.reason,
-        )
         present = [path for path in paths if exists(path, options)]
-        if not present:
-            record = record.replace(
-                status=ELSEWHERE, reason="no longer in incoming/: another run quarantined it first"
-            )
+        if present:
+            record = _move_inputs(present, outcome, batch_id, storage)
         else:
-            _move_inputs(present, outcome, record, storage)
+            record = QuarantineRecord(
+                batch_id=batch_id,
+                status=QUARANTINED_ELSEWHERE,
+                rows=outcome.rows,
+                quarantine_dir=quarantine_dir,
+                reason="no longer in incoming/: another run quarantined it first",
+            )
     _announce(record, outcome)
     return record
 
 
 def _move_inputs(
-    present: list[str], outcome: ValidationOutcome, record: QuarantineRecord, storage: Storage
-) -> None:
-    """The move itself, under the batch's lock: ``present`` are the inputs still in incoming/."""
-    batch_id, quarantine_dir, options = record.batch_id, record.quarantine_dir, storage.options
+    present: list[str], outcome: ValidationOutcome, batch_id: str, storage: Storage
+) -> QuarantineRecord:
+    """The move itself, under the batch's lock: ``present`` are the inputs still in incoming/.
+    Returns the record stored in the folder's report.json."""
+    quarantine_dir, options = storage.quarantine(batch_id), storage.options
     inputs = [_describe_input(path, options) for path in present]
     existing = read_json(storage.quarantine_report(batch_id), options)
     if exists(quarantine_dir, options):
@@ -176,24 +174,24 @@ def _move_inputs(
             remove(quarantine_dir, options)
         elif _same_inputs(existing, inputs):
             _remove_temporaries(quarantine_dir, options)
-            if not exists(join(quarantine_dir, "report.md"), options):
-                markdown = _markdown(outcome, quarantine_dir, batch_id)
-                write_text_atomic(markdown, join(quarantine_dir, "report.md"), options)
+            if not exists(storage.quarantine_markdown(batch_id), options):
+                markdown = _markdown(outcome, storage, batch_id)
+                write_text_atomic(markdown, storage.quarantine_markdown(batch_id), options)
             for path in present:
                 remove(path, options)
-            return
+            return QuarantineRecord.from_report(existing, quarantine_dir)
         else:
             archived = _archive_folder(storage, batch_id, "superseded")
             _move(quarantine_dir, archived, options)
+    # JSON at the storage boundary: the validation report, the record's time and the inputs.
     report = {
         **outcome.to_dict(),
         "quarantined_at": utc_now(),
         "input": inputs[0],
         "inputs": inputs,
     }
-    move_into_quarantine(
-        present, quarantine_dir, report, _markdown(outcome, quarantine_dir, batch_id), options
-    )
+    move_into_quarantine(present, batch_id, report, _markdown(outcome, storage, batch_id), storage)
+    return QuarantineRecord.from_report(report, quarantine_dir)
 
 
 def quarantine(
@@ -236,62 +234,55 @@ def rejected_outcome(rejected: RejectedBatch, options: StorageOptions = None) ->
 
 
 # ---------------------------------------------------------------------------------- listing
-def list_quarantined(storage: Storage) -> list[dict[str, Any]]:
-    """The batches waiting in quarantine, by batch id, with the reason from each report."""
-    quarantine_root, options = storage.quarantine(), storage.options
-    fs, inner = filesystem(quarantine_root, options)
+def read_quarantine(storage: Storage, batch_id: str) -> QuarantineRecord | None:
+    """The record of quarantined batch ``batch_id`` (from its report.json), or None when the batch
+    is not in quarantine. A folder without its report (an interrupted move) is ``interrupted``."""
+    folder, options = storage.quarantine(batch_id), storage.options
+    report = read_json(storage.quarantine_report(batch_id), options)
+    if report is not None:
+        return QuarantineRecord.from_report({"batch_id": batch_id, **report}, folder)
+    if not exists(folder, options):
+        return None
+    return QuarantineRecord(
+        batch_id=batch_id,
+        status=QUARANTINE_INTERRUPTED,
+        rows=None,
+        quarantine_dir=folder,
+        reason="report.json missing: the quarantine was interrupted; re-run score",
+    )
+
+
+def list_quarantined(storage: Storage) -> list[QuarantineRecord]:
+    """The batches waiting in quarantine, by batch id, each with the reason from its report."""
+    fs, inner = filesystem(storage.quarantine(), storage.options)
     if not fs.exists(inner):
         return []
-    entries = []
+    records = []
     for entry in fs.ls(inner, detail=True):
         name = posixpath.basename(entry["name"].rstrip("/"))
         if entry["type"] != "directory" or name.startswith((".", "_")):
             continue
-        folder = join(quarantine_root, name)
-        report = read_json(storage.quarantine_report(name), options)
-        if report is None:
-            entries.append(
-                {
-                    "batch_id": name,
-                    "folder": folder,
-                    "rows": None,
-                    "quarantined_at": None,
-                    "critical": None,
-                    "warnings": None,
-                    "reason": "report.json missing: the quarantine was interrupted; re-run score",
-                }
-            )
-            continue
-        entries.append(
-            {
-                "batch_id": report.get("batch_id", name),
-                "folder": folder,
-                "rows": report.get("rows"),
-                "quarantined_at": report.get("quarantined_at"),
-                "critical": len(report.get("critical") or []),
-                "warnings": len(report.get("warnings") or []),
-                "reason": report.get("reason", ""),
-            }
-        )
-    return sorted(entries, key=lambda e: e["batch_id"])
+        record = read_quarantine(storage, name)
+        if record is not None:
+            records.append(record)
+    return sorted(records, key=lambda r: r.batch_id)
 
 
-def quarantined_input(quarantine_dir: str, options: StorageOptions = None) -> str:
+def quarantined_input(batch_id: str, storage: Storage) -> str:
     """The kept input of a quarantined batch (a file or a folder of parts)."""
-    fs, inner = filesystem(join(quarantine_dir, "input"), options)
+    kept = storage.quarantine_input(batch_id)
+    fs, inner = filesystem(kept, storage.options)
     names = [posixpath.basename(p.rstrip("/")) for p in fs.ls(inner)] if fs.exists(inner) else []
     names = sorted(n for n in names if not n.startswith("."))
     if len(names) > 1:
         raise ReleaseError(
-            f"{quarantine_dir}/input holds {len(names)} inputs {names} that claimed one batch id; "
+            f"{kept} holds {len(names)} inputs {names} that claimed one batch id; "
             "rename all but one and put them back in incoming/ yourself, or release one with "
             "--input PATH (e.g. its copy in that folder)"
         )
     if len(names) != 1:
-        raise ReleaseError(
-            f"{quarantine_dir}/input should hold exactly the one quarantined input, found {names}"
-        )
-    return join(quarantine_dir, "input", names[0])
+        raise ReleaseError(f"{kept} should hold exactly the one quarantined input, found {names}")
+    return storage.quarantine_input(batch_id, names[0])
 
 
 def release_quarantined(
@@ -313,22 +304,23 @@ def release_quarantined(
     quarantine_dir, options = storage.quarantine(batch_id), storage.options
     incoming = storage.incoming
     if read_json(storage.quarantine_report(batch_id), options) is None:
-        waiting = [e["batch_id"] for e in list_quarantined(storage)]
+        waiting = [r.batch_id for r in list_quarantined(storage)]
         raise ReleaseError(
             f"no quarantined batch {batch_id!r} in {storage.quarantine()}; "
             f"quarantined now: {waiting}"
         )
     with BatchLock(storage.scoring_lock(batch_id), options):
-        original = quarantined_input(quarantine_dir, options) if replacement is None else None
+        original = quarantined_input(batch_id, storage) if replacement is None else None
         source = replacement or original
         fs, source_inner = filesystem(source, options)
         if not fs.exists(source_inner):
             raise ReleaseError(f"replacement {source} does not exist")
         if original is not None:
-            name = _name(original)
+            destination = storage.incoming_entry(_name(original))
+        elif fs.isdir(source_inner):
+            destination = storage.incoming_entry(batch_id)
         else:
-            name = batch_id if fs.isdir(source_inner) else f"{batch_id}.parquet"
-        destination = join(incoming, name)
+            destination = storage.incoming_file(batch_id)
         scan = scan_incoming(incoming, options)
         claimed = {b.batch_id for b in scan.batches} | {r.batch_id for r in scan.rejected}
         if batch_id in claimed or exists(destination, options):
@@ -354,7 +346,7 @@ def release_quarantined(
             "forced": bool(force and not check.accepted),
             "revalidation": check.to_dict(),
         }
-        write_json_atomic(record, join(archived, "release.json"), options)
+        write_json_atomic(record, storage.release_record(archived), options)
         return {**record, "archived_to": archived}
 
 

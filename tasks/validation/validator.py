@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.artifacts import artifact_key, in_prefect_run, publish_markdown, run_logger
 from tasks.frames import release_native_memory
-from tasks.io import BatchRef, StorageOptions, is_local, join, storage_retry_options
+from tasks.io import BatchRef, Storage, StorageOptions, is_local, storage_retry_options
 from tasks.settings import ColumnsSettings, ValidationSettings
 from tasks.validation.gx_runner import (
     GxRunner,
@@ -91,7 +91,7 @@ def _judge(
     columns: ColumnsSettings,
     validation: ValidationSettings,
     options: StorageOptions,
-    data_docs_dir: str | None,
+    data_docs: Storage | None,
 ) -> ValidationOutcome:
     # The suite is usually a repository file while batches live on the storage root.
     suite_options = None if is_local(validation.suite) else options
@@ -129,7 +129,7 @@ def _judge(
 
     frame = prepare_frame(table, numeric, columns.missing_values)
     del table
-    first_pass = "BOOLEAN_ONLY" if data_docs_dir is None else "BASIC"
+    first_pass = "BOOLEAN_ONLY" if data_docs is None else "BASIC"
     with contextlib.ExitStack() as stack:
         # Contexts are built here, one after the other: GX keeps the last one in a global slot.
         runners = [stack.enter_context(GxRunner()) for _ in range(gx_threads(rows))]
@@ -148,9 +148,9 @@ def _judge(
     # Hand the batch's memory back to the OS now: a long-running worker would otherwise keep the
     # allocators' high-water mark of its biggest batch for good.
     release_native_memory()
-    if data_docs_dir is not None:
-        out_file = join(data_docs_dir, f"{batch.batch_id}.html")
-        render_data_docs(suite, results, out_file, options)
+    if data_docs is not None:
+        page = data_docs.data_docs_page(batch.batch_id)
+        render_data_docs(suite, results, page, data_docs.options)
     critical = [f for f in ordered if f["severity"] == "critical"]
     warnings = [f for f in ordered if f["severity"] == "warning"]
     return outcome(rows, critical, warnings, len(suite.checks))
@@ -182,7 +182,7 @@ def validate_batch(
     columns: ColumnsSettings,
     validation: ValidationSettings,
     options: StorageOptions = None,
-    data_docs_dir: str | None = None,
+    data_docs: Storage | None = None,
 ) -> ValidationOutcome:
     """Validate one batch against the suite ``validation.suite``; never raises for bad data.
 
@@ -191,7 +191,8 @@ def validate_batch(
     only when present (see :meth:`Suite.for_batch`). ``validation`` gives the severity overrides
     and what a warning means (``on_warning``). A damaged, empty or mis-typed batch comes back
     quarantined with the cause; a bad suite file raises SuiteError (the batch is not at fault).
-    ``data_docs_dir``: also write GX Data Docs HTML for the batch there, as ``<batch_id>.html``.
+    ``data_docs``: also write the batch's GX Data Docs page (HTML) where that storage keeps them
+    (:meth:`tasks.io.Storage.data_docs_page`).
     Inside a Prefect run, warnings are logged and a batch scored with warnings gets a Markdown
     artifact.
     """
@@ -200,7 +201,7 @@ def validate_batch(
         columns=columns,
         validation=validation,
         options=options,
-        data_docs_dir=data_docs_dir,
+        data_docs=data_docs,
     )
     _announce(outcome)
     return outcome

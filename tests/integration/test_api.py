@@ -27,7 +27,6 @@ from subprocess_support import AEFLOW, free_port, stop_process_group
 
 from flows.config import load_config
 from flows.score import run_score
-from models.registry import ModelRegistry
 from tasks.demo_data import generate_demo_data
 from tasks.frames import feature_frame
 from tasks.io import Storage
@@ -129,7 +128,7 @@ def test_health_ready_model_and_docs(api):
     assert httpx.get(f"{api['base']}/health").json() == {"status": "ok"}  # no token needed
     assert httpx.get(f"{api['base']}/ready").json() == {"status": "ready", "model_version": v1}
     model = client.get("/model").json()
-    registry = ModelRegistry(api["layout"].models)
+    registry = api["layout"].registry()
     detector, _ = registry.load(v1)
     assert model["version"] == v1 and model["follows"] == "champion"
     assert model["threshold"] == detector.threshold_
@@ -211,7 +210,7 @@ def test_explain_reconstruct_and_decode(api):
     rows[0]["amount"] = 20_000.0  # far above anything seen (the suite's range ends near 1,850)
     explained = client.post("/explain", json=rows, params={"top_k": 2}).json()
     scored = client.post("/score", json=rows, params={"top_k": 2}).json()
-    registry = ModelRegistry(api["layout"].models)
+    registry = api["layout"].registry()
     detector, _ = registry.load(api["v1"])
     for row, score in zip(explained, scored, strict=True):
         assert row["anomaly_score"] == score["anomaly_score"]
@@ -355,7 +354,7 @@ def test_request_logs_name_no_row_values(api):
 
 # --------------------------------------------------------------------------------- hot swap
 def _expected_scores(api, version: str, rows: pa.Table) -> list[float]:
-    detector, _ = ModelRegistry(api["layout"].models).load(version)
+    detector, _ = api["layout"].registry().load(version)
     cols = api["cfg"].columns
     return detector.score(feature_frame(rows, cols.numeric, cols.categorical)).scores.tolist()
 
@@ -389,7 +388,7 @@ def test_promotion_and_rollback_during_a_stream_fail_no_request(api):
             assert time.monotonic() < deadline, f"the server never served {version}"
             time.sleep(0.05)
 
-    registry = ModelRegistry(api["layout"].models)
+    registry = api["layout"].registry()
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         streams = [pool.submit(stream) for _ in range(3)]
         time.sleep(0.5)
@@ -418,7 +417,7 @@ def test_promotion_and_rollback_during_a_stream_fail_no_request(api):
 
 def test_a_bundle_that_fails_verification_is_not_served(api, tmp_path):
     client, v1 = api["client"], api["v1"]
-    registry = ModelRegistry(api["layout"].models)
+    registry = api["layout"].registry()
     bundle = tmp_path / "tampered"
     shutil.copytree(Path(api["layout"].models) / v1, bundle)
     (bundle / "registry.json").unlink()

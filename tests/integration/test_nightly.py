@@ -22,7 +22,6 @@ from flows.config import load_config
 from flows.nightly import nightly_flow
 from flows.retrain import retrain_flow
 from flows.train import train_flow
-from models.registry import ModelRegistry
 from tasks.demo_data import generate_demo_data
 from tasks.io import Storage, read_table
 from tasks.validation import draft_suite, suite_json
@@ -126,7 +125,7 @@ def test_the_challenger_is_promoted_or_kept_with_a_recorded_reason(nights):
     assert window["batches"] == manifest.batch_ids[manifest.drift_day - 4 : manifest.drift_day + 1]
     assert window["exclude_flagged"] and window["rows_left_out"] > 0
 
-    registry = ModelRegistry(layout.models)
+    registry = layout.registry()
     entry = registry.entry(retrained["version"])
     assert entry["gate"]["decision"] == retrained["decision"]
     assert entry["training_batches"] == window["batches"]

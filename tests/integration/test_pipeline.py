@@ -13,7 +13,6 @@ from sklearn.metrics import roc_auc_score
 from flows.config import load_config
 from flows.score import run_score
 from flows.train import train_flow
-from models.registry import ModelRegistry
 from tasks.demo_data import LABEL_COLUMN, generate_demo_data
 from tasks.io import Storage
 
@@ -57,7 +56,7 @@ def demo_pipeline(tmp_path_factory):
 
 def test_train_registers_and_promotes_a_champion(demo_pipeline):
     trained, layout = demo_pipeline["trained"], demo_pipeline["layout"]
-    registry = ModelRegistry(layout.models)
+    registry = layout.registry()
     assert registry.champion() == trained["version"]
     assert trained["training_batches"] == demo_pipeline["manifest"].batch_ids[:TRAIN_DAYS]
     bundle = Path(layout.models, trained["version"])
@@ -146,6 +145,6 @@ def test_training_again_on_the_same_data_reuses_the_champion(demo_pipeline):
     assert again["reused"] is True and again["version"] == first
     assert again["promoted"] is False
     assert again["gate"]["reasons"][0].startswith(f"identical to the champion {first}")
-    registry = ModelRegistry(layout.models)
+    registry = layout.registry()
     assert [v["version"] for v in registry.versions()] == [first]
     assert registry.champion() == first

@@ -7,7 +7,6 @@ import pandas as pd
 
 from models import AutoencoderDetector
 from models.bundle_identity import content_digest
-from models.registry import ModelRegistry
 from tasks.gate import apply_gate, gate_decision
 from tasks.io import Storage
 from tasks.settings import EvaluationSettings
@@ -50,7 +49,7 @@ def test_a_reproduced_model_reuses_its_version_and_stays_champion(tmp_path):
 
     first = fit(0)
     assert first.reused is False
-    registry = ModelRegistry(storage.models)
+    registry = storage.registry()
     registry.promote(first.version, "first")
     again = fit(0)
     assert (again.version, again.reused) == (first.version, True)

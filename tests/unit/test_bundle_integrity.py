@@ -14,7 +14,8 @@ import pytest
 
 from flows.cli import main
 from models import AutoencoderDetector
-from models.registry import ModelRegistry, RegistryError
+from models.registry import RegistryError
+from tasks.io import Storage
 
 
 def edit_threshold(bundle: Path, threshold: float) -> None:
@@ -38,7 +39,7 @@ def registered(tmp_path):
         '[columns]\nid = "id"\nnumeric = ["a", "b"]\n'
         '[validation]\nsuite = "toy.json"\n'
     )
-    registry = ModelRegistry(str(root / "models" / "toy"))
+    registry = Storage(str(root), "toy").registry()
     frame = pd.DataFrame(np.random.default_rng(0).normal(size=(200, 2)), columns=["a", "b"])
     detector = AutoencoderDetector(epochs=1, random_state=0, device="cpu").fit(frame)
     detector.save(tmp_path / "bundle")

@@ -60,11 +60,12 @@ def _split(root, manifest, out="run", columns=None, seed=0, holdout_max_rows=10_
         columns=columns or demo_columns(label=LABEL_COLUMN),
         evaluation=EvaluationSettings(holdout_fraction=0.25, holdout_max_rows=holdout_max_rows),
         seed=seed,
-        out_dir=str(root / out),
+        run=out,
+        storage=Storage(str(root), "demo"),
     )
 
 
-def evaluate(storage, version, split, *, out_dir=None, seed=0, baselines=True, exclude=False):
+def evaluate(storage, version, split, *, run=None, seed=0, baselines=True, exclude=False):
     """:func:`evaluate_version` with the demo columns; the metrics."""
     return evaluate_version(
         version=version,
@@ -72,7 +73,7 @@ def evaluate(storage, version, split, *, out_dir=None, seed=0, baselines=True, e
         columns=demo_columns(label=LABEL_COLUMN),
         training=TrainingSettings(exclude_labelled_anomalies=exclude, seed=seed),
         evaluation=EvaluationSettings(baselines=baselines),
-        out_dir=out_dir,
+        run=run,
         storage=storage,
     ).metrics
 
@@ -146,7 +147,8 @@ def test_a_window_too_small_for_a_holdout_is_refused(batches, tmp_path):
             columns=demo_columns(),
             evaluation=EvaluationSettings(holdout_fraction=0.5),
             seed=0,
-            out_dir=str(tmp_path / "out"),
+            run="out",
+            storage=Storage(str(tmp_path), "demo"),
         )
 
 
@@ -242,9 +244,8 @@ def test_latent_projection_keeps_the_two_widest_directions():
 # ------------------------------------------------------------------------ model evaluation
 def test_reconstruction_errors_are_in_the_reference_units(trained):
     root, manifest, split, storage, version = trained
-    from models.registry import ModelRegistry
 
-    detector, _ = ModelRegistry(storage.models).load(version)
+    detector, _ = storage.registry().load(version)
     holdout, _ = load_split(split.holdout_path, NUMERIC, CATEGORICAL, LABEL_COLUMN)
     scales = reference_scales(holdout, NUMERIC)
     base = reconstruction_metrics(reconstruction_errors(detector, holdout, scales))
@@ -266,9 +267,8 @@ def test_reconstruction_errors_are_in_the_reference_units(trained):
 
 def test_threshold_policies_are_calibrated_like_the_detector(trained):
     root, manifest, split, storage, version = trained
-    from models.registry import ModelRegistry
 
-    detector, _ = ModelRegistry(storage.models).load(version)
+    detector, _ = storage.registry().load(version)
     holdout, labels = load_split(split.holdout_path, NUMERIC, CATEGORICAL, LABEL_COLUMN)
     train, _ = load_split(split.train_path, NUMERIC, CATEGORICAL, LABEL_COLUMN)
     scores = detector.decision_function(holdout)
@@ -284,7 +284,7 @@ def test_threshold_policies_are_calibrated_like_the_detector(trained):
 
 def test_evaluate_version_reports_model_baselines_and_quality(trained):
     root, manifest, split, storage, version = trained
-    metrics = evaluate(storage, version, split, out_dir=str(root / "run"))
+    metrics = evaluate(storage, version, split, run="run")
     assert metrics["model"]["version"] == version
     assert metrics["labels"]["auroc"] > 0.8  # planted anomalies are easy for a working model
     assert metrics["labels"]["positives"] + metrics["labels"]["negatives"] == split.holdout_rows
@@ -328,10 +328,9 @@ def test_evaluation_without_labels_has_no_label_metrics(batches):
     assert labels is None
     detector = AutoencoderDetector(**{**PARAMS, "epochs": 2}).fit(frame)
     storage = Storage(str(root / "unlabelled"), "demo")
-    from models.registry import ModelRegistry
 
     detector.save(root / "bundle")
-    version = ModelRegistry(storage.models).register(root / "bundle")
+    version = storage.registry().register(root / "bundle")
     metrics = evaluate(storage, version, split, baselines=False)
     assert metrics["labels"] is None and metrics["baselines"] == []
     assert metrics["data_quality"]["class_balance"] is None
@@ -342,7 +341,6 @@ def test_evaluation_without_labels_has_no_label_metrics(batches):
 
 def test_a_champion_that_cannot_score_the_holdout_reports_why(trained, tmp_path):
     root, manifest, split, storage, version = trained
-    from models.registry import ModelRegistry
 
     frame, _ = load_split(split.train_path, NUMERIC, CATEGORICAL)
     frame["bonus"] = 1.0  # a column the holdout does not have
@@ -351,7 +349,7 @@ def test_a_champion_that_cannot_score_the_holdout_reports_why(trained, tmp_path)
     )
     detector.fit(frame).save(tmp_path / "bundle")
     here, empty = Storage(str(tmp_path), "demo"), Storage(str(tmp_path / "empty"), "demo")
-    registry = ModelRegistry(here.models)
+    registry = here.registry()
     old = registry.register(tmp_path / "bundle")
     registry.promote(old, "test")
 
@@ -389,10 +387,9 @@ def test_a_window_where_some_batches_lack_the_label_is_evaluated_without_labels(
     frame, _ = load_split(split.train_path, NUMERIC, CATEGORICAL)
     detector = AutoencoderDetector(**{**PARAMS, "epochs": 2, "patience": 0}).fit(frame)
     storage = Storage(str(root / "partly-labelled"), "demo")
-    from models.registry import ModelRegistry
 
     detector.save(root / "partly-labelled-bundle")
-    version = ModelRegistry(storage.models).register(root / "partly-labelled-bundle")
+    version = storage.registry().register(root / "partly-labelled-bundle")
     metrics = evaluate(storage, version, split, baselines=False)
     warnings = metrics["data_quality"]["warnings"]
     assert metrics["labels"] is None and split.label_note in warnings

@@ -9,7 +9,6 @@ import pytest
 from challenger_support import evaluate_and_gate, fit_demo_challenger
 from model_support import demo_columns
 
-from models.registry import ModelRegistry
 from tasks.demo_data import (
     CATEGORICAL_COLUMNS,
     LABEL_COLUMN,
@@ -130,7 +129,8 @@ def window(tmp_path_factory):
         columns=demo_columns(label=LABEL_COLUMN),
         evaluation=EvaluationSettings(holdout_fraction=0.25),
         seed=0,
-        out_dir=str(root / "run"),
+        run="run",
+        storage=Storage(str(root), "demo"),
     )
     # The deliberately worse challenger's training rows: every column shuffled on its own, so the
     # rows no longer hang together (the marginals stay the same).
@@ -157,7 +157,7 @@ def train_and_gate(window, storage, train_path, epochs, promote=True):
 
 def test_a_worse_challenger_is_refused_and_a_better_one_promoted(window):
     storage = Storage(str(window[0] / "root"), "demo")
-    registry = ModelRegistry(storage.models)
+    registry = storage.registry()
     champion_version, first = train_and_gate(window, storage, window[2].train_path, epochs=5)
     assert first.promoted and registry.champion() == champion_version
 
@@ -190,7 +190,7 @@ def test_a_worse_challenger_is_refused_and_a_better_one_promoted(window):
 
 def test_without_promotion_the_decision_is_recorded_but_not_applied(window):
     storage = Storage(str(window[0] / "dry-run"), "demo")
-    registry = ModelRegistry(storage.models)
+    registry = storage.registry()
     first, _ = train_and_gate(window, storage, window[2].train_path, epochs=2)
     version, record = train_and_gate(window, storage, window[2].train_path, epochs=3, promote=False)
     assert record.applied is False and record.promoted is False
@@ -201,7 +201,7 @@ def test_without_promotion_the_decision_is_recorded_but_not_applied(window):
 
 def test_a_champion_replaced_during_evaluation_refuses_the_challenger(tmp_path, window):
     storage = Storage(str(tmp_path), "demo")
-    registry = ModelRegistry(storage.models)
+    registry = storage.registry()
     first, _ = train_and_gate(window, storage, window[2].train_path, epochs=1)
     second, record = train_and_gate(window, storage, window[2].train_path, epochs=1, promote=False)
     # The second challenger was compared with a champion that is no longer the champion.

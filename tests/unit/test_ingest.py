@@ -21,6 +21,7 @@ from tasks.ingest import (
     ingest_csv,
     read_csv_tables,
 )
+from tasks.io import Storage
 from tasks.settings import ColumnsSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +58,7 @@ def test_a_headerless_export_becomes_typed_columns_with_row_ids(tmp_path):
     csv.write_text(HEADERLESS)
     written = ingest_csv(
         str(csv),
-        incoming=str(tmp_path / "in"),
+        storage=Storage(str(tmp_path), "ds"),
         fmt=FORMAT,
         columns=cols("row_id", None, ["age", "fnlwgt"], ["?"]),
     )
@@ -80,7 +81,8 @@ def test_a_headerless_export_becomes_typed_columns_with_row_ids(tmp_path):
         "fnlwgt": [77516.0, 83311.0, None],
         "income": ["<=50K", ">50K", "<=50K"],
     }
-    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["adult.test.parquet"]
+    incoming = Path(Storage(str(tmp_path), "ds").incoming)
+    assert sorted(p.name for p in incoming.iterdir()) == ["adult.test.parquet"]
 
 
 def test_a_value_that_cannot_be_converted_stops_ingest_and_writes_nothing(tmp_path):
@@ -88,12 +90,12 @@ def test_a_value_that_cannot_be_converted_stops_ingest_and_writes_nothing(tmp_pa
     csv.write_text(
         "id,amount,channel\n" + "".join(f"r{i},{i}.5,web\n" for i in range(10)) + "r10,twelve,web\n"
     )
-    incoming = tmp_path / "in"
+    incoming = Path(Storage(str(tmp_path), "ds").incoming)
     with pytest.raises(
         IngestError, match=r"data row 11, column 'amount': 'twelve' is not a number"
     ):
         ingest_csv(
-            str(csv), incoming=str(incoming), fmt=CsvFormat(), columns=cols("id", None, ["amount"]),
+            str(csv), storage=Storage(str(tmp_path), "ds"), fmt=CsvFormat(), columns=cols("id", None, ["amount"]),
             batching=Batching(batch_rows=4), chunk_rows=4,
         )  # fmt: skip
     assert not incoming.exists() or list(incoming.iterdir()) == []
@@ -103,7 +105,7 @@ def test_batch_rows_split_a_file_into_numbered_batches(tmp_path):
     csv = tmp_path / "events.csv"
     csv.write_text("id,amount\n" + "".join(f"e{i},{i}\n" for i in range(10)))
     written = ingest_csv(
-        str(csv), incoming=str(tmp_path / "in"), fmt=CsvFormat(),
+        str(csv), storage=Storage(str(tmp_path), "ds"), fmt=CsvFormat(),
         columns=cols("id", None, ["amount"]), batching=Batching(batch_rows=4),
     )  # fmt: skip
     assert [(b["batch_id"], b["rows"]) for b in written] == [
@@ -123,7 +125,7 @@ def test_dates_from_month_and_day_carry_the_year_and_split_by_month(tmp_path):
     # small chunks: the year must carry across chunk boundaries
     written = ingest_csv(
         str(csv),
-        incoming=str(tmp_path / "in"),
+        storage=Storage(str(tmp_path), "ds"),
         fmt=fmt,
         columns=cols("row_id", "contact_date", ["day", "calls"]),
         batching=Batching(split_by="month"),
@@ -156,7 +158,7 @@ def test_config_mistakes_are_named_before_reading(tmp_path):
         CsvFormat(header=False)
     with pytest.raises(ValueError, match="split_by='month' needs columns.timestamp"):
         ingest_csv(
-            str(csv), incoming=str(tmp_path / "in"), fmt=CsvFormat(),
+            str(csv), storage=Storage(str(tmp_path), "ds"), fmt=CsvFormat(),
             columns=cols("id", None, ["a"]), batching=Batching(split_by="month"),
         )  # fmt: skip
     assert csv_stem("KDDTest+.txt") == "KDDTest+" and csv_stem("adult.data") == "adult.data"
@@ -225,7 +227,7 @@ def test_row_batches_are_named_by_a_start_date_and_a_cadence(tmp_path):
 
     def names(chunk_rows: int = 65_536, **kwargs) -> list[tuple[str, int]]:
         written = ingest_csv(
-            str(csv), incoming=str(tmp_path / "in" / f"{len(kwargs)}-{chunk_rows}"), fmt=CsvFormat(),
+            str(csv), storage=Storage(str(tmp_path / f"{len(kwargs)}-{chunk_rows}"), "ds"), fmt=CsvFormat(),
             columns=cols("id", None, ["amount"]), batching=Batching(batch_rows=3, **kwargs),
             chunk_rows=chunk_rows,
         )  # fmt: skip
@@ -266,17 +268,17 @@ def test_split_by_day_and_week_from_the_timestamp_in_any_row_order(tmp_path, mon
         "id,ts,amount\n" + "".join(f"e{i},{d}T10:00:00,{i}\n" for i, d in enumerate(order))
     )
     written = ingest_csv(
-        str(csv), incoming=str(tmp_path / "day"), fmt=CsvFormat(),
+        str(csv), storage=Storage(str(tmp_path / "day"), "ds"), fmt=CsvFormat(),
         columns=cols("id", "ts", ["amount"]), batching=Batching(split_by="day"), chunk_rows=3,
     )  # fmt: skip
     assert [(b["batch_id"], b["rows"]) for b in written] == [(f"events-{d}", 2) for d in days]
-    assert sorted(p.name for p in (tmp_path / "day").iterdir()) == [
-        f"events-{d}.parquet" for d in days
-    ]  # no staging or part files left behind
+    assert sorted(
+        p.name for p in Path(Storage(str(tmp_path / "day"), "ds").incoming).iterdir()
+    ) == [f"events-{d}.parquet" for d in days]  # no staging or part files left behind
     second = pq.read_table(written[1]["path"]).column("id").to_pylist()
     assert second == ["e4", "e14"]  # the parts of a day are merged in reading order
     weeks = ingest_csv(
-        str(csv), incoming=str(tmp_path / "week"), fmt=CsvFormat(),
+        str(csv), storage=Storage(str(tmp_path / "week"), "ds"), fmt=CsvFormat(),
         columns=cols("id", "ts", ["amount"]), batching=Batching(split_by="week"),
     )  # fmt: skip
     # 2026-01-01 is a Thursday: its ISO week starts on Monday 2025-12-29
@@ -334,7 +336,7 @@ def test_bank_full_splits_into_its_30_months(shared_datasets, tmp_path):
     cfg = load_config(REPO_ROOT / "configs" / "bank.toml")
     written = ingest_csv(
         str(shared_datasets / "bank_marketing" / "bank-full.csv"),
-        incoming=str(tmp_path / "in"),
+        storage=Storage(str(tmp_path), "ds"),
         fmt=csv_format(cfg),
         columns=cols(cfg.columns.id, cfg.columns.timestamp, cfg.columns.numeric),
         batching=Batching(split_by="month"),

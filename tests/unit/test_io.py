@@ -15,9 +15,10 @@ from tasks.io import (
     checksum,
     count_rows,
     iter_record_batches,
+    join,
     list_batches,
+    move_into_quarantine,
     open_input,
-    quarantine_batch,
     read_json,
     read_table,
     write_json_atomic,
@@ -105,7 +106,8 @@ def test_quarantine_moves_the_untouched_input_with_its_report(tmp_path):
     original = Path(source).read_bytes()
     digest = checksum(source)
     batch = BatchRef("bad", source, os.path.getsize(source))
-    folder = quarantine_batch(batch, layout.quarantine("bad"), {"reason": "x"}, "# bad\n")
+    folder = move_into_quarantine([batch.path], "bad", {"reason": "x"}, "# bad\n", layout)
+    assert folder == layout.quarantine("bad")
     assert not os.path.exists(source)
     kept = os.path.join(folder, "input", "bad.parquet")
     assert Path(kept).read_bytes() == original and checksum(kept) == digest
@@ -132,3 +134,33 @@ def test_local_files_are_opened_by_arrow_so_its_threads_never_read_through_pytho
         assert not isinstance(handle, pa.NativeFile) and not threads_safe
     assert read_table(remote).column("x").to_pylist() == list(range(1000))
     assert count_rows(remote) == 1000
+
+
+class ModelsElsewhere(Storage):
+    """A storage that keeps its models under another layout: the registry must follow it."""
+
+    @property
+    def models(self) -> str:
+        return join(self.root, "model-store", self.dataset)
+
+    @property
+    def champion_file(self) -> str:
+        return join(self.root, "aliases", f"{self.dataset}.json")
+
+
+def test_the_registry_keeps_its_files_where_the_storage_layout_says(tmp_path):
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text("{}")
+    (bundle / "weights.safetensors").write_bytes(b"weights")
+    storage = ModelsElsewhere(str(tmp_path / "root"), "ds")
+    registry = storage.registry()
+    version = registry.register(bundle, {"note": "first"})
+    registry.promote(version, "first")
+    folder = tmp_path / "root" / "model-store" / "ds" / version
+    assert read_json(str(folder / "registry.json"))["note"] == "first"
+    assert (folder / "weights.safetensors").read_bytes() == b"weights"
+    assert read_json(str(tmp_path / "root" / "aliases" / "ds.json"))["version"] == version
+    assert [e["version"] for e in registry.versions()] == [version]
+    assert registry.champion() == version and registry.verify(version)["ok"]
+    assert not (tmp_path / "root" / "models").exists()  # nothing composed by the registry itself

@@ -10,7 +10,7 @@ import pytest
 
 from flows.cli import main
 from models import AutoencoderDetector
-from models.registry import ModelRegistry
+from tasks.io import Storage
 
 
 @pytest.fixture()
@@ -21,7 +21,7 @@ def registry_setup(tmp_path):
         '[columns]\nid = "id"\nnumeric = ["a", "b"]\n'
         '[validation]\nsuite = "toy.json"\n'
     )
-    registry = ModelRegistry(str(tmp_path / "data" / "models" / "toy"))
+    registry = Storage(str(tmp_path / "data"), "toy").registry()
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200)})
     versions = []

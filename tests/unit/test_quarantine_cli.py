@@ -18,7 +18,6 @@ from model_support import register_tiny_champion
 
 from flows.commands import quarantine as quarantine_commands
 from flows.config import load_config
-from models.registry import ModelRegistry
 from tasks.demo_data import generate_demo_data
 from tasks.io import Storage, list_batches
 from tasks.scoring import find_pending_batches, score_batch
@@ -48,7 +47,7 @@ def score_run(config: str) -> dict[str, list[str]]:
     cfg = load_config(config)
     layout = Storage.from_settings(cfg.storage, cfg.dataset)
     cols = cfg.columns
-    version = ModelRegistry(layout.models).champion()
+    version = layout.registry().champion()
     available = list_batches(layout.incoming)
     plan = find_pending_batches(batches=available, storage=layout, model_version=version)
     done: dict[str, list[str]] = {"scored": [], "quarantined": [], "skipped": []}

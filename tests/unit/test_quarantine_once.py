@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.io import Storage, list_batches
-from tasks.validation import ValidationOutcome, list_quarantined, quarantine
+from tasks.records import QUARANTINE_INTERRUPTED, QUARANTINED
+from tasks.validation import ValidationOutcome, list_quarantined, quarantine, read_quarantine
 
 
 def outcome(batch_id: str) -> ValidationOutcome:
@@ -40,7 +41,7 @@ def assert_quarantined_once(layout: Storage, digest: str) -> None:
     assert sha256(folder / "input" / "bad.parquet") == digest
     assert (folder / "report.json").is_file() and (folder / "report.md").is_file()
     assert not (Path(layout.quarantine()) / "_archive").exists(), "a quarantine was superseded"
-    assert [e["batch_id"] for e in list_quarantined(layout)] == ["bad"]
+    assert [r.batch_id for r in list_quarantined(layout)] == ["bad"]
     assert not list_batches(layout.incoming)
     assert not [p for p in Path(layout.root).rglob("*") if ".tmp-" in p.name]
 
@@ -115,3 +116,18 @@ def test_a_new_delivery_under_a_quarantined_id_supersedes_the_old_quarantine(mal
     assert (archived / "input" / "bad.parquet").read_bytes() == kept
     current = Path(layout.quarantine("bad")) / "input" / "bad.parquet"
     assert pq.read_metadata(current).num_rows == 60
+
+
+def test_the_quarantine_record_is_stored_with_the_batch_and_read_back_typed(malformed):
+    layout, batch, _ = malformed
+    assert read_quarantine(layout, "bad") is None
+    moved = quarantine(batch, outcome("bad"), storage=layout)
+    assert (moved.status, moved.rows, moved.critical, moved.warnings) == (QUARANTINED, 50, 0, 0)
+    assert moved.quarantine_dir == layout.quarantine("bad") and moved.quarantined_at
+    # what the quarantine commands read is the record the run returned, from its report.json
+    assert read_quarantine(layout, "bad") == moved
+    assert list_quarantined(layout) == [moved]
+    # a folder left without its report by an interrupted move is listed as such, not hidden
+    Path(layout.quarantine_report("bad")).unlink()
+    [interrupted] = list_quarantined(layout)
+    assert (interrupted.status, interrupted.rows) == (QUARANTINE_INTERRUPTED, None)

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from report_support import run_and_report
 
-from models.registry import ModelRegistry
 from tasks.demo_data import (
     CATEGORICAL_COLUMNS,
     LABEL_COLUMN,
@@ -138,7 +137,7 @@ def test_the_report_is_one_self_contained_file(labelled):
 
 
 def test_the_report_location_and_gate_are_in_the_registry_entry(labelled):
-    entry = ModelRegistry(labelled["models"]).entry(labelled["version"])
+    entry = labelled["storage"].registry().entry(labelled["version"])
     assert entry["report"]["html"] == labelled["written"]["html"]
     assert entry["report"]["run"] == "run-1"
     assert entry["gate"]["decision"] == "promote"

@@ -18,7 +18,6 @@ import pyarrow.parquet as pq
 import pytest
 from model_support import demo_columns, register_tiny_champion, score_demo_batch
 
-from models.registry import ModelRegistry
 from tasks.demo_data import (
     CATEGORICAL_COLUMNS,
     ID_COLUMN,
@@ -143,7 +142,7 @@ def test_scored_file_follows_the_output_contract(store):
 def test_scores_match_the_detector_on_the_whole_batch(store):
     layout, batch = store["layout"], store["batches"][1]
     score(layout, batch, chunk_rows=512)
-    detector = ModelRegistry(layout.models).load()[0]
+    detector = layout.registry().load()[0]
     expected = detector.score(
         feature_frame(read_table(batch.path), NUMERIC_COLUMNS, CATEGORICAL_COLUMNS)
     )

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.io import BatchRef
+from tasks.io import BatchRef, Storage
 from tasks.settings import ColumnsSettings, ValidationSettings
 from tasks.validation import (
     DraftSettings,
@@ -75,7 +75,7 @@ def check(
     suite: str,
     *,
     label: str | None = None,
-    data_docs_dir: str | None = None,
+    data_docs: Storage | None = None,
     **validation,
 ) -> ValidationOutcome:
     """``validate_batch`` with the shop's columns (``label``: the config names a label column)
@@ -84,7 +84,7 @@ def check(
         batch,
         columns=COLUMNS.model_copy(update={"label": label}),
         validation=ValidationSettings(suite=suite, **validation),
-        data_docs_dir=data_docs_dir,
+        data_docs=data_docs,
     )
 
 
@@ -222,8 +222,10 @@ def test_outcome_is_json_and_its_markdown_names_each_failure(tmp_path, suite_pat
 
 def test_data_docs_html_is_written_when_asked(tmp_path, suite_path):
     batch = write(make_table(seed=4), tmp_path / "docs.parquet")
-    outcome = check(batch, suite_path, data_docs_dir=str(tmp_path / "reports"))
-    html = (tmp_path / "reports" / "docs.html").read_text()
+    storage = Storage(str(tmp_path), "shop")
+    outcome = check(batch, suite_path, data_docs=storage)
+    html = Path(storage.data_docs_page("docs")).read_text()
+    assert html == (tmp_path / "reports" / "shop" / "data-docs" / "docs.html").read_text()
     assert outcome.status == "passed"
     assert html.lstrip().startswith("<!DOCTYPE html>")
     assert "Expectation Validation Result" in html and "Must have exactly these columns" in html

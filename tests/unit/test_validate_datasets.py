@@ -19,7 +19,7 @@ from flows.commands.expectations import read_reference
 from flows.commands.ingest import csv_format
 from flows.config import load_config
 from tasks.ingest import ingest_csv, read_csv_tables
-from tasks.io import BatchRef
+from tasks.io import BatchRef, Storage
 from tasks.validation import (
     DraftSettings,
     ValidationOutcome,
@@ -39,7 +39,7 @@ def as_batch(cfg, csv: Path, folder: Path, fmt=None) -> BatchRef:
     """The CSV ingested as one batch, exactly as `aeflow ingest` writes it."""
     [written] = ingest_csv(
         str(csv),
-        incoming=str(folder),
+        storage=Storage(str(folder), cfg.dataset),
         fmt=fmt or csv_format(cfg),
         columns=cfg.columns.model_copy(update={"missing_values": [], "label": None}),
     )

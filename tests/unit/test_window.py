@@ -165,15 +165,16 @@ def test_rows_flagged_in_the_scored_outputs_are_left_out_of_the_training_rows(la
     # a training split: rows of both days, reordered (as a time-ordered split would)
     rows = pa.concat_tables([pq.read_table(b.input_path) for b in window])
     rows = rows.take([11, 0, 4, 7, 1, 5])
-    train = Path(layout.root, "split", "train.parquet")
-    train.parent.mkdir()
+    train = Path(layout.training_rows("split"))
+    train.parent.mkdir(parents=True)
     pq.write_table(rows, train)
     columns = ColumnsSettings(id="id", numeric=["amount"])
 
     result = without_flagged_rows(
-        split=split_of(train), window=window, columns=columns, storage=layout
+        split=split_of(train), window=window, columns=columns, run="split", storage=layout
     )
-    destination = str(train.with_name("train-without-flagged.parquet"))
+    destination = layout.filtered_training_rows("split")
+    assert Path(destination).parent == train.parent  # beside the training rows it replaces
     assert (result.rows_before, result.rows_left_out) == (6, 3)
     assert (result.split.train_path, result.split.train_rows) == (destination, 3)
     assert not train.exists()  # the unfiltered training rows are not kept
@@ -195,6 +196,7 @@ def test_training_rows_without_the_id_column_cannot_be_matched(layout):
             split=split_of(train),
             window=window,
             columns=ColumnsSettings(id="id", numeric=["amount"]),
+            run="split",
             storage=layout,
         )
 
