@@ -16,7 +16,7 @@ from flows.config import load_config, storage_of
 from flows.errors import raise_failures
 from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
-from flows.score import summarise, validate_and_score
+from flows.score import summarize_run, validate_and_score
 from tasks.io import list_batches_task
 from tasks.run_reports import announce_score
 from tasks.scoring import find_pending_batches_task
@@ -47,7 +47,7 @@ def backfill_flow(
     results = validate_and_score(
         cfg, storage, plan.pending, model_version=plan.model_version, force=force
     )
-    summary = summarise(
+    summary = summarize_run(
         cfg, model_version=plan.model_version, results=results, skipped_before=plan.skipped
     )
     announce_score(

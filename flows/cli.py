@@ -120,7 +120,7 @@ def format_train_summary(result: dict[str, Any]) -> str:
         lines.append(f"warning           {warning}")
     for left_out in result.get("left_out", []):
         lines.append(f"left out          {left_out['batch_id']}: {left_out['reason']}")
-    lines.append(f"model bundle      {result['models_root']}/{result['version']}")
+    lines.append(f"model bundle      {result['bundle']}")
     if result.get("report"):
         lines.append(f"report            {result['report']}")
     return "\n".join(lines)

@@ -15,30 +15,20 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from prefect import flow, get_run_logger, task, unmapped
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger, unmapped
 
 from flows.config import load_config, storage_of
 from flows.errors import raise_failures
 from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
 from flows.retrain import ensure_drift_reference, retrain_flow
-from flows.score import batch_id_of, summarise, validate_and_score
-from tasks.drift import measure_drift_task, retrain_triggers
+from flows.score import batch_id_of, summarize_run, validate_and_score
+from tasks.drift import measure_drift_task, retrain_triggers_task
 from tasks.io import scan_incoming_task
-from tasks.records import DriftReport, RetrainDecision
+from tasks.records import DriftReport, NightlyRecord
 from tasks.registry import champion_challenged_at_task, champion_task, resolve_version_task
 from tasks.run_reports import announce_nightly, publish_drift_task, publish_nightly_task
-from tasks.settings import RetrainingSettings
 from tasks.window import select_nightly_batches_task
-
-
-@task(name="retrain-triggers", cache_policy=NO_CACHE)
-def retrain_triggers_task(
-    drift_reports: list[DriftReport], champion_since: str | None, retraining: RetrainingSettings
-) -> RetrainDecision:
-    """:func:`tasks.drift.retrain_triggers` now."""
-    return retrain_triggers(drift_reports, champion_since, dt.datetime.now(dt.UTC), retraining)
 
 
 @flow(name="aeflow-nightly", log_prints=True, **API_WATCH_HOOKS)
@@ -65,7 +55,7 @@ def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> 
     processed = validate_and_score(
         cfg, storage, pending, model_version=version or "", rejected=scan.rejected
     )
-    score = summarise(
+    score = summarize_run(
         cfg,
         model_version=version or "none",
         results=processed,
@@ -109,22 +99,20 @@ def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> 
             trigger="+".join(decision.triggers),
             trigger_reasons=decision.reasons,
         )
-    result = publish_nightly_task(
-        {
-            "dataset": cfg.dataset,
-            "night": night,
-            "date": date,
-            "model_version": version,
-            "score": score,
-            "scored_before": [batch_id_of(m) for m in scored_before],
-            "drift": [r.summary() for r in drift_reports],
-            "retrain_decision": decision.to_dict(),
-            "retrain": retrained,
-            "champion_after": champion_task(storage),
-            "failures": processed.failures,
-        },
-        storage,
+    record = NightlyRecord(
+        dataset=cfg.dataset,
+        night=night,
+        date=date,
+        model_version=version,
+        score=score,
+        scored_before=[batch_id_of(m) for m in scored_before],
+        drift=drift_reports,
+        retrain_decision=decision,
+        retrain=retrained,
+        champion_after=champion_task(storage),
+        failures=processed.failures,
     )
+    result = publish_nightly_task(record, storage)
     announce_nightly(result)
     raise_failures(processed.failures, processed.errors)
     return result

@@ -15,7 +15,6 @@ registry (the challenger's entry and champion.json's history) and as a Prefect a
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -27,9 +26,10 @@ from flows.train import train_evaluate_gate
 from tasks.drift import ensure_reference_task
 from tasks.evaluate import new_run_id
 from tasks.io import Storage
+from tasks.records import RetrainRecord, RetrainWindow
 from tasks.registry import champion_task
 from tasks.run_reports import announce_retrain, publish_retrain_task
-from tasks.window import parse_date, training_window_task
+from tasks.window import nothing_to_retrain_on, training_window_task
 
 
 def ensure_drift_reference(cfg: PipelineConfig, storage: Storage, version: str) -> dict[str, Any]:
@@ -41,19 +41,6 @@ def ensure_drift_reference(cfg: PipelineConfig, storage: Storage, version: str) 
         columns=cfg.columns,
         drift=cfg.drift,
         seed=cfg.training.seed,
-    )
-
-
-def _nothing_to_retrain_on(until: str | None, window_days: int) -> str:
-    if until:
-        first = (parse_date(until, "until") - dt.timedelta(days=window_days - 1)).isoformat()
-        span = f"dated {first}..{parse_date(until, 'until').isoformat()}"
-    else:
-        span = "yet"
-    return (
-        f"nothing to retrain on: no batch {span} has been validated and scored "
-        f"(the {window_days}-day window); score batches first (`aeflow nightly` or "
-        "`aeflow score`), then retrain"
     )
 
 
@@ -78,77 +65,47 @@ def retrain_flow(
     storage = storage_of(cfg)
     window_days = cfg.retrain.window_days or cfg.training.window_days
     leave_out_flagged = cfg.retrain.exclude_flagged if exclude_flagged is None else exclude_flagged
-    run = new_run_id()
-    record: dict[str, Any] = {
-        "dataset": cfg.dataset,
-        "run": run,
-        "trigger": trigger,
-        "trigger_reasons": list(trigger_reasons or []),
-        "champion_before": champion_task(storage),
-    }
-
+    champion_before = champion_task(storage)
     window = training_window_task(storage=storage, window_days=window_days, until=until)
-    record["window"] = {
-        "days": window_days,
-        "until": until,
-        "first_date": min(b.date for b in window) if window else None,
-        "last_date": max(b.date for b in window) if window else None,
-        "batches": [b.batch_id for b in window],
-        "exclude_flagged": leave_out_flagged,
-        "rows_before_filter": 0,
-        "rows_left_out": 0,
-    }
+    record = RetrainRecord(
+        dataset=cfg.dataset,
+        run=new_run_id(),
+        trigger=trigger,
+        trigger_reasons=list(trigger_reasons or []),
+        champion_before=champion_before,
+        window=RetrainWindow.of(
+            window, days=window_days, until=until, exclude_flagged=leave_out_flagged
+        ),
+    )
     if not window:
-        reason = _nothing_to_retrain_on(until, window_days)
+        reason = nothing_to_retrain_on(until, window_days)
         # Not an error: an empty window is a normal state (a new dataset, a quiet period).
         logger.info("retraining skipped: %s", reason)
-        record.update(
-            version=None, promoted=False, decision="skipped", reason=reason, gate=None,
-            champion_after=champion_task(storage), train_rows=0, metrics=None, evaluation=None,
-            report=None,
-        )  # fmt: skip
-        record = publish_retrain_task(record, storage)
-        announce_retrain(record)
-        return record
+        skipped = record.replace(skipped_reason=reason, champion_after=champion_task(storage))
+        stored = publish_retrain_task(skipped, storage)
+        announce_retrain(stored)
+        return stored
 
-    result = train_evaluate_gate(
+    trained = train_evaluate_gate(
         cfg,
         storage,
         window,
         promote=promote,
-        run=run,
+        run=record.run,
         flagged_window=window if leave_out_flagged else None,
         gate_context={"trigger": trigger},
     )
-    record["window"]["rows_before_filter"] = result["rows_before_filter"]
-    record["window"]["rows_left_out"] = result["rows_left_out"]
-    gate, version = result["gate"], result["version"]
-    if gate["promoted"]:
+    if trained.gate.promoted:
         # The new champion's drift reference, built now while its training batches are at hand.
-        ensure_drift_reference(cfg, storage, version)
-    record.update(
-        {
-            "version": version,
-            "reused": result["reused"],
-            "promoted": gate["promoted"],
-            "decision": gate["decision"],
-            "reason": "; ".join(gate["reasons"]),
-            "gate": gate,
-            "champion_after": champion_task(storage),
-            "train_rows": result["metrics"]["train_rows"],
-            "metrics": result["metrics"],
-            "evaluation": result["evaluation"],
-            "report": result["report"],
-            "warnings": result["warnings"],
-        }
-    )
-    record = publish_retrain_task(record, storage)
-    announce_retrain(record)
+        ensure_drift_reference(cfg, storage, trained.model.version)
+    retrained = record.replace(trained=trained, champion_after=champion_task(storage))
+    stored = publish_retrain_task(retrained, storage)
+    announce_retrain(stored)
     logger.info(
         "retrained %s (trigger %s): %s; %s",
-        version,
+        trained.model.version,
         trigger,
-        "promoted" if gate["promoted"] else "kept as challenger",
-        record["reason"],
+        "promoted" if trained.gate.promoted else "kept as challenger",
+        stored["reason"],
     )
-    return record
+    return stored

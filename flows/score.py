@@ -29,7 +29,7 @@ from flows.config import PipelineConfig, load_config, storage_of
 from flows.errors import raise_failures
 from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
-from tasks.incoming import BatchRef, RejectedBatch
+from tasks.incoming import BatchRef, IgnoredInput, RejectedBatch
 from tasks.io import Storage, scan_incoming_task
 from tasks.records import SCORED, QuarantineRecord, ScoreMarker
 from tasks.report.run_summary import RunBatches, score_summary_task, summarize_score_run
@@ -150,29 +150,28 @@ def validate_and_score(
     return result
 
 
-def summarise(
+def summarize_run(
     cfg: PipelineConfig,
     *,
     model_version: str,
     results: BatchResults,
     skipped_before: list[ScoreMarker],
-    ignored: list[Any] | None = None,
+    ignored: list[IgnoredInput] | None = None,
 ) -> dict[str, Any]:
     """The run summary of a score, nightly or backfill run (a Prefect artifact too): what was
     scored, skipped (also before the run), quarantined and ignored."""
-    skipped = sorted([*skipped_before, *results.skipped], key=batch_id_of)
     batches = RunBatches(
-        scored=[m.to_dict() for m in results.scored],
-        skipped=[m.to_dict() for m in skipped],
-        quarantined=[q.to_dict() for q in results.quarantined],
-        warnings=[w.to_dict() for w in results.warnings],
+        scored=results.scored,
+        skipped=sorted([*skipped_before, *results.skipped], key=batch_id_of),
+        quarantined=results.quarantined,
+        warnings=results.warnings,
     )
     summary = summarize_score_run(
         cfg.dataset,
         model_version,
         batches,
         threshold=cfg.threshold,
-        ignored=[i.to_dict() for i in ignored or []],
+        ignored=ignored or [],
     )
     return score_summary_task(summary)
 
@@ -205,7 +204,7 @@ def score_flow(
         rejected=scan.rejected,
     )
     # A concurrent run may have scored a batch between planning and scoring: it is skipped then.
-    summary = summarise(
+    summary = summarize_run(
         cfg,
         model_version=plan.model_version,
         results=results,

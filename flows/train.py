@@ -11,6 +11,7 @@ sections and typed records (tasks.records) to the tasks by keyword::
       -> evaluate_task -> Evaluation; evaluate_champion_task -> ChampionEvaluation (same rows)
       -> gate_task -> GateDecision (recorded in the registry) -> report_task (HTML + metrics.json)
       -> record_report_task (the report's location, in the version's registry entry)
+      -> TrainingRun (tasks.records): the flow's result
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ from flows.config import PipelineConfig, load_config, storage_of
 from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
 from flows.score import validate_batches
-from tasks.evaluate import evaluate_champion_task, evaluate_task, headline, new_run_id
+from tasks.evaluate import evaluate_champion_task, evaluate_task, new_run_id
 from tasks.gate import gate_task
 from tasks.incoming import BatchRef
 from tasks.io import Storage, list_batches_task
-from tasks.records import ScoreMarker
+from tasks.records import ScoreMarker, TrainingRun
 from tasks.registry import champion_task, record_report_task
 from tasks.report import report_task
-from tasks.report.run_summary import publish_result
+from tasks.run_reports import announce_train
 from tasks.training import (
     discard_training_split_task,
     fit_model_task,
@@ -50,9 +51,9 @@ def train_evaluate_gate(
     run: str | None = None,
     flagged_window: Sequence[ScoreMarker] | None = None,
     gate_context: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> TrainingRun:
     """Split, fit, evaluate, gate and report on already accepted batches (call it inside a flow;
-    the retrain flow reuses it). Returns the train flow's result without ``left_out``.
+    the retrain flow reuses it).
 
     ``batches``: references to the batches (their ``path``, or a marker's ``input_path``);
     ``flagged_window``: scored batches whose flagged rows are left out of the training part (never
@@ -116,22 +117,19 @@ def train_evaluate_gate(
             run=run, evaluation=evaluation, champion=champion, gate=gate, storage=storage
         )
         record_report_task(version=trained.version, run=run, report=report, storage=storage)
-    return {
-        "dataset": cfg.dataset,
-        "version": trained.version,
-        "reused": trained.reused,
-        "promoted": gate.promoted,
-        "metrics": trained.metrics,
-        "training_batches": batch_ids,
-        "models_root": storage.models,
-        "run": run,
-        "report": report["html"] if report else None,
-        "gate": gate.to_dict(),
-        "evaluation": headline(evaluation.metrics),
-        "warnings": evaluation.warnings,
-        "rows_before_filter": rows_before_filter,
-        "rows_left_out": rows_left_out,
-    }
+    return TrainingRun(
+        dataset=cfg.dataset,
+        run=run,
+        model=trained,
+        evaluation=evaluation,
+        gate=gate,
+        training_batches=batch_ids,
+        models_root=storage.models,
+        bundle=storage.model_version(trained.version),
+        report=report,
+        rows_before_filter=rows_before_filter,
+        rows_left_out=rows_left_out,
+    )
 
 
 @flow(name="aeflow-train", log_prints=True, **API_WATCH_HOOKS)
@@ -172,24 +170,16 @@ def train_flow(
     rejected = [o for o in outcomes if not o.accepted]
     for outcome in rejected:
         logger.warning("left out of training: %s (%s)", outcome.batch_id, outcome.reason)
-    result = train_evaluate_gate(cfg, storage, accepted, promote=promote)
-    status = "champion" if result["promoted"] else "registered, not promoted"
-    if result["reused"]:
-        status = "identical to this registered version, reused"
-    publish_result(
-        "train",
-        cfg.dataset,
-        f"{cfg.dataset} trained {result['version']} ({status}): {'; '.join(result['gate']['reasons'])}",
-        {"version": result["version"], "promoted": result["promoted"], "reused": result["reused"]},
-    )
+    trained = train_evaluate_gate(cfg, storage, accepted, promote=promote)
+    announce_train(trained)
     logger.info(
         "registered model %s; gate: %s (promoted: %s); report: %s",
-        result["version"],
-        result["gate"]["decision"],
-        result["promoted"],
-        result["report"],
+        trained.model.version,
+        trained.gate.decision,
+        trained.gate.promoted,
+        trained.report["html"] if trained.report else None,
     )
     return {
-        **result,
+        **trained.to_dict(),
         "left_out": [{"batch_id": o.batch_id, "reason": o.reason} for o in rejected],
     }

@@ -473,3 +473,11 @@ ensure_reference_task = task(
     ensure_reference_profile, name="drift-reference", cache_policy=NO_CACHE
 )
 measure_drift_task = task(measure_batch_drift, name="measure-drift", cache_policy=NO_CACHE)
+
+
+@task(name="retrain-triggers", cache_policy=NO_CACHE)
+def retrain_triggers_task(
+    drift_reports: list[DriftReport], champion_since: str | None, retraining: RetrainingSettings
+) -> RetrainDecision:
+    """:func:`retrain_triggers` now."""
+    return retrain_triggers(drift_reports, champion_since, dt.datetime.now(dt.UTC), retraining)

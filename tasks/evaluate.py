@@ -39,17 +39,15 @@ from tasks.data_quality import data_quality
 from tasks.explanation_check import explanation_check
 from tasks.fit_checks import flag_rate_warning, training_warnings
 from tasks.holdout_metrics import json_number, label_metrics, score_summary, threshold_policies
-from tasks.io import Storage, join, read_table, write_parquet_atomic
+from tasks.io import Storage, read_table, write_parquet_atomic
 from tasks.reconstruction_errors import (
     reconstruction_errors,
     reconstruction_metrics,
     reference_scales,
 )
-from tasks.records import ChampionEvaluation, Evaluation, TrainingSplit
+from tasks.records import ChampionEvaluation, Evaluation, TrainingSplit, headline  # noqa: F401
 from tasks.settings import ColumnsSettings, EvaluationSettings, TrainingSettings
 from tasks.training import fit_row_mask, load_split
-
-HOLDOUT_SCORES_FILE = "holdout_scores.parquet"
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -234,26 +232,6 @@ def fit_warnings(
         float(detector.threshold_value), where,
     )  # fmt: skip
     return [*warnings, *([flag_warning] if flag_warning else [])]
-
-
-def headline(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The few numbers a registry entry and a Prefect artifact carry: holdout rows, reconstruction
-    MSE/RMSE/MAE, flag rate and, with labels, AUROC, AUPRC, precision, recall and F1."""
-    reconstruction = metrics.get("reconstruction") or {}
-    scores = metrics.get("scores") or {}
-    labels = metrics.get("labels") or {}
-    return {
-        "holdout_rows": scores.get("rows"),
-        "reconstruction_mse": reconstruction.get("mse"),
-        "reconstruction_rmse": reconstruction.get("rmse"),
-        "reconstruction_mae": reconstruction.get("mae"),
-        "flag_rate": scores.get("flag_rate"),
-        "auroc": labels.get("auroc"),
-        "auprc": labels.get("auprc"),
-        "precision": labels.get("precision"),
-        "recall": labels.get("recall"),
-        "f1": labels.get("f1"),
-    }
 
 
 def _sample_rows(n_rows: int, max_rows: int, seed: int) -> np.ndarray:

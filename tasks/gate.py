@@ -230,8 +230,6 @@ def gate_task(
     """Decide (:func:`gate_decision`) and apply (:func:`apply_gate`) the promotion of the
     challenger ``evaluation`` measured; ``context`` (the run, the retraining trigger) is recorded
     with its headline metrics in the registry entry."""
-    from tasks.evaluate import headline
-
     decision = gate_decision(
         evaluation.metrics,
         champion,
@@ -242,6 +240,6 @@ def gate_task(
         version=evaluation.version,
         decision=decision,
         promote=promote,
-        evaluation={**headline(evaluation.metrics), **context},
+        evaluation={**evaluation.headline, **context},
         storage=storage,
     )

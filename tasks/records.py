@@ -11,16 +11,24 @@ Training (flows/train.py) passes:
 
     [BatchRef] -> split -> TrainingSplit -> fit -> ModelReference -> evaluate -> Evaluation
         (+ the champion on the same rows: ChampionEvaluation) -> gate -> GateDecision
+        -> all of them: TrainingRun (the train flow's result)
+
+A night (flows/nightly.py) and a retraining (flows/retrain.py) end with their run records:
+
+    [DriftReport] -> triggers -> RetrainDecision -> (retrain: RetrainWindow + TrainingRun
+        -> RetrainRecord, reports/<dataset>/<run>/retrain.json) -> NightlyRecord
+        (reports/<dataset>/nightly/<night>.json)
 
 Records are frozen: a stage builds a new record rather than changing the one it received. Each
 has ``to_dict`` (JSON, for storage, Prefect artifacts and the command line: JSON appears only at
-those boundaries) and ``from_dict`` (which ignores keys it does not know, so a record written by a
-newer version still reads).
+those boundaries); the records read back from storage have ``from_dict`` (which ignores keys it
+does not know, so a record written by a newer version still reads).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -173,6 +181,26 @@ class ModelReference(Record):
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
+def headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers a registry entry and a Prefect artifact carry: holdout rows, reconstruction
+    MSE/RMSE/MAE, flag rate and, with labels, AUROC, AUPRC, precision, recall and F1."""
+    reconstruction = metrics.get("reconstruction") or {}
+    scores = metrics.get("scores") or {}
+    labels = metrics.get("labels") or {}
+    return {
+        "holdout_rows": scores.get("rows"),
+        "reconstruction_mse": reconstruction.get("mse"),
+        "reconstruction_rmse": reconstruction.get("rmse"),
+        "reconstruction_mae": reconstruction.get("mae"),
+        "flag_rate": scores.get("flag_rate"),
+        "auroc": labels.get("auroc"),
+        "auprc": labels.get("auprc"),
+        "precision": labels.get("precision"),
+        "recall": labels.get("recall"),
+        "f1": labels.get("f1"),
+    }
+
+
 @dataclass(frozen=True)
 class Evaluation(Record):
     """A challenger evaluated on its holdout: ``metrics`` is the metrics.json document
@@ -190,6 +218,11 @@ class Evaluation(Record):
     @property
     def warnings(self) -> list[str]:
         return list(self.metrics["data_quality"]["warnings"])
+
+    @property
+    def headline(self) -> dict[str, Any]:
+        """The few numbers a registry entry and a run's result carry (:func:`headline`)."""
+        return headline(self.metrics)
 
 
 @dataclass(frozen=True)
@@ -224,6 +257,50 @@ class GateDecision(Record):
     champion_before: str | None = None
     champion_after: str | None = None
     promoted: bool = False
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """A challenger split, fitted, evaluated and gated in one run (flows/train.py:
+    ``train_evaluate_gate``), made of the records its stages passed.
+
+    ``training_batches``: the ids of the batches it was trained on; ``bundle``: the registered
+    version's folder; ``report``: the report's URLs (``html``, ``metrics``) when one was written;
+    ``rows_before_filter`` / ``rows_left_out``: training rows before the champion's flagged rows
+    were left out (retraining), and how many were.
+    """
+
+    dataset: str
+    run: str
+    model: ModelReference
+    evaluation: Evaluation
+    gate: GateDecision
+    training_batches: list[str]
+    models_root: str
+    bundle: str
+    report: dict[str, str] | None = None
+    rows_before_filter: int = 0
+    rows_left_out: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run as JSON: the train flow's result (without its ``left_out`` batches)."""
+        return {
+            "dataset": self.dataset,
+            "version": self.model.version,
+            "reused": self.model.reused,
+            "promoted": self.gate.promoted,
+            "metrics": self.model.metrics,
+            "training_batches": list(self.training_batches),
+            "models_root": self.models_root,
+            "bundle": self.bundle,
+            "run": self.run,
+            "report": self.report["html"] if self.report else None,
+            "gate": self.gate.to_dict(),
+            "evaluation": self.evaluation.headline,
+            "warnings": self.evaluation.warnings,
+            "rows_before_filter": self.rows_before_filter,
+            "rows_left_out": self.rows_left_out,
+        }
 
 
 # -------------------------------------------------------------------------------------- drift
@@ -278,3 +355,135 @@ class RetrainDecision(Record):
     triggers: list[str]
     reasons: list[str]
     model_age_days: float | None = None
+
+
+# ------------------------------------------------------------------------------------ nightly
+@dataclass(frozen=True)
+class NightlyRecord:
+    """One night of the nightly flow (flows/nightly.py), made of the records its stages passed.
+
+    ``score``: the night's score-run summary (tasks.report.run_summary); ``scored_before``: ids of
+    the night's batches an earlier run scored; ``drift``: the drift report of each batch measured;
+    ``retrain``: the retraining record (retrain.json's content) when the retrain flow ran, else
+    None; ``champion_after``: the champion once the night is done; ``failures``: one message per
+    batch that could not be processed; ``report``: where the record is stored, once it is.
+
+    Stored as ``reports/<dataset>/nightly/<night>.json`` (:meth:`to_dict`, with each drift report
+    as its summary: the full reports are files of their own); not read back.
+    """
+
+    dataset: str
+    night: str
+    date: str | None
+    model_version: str | None
+    score: dict[str, Any]
+    scored_before: list[str]
+    drift: list[DriftReport]
+    retrain_decision: RetrainDecision
+    retrain: dict[str, Any] | None
+    champion_after: str | None
+    failures: list[str]
+    report: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored (JSON) form."""
+        stored = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        stored["drift"] = [report.summary() for report in self.drift]
+        stored["retrain_decision"] = self.retrain_decision.to_dict()
+        return stored
+
+    def replace(self, **changes: Any) -> NightlyRecord:
+        """A copy with ``changes`` (records are frozen)."""
+        return dataclasses.replace(self, **changes)
+
+
+# ------------------------------------------------------------------------------------ retrain
+@dataclass(frozen=True)
+class RetrainWindow(Record):
+    """The accepted batches a retraining trains on: ``days`` up to ``until`` (None: the newest
+    accepted batch), their dates and ids; ``exclude_flagged``: the champion's flagged rows are
+    left out of the training rows."""
+
+    days: int
+    until: str | None
+    first_date: str | None
+    last_date: str | None
+    batches: list[str]
+    exclude_flagged: bool
+
+    @classmethod
+    def of(
+        cls, window: Sequence[ScoreMarker], *, days: int, until: str | None, exclude_flagged: bool
+    ) -> RetrainWindow:
+        """The window of the scored batches ``window`` (their markers)."""
+        dates = [m.date for m in window]
+        return cls(
+            days=days,
+            until=until,
+            first_date=min(dates) if window else None,
+            last_date=max(dates) if window else None,
+            batches=[m.batch_id for m in window],
+            exclude_flagged=exclude_flagged,
+        )
+
+
+@dataclass(frozen=True)
+class RetrainRecord:
+    """One run of the retrain flow (flows/retrain.py): why it ran (``trigger``, ``trigger_reasons``),
+    on what (``window``), the champion before and after, and the challenger's training run
+    (``trained``; None when there was nothing to train on, ``skipped_reason`` says why).
+
+    Stored as ``reports/<dataset>/<run>/retrain.json`` (:meth:`to_dict`); not read back.
+    """
+
+    dataset: str
+    run: str
+    trigger: str
+    trigger_reasons: list[str]
+    champion_before: str | None
+    window: RetrainWindow
+    champion_after: str | None = None
+    trained: TrainingRun | None = None
+    skipped_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored (JSON) form: the challenger's version, the gate's decision and reasons, its
+        fit metrics, headline evaluation and report; ``decision`` "skipped" without a challenger."""
+        trained = self.trained
+        record: dict[str, Any] = {
+            "dataset": self.dataset,
+            "run": self.run,
+            "trigger": self.trigger,
+            "trigger_reasons": list(self.trigger_reasons),
+            "champion_before": self.champion_before,
+            "window": {
+                **self.window.to_dict(),
+                "rows_before_filter": trained.rows_before_filter if trained else 0,
+                "rows_left_out": trained.rows_left_out if trained else 0,
+            },
+        }
+        if trained is None:
+            return record | {
+                "version": None, "promoted": False, "decision": "skipped",
+                "reason": self.skipped_reason, "gate": None, "champion_after": self.champion_after,
+                "train_rows": 0, "metrics": None, "evaluation": None, "report": None,
+            }  # fmt: skip
+        result = trained.to_dict()
+        return record | {
+            "version": result["version"],
+            "reused": result["reused"],
+            "promoted": result["gate"]["promoted"],
+            "decision": result["gate"]["decision"],
+            "reason": "; ".join(result["gate"]["reasons"]),
+            "gate": result["gate"],
+            "champion_after": self.champion_after,
+            "train_rows": result["metrics"]["train_rows"],
+            "metrics": result["metrics"],
+            "evaluation": result["evaluation"],
+            "report": result["report"],
+            "warnings": result["warnings"],
+        }
+
+    def replace(self, **changes: Any) -> RetrainRecord:
+        """A copy with ``changes`` (records are frozen)."""
+        return dataclasses.replace(self, **changes)

@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.artifacts import artifact_key
 from tasks.io import Storage, write_json_atomic
 from tasks.markdown import md_code, md_text
-from tasks.records import DriftReport
+from tasks.records import DriftReport, NightlyRecord, RetrainRecord, TrainingRun
 from tasks.report.run_summary import RESULT_KEYS, publish_result, score_line
 
 
@@ -54,6 +54,20 @@ def announce_score(kind: str, summary: dict[str, Any], *, action: str, failed: i
         + (f"; {failed} failed to score" if failed else "")
     )
     publish_result(kind, summary["dataset"], line, {key: summary[key] for key in RESULT_KEYS})
+    return line
+
+
+# ------------------------------------------------------------------------------------ train
+def announce_train(trained: TrainingRun) -> str:
+    """Say what a train run did in one line (the version, whether it became the champion, the
+    gate's reasons), as a Prefect event; returns the line (see :func:`announce_score`)."""
+    version, gate = trained.model.version, trained.gate
+    status = "champion" if gate.promoted else "registered, not promoted"
+    if trained.model.reused:
+        status = "identical to this registered version, reused"
+    line = f"{trained.dataset} trained {version} ({status}): {'; '.join(gate.reasons)}"
+    payload = {"version": version, "promoted": gate.promoted, "reused": trained.model.reused}
+    publish_result("train", trained.dataset, line, payload)
     return line
 
 
@@ -189,18 +203,18 @@ def nightly_line(result: dict[str, Any]) -> str:
 
 
 @task(name="publish-nightly-record", cache_policy=NO_CACHE)
-def publish_nightly_task(result: dict[str, Any], storage: Storage) -> dict[str, Any]:
+def publish_nightly_task(record: NightlyRecord, storage: Storage) -> dict[str, Any]:
     """Store the night's record as JSON under ``<root>/reports/<dataset>/nightly/<night>.json``
-    and publish its Markdown as a Prefect artifact; returns the record with its ``report``
-    path."""
+    and publish its Markdown as a Prefect artifact; returns the stored record (JSON, with its
+    ``report`` path: the flow's result)."""
     return _store_and_publish(
-        result,
+        record.to_dict(),
         storage,
-        url=storage.nightly_record(result["night"]),
+        url=storage.nightly_record(record.night),
         url_key="report",
         markdown=nightly_markdown,
         kind="nightly",
-        description=f"aeflow nightly run for {result['dataset']} ({result['night']})",
+        description=f"aeflow nightly run for {record.dataset} ({record.night})",
     )
 
 
@@ -254,18 +268,18 @@ def retrain_markdown(record: dict[str, Any]) -> str:
 
 
 @task(name="publish-retrain-record", cache_policy=NO_CACHE)
-def publish_retrain_task(record: dict[str, Any], storage: Storage) -> dict[str, Any]:
+def publish_retrain_task(record: RetrainRecord, storage: Storage) -> dict[str, Any]:
     """Store the retraining record as JSON under ``<root>/reports/<dataset>/<run>/retrain.json``
-    and publish its Markdown as a Prefect artifact; returns the record with its ``record``
-    path."""
+    and publish its Markdown as a Prefect artifact; returns the stored record (JSON, with its
+    ``record`` path: the retrain flow's result)."""
     return _store_and_publish(
-        record,
+        record.to_dict(),
         storage,
-        url=storage.report_file(record["run"], RETRAIN_RECORD_FILE),
+        url=storage.report_file(record.run, RETRAIN_RECORD_FILE),
         url_key="record",
         markdown=retrain_markdown,
         kind="retrain",
-        description=f"aeflow retraining of {record['dataset']}: trigger {record['trigger']}",
+        description=f"aeflow retraining of {record.dataset}: trigger {record.trigger}",
     )
 
 

@@ -214,6 +214,20 @@ def without_flagged_rows(
     )
 
 
+def nothing_to_retrain_on(until: str | None, window_days: int) -> str:
+    """Why a retraining has nothing to train on: no batch of its window was validated and scored."""
+    if until:
+        first = (parse_date(until, "until") - dt.timedelta(days=window_days - 1)).isoformat()
+        span = f"dated {first}..{parse_date(until, 'until').isoformat()}"
+    else:
+        span = "yet"
+    return (
+        f"nothing to retrain on: no batch {span} has been validated and scored "
+        f"(the {window_days}-day window); score batches first (`aeflow nightly` or "
+        "`aeflow score`), then retrain"
+    )
+
+
 # --------------------------------------------------------------------------- Prefect tasks
 @task(name="select-nightly-batches", cache_policy=NO_CACHE)
 def select_nightly_batches_task(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
@@ -13,21 +13,26 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.artifacts import artifact_key
 from tasks.fit_checks import flag_rate_warning
+from tasks.incoming import IgnoredInput
 from tasks.markdown import md_code, md_text
+from tasks.records import QuarantineRecord, ScoreMarker
 from tasks.settings import ThresholdSettings
+
+if TYPE_CHECKING:
+    from tasks.validation.outcome import ValidationOutcome
 
 
 @dataclass(frozen=True)
 class RunBatches:
-    """What became of the batches of a score run, each as its JSON record: ``scored`` (score
-    markers), ``skipped`` (markers of batches scored before, or records of batches another run
-    quarantined), ``quarantined`` (quarantine records), ``warnings`` (validation outcomes of
-    batches scored with warnings)."""
+    """What became of the batches of a score run: ``scored`` (score markers), ``skipped``
+    (markers of batches scored before, or records of batches another run quarantined),
+    ``quarantined`` (quarantine records), ``warnings`` (validation outcomes of batches scored
+    with warnings)."""
 
-    scored: Sequence[dict[str, Any]] = ()
-    skipped: Sequence[dict[str, Any]] = ()
-    quarantined: Sequence[dict[str, Any]] = ()
-    warnings: Sequence[dict[str, Any]] = ()
+    scored: Sequence[ScoreMarker] = ()
+    skipped: Sequence[ScoreMarker | QuarantineRecord] = ()
+    quarantined: Sequence[QuarantineRecord] = ()
+    warnings: Sequence[ValidationOutcome] = ()
 
 
 def summarize_score_run(
@@ -36,7 +41,7 @@ def summarize_score_run(
     batches: RunBatches,
     *,
     threshold: ThresholdSettings | None = None,
-    ignored: Sequence[dict[str, Any]] = (),
+    ignored: Sequence[IgnoredInput] = (),
 ) -> dict[str, Any]:
     """Totals of a score run of ``dataset`` with ``model_version``. ``rows_in`` counts every row
     seen in this run, so rows_in == rows_scored + rows_quarantined holds for each run (skipped
@@ -50,7 +55,11 @@ def summarize_score_run(
     ``flag_warnings`` (one line each) name a scored batch, or the run, whose flag rate is 0 or far
     from the threshold rule's target (``threshold``, see :func:`tasks.fit_checks.flag_rate_warning`).
     """
-    scored, quarantined, warnings = batches.scored, batches.quarantined, batches.warnings
+    # The summary is JSON (an artifact, the flow's result, the nightly record): the records'
+    # storage form, and of a quarantined batch what a summary keeps (QuarantineRecord.summary).
+    scored = [m.to_dict() for m in batches.scored]
+    quarantined = [q.summary() for q in batches.quarantined]
+    warnings = [w.to_dict() for w in batches.warnings]
     method, value = (threshold.method, threshold.value) if threshold else (None, None)
     rows_scored = sum(int(m["rows_out"]) for m in scored)
     unknown = [q["batch_id"] for q in quarantined if q.get("rows") is None]
@@ -72,12 +81,12 @@ def summarize_score_run(
         "rows_unknown": unknown,
         "rows_flagged": flagged,
         "flagged_share": flagged / rows_scored if rows_scored else 0.0,
-        "scored": list(scored),
-        "skipped": [s["batch_id"] for s in batches.skipped],
-        "quarantined": list(quarantined),
-        "warnings": list(warnings),
+        "scored": scored,
+        "skipped": [s.batch_id for s in batches.skipped],
+        "quarantined": quarantined,
+        "warnings": warnings,
         "flag_warnings": _flag_warnings(scored, method, value),
-        "ignored": list(ignored),
+        "ignored": [i.to_dict() for i in ignored],
     }
 
 

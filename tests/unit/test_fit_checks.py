@@ -8,6 +8,7 @@ from tasks.fit_checks import (
     target_flag_rate,
     training_warnings,
 )
+from tasks.records import SCORED, ScoreMarker
 from tasks.report.run_summary import RunBatches, summarize_score_run
 from tasks.settings import ThresholdSettings
 
@@ -56,18 +57,21 @@ def test_a_fit_at_its_epoch_cap_still_improving_is_a_warning():
     )
 
 
+def marker(batch_id: str, rows: int, flagged: int) -> ScoreMarker:
+    return ScoreMarker(
+        batch_id, SCORED, rows_in=rows, rows_out=rows, flagged=flagged, model_version="v1"
+    )
+
+
 def test_the_run_summary_warns_per_batch_and_for_the_run():
-    scored = [
-        {"batch_id": "a", "rows_in": 700, "rows_out": 700, "flagged": 0},
-        {"batch_id": "b", "rows_in": 700, "rows_out": 700, "flagged": 0},
-    ]
+    scored = [marker("a", 700, 0), marker("b", 700, 0)]
     summary = summarize_score_run("shop", "v1", RunBatches(scored=scored), threshold=FPR_1)
     assert [w.split(":")[0] for w in summary["flag_warnings"]] == [
         "no row of batch a was flagged",
         "no row of batch b was flagged",
         "no row of this run's scored rows was flagged",
     ]
-    fine = [{"batch_id": "a", "rows_in": 1000, "rows_out": 1000, "flagged": 11}]
+    fine = [marker("a", 1000, 11)]
     assert (
         summarize_score_run("shop", "v1", RunBatches(scored=fine), threshold=FPR_1)["flag_warnings"]
         == []

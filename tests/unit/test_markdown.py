@@ -8,7 +8,8 @@ import re
 import pytest
 from markdown_it import MarkdownIt
 
-from tasks.records import DriftReport
+from tasks.incoming import IgnoredInput
+from tasks.records import QUARANTINED, SCORED, DriftReport, QuarantineRecord, ScoreMarker
 from tasks.report.run_summary import RunBatches, score_summary_markdown, summarize_score_run
 from tasks.run_reports import drift_markdown
 from tasks.validation import ValidationOutcome
@@ -62,11 +63,11 @@ def test_the_quarantine_report_renders_hostile_values_as_text(value):
 @pytest.mark.parametrize("value", HOSTILE)
 def test_the_run_summary_artifact_renders_hostile_values_as_text(value):
     batches = RunBatches(
-        scored=[{"batch_id": value, "rows_in": 2, "rows_out": 2, "flagged": 1, "output": value}],
-        quarantined=[{"batch_id": value, "rows": None, "reason": value, "quarantine_dir": value}],
-        warnings=[{"batch_id": value, "reason": value}],
+        scored=[ScoreMarker(value, SCORED, 2, 2, 1, "v1", output=value)],
+        quarantined=[QuarantineRecord(value, QUARANTINED, None, value, value)],
+        warnings=[ValidationOutcome(value, "warning", True, 2, [], [], value)],
     )
-    summary = summarize_score_run("ds", "v1", batches, ignored=[{"path": value, "reason": value}])
+    summary = summarize_score_run("ds", "v1", batches, ignored=[IgnoredInput(value, value)])
     rendered = html(score_summary_markdown(summary))
     assert_no_markup_from(rendered)
     for row in re.findall(r"<tr>(.*?)</tr>", rendered, flags=re.S):
