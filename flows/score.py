@@ -1,15 +1,18 @@
 """The `score` flow: find unscored batches -> validate each -> quarantine or score -> summary.
 
-Wiring only. One batch goes::
+Wiring only. One batch goes (each arrow a task, each name a typed record)::
 
     incoming/<dataset>/<batch_id>.parquet
-      -> BatchRef (tasks.incoming: scan_incoming_task)
+      -> BatchRef (tasks.incoming; scan_incoming_task: IncomingScan.batches)
+      -> not scored yet by this model from these bytes (find_pending_batches_task: PendingBatches)
       -> ValidationOutcome (tasks.validation: validate_batch_task)
       -> accepted: ScoreMarker (tasks.records; tasks.scoring: score_batch_task), its output
          scored/<dataset>/date=YYYY-MM-DD/<batch_id>.parquet and its marker
          scored/<dataset>/_success/<batch_id>.json
-      -> rejected: a quarantine record (tasks.validation: quarantine_task), the batch moved to
-         quarantine/<dataset>/<batch_id>/ with its report
+      -> rejected: QuarantineRecord (tasks.records; tasks.validation: quarantine_task), the batch
+         moved to quarantine/<dataset>/<batch_id>/ with its report.json and report.md
+    every batch's record -> BatchResults -> the run summary (tasks.report.run_summary: JSON, a
+    Prefect artifact, the run's result)
 
 Batches are mapped over the flow's task runner: threads by default, or a Dask cluster
 (`aeflow score --dask ADDRESS|local`, through prefect-dask). A batch is scored as soon as its own
