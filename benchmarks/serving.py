@@ -68,7 +68,8 @@ def prepare(work: Path, train_rows: int, batch_rows: int, epochs: int) -> dict:
     config.write_text(text)
     cfg = load_config(config)
     layout = StorageLayout(cfg.storage_root, cfg.dataset)
-    train_dir, batch_dir = work / "train", work / "batch"
+    # Scored batches must live under the storage root (markers refuse paths outside it).
+    train_dir, batch_dir = work / "train", Path(cfg.storage_root) / "bench-batch"
     generate_demo_data(
         train_dir, days=1, rows_per_day=train_rows, drift_day=None, malformed_day=None
     )
