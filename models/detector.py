@@ -239,7 +239,7 @@ class AutoencoderDetector(BaseEstimator):
         """Frame/array -> (n, n_features) float32 tensor on the detector's device."""
         frame = as_frame(X)
         check_columns_present(frame, self.feature_names_in_)
-        fast = self._fast_preprocessor()
+        fast = self.fast_preprocessor()
         if fast is not None:
             if len(frame) == 0:
                 return torch.zeros((0, self.layout_.n_features), device=self.device_)
@@ -252,7 +252,7 @@ class AutoencoderDetector(BaseEstimator):
         np.clip(features, -INPUT_CLIP, INPUT_CLIP, out=features)
         return torch.from_numpy(features).to(self.device_)
 
-    def _fast_preprocessor(self) -> FastPreprocessor | None:
+    def fast_preprocessor(self) -> FastPreprocessor | None:
         """The numpy replay of ``preprocessor_`` (rebuilt when ``preprocessor_`` is replaced), or
         ``None`` when it is not one :func:`build_preprocessor` makes or its width disagrees with
         ``layout_``; ``_features`` then uses ``preprocessor_.transform``."""
@@ -577,8 +577,18 @@ class AutoencoderDetector(BaseEstimator):
     def score(self, X, top_k: int = 3) -> ScoreResult:
         """Score ``X`` for the scoring job in one forward pass; see :class:`ScoreResult`."""
         check_is_fitted(self)
+        return self.score_preprocessed(self._features(X), top_k)
+
+    def score_preprocessed(
+        self, features: np.ndarray | torch.Tensor, top_k: int = 3
+    ) -> ScoreResult:
+        """:meth:`score` of rows already preprocessed: ``features`` (n, n_features) float32 as
+        :meth:`fast_preprocessor`'s ``transform(frame, clip=INPUT_CLIP)`` gives them."""
+        check_is_fitted(self)
         self._check_top_k(top_k)
-        contributions, latent = self._forward(self._features(X))
+        if isinstance(features, np.ndarray):
+            features = torch.from_numpy(features).to(self.device_)
+        contributions, latent = self._forward(features)
         scores = contributions.sum(axis=1, dtype=np.float64)
         names = [str(c) for c in self.feature_names_in_]
         top_features = top_feature_strings(top_indices(contributions, top_k), names)

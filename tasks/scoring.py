@@ -43,7 +43,6 @@ from models.cpu import choose_torch_threads
 from models.registry import ModelRegistry
 from models.storage_errors import storage_errors
 from tasks.batch_dates import resolve_batch_date, undated_error
-from tasks.frames import feature_frame
 from tasks.io import (
     BatchRef,
     RetryableError,
@@ -62,6 +61,7 @@ from tasks.io import (
 )
 from tasks.locks import BatchLock, BatchLockTimeout  # noqa: F401  (re-exported)
 from tasks.markers import owned_output, read_marker, relative_path, same_file, write_marker
+from tasks.row_scoring import score_rows
 
 T = TypeVar("T")
 
@@ -255,8 +255,7 @@ def score_chunk(
     order): the passthrough columns, then ``detector.score``'s outputs, then the constants."""
     n = record_batch.num_rows
     latent_dim = sum(1 for name in schema.names[len(passthrough) :] if name.startswith("z_"))
-    features = feature_frame(record_batch, numeric, categorical, missing_tokens)
-    result = detector.score(features, top_k=top_k)
+    result = score_rows(record_batch, detector, numeric, categorical, missing_tokens, top_k)
     latent = np.asarray(result.latent, dtype=np.float32)
     if latent.shape != (n, latent_dim):
         raise ValueError(

@@ -1,8 +1,9 @@
 """`aeflow api` as a user runs it: a real uvicorn server on loopback, spoken to with httpx.
 
 One server for the module (started once, with a bearer token, small limits and a fast champion
-poll), on a demo dataset scored once by the score flow (`aeflow score`'s code, under the session's
-Prefect harness). The swap tests run last: they move the champion and put it back.
+poll), on a demo dataset scored once by `aeflow score` run as a user runs it (the console script in
+a subprocess, reporting to the session's Prefect test server). The swap tests run last: they move
+the champion and put it back.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from model_support import register_tiny_champion
 from subprocess_support import AEFLOW, free_port, stop_process_group
 
 from flows.config import load_config
-from flows.score import run_score
 from models.registry import ModelRegistry
 from tasks.demo_data import generate_demo_data
 from tasks.frames import feature_frame
 from tasks.io import StorageLayout
+from tasks.markers import read_marker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-4f1c"
@@ -64,7 +65,7 @@ def _json_rows(table: pa.Table) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory):
+def api(tmp_path_factory, prefect_server):
     work = tmp_path_factory.mktemp("api")
     _strict_amount_suite(REPO_ROOT / "expectations" / "demo.json", work / "demo.json")
     text = (REPO_ROOT / "configs" / "demo.toml").read_text()
@@ -92,9 +93,16 @@ def api(tmp_path_factory):
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        # The batch run scores while the server starts.
-        summary = run_score(str(config))
-        assert summary["batches_scored"] == 2 and summary["model_version"] == v1
+        # `aeflow score` scores the batches while the server starts.
+        scoring = subprocess.run(
+            [AEFLOW, "score", "--config", str(config)],
+            env={**os.environ, "PREFECT_API_URL": prefect_server},
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert scoring.returncode == 0, scoring.stdout[-3000:] + scoring.stderr[-3000:]
+        markers = {batch: read_marker(layout, batch) for batch in manifest.batch_ids}
+        assert {m["status"] for m in markers.values()} == {"scored"}
+        assert {m["model_version"] for m in markers.values()} == {v1}
         deadline = time.monotonic() + 120
         while True:
             try:
@@ -107,7 +115,7 @@ def api(tmp_path_factory):
             time.sleep(0.5)
         batch_id = manifest.batch_ids[1]
         incoming = pq.read_table(Path(layout.incoming) / f"{batch_id}.parquet")
-        scored = pq.read_table(next(Path(layout.scored).rglob(f"{batch_id}.parquet")))
+        scored = pq.read_table(markers[batch_id]["output"])  # the CLI's scored Parquet file
         with httpx.Client(
             base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
         ) as client:
