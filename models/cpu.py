@@ -5,8 +5,8 @@ quota and the machine's current load, and its OpenMP workers spin while they wai
 worker shared with busy neighbours that turns a 2-thread fit into a 4-10x slowdown, where a fair
 share would be about 2x (docs/benchmarks/contention.md). This module:
 
-- asks OpenMP to sleep rather than spin between parallel regions (:func:`configure_openmp`, run when
-  the ``models``, ``tasks`` or ``flows`` package is imported, before torch loads OpenMP);
+- asks OpenMP to sleep rather than spin for long between parallel regions (:func:`configure_openmp`,
+  run when the ``models``, ``tasks`` or ``flows`` package is imported, before torch loads OpenMP);
 - measures the CPUs this process may use: its scheduler affinity and its cgroup's CPU quota
   (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``), capped by
   OMP_NUM_THREADS when the process started with it (:func:`cpu_budget`);
@@ -30,10 +30,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 THREADS_ENV = "AEFLOW_TORCH_THREADS"
-# OpenMP reads these once, when its library is loaded (at `import torch`): PASSIVE makes idle
-# workers sleep instead of spinning (GNU libgomp, which torch's CPU wheels use); KMP_BLOCKTIME=0
-# does the same for Intel's libiomp5 (torch builds linked against MKL).
-OPENMP_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
+# OpenMP reads these once, when its library is loaded (at `import torch`). PASSIVE makes idle
+# workers sleep instead of spinning for ~3 ms (GNU libgomp, which torch's CPU wheels use), but
+# sleeping after every parallel region made a quiet 2-thread fit 1.5x slower (17.5 -> 26.5 s,
+# docs/benchmarks/contention.md): GOMP_SPINCOUNT keeps a short spin (~0.1 ms) before sleeping, which
+# measured as fast as spinning when alone and still yields the CPU to busy neighbours.
+# KMP_BLOCKTIME does the same for Intel's libiomp5 (torch builds linked against MKL), in ms.
+SPIN_BEFORE_SLEEP = 10_000  # libgomp spin iterations, about 0.1 ms
+OPENMP_DEFAULTS = {
+    "OMP_WAIT_POLICY": "PASSIVE",
+    "GOMP_SPINCOUNT": str(SPIN_BEFORE_SLEEP),
+    "KMP_BLOCKTIME": "0",
+}
 
 # Where this process's cgroup membership and mounts are read (tests point it at written files).
 CGROUP_PROC = Path("/proc/self")
@@ -47,7 +55,8 @@ LOAD_CACHE_S = 1.0
 
 
 def configure_openmp() -> None:
-    """Set OpenMP's passive wait policy for this process unless the environment already sets it.
+    """Set OpenMP's wait settings (:data:`OPENMP_DEFAULTS`) for this process, each one unless the
+    environment already sets it.
 
     Must run before torch is first imported: OpenMP reads its environment only when it is loaded.
     Runs when ``models``, ``tasks`` or ``flows`` is imported; code that imports torch first keeps

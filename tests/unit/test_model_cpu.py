@@ -251,8 +251,8 @@ def test_the_thread_count_does_not_change_the_model(monkeypatch):
 
 # ------------------------------------------------------------------------------------ OpenMP
 @pytest.mark.slow
-def test_openmp_is_told_to_sleep_while_waiting_before_torch_loads_it():
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "KMP_BLOCKTIME")}
+def test_openmp_is_told_to_spin_briefly_then_sleep_before_torch_loads_it():
+    env = {k: v for k, v in os.environ.items() if k not in cpu.OPENMP_DEFAULTS}
     # The policy OpenMP sees is the environment when torch is first imported: record it then.
     # `import tasks.evaluate` imports torch before any `models` module of its own.
     script = textwrap.dedent(
@@ -261,17 +261,19 @@ def test_openmp_is_told_to_sleep_while_waiting_before_torch_loads_it():
         class RecordPolicyAtTorchImport:
             def find_spec(self, name, path=None, target=None):
                 if name == "torch" and not hasattr(sys, "policy_at_torch_import"):
-                    sys.policy_at_torch_import = os.environ.get("OMP_WAIT_POLICY")
+                    sys.policy_at_torch_import = (
+                        os.environ.get("OMP_WAIT_POLICY"), os.environ.get("GOMP_SPINCOUNT")
+                    )
         sys.meta_path.insert(0, RecordPolicyAtTorchImport())
         import tasks.evaluate
-        print(sys.policy_at_torch_import)
+        print(*sys.policy_at_torch_import)
         """
     )
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "PASSIVE"
+    assert done.stdout.strip().splitlines()[-1] == "PASSIVE 10000"
 
 
 def test_a_wait_policy_set_by_the_user_is_kept(monkeypatch):
