@@ -3,7 +3,7 @@
 Each takes the request's checked record batch (:meth:`serving.rules.InputContract.check`) and
 returns an Arrow table: the passthrough columns the request sent (id, timestamp), the operation's
 columns, then ``model_version``. Scoring and encoding run :func:`tasks.row_scoring.score_rows`,
-the function batch scoring runs on every chunk (:func:`tasks.scoring.score_chunk`), so a row gets
+the function batch scoring runs on every chunk (:func:`tasks.scored_output.score_chunk`), so a row gets
 the same bits online and in a batch; explain uses the same feature frame and forward pass
 (``detector.score``) for its contributions.
 """
@@ -61,7 +61,7 @@ def _scored(served: ServedModel, batch: pa.RecordBatch, top_k: int) -> ScoreResu
 
 def score(served: ServedModel, batch: pa.RecordBatch, top_k: int) -> pa.Table:
     """Passthrough, anomaly_score, anomaly_percentile, is_anomaly, threshold, top_features,
-    model_version: the scored file's values for these rows (:func:`tasks.scoring.score_chunk`
+    model_version: the scored file's values for these rows (:func:`tasks.scored_output.score_chunk`
     writes the same arrays)."""
     result = _scored(served, batch, top_k)
     threshold = float(served.detector.threshold_)
