@@ -30,8 +30,9 @@ from flows.config import load_config
 from models.registry import ModelRegistry
 from tasks.demo_data import generate_demo_data
 from tasks.frames import feature_frame
-from tasks.io import StorageLayout
+from tasks.io import Storage
 from tasks.markers import read_marker
+from tasks.records import SCORED
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-4f1c"
@@ -74,7 +75,7 @@ def api(tmp_path_factory, prefect_server):
     config = work / "demo.toml"
     config.write_text(text)
     cfg = load_config(config)
-    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    layout = Storage(cfg.storage_root, cfg.dataset)
     manifest = generate_demo_data(
         layout.incoming, days=2, rows_per_day=2500, seed=11, drift_day=None, malformed_day=None
     )
@@ -101,8 +102,8 @@ def api(tmp_path_factory, prefect_server):
         )  # fmt: skip
         assert scoring.returncode == 0, scoring.stdout[-3000:] + scoring.stderr[-3000:]
         markers = {batch: read_marker(layout, batch) for batch in manifest.batch_ids}
-        assert {m["status"] for m in markers.values()} == {"scored"}
-        assert {m["model_version"] for m in markers.values()} == {v1}
+        assert {m.status for m in markers.values()} == {SCORED}
+        assert {m.model_version for m in markers.values()} == {v1}
         deadline = time.monotonic() + 120
         while True:
             try:
@@ -115,7 +116,7 @@ def api(tmp_path_factory, prefect_server):
             time.sleep(0.5)
         batch_id = manifest.batch_ids[1]
         incoming = pq.read_table(Path(layout.incoming) / f"{batch_id}.parquet")
-        scored = pq.read_table(markers[batch_id]["output"])  # the CLI's scored Parquet file
+        scored = pq.read_table(markers[batch_id].output)  # the CLI's scored Parquet file
         with httpx.Client(
             base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
         ) as client:
