@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tasks.tuning.settings import TuningSettings
+
 
 class ConfigError(ValueError):
     """A pipeline config file that cannot be used; the message says what to change."""
@@ -406,6 +408,7 @@ class PipelineConfig(_Section):
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    tuning: TuningSettings = Field(default_factory=TuningSettings)
     source: str | None = Field(None, description="the file this config was read from (set on load)")
 
     @field_validator("dataset")
@@ -531,3 +534,24 @@ def load_config(path: str | Path) -> PipelineConfig:
     except ValidationError as exc:
         problems = [_describe(err, path) for err in exc.errors()]
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems)) from None
+
+
+def with_model_params(cfg: PipelineConfig, path: str | Path) -> PipelineConfig:
+    """``cfg`` with the ``[model]`` table of a parameters file (such as the ``best-params.toml``
+    `aeflow tune` writes) laid over its model section; raises ConfigError naming the file and key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"parameters file {path} does not exist; pass --params with a .toml file")
+    data = _read_mapping(path)
+    extra = sorted(set(data) - {"model"})
+    if extra or not isinstance(data.get("model"), dict):
+        raise ConfigError(
+            f"{path}: a parameters file holds one [model] table of detector parameters"
+            + (f"; unknown section(s) {extra}" if extra else "")
+        )
+    merged = {**cfg.model_dump(exclude={"source"}), "model": {**cfg.model, **data["model"]}}
+    try:
+        return PipelineConfig(**merged, source=cfg.source)
+    except ValidationError as exc:
+        problems = [_describe(err, path) for err in exc.errors()]
+        raise ConfigError("invalid parameters:\n  " + "\n  ".join(problems)) from None

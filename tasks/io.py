@@ -96,6 +96,10 @@ class StorageLayout:
         base = join(self.root, "reports", self.dataset)
         return join(base, run) if run else base
 
+    def tuning(self, study: str) -> str:
+        """A hyperparameter study's folder (study storage, trials, best parameters, report)."""
+        return join(self.root, "reports", self.dataset, "tuning", study)
+
 
 @contextlib.contextmanager
 def open_input(path: str, options: StorageOptions = None) -> Iterator[tuple[Any, bool]]:
