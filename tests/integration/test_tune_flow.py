@@ -28,10 +28,10 @@ baselines = false
 
 [tuning]
 study = "quick"
-trials = 3
-trials_per_round = 3
-workers = 3
-startup_trials = 3
+trials = 2
+trials_per_round = 2
+workers = 2
+startup_trials = 2
 
 [tuning.space]
 epochs = 4
@@ -65,7 +65,7 @@ def test_the_tune_flow_writes_its_results_beside_the_training_reports(tuned):
     summary, layout = tuned["summary"], tuned["layout"]
     study_dir = Path(layout.reports(), "tuning", "quick")
     assert summary["objective"]["name"] == "auprc"  # the demo window has labels
-    assert summary["trials"]["complete"] + summary["trials"]["pruned"] == 3
+    assert summary["trials"]["complete"] + summary["trials"]["pruned"] == 2
     assert (study_dir / "study.db").is_file()
     for name in ("best-params.toml", "trials.csv", "trials.md", "summary.json", "report.html"):
         assert "auprc" in (study_dir / name).read_text().lower(), name
