@@ -53,7 +53,7 @@ OBJECTIVES: dict[str, Objective] = {
         "mean reconstruction loss per row on held-out validation rows of the training part "
         "(the best epoch's), in the preprocessed feature space",
         "Without labels nothing measures detection: a low reconstruction loss on clean rows "
-        "selects good features (a faithful, compact code), not a good detector; a network that "
+        "selects features (a faithful, compact code), not detectors; a network that "
         "also reconstructs anomalies well scores low and detects nothing. Losses are comparable "
         "only under one preprocessing, so 'scaling' is held at the config's value. Check the "
         "tuned model's flag rate and report before trusting it; the gate still decides.",

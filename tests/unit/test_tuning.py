@@ -244,3 +244,34 @@ def test_a_study_on_object_storage_is_a_journal_that_reopens(tmp_path):
     assert lines and all(isinstance(line, dict) for line in lines)
     with pytest.raises(ValueError, match="objective 'auprc'"):
         open_study(url, "s", "reconstruction", "minimize")
+
+
+def test_without_labels_the_objective_is_reconstruction_with_the_scaling_held(window, tmp_path):
+    folder, batches = window
+    cfg = PipelineConfig(
+        dataset="t",
+        columns={"id": "id", "timestamp": "ts", "numeric": NUMERIC},
+        validation={"suite": "unused.json"},
+        model={"epochs": 4, "patience": 2, "batch_size": 64, "scaling": "robust"},
+        tuning={"trials": 2, "trials_per_round": 2, "pruning": False, "space": SPACE},
+    )
+    study, data, plan, study_dir = search(tmp_path, batches, "unlabelled", cfg)
+    assert data.objective == "reconstruction" and data.label is None
+    assert plan.space["scaling"].fixed == "robust"
+    summary = write_results(study, data, list(plan.space), {"dataset": "t", "config": "c.toml", "base_params": plan.base_params}, study_dir)  # fmt: skip
+    assert summary["objective"]["direction"] == "minimize"
+    assert (
+        "selects features (a faithful, compact code), not detectors"
+        in summary["objective"]["limits"]
+    )
+    assert 0 < summary["best_value"] < float("inf")
+
+
+def test_a_downstream_label_selects_the_downstream_objective(window, tmp_path):
+    folder, batches = window
+    cfg = make_config(trials=2, per_round=2, downstream_label="label", pruning=False)
+    study, data, *_ = search(tmp_path, batches, "downstream", cfg)
+    assert data.objective == "downstream" and data.downstream == "label"
+    assert all(0 <= t.value <= 1 for t in study.get_trials())
+    with pytest.raises(ValueError, match="tuning.downstream_label"):
+        search(tmp_path, batches, "bad", make_config(trials=1), objective="downstream")
