@@ -7,6 +7,9 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # torch 2.13.0 is installed first: it is the CPU build available locally; any other
 # request for torch pulls a multi-GB CUDA build. pyproject keeps a range it satisfies.
 TORCH_PIN ?= torch==2.13.0
+# pytest processes for `make test` (pytest-xdist; 0 runs everything in one process). Test modules
+# stay whole on one process (--dist loadscope): their module-scoped fixtures are built once.
+PYTEST_WORKERS ?= 2
 
 export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -38,7 +41,7 @@ format: $(VENV)/.dev
 	$(VENV)/bin/ruff format .
 
 test: lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope --durations=30 $(PYTEST_ARGS)
 
 # Headless Chromium for tests/e2e/test_report_browser.py (Debian's package; needs root and apt).
 # Without it `make test` still passes: that test skips and says why.

@@ -15,10 +15,10 @@ from prefect import flow, get_run_logger
 from flows.config import load_config
 from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
+from flows.score import storage_of
 from flows.train import accepted_training_window
 from models.search_space import searched
-from tasks.io import StorageLayout
-from tasks.reporting import publish_result
+from tasks.report.run_summary import publish_result
 from tasks.tuning.objectives import OBJECTIVES
 from tasks.tuning.records import TrialSpec
 from tasks.tuning.search import plan_for, run_search
@@ -51,12 +51,12 @@ def tune_flow(
         cfg.tuning, trials=trials, timeout_s=timeout_s, objective=objective, study=study
     )
     check_config_columns(cfg, against_model=False)
-    layout = StorageLayout(cfg.storage_root, cfg.dataset)
-    opts = cfg.storage.options
-    accepted, _ = accepted_training_window(cfg, layout, until, None)
-    study_dir = layout.tuning(tuning.study)
+    storage = storage_of(cfg)
+    opts = storage.options
+    accepted, _ = accepted_training_window(cfg, storage, until, None)
+    study_dir = storage.tuning(tuning.study)
     data = prepare_search_task(
-        [b["path"] for b in accepted], cfg, tuning, tuning.objective, study_dir, opts
+        [b.path for b in accepted], cfg, tuning, tuning.objective, study_dir, opts
     )
     goal = OBJECTIVES[data.objective]
     logger.info("objective: %s (%s): %s", goal.name, goal.direction, goal.statement)

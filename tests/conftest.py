@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-# Set before prefect is imported anywhere: a private PREFECT_HOME and no telemetry.
-_PREFECT_HOME = tempfile.mkdtemp(prefix="aeflow-test-prefect-")
-os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
+# Set before prefect is imported anywhere: a private PREFECT_HOME and no telemetry. A pytest-xdist
+# worker inherits its controller's environment: it replaces the controller's home with its own.
+if os.environ.get("PREFECT_HOME") in (None, os.environ.get("AEFLOW_TEST_PREFECT_HOME")):
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="aeflow-test-prefect-")
+    os.environ["AEFLOW_TEST_PREFECT_HOME"] = os.environ["PREFECT_HOME"]
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

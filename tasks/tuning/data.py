@@ -107,15 +107,18 @@ def prepare_search_data(
     cols, evaluation, training = config.columns, config.evaluation, config.training
     seed = training.seed if tuning.seed is None else tuning.seed
     split = split_training_window(
-        batch_paths, cols.id, cols.timestamp, cols.numeric, cols.categorical, cols.missing_values,
-        cols.label, cols.label_positive, cols.label_negative, evaluation.holdout_fraction,
-        evaluation.holdout_max_rows, training.seed, join(out_dir, "split"), options,
-    )  # fmt: skip
-    remove(split["holdout_path"], options)  # the gate's rows: never read by the search
-    label_column = split["label_column"]
+        batch_paths=batch_paths,
+        columns=cols,
+        evaluation=evaluation,
+        seed=training.seed,
+        out_dir=join(out_dir, "split"),
+        options=options,
+    )
+    remove(split.holdout_path, options)  # the gate's rows: never read by the search
+    label_column = split.label_column
     wanted = [cols.id, *cols.numeric, *cols.categorical, *([label_column] if label_column else [])]
-    table = read_table(split["train_path"], options, columns=list(dict.fromkeys(wanted)))
-    remove(split["train_path"], options)
+    table = read_table(split.train_path, options, columns=list(dict.fromkeys(wanted)))
+    remove(split.train_path, options)
     if table.num_rows > tuning.max_rows:
         keep = np.sort(
             np.random.default_rng(seed).choice(table.num_rows, tuning.max_rows, replace=False)
@@ -123,7 +126,7 @@ def prepare_search_data(
         table = table.take(pa.array(keep))
     labels = table.column(label_column).to_numpy().astype(np.int8) if label_column else None
     chosen, why = resolve_objective(objective, labels, tuning)
-    notes = [f"objective {chosen}: {why}"] + ([split["label_note"]] if split["label_note"] else [])
+    notes = [f"objective {chosen}: {why}"] + ([split.label_note] if split.label_note else [])
     target = None
     if chosen == "auprc":
         target = labels
@@ -154,7 +157,7 @@ def prepare_search_data(
         objective=chosen,
         fit_rows=len(fit_rows),
         validation_rows=len(validation_rows),
-        holdout_rows=int(split["holdout_rows"]),
+        holdout_rows=int(split.holdout_rows),
         notes=notes,
         options=dict(options or {}),
     )

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from models.search_space import SearchSpaceError, build_space
+from tasks.settings import Section
 
 OBJECTIVES = ("auto", "auprc", "reconstruction", "downstream")
 
 
-class TuningSettings(BaseModel):
+class TuningSettings(Section):
     """Hyperparameter search settings (see docs/tuning.md)."""
-
-    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
 
     study: str = Field(
         "default",

@@ -13,25 +13,17 @@ import json
 import os
 import subprocess
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from subprocess_support import AEFLOW, prefect_server
+from subprocess_support import AEFLOW
 
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAYS, ROWS_PER_DAY, TRAIN_DAYS = 5, 1000, 2
 QUICK = {"model": {"epochs": 5}, "evaluation": {"baselines": False, "report": False}}
-
-
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory) -> Iterator[str]:
-    """A Prefect server on loopback with its own SQLite database, stopped at the end."""
-    with prefect_server(tmp_path_factory.mktemp("prefect-server")) as api:
-        yield api
 
 
 @pytest.fixture(scope="module")

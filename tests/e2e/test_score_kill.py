@@ -53,8 +53,8 @@ def make_project(folder: Path) -> Path:
     return config
 
 
-def aeflow_score(config: Path, **env: str) -> subprocess.Popen[str]:
-    """Start `aeflow score` with its own Prefect home (so runs can overlap)."""
+def aeflow_score(config: Path, api: str, **env: str) -> subprocess.Popen[str]:
+    """Start `aeflow score` against the Prefect server at ``api``, with its own Prefect home."""
     assert AEFLOW, "the aeflow console script is not installed in this environment"
     prefect_home = tempfile.mkdtemp(prefix="prefect-", dir=config.parent.parent)
     return subprocess.Popen(
@@ -62,14 +62,8 @@ def aeflow_score(config: Path, **env: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        # its own temporary Prefect server: give it time to start on a busy machine
-        env={
-            **os.environ,
-            "PREFECT_HOME": prefect_home,
-            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
-            **env,
-        },
-        start_new_session=True,  # its own process group: the kill takes Prefect's server too
+        env={**os.environ, "PREFECT_HOME": prefect_home, "PREFECT_API_URL": api, **env},
+        start_new_session=True,  # its own process group: the kill takes every child it started
     )
 
 
@@ -84,7 +78,7 @@ def files_under(folder: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_killed_score_run_resumes_to_the_same_outputs(tmp_path):
+def test_a_killed_score_run_resumes_to_the_same_outputs(tmp_path, prefect_api):
     killed_dir, reference_dir = tmp_path / "killed", tmp_path / "reference"
     killed_dir.mkdir()
     config = make_project(killed_dir)
@@ -92,7 +86,7 @@ def test_a_killed_score_run_resumes_to_the_same_outputs(tmp_path):
     scored = killed_dir / "data" / "scored" / "demo"
 
     # Kill once one batch is committed and another is half-written (a temporary exists).
-    run = aeflow_score(config, **{SLOW_WRITE_ENV: "0.25"})
+    run = aeflow_score(config, prefect_api, **{SLOW_WRITE_ENV: "0.25"})
     partial: list[str] = []
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and run.poll() is None:
@@ -109,7 +103,8 @@ def test_a_killed_score_run_resumes_to_the_same_outputs(tmp_path):
     assert 1 <= len(list(scored.glob("_success/*.json"))) < DAYS
 
     # The re-run and the uninterrupted run on the untouched copy, side by side.
-    rerun, uninterrupted = aeflow_score(config), aeflow_score(reference_dir / "demo.toml")
+    rerun = aeflow_score(config, prefect_api)
+    uninterrupted = aeflow_score(reference_dir / "demo.toml", prefect_api)
     finish(rerun)
     finish(uninterrupted)
 

@@ -15,7 +15,7 @@ from flows.train import train_flow
 from flows.tune import run_tune
 from models.registry import ModelRegistry
 from tasks.demo_data import generate_demo_data
-from tasks.io import StorageLayout
+from tasks.io import Storage
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TUNING = """
@@ -53,7 +53,7 @@ def tuned(tmp_path_factory):
     config = workdir / "demo.toml"
     config.write_text(text + TUNING)
     cfg = load_config(config)
-    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    layout = Storage.from_settings(cfg.storage, cfg.dataset)
     generate_demo_data(
         layout.incoming, days=2, rows_per_day=600, seed=5, drift_day=None, malformed_day=None
     )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,24 @@ def test_unknown_model_parameter_lists_the_allowed_ones(tmp_path):
         ConfigError, match=r"unknown model parameter\(s\) \['hiden_sizes'\]; allowed"
     ):
         load_config(write(tmp_path, MINIMAL + "[model]\nhiden_sizes = [8]\n"))
+
+
+def test_model_parameters_are_checked_against_the_detector_without_importing_torch(tmp_path):
+    from models import AutoencoderDetector
+    from models.param_names import detector_parameter_names
+
+    assert detector_parameter_names() == set(AutoencoderDetector().get_params())
+    # every CLI command loads its config: that alone must not pay for torch or scikit-learn
+    config = write(tmp_path, MINIMAL + "[model]\nhidden_sizes = [8]\nepochs = 2\n")
+    probe = (
+        "import sys; from flows.config import load_config; "
+        f"load_config({str(config)!r}); print(sorted({{'torch', 'sklearn'}} & set(sys.modules)))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"
 
 
 def test_column_roles_must_not_overlap(tmp_path):

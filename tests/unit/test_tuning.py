@@ -157,10 +157,13 @@ def test_the_search_never_reads_the_holdout(window, monkeypatch, tmp_path):
     assert opened and holdout_file not in opened
     # The rows the search used are disjoint from the holdout the train flow (and its gate) uses.
     split = split_training_window(
-        batches, "id", "ts", NUMERIC, [], (), "label", (), (), cfg.evaluation.holdout_fraction,
-        cfg.evaluation.holdout_max_rows, cfg.training.seed, str(tmp_path / "train-flow"),
-    )  # fmt: skip
-    holdout_ids = set(pq.read_table(split["holdout_path"]).column("id").to_pylist())
+        batch_paths=batches,
+        columns=cfg.columns,
+        evaluation=cfg.evaluation,
+        seed=cfg.training.seed,
+        out_dir=str(tmp_path / "train-flow"),
+    )
+    holdout_ids = set(pq.read_table(split.holdout_path).column("id").to_pylist())
     used = set()
     for path in (data.fit_path, data.validation_path):
         used |= set(pq.read_table(path).column("id").to_pylist())
