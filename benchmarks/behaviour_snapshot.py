@@ -52,26 +52,16 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo.toml"
 
-# Keys whose values are wall-clock times, durations or per-run randomness: removed everywhere.
+# Keys whose values are wall-clock times, durations or per-run randomness: removed everywhere, as
+# is every key ending in one of VOLATILE_SUFFIXES (scored_at, fit_seconds, ...).
+VOLATILE_SUFFIXES = ("_seconds", "_at")
 VOLATILE_KEYS = frozenset(
     {
-        "scored_at",
         "seconds",
-        "registered_at",
-        "promoted_at",
-        "created_at",
-        "updated_at",
         "at",
         "time",
         "timestamp",
-        "started_at",
-        "finished_at",
-        "generated_at",
-        "measured_at",
-        "arrived_at",
         "first_seen",
-        "fit_seconds",
-        "train_seconds",
         "elapsed_s",
         "duration_s",
         "library_versions",
@@ -88,7 +78,6 @@ VOLATILE_KEYS = frozenset(
 # preprocessor.skops (a zip: its members' times), manifest.json (their digests). Their digests in
 # manifest.json and registry.json are left out; their content is compared where it is JSON.
 TIMED_BUNDLE_FILES = frozenset({"metrics.json", "preprocessor.skops", "manifest.json"})
-VOLATILE_SUFFIXES = ("_seconds", "_at")
 # Registry versions: "<UTC stamp>-<8 hex of the bundle digest>[-n]"; run ids: "<stamp>-<6 hex>".
 VERSION = re.compile(r"\b\d{8}T\d{6}Z-[0-9a-f]{8}(?:-\d+)?\b")
 RUN_ID = re.compile(r"\b\d{8}T\d{6}Z-[0-9a-f]{6}\b")

@@ -170,7 +170,7 @@ def prepare(workdir: Path, score_rows: int) -> Path:
     from models import AutoencoderDetector
     from models.registry import ModelRegistry
     from tasks.demo_data import generate_demo_data
-    from tasks.io import StorageLayout
+    from tasks.io import Storage
 
     train = workdir / "train"
     if not (train / "2026-01-06.parquet").is_file():
@@ -179,7 +179,7 @@ def prepare(workdir: Path, score_rows: int) -> Path:
             malformed_day=None,
         )  # fmt: skip
     root = workdir / f"root-{score_rows}"
-    layout = StorageLayout(str(root), DATASET)
+    layout = Storage(str(root), DATASET)
     if not (Path(layout.models) / "champion.json").is_file():
         incoming = Path(layout.incoming)
         generate_demo_data(

@@ -112,9 +112,9 @@ def train_champion(first_batch: Path, root: Path) -> str:
     from models import AutoencoderDetector
     from models.registry import ModelRegistry
     from tasks.frames import feature_frame
-    from tasks.io import StorageLayout
+    from tasks.io import Storage
 
-    registry = ModelRegistry(StorageLayout(str(root), DATASET).models)
+    registry = ModelRegistry(Storage(str(root), DATASET).models)
     if registry.champion() is not None:
         return registry.champion()
     sample = pq.ParquetFile(first_batch).read_row_group(0).slice(0, TRAIN_ROWS)

@@ -57,7 +57,7 @@ def prepare(work: Path, train_rows: int, batch_rows: int, epochs: int) -> dict:
     from models.registry import ModelRegistry
     from tasks.demo_data import generate_demo_data
     from tasks.frames import feature_frame
-    from tasks.io import StorageLayout, read_table
+    from tasks.io import Storage, read_table
 
     text = (REPO_ROOT / "configs" / "demo.toml").read_text()
     text = text.replace('root = "../data"', f'root = "{work / "data"}"')
@@ -67,7 +67,7 @@ def prepare(work: Path, train_rows: int, batch_rows: int, epochs: int) -> dict:
     config = work / "demo.toml"
     config.write_text(text)
     cfg = load_config(config)
-    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    layout = Storage(cfg.storage_root, cfg.dataset)
     train_dir, batch_dir = work / "train", work / "batch"
     generate_demo_data(
         train_dir, days=1, rows_per_day=train_rows, drift_day=None, malformed_day=None

@@ -12,13 +12,13 @@ from typing import Any
 
 from prefect import flow
 
-from flows.config import load_config
+from flows.config import load_config, storage_of
 from flows.errors import raise_failures
 from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
-from flows.score import storage_of, summarise, validate_and_score
+from flows.score import summarise, validate_and_score
 from tasks.io import list_batches_task
-from tasks.run_reports import publish_score_task
+from tasks.run_reports import announce_score
 from tasks.scoring import find_pending_batches_task
 from tasks.window import select_date_range_task
 
@@ -50,7 +50,7 @@ def backfill_flow(
     summary = summarise(
         cfg, model_version=plan.model_version, results=results, skipped_before=plan.skipped
     )
-    publish_score_task(
+    announce_score(
         "backfill", summary, action=f"backfill {start}..{end}", failed=len(results.failures)
     )
     raise_failures(results.failures, results.errors)

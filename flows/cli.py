@@ -163,11 +163,10 @@ def format_score_summary(summary: dict[str, Any], scored_root: str, quarantine_r
 
 # ---------------------------------------------------------------------------------- handlers
 def _layout(config_path: str):
-    from flows.config import load_config
-    from tasks.io import Storage
+    from flows.config import load_config, storage_of
 
     cfg = load_config(config_path)
-    return cfg, Storage.from_settings(cfg.storage, cfg.dataset)
+    return cfg, storage_of(cfg)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -201,9 +200,7 @@ def check_model_version(cfg: Any, layout: Any, version: str | None) -> None:
     """Fail fast, before Prefect starts, on a --model-version that is not a registry entry (a path
     such as ../../x is refused by name, an unknown version lists the known ones)."""
     if version not in (None, "champion"):
-        from models.registry import ModelRegistry
-
-        ModelRegistry(layout.models, cfg.storage.options).entry(version)
+        layout.registry().entry(version)
 
 
 def check_storage_access(cfg: Any, layout: Any) -> None:

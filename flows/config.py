@@ -12,7 +12,7 @@ from __future__ import annotations
 import tomllib
 import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -32,6 +32,9 @@ from tasks.settings import (
     ValidationSettings,
 )
 from tasks.tuning.settings import TuningSettings
+
+if TYPE_CHECKING:
+    from tasks.io import Storage
 
 
 class ConfigError(ValueError):
@@ -130,6 +133,14 @@ class PipelineConfig(Section):
     def suite_path(self) -> str:
         """The suite file (resolved when the file was read)."""
         return self.validation.suite
+
+
+def storage_of(cfg: PipelineConfig) -> Storage:
+    """The run's storage (root, dataset, fsspec options, retries, layout), built once from the
+    config."""
+    from tasks.io import Storage  # Prefect and pyarrow: only for commands that touch storage
+
+    return Storage.from_settings(cfg.storage, cfg.dataset)
 
 
 def _relative_to(folder: Path, path: str) -> str:

@@ -18,17 +18,17 @@ from typing import Any
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
-from flows.config import load_config
+from flows.config import load_config, storage_of
 from flows.errors import raise_failures
 from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
 from flows.retrain import ensure_drift_reference, retrain_flow
-from flows.score import batch_id_of, storage_of, summarise, validate_and_score
+from flows.score import batch_id_of, summarise, validate_and_score
 from tasks.drift import measure_drift_task, retrain_triggers
 from tasks.io import scan_incoming_task
 from tasks.records import DriftReport, RetrainDecision
 from tasks.registry import champion_challenged_at_task, champion_task, resolve_version_task
-from tasks.run_reports import publish_drift_task, publish_nightly_task
+from tasks.run_reports import announce_nightly, publish_drift_task, publish_nightly_task
 from tasks.settings import RetrainingSettings
 from tasks.window import select_nightly_batches_task
 
@@ -125,5 +125,6 @@ def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> 
         },
         storage,
     )
+    announce_nightly(result)
     raise_failures(processed.failures, processed.errors)
     return result

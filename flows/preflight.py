@@ -8,7 +8,7 @@ Prefect starts; the flows run them again, for deployments started without the CL
 
 from __future__ import annotations
 
-from flows.config import ConfigError, PipelineConfig
+from flows.config import ConfigError, PipelineConfig, storage_of
 
 
 def check_config_columns(
@@ -21,14 +21,13 @@ def check_config_columns(
     ``against_model``) with ``model_version``, the champion by default (nothing to compare before
     the first model is trained). ``suite_required=False``: a run that does not validate (retrain)
     skips the suite when its file does not exist."""
-    from models.registry import ModelRegistry
     from tasks.contract import (
         model_column_problems,
         model_schema,
         suite_column_problems,
         suite_columns,
     )
-    from tasks.io import Storage, exists, is_local
+    from tasks.io import exists, is_local
     from tasks.validation import read_suite_document
 
     cols, opts = cfg.columns, cfg.storage.options
@@ -50,9 +49,9 @@ def check_config_columns(
     if problems:
         fixes.append("redraft the suite from the data (`aeflow expectations init --force`)")
     if against_model:
-        models = Storage.from_settings(cfg.storage, cfg.dataset).models
-        version = model_version or ModelRegistry(models, opts).champion()
-        schema = model_schema(models, version, opts) if version else None
+        storage = storage_of(cfg)
+        version = model_version or storage.registry().champion()
+        schema = model_schema(storage.models, version, opts) if version else None
         found = (
             model_column_problems(cols.numeric, cols.categorical, schema, version) if schema else []
         )

@@ -20,16 +20,15 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.config import PipelineConfig, load_config
+from flows.config import PipelineConfig, load_config, storage_of
 from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
-from flows.score import storage_of
 from flows.train import train_evaluate_gate
 from tasks.drift import ensure_reference_task
 from tasks.evaluate import new_run_id
 from tasks.io import Storage
 from tasks.registry import champion_task
-from tasks.run_reports import publish_retrain_task
+from tasks.run_reports import announce_retrain, publish_retrain_task
 from tasks.window import parse_date, training_window_task
 
 
@@ -108,7 +107,9 @@ def retrain_flow(
             champion_after=champion_task(storage), train_rows=0, metrics=None, evaluation=None,
             report=None,
         )  # fmt: skip
-        return publish_retrain_task(record, storage)
+        record = publish_retrain_task(record, storage)
+        announce_retrain(record)
+        return record
 
     result = train_evaluate_gate(
         cfg,
@@ -142,6 +143,7 @@ def retrain_flow(
         }
     )
     record = publish_retrain_task(record, storage)
+    announce_retrain(record)
     logger.info(
         "retrained %s (trigger %s): %s; %s",
         version,

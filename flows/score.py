@@ -25,15 +25,15 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.futures import as_completed
 
-from flows.config import PipelineConfig, load_config
+from flows.config import PipelineConfig, load_config, storage_of
 from flows.errors import raise_failures
 from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
 from tasks.incoming import BatchRef, RejectedBatch
 from tasks.io import Storage, scan_incoming_task
 from tasks.records import SCORED, QuarantineRecord, ScoreMarker
-from tasks.report.run_summary import RunBatches, score_summary_task
-from tasks.run_reports import publish_score_task
+from tasks.report.run_summary import RunBatches, score_summary_task, summarize_score_run
+from tasks.run_reports import announce_score
 from tasks.scoring import find_pending_batches_task, score_batch_task
 from tasks.validation import (
     QUARANTINED,
@@ -42,11 +42,6 @@ from tasks.validation import (
     quarantine_task,
     validate_batch_task,
 )
-
-
-def storage_of(cfg: PipelineConfig) -> Storage:
-    """The run's storage, built once from the config."""
-    return Storage.from_settings(cfg.storage, cfg.dataset)
 
 
 def validate_batches(cfg: PipelineConfig, storage: Storage, batches: list[BatchRef]) -> Any:
@@ -173,13 +168,14 @@ def summarise(
         quarantined=[q.to_dict() for q in results.quarantined],
         warnings=[w.to_dict() for w in results.warnings],
     )
-    return score_summary_task(
+    summary = summarize_score_run(
         cfg.dataset,
         model_version,
         batches,
         threshold=cfg.threshold,
         ignored=[i.to_dict() for i in ignored or []],
     )
+    return score_summary_task(summary)
 
 
 @flow(name="aeflow-score", log_prints=True, **API_WATCH_HOOKS)
@@ -217,7 +213,7 @@ def score_flow(
         skipped_before=plan.skipped,
         ignored=scan.ignored,
     )
-    publish_score_task("score", summary, action="scored", failed=len(results.failures))
+    announce_score("score", summary, action="scored", failed=len(results.failures))
     raise_failures(results.failures, results.errors)
     return summary
 

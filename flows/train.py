@@ -20,10 +20,10 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.config import PipelineConfig, load_config, with_model_params
+from flows.config import PipelineConfig, load_config, storage_of, with_model_params
 from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
-from flows.score import storage_of, validate_batches
+from flows.score import validate_batches
 from tasks.evaluate import evaluate_champion_task, evaluate_task, headline, new_run_id
 from tasks.gate import gate_task
 from tasks.incoming import BatchRef

@@ -12,10 +12,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.config import load_config
+from flows.config import load_config, storage_of
 from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
-from flows.score import storage_of
 from flows.train import accepted_training_window
 from models.search_space import searched
 from tasks.report.run_summary import publish_result

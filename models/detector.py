@@ -37,6 +37,7 @@ from models.preprocessing import (
     as_frame,
     binary_columns,
     check_columns_present,
+    clipped_features,
     describe_layout,
     fit_preprocessor,
     normalise_frame,
@@ -204,8 +205,7 @@ class AutoencoderDetector(BaseEstimator):
         normalised = normalise_frame(frame, self.numeric_columns_, self.categorical_columns_)
         if normalised.empty:
             return torch.zeros((0, self.layout_.n_features), device=self.device_)
-        features = self.preprocessor_.transform(normalised).astype(np.float32, copy=False)
-        np.clip(features, -INPUT_CLIP, INPUT_CLIP, out=features)
+        features = clipped_features(self.preprocessor_, normalised)
         return torch.from_numpy(features).to(self.device_)
 
     def _fast_preprocessor(self) -> FastPreprocessor | None:

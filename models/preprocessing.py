@@ -230,6 +230,13 @@ def normalise_frame(
     return pd.DataFrame(data, index=frame.index, columns=[*numeric, *categorical])
 
 
+def clipped_features(preprocessor: ColumnTransformer, normalised: pd.DataFrame) -> np.ndarray:
+    """(n, n_columns) frame from :func:`normalise_frame` -> (n, n_features) float32 through the
+    fitted ``preprocessor``, clipped to +-:data:`INPUT_CLIP`: the matrix the networks see."""
+    features = preprocessor.transform(normalised).astype(np.float32, copy=False)
+    return np.clip(features, -INPUT_CLIP, INPUT_CLIP, out=features)
+
+
 def binary_columns(normalised: pd.DataFrame, numeric: Sequence[str]) -> list[str]:
     """The numeric columns of ``normalised`` with exactly two distinct finite values (flags)."""
     flags = []

@@ -26,7 +26,7 @@ import torch
 
 from models.explanations import Reconstruction, reconstruction, reconstruction_of
 from models.network import pad_rows
-from models.preprocessing import INPUT_CLIP, MISSING_LEVEL, as_frame, normalise_frame
+from models.preprocessing import MISSING_LEVEL, as_frame, clipped_features, normalise_frame
 
 if TYPE_CHECKING:
     from models.detector import AutoencoderDetector
@@ -119,8 +119,7 @@ def reconstruction_of_rows(detector: AutoencoderDetector, X) -> RowReconstructio
     :data:`RECONSTRUCT_CHUNK_ROWS` rows through ``preprocessor_`` itself (not its numpy replay)."""
     numeric, categorical = list(detector.numeric_columns_), list(detector.categorical_columns_)
     normalised = normalise_frame(as_frame(X), numeric, categorical)
-    inputs = detector.preprocessor_.transform(normalised).astype(np.float32, copy=False)
-    inputs = np.clip(inputs, -INPUT_CLIP, INPUT_CLIP)
+    inputs = clipped_features(detector.preprocessor_, normalised)
     chunks = max(1, -(-len(inputs) // RECONSTRUCT_CHUNK_ROWS))
     parts = [
         reconstruction(detector, torch.from_numpy(chunk).to(detector.device_))

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from models import calibration
-from models.preprocessing import INPUT_CLIP, as_frame, normalise_frame
+from models.preprocessing import as_frame, clipped_features, normalise_frame
 from tasks.holdout_metrics import json_number, label_metrics
 
 ANCHORS = ("IForest", "ECOD", "HBOS", "KNN", "PCA", "AutoEncoder", "DIF")
@@ -271,8 +271,7 @@ def preprocessed(detector: Any, frame: pd.DataFrame) -> np.ndarray:
     normalised = normalise_frame(
         as_frame(frame), detector.numeric_columns_, detector.categorical_columns_
     )
-    features = detector.preprocessor_.transform(normalised).astype(np.float32, copy=False)
-    return np.clip(features, -INPUT_CLIP, INPUT_CLIP)
+    return clipped_features(detector.preprocessor_, normalised)
 
 
 def fit_baselines(

@@ -35,11 +35,17 @@ def run_logger() -> logging.Logger | logging.LoggerAdapter:
         return logger
 
 
+def in_prefect_run() -> bool:
+    """Whether this code runs inside a Prefect flow or task run (else: a plain function call)."""
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
 def publish_markdown(key: str, markdown: str, description: str) -> None:
     """A Markdown artifact under ``key``, when called inside a flow or task run; else nothing."""
     from prefect.artifacts import create_markdown_artifact
-    from prefect.context import FlowRunContext, TaskRunContext
 
-    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+    if not in_prefect_run():
         return  # called outside Prefect (plain function use): the report files are the record
     create_markdown_artifact(markdown=markdown, key=key, description=description)

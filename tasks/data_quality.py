@@ -12,6 +12,9 @@ import pandas as pd
 
 from tasks.holdout_metrics import json_number
 from tasks.psi import (
+    EPSILON,
+    MAX_LEVELS,
+    NUMERIC_BINS,
     categorical_bin_counts,
     categorical_levels,
     numeric_bin_counts,
@@ -21,18 +24,18 @@ from tasks.psi import (
 
 # PSI convention: below 0.1 stable, 0.1-0.25 a moderate shift, above 0.25 a significant one.
 PSI_SIGNIFICANT = 0.25
-PSI_BINS, PSI_MAX_LEVELS, PSI_EPSILON = 10, 50, 1e-4
 # Fewer labelled anomalies than this in the holdout make AUROC/AUPRC too noisy to lean on.
 MIN_HOLDOUT_POSITIVES = 10
 
 
 def population_stability_index(
-    reference: pd.Series, current: pd.Series, kind: str, bins: int = PSI_BINS
+    reference: pd.Series, current: pd.Series, kind: str, bins: int = NUMERIC_BINS
 ) -> float:
     """PSI of ``current`` against ``reference`` with aeflow's one PSI rule (:mod:`tasks.psi`, the
     rule nightly drift uses): numeric columns in the reference's quantile bins (edges at observed
-    values), categorical columns in its :data:`PSI_MAX_LEVELS` most frequent levels plus an
-    "other" bin; missing values are a bin of their own; shares floored at :data:`PSI_EPSILON`."""
+    values), categorical columns in its :data:`tasks.psi.MAX_LEVELS` most frequent levels plus an
+    "other" bin; missing values are a bin of their own; shares floored at
+    :data:`tasks.psi.EPSILON`."""
     if kind == "numeric":
         ref = pd.to_numeric(reference, errors="coerce").to_numpy(dtype=np.float64)
         cur = pd.to_numeric(current, errors="coerce").to_numpy(dtype=np.float64)
@@ -43,10 +46,10 @@ def population_stability_index(
         cur = current.astype(object).where(current.notna(), None).to_numpy(dtype=object)
         ref_text = np.array([v if v is None else str(v) for v in ref], dtype=object)
         cur_text = np.array([v if v is None else str(v) for v in cur], dtype=object)
-        levels = categorical_levels(ref_text, PSI_MAX_LEVELS)
+        levels = categorical_levels(ref_text, MAX_LEVELS)
         expected = categorical_bin_counts(ref_text, levels)
         actual = categorical_bin_counts(cur_text, levels)
-    return psi(expected, actual, PSI_EPSILON)
+    return psi(expected, actual, EPSILON)
 
 
 def distribution_shift(

@@ -31,7 +31,6 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from models.registry import ModelRegistry
 from tasks.frames import feature_frame
 from tasks.io import (
     Storage,
@@ -43,6 +42,8 @@ from tasks.io import (
     write_json_atomic,
 )
 from tasks.psi import (
+    MAX_LEVELS,
+    NUMERIC_BINS,
     bin_shares,
     categorical_bin_counts,
     categorical_bin_labels,
@@ -70,8 +71,8 @@ def build_reference_profile(
     categorical: Sequence[str],
     scores: np.ndarray,
     threshold: float,
-    n_bins: int = 10,
-    max_levels: int = 50,
+    n_bins: int = NUMERIC_BINS,
+    max_levels: int = MAX_LEVELS,
 ) -> dict[str, Any]:
     """The drift reference of a model from its training rows.
 
@@ -180,7 +181,7 @@ def ensure_reference_profile(
     stored = read_json(url, options)
     if stored is not None and stored.get("format") == PROFILE_FORMAT:
         return stored
-    registry = ModelRegistry(storage.models, options)
+    registry = storage.registry()
     wanted = list(registry.entry(version).get("training_batches", []))
     present = {b.batch_id: b.path for b in list_batches(storage.incoming, options)}
     paths = [present[b] for b in wanted if b in present]

@@ -33,9 +33,10 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from models.registry import ModelRegistry, RegistryError
+from models.registry import RegistryError
 from tasks.anchors import baseline_rows, fit_baselines
 from tasks.data_quality import data_quality
+from tasks.explanation_check import explanation_check
 from tasks.fit_checks import flag_rate_warning, training_warnings
 from tasks.holdout_metrics import json_number, label_metrics, score_summary, threshold_policies
 from tasks.io import Storage, join, read_table, write_parquet_atomic
@@ -201,8 +202,6 @@ def evaluate_challenger(
         metrics["baselines"] = baseline_rows(fitted, result.scores, holdout_labels)
         for name, values in fitted.items():
             per_row[f"score_{name}"] = values["scores"]
-    from tasks.explanation_check import explanation_check
-
     metrics["explanations"] = explanation_check(
         detector, fit_frame, holdout_frame, holdout_labels, seed=seed
     )
@@ -286,7 +285,7 @@ def evaluate_version(
     options, seed = storage.options, training.seed
     numeric, categorical = columns.numeric, columns.categorical
     label_column = split.label_column
-    detector, _ = ModelRegistry(storage.models, options).load(version)
+    detector, _ = storage.registry().load(version)
     train_frame, train_labels = load_split(
         split.train_path, numeric, categorical, label_column, options
     )
@@ -350,7 +349,7 @@ def evaluate_champion(
     when the champion cannot score these rows, e.g. it was fitted on columns the data no longer
     has.
     """
-    registry = ModelRegistry(storage.models, storage.options)
+    registry = storage.registry()
     version = registry.champion()
     if version is None or version == challenger_version:
         return None

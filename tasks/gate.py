@@ -19,7 +19,6 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from models.registry import ModelRegistry
 from tasks.io import Storage
 from tasks.records import ChampionEvaluation, Evaluation, GateDecision
 from tasks.settings import EvaluationSettings
@@ -183,7 +182,7 @@ def apply_gate(
     when given); champion.json's history gets a ``promote`` or ``refuse`` event with the reasons.
     Returns the decision as applied.
     """
-    registry = ModelRegistry(storage.models, storage.options)
+    registry = storage.registry()
     current = registry.champion()
     reasons = list(decision.reasons)
     verdict = decision.decision

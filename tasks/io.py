@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 from prefect import task
 
+from models.registry import ModelRegistry
+
 # The storage primitives live in models.storage so the model registry can use them too; they are
 # re-exported here because the tasks are their main users.
 from models.storage import (  # noqa: F401
@@ -130,6 +132,10 @@ class Storage:
     def models(self) -> str:
         return join(self.root, "models", self.dataset)
 
+    def registry(self) -> ModelRegistry:
+        """The dataset's model registry under ``<root>/models/<dataset>/``."""
+        return ModelRegistry(self.models, self.options)
+
     def drift_reference(self, version: str) -> str:
         """Model ``version``'s drift reference profile, kept beside its bundle."""
         return join(self.models, version, DRIFT_REFERENCE_FILE)
@@ -164,10 +170,6 @@ class Storage:
     def remove(self, url: str) -> None:
         """Remove a file or folder of this storage (nothing when it does not exist)."""
         remove(url, self.options)
-
-
-# The name the tasks of the validation and quarantine modules still use (issue 15 moves them).
-StorageLayout = Storage
 
 
 @contextlib.contextmanager
@@ -305,7 +307,7 @@ def remove_stale_temporaries(url: str, options: StorageOptions = None) -> list[s
 
 
 def remove_batch_temporaries(
-    layout: StorageLayout, batch_id: str, options: StorageOptions = None
+    layout: Storage, batch_id: str, options: StorageOptions = None
 ) -> list[str]:
     """Remove what interrupted writes of one batch left anywhere under scored/: its output's
     temporaries in every date partition (a batch re-scored on another day may land in another

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from models.cpu import choose_torch_threads
-from models.registry import ModelRegistry
 from tasks.io import Storage
 
 _model_cache: dict[tuple[str, str], Any] = {}
@@ -22,7 +21,7 @@ _model_cache_lock = threading.Lock()
 
 def load_model(storage: Storage, version: str | None) -> tuple[Any, str]:
     """(detector, version) for ``version`` or the champion, loaded once per process and version."""
-    registry = ModelRegistry(storage.models, storage.options)
+    registry = storage.registry()
     resolved = registry.resolve(version)
     key = (storage.models, resolved)
     with _model_cache_lock:

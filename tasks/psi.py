@@ -21,9 +21,12 @@ import pandas as pd
 
 MISSING_BIN = "(missing)"
 OTHER_BIN = "(other)"
+# The rule's defaults (drift's are its config section, tasks.settings.DriftSettings): quantile bins
+# per numeric column, levels kept per categorical column, floor of a bin's share.
+NUMERIC_BINS, MAX_LEVELS, EPSILON = 10, 50, 1e-4
 
 
-def psi(expected: Sequence[float], actual: Sequence[float], epsilon: float = 1e-4) -> float:
+def psi(expected: Sequence[float], actual: Sequence[float], epsilon: float = EPSILON) -> float:
     """Population stability index between two share vectors over the same bins.
 
     Args:

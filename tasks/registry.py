@@ -11,22 +11,16 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from models.registry import ModelRegistry
 from models.storage_errors import storage_errors
 from tasks.drift import champion_challenged_at
 from tasks.io import Storage, storage_retry_options
-
-
-def registry_of(storage: Storage) -> ModelRegistry:
-    """The dataset's model registry under ``<root>/models/<dataset>/``."""
-    return ModelRegistry(storage.models, storage.options)
 
 
 @task(name="champion", cache_policy=NO_CACHE, **storage_retry_options())
 def champion_task(storage: Storage) -> str | None:
     """The champion's version (None before the first promotion)."""
     with storage_errors(storage.models, "reading the champion"):
-        return registry_of(storage).champion()
+        return storage.registry().champion()
 
 
 @task(name="resolve-model-version", cache_policy=NO_CACHE, **storage_retry_options())
@@ -34,7 +28,7 @@ def resolve_version_task(storage: Storage, version: str | None) -> str:
     """``version`` checked against the registry, or the champion's when None (RegistryError when
     there is none)."""
     with storage_errors(storage.models, "reading the model registry"):
-        return registry_of(storage).resolve(version)
+        return storage.registry().resolve(version)
 
 
 @task(name="champion-challenged-at", cache_policy=NO_CACHE, **storage_retry_options())
@@ -42,7 +36,7 @@ def champion_challenged_at_task(storage: Storage, version: str) -> str | None:
     """When the champion ``version`` was last confirmed (ISO time; see
     :func:`tasks.drift.champion_challenged_at`)."""
     with storage_errors(storage.models, "reading the model registry"):
-        registry = registry_of(storage)
+        registry = storage.registry()
         return champion_challenged_at(registry.champion_state(), registry.entry(version))
 
 
@@ -51,7 +45,7 @@ def record_report(*, version: str, run: str, report: dict[str, str], storage: St
     registry entry (``report``: the run, the HTML and the metrics.json URLs) so `aeflow models
     show` finds it. ``report`` is what :func:`tasks.report.create_report` returned."""
     with storage_errors(storage.models, f"recording the report of {version}"):
-        registry_of(storage).update_entry(
+        storage.registry().update_entry(
             version, report={"run": run, "html": report["html"], "metrics": report["metrics"]}
         )
 

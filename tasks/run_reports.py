@@ -6,7 +6,7 @@ Prefect event). Flows assemble nothing themselves: they pass the records to thes
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prefect import task
@@ -20,11 +20,35 @@ from tasks.records import DriftReport
 from tasks.report.run_summary import RESULT_KEYS, publish_result, score_line
 
 
+def _store_and_publish(
+    record: dict[str, Any],
+    storage: Storage,
+    *,
+    url: str,
+    url_key: str,
+    markdown: Callable[[dict[str, Any]], str],
+    kind: str,
+    description: str,
+) -> dict[str, Any]:
+    """Store ``record`` as JSON at ``url`` (kept in the record as ``record[url_key]``) and publish
+    its ``markdown`` as the dataset's ``kind`` artifact; returns the stored record."""
+    record = {**record, url_key: url}
+    write_json_atomic(record, url, storage.options)
+    create_markdown_artifact(
+        markdown=markdown(record),
+        key=artifact_key(record["dataset"], kind),
+        description=description,
+    )
+    return record
+
+
 # ------------------------------------------------------------------------------------ score
-@task(name="publish-score-result", cache_policy=NO_CACHE)
-def publish_score_task(kind: str, summary: dict[str, Any], *, action: str, failed: int) -> str:
+def announce_score(kind: str, summary: dict[str, Any], *, action: str, failed: int) -> str:
     """Say what a score or backfill run did (``action``: "scored", "backfill 2026-01-01..
-    2026-01-07") in one line, as a Prefect event with the run's counts; returns the line."""
+    2026-01-07") in one line, as a Prefect event with the run's counts; returns the line.
+
+    Not a task: a flow calls it as its last step, so the result is the run's last event (after
+    every task's), the line `prefect deployment run --watch` ends with."""
     line = (
         f"{summary['dataset']} {action} with {summary['model_version']}: {score_line(summary)}"
         + (f"; {failed} failed to score" if failed else "")
@@ -166,16 +190,22 @@ def nightly_line(result: dict[str, Any]) -> str:
 
 @task(name="publish-nightly-record", cache_policy=NO_CACHE)
 def publish_nightly_task(result: dict[str, Any], storage: Storage) -> dict[str, Any]:
-    """Store the night's record as JSON under ``<root>/reports/<dataset>/nightly/<night>.json``,
-    publish its Markdown as a Prefect artifact and its result as a Prefect event; returns the
-    record with its ``report`` path."""
-    result = {**result, "report": storage.nightly_record(result["night"])}
-    write_json_atomic(result, result["report"], storage.options)
-    create_markdown_artifact(
-        markdown=nightly_markdown(result),
-        key=artifact_key(result["dataset"], "nightly"),
+    """Store the night's record as JSON under ``<root>/reports/<dataset>/nightly/<night>.json``
+    and publish its Markdown as a Prefect artifact; returns the record with its ``report``
+    path."""
+    return _store_and_publish(
+        result,
+        storage,
+        url=storage.nightly_record(result["night"]),
+        url_key="report",
+        markdown=nightly_markdown,
+        kind="nightly",
         description=f"aeflow nightly run for {result['dataset']} ({result['night']})",
     )
+
+
+def announce_nightly(result: dict[str, Any]) -> None:
+    """The night's result as one line and a Prefect event (see :func:`announce_score`)."""
     score = result["score"]
     publish_result(
         "nightly",
@@ -188,7 +218,6 @@ def publish_nightly_task(result: dict[str, Any], storage: Storage) -> dict[str, 
             "champion_after": result["champion_after"],
         },
     )
-    return result
 
 
 # ---------------------------------------------------------------------------------- retrain
@@ -226,16 +255,22 @@ def retrain_markdown(record: dict[str, Any]) -> str:
 
 @task(name="publish-retrain-record", cache_policy=NO_CACHE)
 def publish_retrain_task(record: dict[str, Any], storage: Storage) -> dict[str, Any]:
-    """Store the retraining record as JSON under ``<root>/reports/<dataset>/<run>/retrain.json``,
-    publish its Markdown as a Prefect artifact and its result as a Prefect event; returns the
-    record with its ``record`` path."""
-    record = {**record, "record": storage.report_file(record["run"], RETRAIN_RECORD_FILE)}
-    write_json_atomic(record, record["record"], storage.options)
-    create_markdown_artifact(
-        markdown=retrain_markdown(record),
-        key=artifact_key(record["dataset"], "retrain"),
+    """Store the retraining record as JSON under ``<root>/reports/<dataset>/<run>/retrain.json``
+    and publish its Markdown as a Prefect artifact; returns the record with its ``record``
+    path."""
+    return _store_and_publish(
+        record,
+        storage,
+        url=storage.report_file(record["run"], RETRAIN_RECORD_FILE),
+        url_key="record",
+        markdown=retrain_markdown,
+        kind="retrain",
         description=f"aeflow retraining of {record['dataset']}: trigger {record['trigger']}",
     )
+
+
+def announce_retrain(record: dict[str, Any]) -> None:
+    """The retraining's result as one line and a Prefect event (see :func:`announce_score`)."""
     dataset, trigger = record["dataset"], record["trigger"]
     if record["version"] is None:
         line = f"{dataset} retraining skipped, {record['reason']}"
@@ -250,4 +285,3 @@ def publish_retrain_task(record: dict[str, Any], storage: Storage) -> dict[str, 
         line,
         {"version": record["version"], "decision": record["decision"], "trigger": trigger},
     )
-    return record

@@ -38,19 +38,17 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from models.registry import ModelRegistry
 from models.storage_errors import storage_errors
 from tasks.batch_dates import resolve_batch_date, undated_error
 from tasks.incoming import BatchRef
 from tasks.io import (
     RetryableError,
     Storage,
-    batch_files,
     checksum,
     exists,
     fingerprint,
     iter_record_batches,
-    open_parquet,
+    read_schema,
     remove,
     remove_batch_temporaries,
     storage_retry_options,
@@ -230,7 +228,7 @@ def _score_locked(job: _Job, detector: Any) -> ScoreMarker:
             scored_at=scored_at,
         )
         schema = output_schema(
-            open_parquet(batch_files(batch.path, options)[0], options).schema_arrow,
+            read_schema(batch.path, options),
             chunk.passthrough,
             int(detector.latent_dim_),
         )
@@ -335,7 +333,7 @@ def find_pending_batches(
     input (:func:`is_scored_by`): a changed file under the same name is scored again.
     """
     with storage_errors(storage.root, "reading the success markers"):
-        version = ModelRegistry(storage.models, storage.options).resolve(model_version)
+        version = storage.registry().resolve(model_version)
         pending, done = [], []
         for batch in batches:
             marker = read_marker(storage, batch.batch_id)

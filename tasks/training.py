@@ -20,7 +20,6 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from models import AutoencoderDetector
-from models.registry import ModelRegistry
 from models.trainer import ProgressCallback
 from tasks.batch_dates import batch_dates, date_in_id
 from tasks.frames import feature_frame, null_missing_tokens
@@ -336,7 +335,7 @@ def fit_and_register(
         metrics["train_label_share"] = float(labels.mean())
     with tempfile.TemporaryDirectory(prefix="aeflow-bundle-") as bundle:
         detector.save(bundle)
-        registry = ModelRegistry(storage.models, storage.options)
+        registry = storage.registry()
         # The same data, config and seed give the same model: reuse its version rather than
         # registering a copy (re-running the demo or a retrain would pile them up).
         identical = registry.find_identical(bundle)

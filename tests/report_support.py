@@ -5,22 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from challenger_support import evaluate_and_gate, fit_demo_challenger
 from model_support import demo_columns
 
-from tasks.demo_data import (
-    CATEGORICAL_COLUMNS,
-    NUMERIC_COLUMNS,
-    generate_demo_data,
-)
-from tasks.evaluate import evaluate_champion, evaluate_version, headline
-from tasks.gate import apply_gate, gate_decision
+from tasks.demo_data import generate_demo_data
 from tasks.io import Storage
 from tasks.registry import record_report
 from tasks.report import create_report
-from tasks.settings import EvaluationSettings, TrainingSettings
-from tasks.training import fit_from_split, split_training_window
-
-NUMERIC, CATEGORICAL = list(NUMERIC_COLUMNS), list(CATEGORICAL_COLUMNS)
+from tasks.settings import EvaluationSettings
+from tasks.training import split_training_window
 
 
 def run_and_report(root: Path, label_column: str | None, seed: int = 11) -> dict:
@@ -39,43 +32,26 @@ def run_and_report(root: Path, label_column: str | None, seed: int = 11) -> dict
         seed=0,
         out_dir=run_dir,
     )
-    models = storage.models
-    params = {
-        "numeric_columns": NUMERIC,
-        "categorical_columns": CATEGORICAL,
-        "epochs": 3,
-        "learning_rate": 3e-3,
-        "device": "cpu",
-    }
-    version = fit_from_split(
-        split=split,
-        training_batches=manifest.batch_ids,
-        columns=columns,
-        training=TrainingSettings(max_rows=100_000, seed=0),
-        detector_params=params,
-        storage=storage,
-    ).version
-    evaluation = evaluate_version(
-        version=version,
-        split=split,
-        columns=columns,
-        training=TrainingSettings(),
+    version = fit_demo_challenger(split, manifest, storage, epochs=3, label=label_column)
+    gated = evaluate_and_gate(
+        version,
+        split,
+        storage,
         evaluation=EvaluationSettings(),
+        label=label_column,
         out_dir=run_dir,
-        storage=storage,
-    )
-    champion = evaluate_champion(
-        challenger_version=version,
-        split=split,
-        scales=evaluation.reconstruction_scales,
-        storage=storage,
-    )
-    decision = gate_decision(evaluation.metrics, champion, evaluation=EvaluationSettings())
-    gate = apply_gate(
-        version=version, decision=decision, evaluation=headline(evaluation.metrics), storage=storage
     )
     written = create_report(
-        run="run-1", evaluation=evaluation, champion=champion, gate=gate, storage=storage
+        run="run-1",
+        evaluation=gated.evaluation,
+        champion=gated.champion,
+        gate=gated.gate,
+        storage=storage,
     )
     record_report(version=version, run="run-1", report=written, storage=storage)
-    return {"written": written, "models": models, "version": version, "gate": gate.to_dict()}
+    return {
+        "written": written,
+        "models": storage.models,
+        "version": version,
+        "gate": gated.gate.to_dict(),
+    }

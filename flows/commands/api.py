@@ -29,13 +29,12 @@ def _is_loopback(host: str) -> bool:
 def build_service(args: argparse.Namespace):
     """(app, holder) for the parsed arguments; the model is loaded, verified and warmed up before
     this returns, so a config, registry or bundle problem stops the command before it listens."""
-    from flows.config import load_config
+    from flows.config import load_config, storage_of
     from flows.preflight import check_config_columns
-    from models.registry import ModelRegistry
     from serving.app import ApiSettings, create_app
     from serving.model_holder import ModelHolder, model_builder
     from serving.rules import not_null_reasons
-    from tasks.io import Storage, is_local
+    from tasks.io import is_local
     from tasks.validation import load_suite
 
     cfg = load_config(args.config)
@@ -43,7 +42,7 @@ def build_service(args: argparse.Namespace):
     cols, opts = cfg.columns, cfg.storage.options
     suite_opts = None if is_local(cfg.suite_path) else opts
     suite = load_suite(cfg.suite_path, cfg.validation.severity, suite_opts)
-    registry = ModelRegistry(Storage.from_settings(cfg.storage, cfg.dataset).models, opts)
+    registry = storage_of(cfg).registry()
     build = model_builder(
         cols.numeric,
         cols.categorical,

@@ -31,15 +31,14 @@ def csv_format(cfg: PipelineConfig) -> CsvFormat:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from flows.config import load_config
+    from flows.config import load_config, storage_of
     from tasks.batch_dates import date_in_id
     from tasks.ingest import Batching, ingest_csv
-    from tasks.io import Storage
 
     cfg = load_config(args.config)
     if args.cadence and not args.start_date:
         raise ValueError("--cadence dates batches from --start-date: give --start-date YYYY-MM-DD")
-    layout = Storage.from_settings(cfg.storage, cfg.dataset)
+    layout = storage_of(cfg)
     written = ingest_csv(
         args.csv,
         incoming=layout.incoming,

@@ -11,14 +11,9 @@ from flows.commands import add_config_argument
 
 
 def _registry(config_path: str):
-    from flows.config import load_config
-    from models.registry import ModelRegistry
-    from tasks.io import Storage
+    from flows.config import load_config, storage_of
 
-    cfg = load_config(config_path)
-    return ModelRegistry(
-        Storage.from_settings(cfg.storage, cfg.dataset).models, cfg.storage.options
-    )
+    return storage_of(load_config(config_path)).registry()
 
 
 def _number(value: Any, digits: int = 4) -> str:

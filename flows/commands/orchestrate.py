@@ -141,11 +141,10 @@ def _task_runner(dask: str | None, workers: int | None, default_workers: int) ->
 
 def cmd_nightly(args: argparse.Namespace) -> int:
     from flows.cli import quarantine_exit, with_training_progress
-    from flows.config import load_config
+    from flows.config import load_config, storage_of
     from flows.nightly import nightly_flow
     from flows.prefect_api import require_prefect_api
     from flows.preflight import check_config_columns
-    from tasks.io import Storage
     from tasks.window import parse_date
 
     cfg = load_config(args.config)  # fail fast on a bad config or date, before Prefect starts
@@ -153,7 +152,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         parse_date(args.date)
     check_config_columns(cfg)
     require_prefect_api()
-    layout = Storage.from_settings(cfg.storage, cfg.dataset)
+    layout = storage_of(cfg)
     runner = _task_runner(args.dask, args.workers, cfg.scoring.workers)
     result = with_training_progress(
         lambda: nightly_flow.with_options(task_runner=runner)(
@@ -195,11 +194,11 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def cmd_backfill(args: argparse.Namespace) -> int:
     from flows.backfill import backfill_flow
     from flows.cli import check_model_version, format_score_summary, quarantine_exit
-    from flows.config import load_config
+    from flows.config import load_config, storage_of
     from flows.prefect_api import require_prefect_api
     from flows.preflight import check_config_columns
     from tasks.batch_dates import batch_dates
-    from tasks.io import Storage, list_batches
+    from tasks.io import list_batches
     from tasks.window import parse_date, select_date_range
 
     cfg = load_config(args.config)
@@ -207,7 +206,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     parse_date(args.end, "--to")
     check_config_columns(cfg, args.model_version)
     require_prefect_api()
-    layout = Storage.from_settings(cfg.storage, cfg.dataset)
+    layout = storage_of(cfg)
     check_model_version(cfg, layout, args.model_version)
     runner = _task_runner(args.dask, args.workers, cfg.scoring.workers)
     opts, cols = cfg.storage.options, cfg.columns

@@ -9,11 +9,10 @@ from flows.commands import add_config_argument
 
 
 def _context(config_path: str):
-    from flows.config import load_config
-    from tasks.io import Storage
+    from flows.config import load_config, storage_of
 
     cfg = load_config(config_path)
-    return cfg, Storage.from_settings(cfg.storage, cfg.dataset)
+    return cfg, storage_of(cfg)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -45,7 +44,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     cfg, layout = _context(args.config)
     folder = layout.quarantine(args.batch_id)
-    report = read_json(join(folder, "report.json"), cfg.storage.options)
+    report = read_json(layout.quarantine_report(args.batch_id), cfg.storage.options)
     if report is None:
         raise ReleaseError(
             f"no quarantined batch {args.batch_id!r} in {layout.quarantine()}; "

@@ -23,7 +23,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.artifacts import artifact_key
+from tasks.artifacts import artifact_key, in_prefect_run
 from tasks.io import Storage, read_table, write_json_atomic, write_text_atomic
 from tasks.records import ChampionEvaluation, Evaluation, GateDecision
 from tasks.report.figures import render_figures
@@ -54,9 +54,8 @@ def _publish(written: dict[str, Any], dataset: str, run: str) -> None:
     """The report's Markdown and table artifacts, inside a Prefect run (outside one, the files
     are the record)."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
-    from prefect.context import FlowRunContext, TaskRunContext
 
-    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+    if not in_prefect_run():
         return
     create_markdown_artifact(
         markdown=written["markdown"],
@@ -93,7 +92,6 @@ def create_report(
     path = evaluation.holdout_scores_path
     rows = read_table(path, storage.options).to_pandas() if path else pd.DataFrame()
     written = write_report(metrics=metrics, rows=rows, run=run, storage=storage)
-    metrics["figures"] = written["figures"]
     written = {
         **written,
         "markdown": report_markdown(metrics, written["html"]),

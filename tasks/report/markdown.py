@@ -52,41 +52,33 @@ def report_markdown(metrics: dict[str, Any], html_url: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _row(
+    model: str, mse: float | None, flag_rate: float, labels: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A row of the table artifact: a model's reconstruction MSE (None: not an autoencoder), flag
+    rate and label metrics on the holdout."""
+    labels = labels or {}
+    return {
+        "model": model,
+        "reconstruction_mse": mse,
+        "flag_rate": flag_rate,
+        "auroc": labels.get("auroc"),
+        "auprc": labels.get("auprc"),
+        "f1": labels.get("f1"),
+    }
+
+
 def comparison_table(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     """The Prefect table artifact: the autoencoder, the champion and the baselines on the holdout."""
-    labels = metrics.get("labels") or {}
-    table = [
-        {
-            "model": f"autoencoder {metrics['model']['version']}",
-            "reconstruction_mse": metrics["reconstruction"]["mse"],
-            "flag_rate": metrics["scores"]["flag_rate"],
-            "auroc": labels.get("auroc"),
-            "auprc": labels.get("auprc"),
-            "f1": labels.get("f1"),
-        }
-    ]
+    autoencoders = [(f"autoencoder {metrics['model']['version']}", metrics)]
     champion = metrics.get("champion") or {}
     if champion.get("reconstruction"):
-        table.append(
-            {
-                "model": f"champion {champion['version']}",
-                "reconstruction_mse": champion["reconstruction"]["mse"],
-                "flag_rate": champion["scores"]["flag_rate"],
-                "auroc": (champion.get("labels") or {}).get("auroc"),
-                "auprc": (champion.get("labels") or {}).get("auprc"),
-                "f1": (champion.get("labels") or {}).get("f1"),
-            }
+        autoencoders.append((f"champion {champion['version']}", champion))
+    table = [
+        _row(
+            name, found["reconstruction"]["mse"], found["scores"]["flag_rate"], found.get("labels")
         )
-    for b in metrics["baselines"]:
-        bl = b["labels"] or {}
-        table.append(
-            {
-                "model": b["name"],
-                "reconstruction_mse": None,
-                "flag_rate": b["flag_rate"],
-                "auroc": bl.get("auroc"),
-                "auprc": bl.get("auprc"),
-                "f1": bl.get("f1"),
-            }
-        )
+        for name, found in autoencoders
+    ]
+    table += [_row(b["name"], None, b["flag_rate"], b["labels"]) for b in metrics["baselines"]]
     return table

@@ -172,27 +172,17 @@ def score_summary_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summarize_and_publish(
-    dataset: str,
-    model_version: str,
-    batches: RunBatches,
-    *,
-    threshold: ThresholdSettings | None = None,
-    ignored: Sequence[dict[str, Any]] = (),
-) -> dict[str, Any]:
-    """:func:`summarize_score_run`, published as the run's Markdown artifact."""
-    summary = summarize_score_run(
-        dataset, model_version, batches, threshold=threshold, ignored=ignored
-    )
+def publish_score_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """Publish a :func:`summarize_score_run` summary as the run's Markdown artifact; returns it."""
     create_markdown_artifact(
         markdown=score_summary_markdown(summary),
-        key=artifact_key(dataset, "score-summary"),
-        description=f"aeflow score run summary for {dataset}",
+        key=artifact_key(summary["dataset"], "score-summary"),
+        description=f"aeflow score run summary for {summary['dataset']}",
     )
     return summary
 
 
-score_summary_task = task(summarize_and_publish, name="score-run-summary", cache_policy=NO_CACHE)
+score_summary_task = task(publish_score_summary, name="score-run-summary", cache_policy=NO_CACHE)
 
 
 # The counts a run's result event carries (see publish_result).

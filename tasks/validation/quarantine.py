@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 
 from models.storage import is_temporary
 from models.storage_errors import storage_errors
-from tasks.artifacts import artifact_key, publish_markdown, run_logger
+from tasks.artifacts import artifact_key, in_prefect_run, publish_markdown, run_logger
 from tasks.incoming import RejectedBatch, scan_incoming
 from tasks.io import (
     BatchRef,
@@ -170,7 +170,7 @@ def _move_inputs(
     """The move itself, under the batch's lock: ``present`` are the inputs still in incoming/."""
     batch_id, quarantine_dir, options = record.batch_id, record.quarantine_dir, storage.options
     inputs = [_describe_input(path, options) for path in present]
-    existing = read_json(join(quarantine_dir, "report.json"), options)
+    existing = read_json(storage.quarantine_report(batch_id), options)
     if exists(quarantine_dir, options):
         if existing is None:
             remove(quarantine_dir, options)
@@ -248,7 +248,7 @@ def list_quarantined(storage: Storage) -> list[dict[str, Any]]:
         if entry["type"] != "directory" or name.startswith((".", "_")):
             continue
         folder = join(quarantine_root, name)
-        report = read_json(join(folder, "report.json"), options)
+        report = read_json(storage.quarantine_report(name), options)
         if report is None:
             entries.append(
                 {
@@ -362,9 +362,7 @@ def release_quarantined(
 def _announce(record: QuarantineRecord, outcome: ValidationOutcome) -> None:
     """Inside a Prefect run: log the move and publish a Markdown artifact that names the folder
     (a batch another run moved first gets a log line only). Outside one, nothing is said."""
-    from prefect.context import FlowRunContext, TaskRunContext
-
-    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+    if not in_prefect_run():
         return
     if record.status != QUARANTINED:
         run_logger().info("batch %s: %s", record.batch_id, record.reason)

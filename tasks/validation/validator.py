@@ -18,7 +18,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.artifacts import artifact_key, publish_markdown, run_logger
+from tasks.artifacts import artifact_key, in_prefect_run, publish_markdown, run_logger
 from tasks.frames import release_native_memory
 from tasks.io import BatchRef, StorageOptions, is_local, join, storage_retry_options
 from tasks.settings import ColumnsSettings, ValidationSettings
@@ -159,9 +159,7 @@ def _judge(
 def _announce(outcome: ValidationOutcome) -> None:
     """Inside a Prefect run: log each warning, and publish a Markdown artifact for a batch scored
     with warnings. Outside one (the CLI, a notebook) the outcome is the record: nothing is said."""
-    from prefect.context import FlowRunContext, TaskRunContext
-
-    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+    if not in_prefect_run():
         return
     log = run_logger()
     for failure in outcome.warnings:

@@ -22,7 +22,7 @@ from subprocess_support import AEFLOW, prefect_server_process, started, wait_unt
 from flows.errors import EXIT_PREFECT_API_LOST
 from flows.prefect_api import GRACE_ENV
 from tasks.demo_data import generate_demo_data
-from tasks.io import StorageLayout, list_batches
+from tasks.io import Storage, list_batches
 from tasks.scoring import SLOW_WRITE_ENV
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,7 @@ CHUNK_ROWS = 1024
 def demo_config(folder: Path, champion: bool = False) -> Path:
     """The demo config on a storage root under ``folder``; with ``champion``, two small demo
     batches and a registered tiny champion."""
-    layout = StorageLayout(str(folder / "data"), "demo")
+    layout = Storage(str(folder / "data"), "demo")
     if champion:
         generate_demo_data(
             layout.incoming, days=2, rows_per_day=8 * CHUNK_ROWS, seed=4, drift_day=None,

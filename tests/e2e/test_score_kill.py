@@ -19,7 +19,7 @@ import pytest
 from model_support import register_tiny_champion
 
 from tasks.demo_data import generate_demo_data
-from tasks.io import StorageLayout, list_batches
+from tasks.io import Storage, list_batches
 from tasks.scoring import SLOW_WRITE_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +31,7 @@ RUN_SPECIFIC = {"scored_at", "seconds", "input_fingerprint", "input_path", "outp
 
 def make_project(folder: Path) -> Path:
     """Demo batches, a registered champion and a config under ``folder``; returns the config."""
-    layout = StorageLayout(str(folder / "data"), "demo")
+    layout = Storage(str(folder / "data"), "demo")
     generate_demo_data(
         layout.incoming,
         days=DAYS,

@@ -30,7 +30,7 @@ from flows.score import run_score
 from models.registry import ModelRegistry
 from tasks.demo_data import generate_demo_data
 from tasks.frames import feature_frame
-from tasks.io import StorageLayout
+from tasks.io import Storage
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-4f1c"
@@ -73,7 +73,7 @@ def api(tmp_path_factory):
     config = work / "demo.toml"
     config.write_text(text)
     cfg = load_config(config)
-    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    layout = Storage(cfg.storage_root, cfg.dataset)
     manifest = generate_demo_data(
         layout.incoming, days=2, rows_per_day=2500, seed=11, drift_day=None, malformed_day=None
     )

@@ -24,7 +24,7 @@ from flows.retrain import retrain_flow
 from flows.train import train_flow
 from models.registry import ModelRegistry
 from tasks.demo_data import generate_demo_data
-from tasks.io import StorageLayout, read_table
+from tasks.io import Storage, read_table
 from tasks.validation import draft_suite, suite_json
 
 pytestmark = pytest.mark.slow
@@ -66,7 +66,7 @@ def nights(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("nightly")
     config = write_config(workdir)
     cfg = load_config(config)
-    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    layout = Storage(cfg.storage_root, cfg.dataset)
     manifest = generate_demo_data(
         layout.incoming, days=DAYS, rows_per_day=ROWS_PER_DAY, seed=11, drift_day=-3,
         malformed_day=-2,

@@ -15,7 +15,7 @@ from flows.score import run_score
 from flows.train import train_flow
 from models.registry import ModelRegistry
 from tasks.demo_data import LABEL_COLUMN, generate_demo_data
-from tasks.io import StorageLayout
+from tasks.io import Storage
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAYS, ROWS_PER_DAY, TRAIN_DAYS = 6, 2500, 3
@@ -34,7 +34,7 @@ def demo_pipeline(tmp_path_factory):
     config = workdir / "demo.toml"
     config.write_text(text)
     cfg = load_config(config)
-    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    layout = Storage(cfg.storage_root, cfg.dataset)
     manifest = generate_demo_data(
         layout.incoming,
         days=DAYS,

@@ -26,7 +26,7 @@ from subprocess_support import AEFLOW, PREFECT, prefect_server, started, wait_un
 from flows.config import load_config
 from flows.train import train_flow
 from tasks.demo_data import generate_demo_data
-from tasks.io import StorageLayout
+from tasks.io import Storage
 from tasks.validation import draft_suite, suite_json
 
 pytestmark = pytest.mark.slow
@@ -63,7 +63,7 @@ def trained_demo(tmp_path: Path) -> dict:
     config = tmp_path / "demo.yaml"
     config.write_text(yaml.safe_dump(data))
     cfg = load_config(config)
-    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    layout = Storage(cfg.storage_root, cfg.dataset)
     manifest = generate_demo_data(
         layout.incoming, days=3, rows_per_day=400, seed=3, drift_day=None, malformed_day=None
     )

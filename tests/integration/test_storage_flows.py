@@ -25,7 +25,7 @@ from flows.cli import format_score_summary
 from flows.config import load_config
 from flows.score import run_score
 from tasks.demo_data import generate_demo_data
-from tasks.io import StorageLayout
+from tasks.io import Storage
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATASET = "edges"  # its own artifact keys on the shared Prefect server
@@ -59,7 +59,7 @@ def write_config(
 def days(tmp_path_factory):
     """Three clean demo days and a registered tiny model (in a local registry to copy)."""
     base = tmp_path_factory.mktemp("edges")
-    layout = StorageLayout(str(base / "root"), DATASET)
+    layout = Storage(str(base / "root"), DATASET)
     manifest = generate_demo_data(
         layout.incoming, days=3, rows_per_day=ROWS, seed=9, drift_day=None, malformed_day=None
     )

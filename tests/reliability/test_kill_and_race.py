@@ -27,7 +27,7 @@ from reliability_support import (
 )
 from subprocess_support import stop_process_group
 
-from tasks.io import StorageLayout, list_batches
+from tasks.io import Storage, list_batches
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,7 @@ def test_killed_and_concurrent_runs_leave_every_batch_scored_or_quarantined_once
     rng = random.Random(SEED)
     root, outside, runs_tmp = tmp_path / "root", tmp_path / "outside", tmp_path / "runs-tmp"
     runs_tmp.mkdir()
-    layout = StorageLayout(str(root), DATASET)
+    layout = Storage(str(root), DATASET)
     deliveries = deliver(Path(layout.incoming), outside, SEED, VALID_DAYS)
     register_tiny_champion(layout, list_batches(layout.incoming)[0].path, tmp_path, epochs=1)
     config = write_config(tmp_path, str(root))

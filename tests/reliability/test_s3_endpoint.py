@@ -24,7 +24,7 @@ from reliability_support import (
 from subprocess_support import free_port
 
 from flows.errors import EXIT_STORAGE
-from tasks.io import StorageLayout, filesystem
+from tasks.io import Storage, filesystem
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +92,7 @@ def test_the_endpoint_going_away_and_coming_back_loses_nothing(prefect_api_url, 
         if path.is_file() and not path.is_symlink():
             key = path.relative_to(local).as_posix()
             fs.put_file(str(path), f"{BUCKET}/root/{key}")
-    layout = StorageLayout(f"s3://{BUCKET}/root", DATASET)
+    layout = Storage(f"s3://{BUCKET}/root", DATASET)
     register_tiny_champion(
         layout, str(local / "incoming" / DATASET / "2026-01-01.parquet"), tmp_path,
         epochs=1, options=options,

@@ -27,7 +27,7 @@ from reliability_support import (
 )
 
 from flows.errors import EXIT_STORAGE
-from tasks.io import StorageLayout
+from tasks.io import Storage
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +72,7 @@ def test_storage_errors_between_read_and_commit_lose_nothing_and_quarantine_noth
     deliveries = deliver(root / "incoming" / DATASET, tmp_path / "outside", SEED, VALID_DAYS)
     plan = write_plan(tmp_path / "plan.json", [])
     options = storage_options(base, plan)
-    layout = StorageLayout("faulty://root", DATASET)
+    layout = Storage("faulty://root", DATASET)
     register_tiny_champion(
         layout, str(root / "incoming" / DATASET / "2026-01-01.parquet"), tmp_path,
         epochs=1, options=options,

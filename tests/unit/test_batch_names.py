@@ -13,7 +13,7 @@ from model_support import register_tiny_champion
 from model_support import score_demo_batch as score
 
 from tasks.demo_data import generate_demo_data
-from tasks.io import BatchRef, StorageLayout, list_batches
+from tasks.io import BatchRef, Storage, list_batches
 
 DAY = "2026-01-01"
 
@@ -21,7 +21,7 @@ DAY = "2026-01-01"
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     base = tmp_path_factory.mktemp("names")
-    layout = StorageLayout(str(base / "root"), "demo")
+    layout = Storage(str(base / "root"), "demo")
     generate_demo_data(
         layout.incoming, days=1, rows_per_day=300, seed=6, drift_day=None, malformed_day=None
     )
@@ -51,28 +51,28 @@ def temporaries(folder: Path) -> list[str]:
 
 def test_a_long_batch_name_is_scored_and_its_temporaries_fit_the_name_limit(root):
     batch_id = f"{DAY}-" + "x" * 225  # 236 bytes: `.<id>.parquet.tmp-<hex>` would be 282
-    layout = StorageLayout(str(root), "demo")
+    layout = Storage(str(root), "demo")
     marker = score(layout, renamed(root, batch_id))
-    assert marker["status"] == "scored" and marker["rows_out"] == 300
-    assert Path(marker["output"]).name == f"{batch_id}.parquet"
-    assert not temporaries(Path(marker["output"]).parent)
+    assert marker.status == "scored" and marker.rows_out == 300
+    assert Path(marker.output).name == f"{batch_id}.parquet"
+    assert not temporaries(Path(marker.output).parent)
     # and not forever: the next run finds it scored
-    assert score(layout, BatchRef(batch_id, marker["input_path"], 0))["status"] == "skipped"
+    assert score(layout, BatchRef(batch_id, marker.input_path, 0)).status == "skipped"
 
 
 def test_a_batch_named_star_leaves_another_runs_temporary_alone(root):
-    layout = StorageLayout(str(root), "demo")
+    layout = Storage(str(root), "demo")
     partition = root / "scored" / "demo" / f"date={DAY}"
     partition.mkdir(parents=True)
     in_flight = partition / f".other.parquet.tmp-{uuid.uuid4().hex}"
     in_flight.write_bytes(b"another run is writing this right now")
     marker = score(layout, renamed(root, "*"))
-    assert marker["status"] == "scored"
+    assert marker.status == "scored"
     assert in_flight.exists(), "scoring batch '*' deleted another batch's in-flight temporary"
 
 
 def test_temporaries_of_a_batch_with_brackets_are_cleaned(root):
-    layout = StorageLayout(str(root), "demo")
+    layout = Storage(str(root), "demo")
     partition = root / "scored" / "demo" / f"date={DAY}"
     partition.mkdir(parents=True)
     stale = partition / f".a[1].parquet.tmp-{uuid.uuid4().hex}"

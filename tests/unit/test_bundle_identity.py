@@ -9,6 +9,8 @@ from models import AutoencoderDetector
 from models.bundle_identity import content_digest
 from models.registry import ModelRegistry
 from tasks.gate import apply_gate, gate_decision
+from tasks.io import Storage
+from tasks.settings import EvaluationSettings
 from tasks.training import fit_and_register
 
 FRAME = pd.DataFrame(
@@ -38,21 +40,30 @@ def test_the_content_digest_ignores_run_records_and_skops_object_ids(tmp_path):
 
 
 def test_a_reproduced_model_reuses_its_version_and_stays_champion(tmp_path):
-    root = str(tmp_path / "models")
-    first = fit_and_register(FRAME, None, {**PARAMS, "random_state": 0}, root, ["2026-01-01"])
-    assert first["reused"] is False
-    registry = ModelRegistry(root)
-    registry.promote(first["version"], "first")
-    again = fit_and_register(FRAME, None, {**PARAMS, "random_state": 0}, root, ["2026-01-01"])
-    assert again == {**again, "version": first["version"], "reused": True}
-    assert [e["version"] for e in registry.versions()] == [first["version"]]
-    other = fit_and_register(FRAME, None, {**PARAMS, "random_state": 5}, root, ["2026-01-01"])
-    assert other["reused"] is False and len(registry.versions()) == 2
+    storage = Storage(str(tmp_path), "demo")
 
-    decision = gate_decision({}, None, identical_champion=first["version"])
-    assert decision["decision"] == "promote"
-    assert f"identical to the champion {first['version']}" in decision["reasons"][0]
+    def fit(seed: int):
+        params = {**PARAMS, "random_state": seed}
+        return fit_and_register(
+            FRAME, None, detector_params=params, training_batches=["2026-01-01"], storage=storage
+        )
+
+    first = fit(0)
+    assert first.reused is False
+    registry = ModelRegistry(storage.models)
+    registry.promote(first.version, "first")
+    again = fit(0)
+    assert (again.version, again.reused) == (first.version, True)
+    assert [e["version"] for e in registry.versions()] == [first.version]
+    other = fit(5)
+    assert other.reused is False and len(registry.versions()) == 2
+
+    decision = gate_decision(
+        {}, None, evaluation=EvaluationSettings(), identical_champion=first.version
+    )
+    assert decision.decision == "promote"
+    assert f"identical to the champion {first.version}" in decision.reasons[0]
     history = len(registry.champion_state()["history"])
-    record = apply_gate(root, first["version"], decision)
-    assert record["champion_after"] == first["version"] and record["promoted"] is False
+    record = apply_gate(version=first.version, decision=decision, storage=storage)
+    assert record.champion_after == first.version and record.promoted is False
     assert len(registry.champion_state()["history"]) == history  # no promote event of itself

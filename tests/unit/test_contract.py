@@ -13,7 +13,7 @@ from flows.config import ConfigError, load_config
 from flows.preflight import check_config_columns
 from tasks.contract import model_column_problems, suite_column_problems
 from tasks.demo_data import generate_demo_data
-from tasks.io import StorageLayout
+from tasks.io import Storage
 from tasks.validation import draft_suite, suite_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ def demo(tmp_path: Path) -> dict:
         )
     )
     cfg = load_config(config)
-    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    layout = Storage(cfg.storage_root, cfg.dataset)
     manifest = generate_demo_data(
         layout.incoming, days=2, rows_per_day=300, seed=1, drift_day=None, malformed_day=None
     )

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from challenger_support import demo_fit_params, fit_demo_challenger
 from model_support import demo_columns
 
 from models import AutoencoderDetector
@@ -36,19 +37,12 @@ from tasks.reconstruction_errors import (
 from tasks.settings import EvaluationSettings, TrainingSettings
 from tasks.training import (
     discard_training_split,
-    fit_from_split,
     load_split,
     split_training_window,
 )
 
 NUMERIC, CATEGORICAL = list(NUMERIC_COLUMNS), list(CATEGORICAL_COLUMNS)
-PARAMS = {
-    "numeric_columns": NUMERIC,
-    "categorical_columns": CATEGORICAL,
-    "epochs": 5,
-    "learning_rate": 3e-3,
-    "device": "cpu",
-}
+PARAMS = demo_fit_params(epochs=5)
 
 
 @pytest.fixture(scope="module")
@@ -88,14 +82,7 @@ def trained(batches):
     root, manifest = batches
     split = _split(root, manifest)
     storage = Storage(str(root), "demo")
-    version = fit_from_split(
-        split=split,
-        training_batches=manifest.batch_ids,
-        columns=demo_columns(label=LABEL_COLUMN),
-        training=TrainingSettings(max_rows=100_000, seed=0),
-        detector_params=PARAMS,
-        storage=storage,
-    ).version
+    version = fit_demo_challenger(split, manifest, storage, epochs=5)
     return root, manifest, split, storage, version
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from challenger_support import evaluate_and_gate, fit_demo_challenger
 from model_support import demo_columns
 
 from models.registry import ModelRegistry
@@ -15,12 +16,11 @@ from tasks.demo_data import (
     NUMERIC_COLUMNS,
     generate_demo_data,
 )
-from tasks.evaluate import evaluate_champion, evaluate_version, headline
 from tasks.gate import apply_gate, gate_decision
 from tasks.io import Storage
 from tasks.records import ChampionEvaluation
-from tasks.settings import EvaluationSettings, TrainingSettings
-from tasks.training import fit_from_split, split_training_window
+from tasks.settings import EvaluationSettings
+from tasks.training import split_training_window
 
 NUMERIC, CATEGORICAL = list(NUMERIC_COLUMNS), list(CATEGORICAL_COLUMNS)
 
@@ -145,47 +145,14 @@ def window(tmp_path_factory):
 
 def train_and_gate(window, storage, train_path, epochs, promote=True):
     """Fit and register a challenger, evaluate it and the champion on the holdout, apply the gate."""
-    root, manifest, split, _ = window
-    columns = demo_columns(label=LABEL_COLUMN)
-    params = {
-        "numeric_columns": NUMERIC,
-        "categorical_columns": CATEGORICAL,
-        "epochs": epochs,
-        "learning_rate": 3e-3,
-        "device": "cpu",
-    }
-    version = fit_from_split(
-        split=split.replace(train_path=train_path),
-        training_batches=manifest.batch_ids,
-        columns=columns,
-        training=TrainingSettings(max_rows=100_000, seed=0),
-        detector_params=params,
-        storage=storage,
-    ).version
-    evaluation = evaluate_version(
-        version=version,
-        split=split,
-        columns=columns,
-        training=TrainingSettings(),
-        evaluation=EvaluationSettings(baselines=False),
-        out_dir=None,
-        storage=storage,
+    _, manifest, split, _ = window
+    version = fit_demo_challenger(
+        split.replace(train_path=train_path), manifest, storage, epochs=epochs
     )
-    held = evaluate_champion(
-        challenger_version=version,
-        split=split,
-        scales=evaluation.reconstruction_scales,
-        storage=storage,
+    gated = evaluate_and_gate(
+        version, split, storage, evaluation=EvaluationSettings(baselines=False), promote=promote
     )
-    decision = decide(evaluation.metrics, held)
-    record = apply_gate(
-        version=version,
-        decision=decision,
-        promote=promote,
-        evaluation=headline(evaluation.metrics),
-        storage=storage,
-    )
-    return version, record
+    return version, gated.gate
 
 
 def test_a_worse_challenger_is_refused_and_a_better_one_promoted(window):

@@ -10,7 +10,7 @@ import pytest
 
 from tasks.io import (
     BatchRef,
-    StorageLayout,
+    Storage,
     atomic_open,
     checksum,
     count_rows,
@@ -99,7 +99,7 @@ def test_same_functions_work_on_fsspec_urls(tmp_path):
 
 
 def test_quarantine_moves_the_untouched_input_with_its_report(tmp_path):
-    layout = StorageLayout(str(tmp_path), "ds")
+    layout = Storage(str(tmp_path), "ds")
     source = os.path.join(layout.incoming, "bad.parquet")
     write_parquet_atomic(table(9), source)
     original = Path(source).read_bytes()

@@ -18,7 +18,7 @@ from faulty_storage import storage_options, write_plan
 from model_support import validate_demo_batch as validate
 
 from tasks.demo_data import generate_demo_data
-from tasks.io import StorageLayout, list_batches
+from tasks.io import Storage, list_batches
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def faulty(tmp_path, demo_day):
     incoming.mkdir(parents=True)
     shutil.copy(demo_day, incoming / demo_day.name)
     plan = write_plan(tmp_path / "plan.json", [])
-    return StorageLayout("faulty://root", "demo"), storage_options(tmp_path, plan), plan
+    return Storage("faulty://root", "demo"), storage_options(tmp_path, plan), plan
 
 
 @pytest.mark.parametrize("kind", ["connection", "timeout", "503"])
