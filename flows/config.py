@@ -31,6 +31,7 @@ from tasks.settings import (
     TrainingSettings,
     ValidationSettings,
 )
+from tasks.tuning.settings import TuningSettings
 
 if TYPE_CHECKING:
     from tasks.io import Storage
@@ -59,6 +60,7 @@ class PipelineConfig(Section):
     retrain: RetrainingSettings = Field(default_factory=RetrainingSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    tuning: TuningSettings = Field(default_factory=TuningSettings)
     source: str | None = Field(None, description="the file this config was read from (set on load)")
 
     @model_validator(mode="before")
@@ -202,3 +204,24 @@ def load_config(path: str | Path) -> PipelineConfig:
     except ValidationError as exc:
         problems = [_describe(err, path) for err in exc.errors()]
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems)) from None
+
+
+def with_model_params(cfg: PipelineConfig, path: str | Path) -> PipelineConfig:
+    """``cfg`` with the ``[model]`` table of a parameters file (such as the ``best-params.toml``
+    `aeflow tune` writes) laid over its model section; raises ConfigError naming the file and key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"parameters file {path} does not exist; pass --params with a .toml file")
+    data = _read_mapping(path)
+    extra = sorted(set(data) - {"model"})
+    if extra or not isinstance(data.get("model"), dict):
+        raise ConfigError(
+            f"{path}: a parameters file holds one [model] table of detector parameters"
+            + (f"; unknown section(s) {extra}" if extra else "")
+        )
+    merged = {**cfg.model_dump(exclude={"source"}), "model": {**cfg.model, **data["model"]}}
+    try:
+        return PipelineConfig(**merged, source=cfg.source)
+    except ValidationError as exc:
+        problems = [_describe(err, path) for err in exc.errors()]
+        raise ConfigError("invalid parameters:\n  " + "\n  ".join(problems)) from None

@@ -90,6 +90,14 @@ def deployment_specs(
             {"config": path},
             f"Validate and score every batch of {dataset} not yet scored by the champion.",
         ),
+        DeploymentSpec(
+            "aeflow-tune",
+            f"{dataset}-tune",
+            None,
+            tz,
+            {"config": path},
+            f"Search {dataset}'s detector hyperparameters ([tuning]); resumes the study by name.",
+        ),
     ]
 
 
@@ -98,18 +106,20 @@ def _flow_of(flow_name: str):
     from flows.nightly import nightly_flow
     from flows.retrain import retrain_flow
     from flows.score import score_flow
+    from flows.tune import tune_flow
 
     flows = {
         "aeflow-nightly": nightly_flow,
         "aeflow-retrain": retrain_flow,
         "aeflow-backfill": backfill_flow,
         "aeflow-score": score_flow,
+        "aeflow-tune": tune_flow,
     }
     return flows[flow_name]
 
 
-# Flows that map tasks over batches: the ones a Dask cluster speeds up.
-BATCH_FLOWS = ("aeflow-nightly", "aeflow-backfill", "aeflow-score")
+# Flows that map tasks over batches (or trials): the ones a Dask cluster speeds up.
+BATCH_FLOWS = ("aeflow-nightly", "aeflow-backfill", "aeflow-score", "aeflow-tune")
 
 
 def build_deployments(specs: list[DeploymentSpec], task_runner: Any = None) -> list[Any]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.config import PipelineConfig, load_config, storage_of
+from flows.config import PipelineConfig, load_config, storage_of, with_model_params
 from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
 from flows.score import validate_batches
@@ -135,24 +135,13 @@ def train_evaluate_gate(
     }
 
 
-@flow(name="aeflow-train", log_prints=True, **API_WATCH_HOOKS)
-def train_flow(
-    config: str,
-    until: str | None = None,
-    batches: list[str] | None = None,
-    promote: bool = True,
-) -> dict[str, Any]:
-    """Train a detector on the batches dated in the last `training.window_days` days up to `until`
-    (YYYY-MM-DD; the newest batch's date by default), or on the explicit `batches`, evaluate it on a holdout, and make it the champion when the promotion gate
-    lets it (`promote=False` records the gate's decision without applying it).
-
-    Batches failing validation are left out of training (and left in incoming/ for the score flow,
-    which quarantines them).
-    """
+def accepted_training_window(
+    cfg: PipelineConfig, storage: Storage, until: str | None, batches: list[str] | None
+) -> tuple[list[BatchRef], list[Any]]:
+    """(the training window's batches that pass validation, the validation outcomes of those that
+    do not): the window is ``training.window_days`` up to ``until``, or ``batches``; the left-out
+    batches are logged (the train and tune flows use it)."""
     logger = get_run_logger()
-    cfg = load_config(config)
-    check_config_columns(cfg, against_model=False)
-    storage = storage_of(cfg)
     available = list_batches_task(storage)
     window = select_training_batches_task(
         available,
@@ -173,6 +162,32 @@ def train_flow(
     rejected = [o for o in outcomes if not o.accepted]
     for outcome in rejected:
         logger.warning("left out of training: %s (%s)", outcome.batch_id, outcome.reason)
+    return accepted, rejected
+
+
+@flow(name="aeflow-train", log_prints=True, **API_WATCH_HOOKS)
+def train_flow(
+    config: str,
+    until: str | None = None,
+    batches: list[str] | None = None,
+    promote: bool = True,
+    params: str | None = None,
+) -> dict[str, Any]:
+    """Train a detector on the batches dated in the last `training.window_days` days up to `until`
+    (YYYY-MM-DD; the newest batch's date by default), or on the explicit `batches`, evaluate it on a holdout, and make it the champion when the promotion gate
+    lets it (`promote=False` records the gate's decision without applying it).
+
+    Batches failing validation are left out of training (and left in incoming/ for the score flow,
+    which quarantines them). `params`: a parameters file (a [model] table, such as the
+    best-params.toml of `aeflow tune`) laid over the config's model section.
+    """
+    logger = get_run_logger()
+    cfg = load_config(config)
+    if params:
+        cfg = with_model_params(cfg, params)
+    check_config_columns(cfg, against_model=False)
+    storage = storage_of(cfg)
+    accepted, rejected = accepted_training_window(cfg, storage, until, batches)
     result = train_evaluate_gate(cfg, storage, accepted, promote=promote)
     status = "champion" if result["promoted"] else "registered, not promoted"
     if result["reused"]:

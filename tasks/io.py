@@ -144,6 +144,10 @@ class Storage:
         base = join(self.root, "reports", self.dataset)
         return join(base, run) if run else base
 
+    def tuning(self, study: str) -> str:
+        """A hyperparameter study's folder (study storage, trials, best parameters, report)."""
+        return join(self.root, "reports", self.dataset, "tuning", study)
+
     def report_file(self, run: str, name: str) -> str:
         """A file of run ``run``'s report folder (``reports/<dataset>/<run>/<name>``)."""
         return join(self.reports(run), name)
