@@ -131,19 +131,22 @@ def child(sizing: str, workload: str, workdir: str, root: str) -> dict:
         started, cpu = time.perf_counter(), time.process_time()
         detector.fit(frame, progress=lambda *_: seen.append(torch.get_num_threads()))
     else:
-        from tasks.demo_data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
-        from tasks.io import StorageLayout, list_batches
-        from tasks.scoring import load_model, score_batch
+        from tasks.io import Storage, list_batches
+        from tasks.model_cache import load_model
+        from tasks.scoring import score_batch
+        from tasks.settings import ScoringSettings
 
-        layout = StorageLayout(root, DATASET)
-        load_model(layout.models, None)
+        storage = Storage(root, DATASET)
+        load_model(storage, None)
         torch.set_num_threads = _recording(torch.set_num_threads, seen)
         started, cpu = time.perf_counter(), time.process_time()
         score_batch(
-            list_batches(layout.incoming)[0], layout, ["transaction_id", "event_time"],
-            "event_time", list(NUMERIC_COLUMNS), list(CATEGORICAL_COLUMNS),
-            chunk_rows=SCORE_CHUNK_ROWS, force=True,
-        )  # fmt: skip
+            batch=list_batches(storage.incoming)[0],
+            storage=storage,
+            columns=demo_config().columns,
+            scoring=ScoringSettings(chunk_rows=SCORE_CHUNK_ROWS),
+            force=True,
+        )
     return {
         "seconds": time.perf_counter() - started,
         "cpu_seconds": time.process_time() - cpu,

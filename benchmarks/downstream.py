@@ -41,7 +41,7 @@ from benchmarks._common import (  # noqa: E402
     write_report,
 )
 from benchmarks._tables import DOWNSTREAM_TABLES, downstream_table, fit_aeflow  # noqa: E402
-from tasks.evaluate import preprocessed  # noqa: E402
+from tasks.anchors import preprocessed  # noqa: E402
 
 FEATURE_SETS = ("raw", "PCA(k)", "z(k)", "raw + z + score", "raw + PCA(k)")
 CLASSIFIERS = ("logistic regression", "gradient-boosted trees")

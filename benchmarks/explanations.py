@@ -56,14 +56,14 @@ def demo_check(seed: int, params: dict, rows_per_day: int = 20_000) -> dict:
     import tasks.demo_data as demo
 
     touched_per_day: list[dict[str, np.ndarray]] = []
-    inject = demo._inject_anomalies
+    inject = demo.inject_anomalies
 
     def capture(rng, numeric, categorical):
         label, counts, touched = inject(rng, numeric, categorical)
         touched_per_day.append(touched)
         return label, counts, touched
 
-    demo._inject_anomalies = capture
+    demo.inject_anomalies = capture
     try:
         with tempfile.TemporaryDirectory() as folder:
             manifest = demo.generate_demo_data(
@@ -72,7 +72,7 @@ def demo_check(seed: int, params: dict, rows_per_day: int = 20_000) -> dict:
             )  # fmt: skip
             frames = [pd.read_parquet(path) for path in manifest.paths]
     finally:
-        demo._inject_anomalies = inject
+        demo.inject_anomalies = inject
     numeric = [
         "amount", "amount_7d_avg", "merchant_risk_score", "distance_from_home_km",
         "seconds_since_last_tx", "tx_count_24h", "customer_age", "account_age_days",

@@ -186,32 +186,36 @@ def child_read(batch: str, mode: str) -> dict:
 
 def child_score(batch: str, root: str, scoring_threads: str = "1") -> dict:
     """End-to-end scoring of the batch with the champion, as the score flow's task does it."""
-    from tasks.io import BatchRef, StorageLayout
-    from tasks.scoring import load_model, score_batch
+    from tasks.io import BatchRef, Storage
+    from tasks.model_cache import load_model
+    from tasks.scoring import ScoringRuntime, score_batch
+    from tasks.settings import ColumnsSettings, ScoringSettings
 
-    layout = StorageLayout(root, DATASET)
-    load_model(layout.models, None)  # loading the model is per process, not per batch
+    storage = Storage(root, DATASET)
+    load_model(storage, None)  # loading the model is per process, not per batch
     baseline = memory_mb("VmRSS")
     started, cpu = time.perf_counter(), time.process_time()
     marker = score_batch(
-        BatchRef(Path(batch).stem, batch, os.path.getsize(batch)),
-        layout,
-        PASSTHROUGH,
-        "event_time",
-        NUMERIC_COLUMNS,
-        CATEGORICAL_COLUMNS,
-        chunk_rows=CHUNK_ROWS,
+        batch=BatchRef(Path(batch).stem, batch, os.path.getsize(batch)),
+        storage=storage,
+        columns=ColumnsSettings(
+            id=PASSTHROUGH[0],
+            timestamp="event_time",
+            numeric=list(NUMERIC_COLUMNS),
+            categorical=list(CATEGORICAL_COLUMNS),
+        ),
+        scoring=ScoringSettings(chunk_rows=CHUNK_ROWS),
         force=True,
-        scoring_threads=int(scoring_threads),
+        runtime=ScoringRuntime(scoring_threads=int(scoring_threads)),
     )
     return {
-        "rows": marker["rows_out"],
-        "flagged": marker["flagged"],
+        "rows": marker.rows_out,
+        "flagged": marker.flagged,
         "seconds": time.perf_counter() - started,
         "cpu_seconds": time.process_time() - cpu,
         "baseline_mb": baseline,
         "peak_mb": memory_mb("VmHWM"),
-        "output_mb": os.path.getsize(marker["output"]) / 1e6,
+        "output_mb": os.path.getsize(marker.output) / 1e6,
     }
 
 
@@ -227,10 +231,11 @@ def child_profile(batch: str, root: str) -> dict:
 
     from models.explanations import top_feature_strings, top_indices
     from tasks.frames import feature_frame
-    from tasks.io import StorageLayout
-    from tasks.scoring import DICTIONARY_COLUMNS, load_model, output_schema, score_chunk
+    from tasks.io import Storage
+    from tasks.model_cache import load_model
+    from tasks.scored_output import DICTIONARY_COLUMNS, ChunkScoring, output_schema, score_chunk
 
-    detector, version = load_model(StorageLayout(root, DATASET).models, None)
+    detector, version = load_model(Storage(root, DATASET), None)
     source = pq.ParquetFile(batch)
     schema = output_schema(source.schema_arrow, PASSTHROUGH, int(detector.latent_dim_))
     chunks = []
@@ -262,23 +267,18 @@ def child_profile(batch: str, root: str) -> dict:
 
         timed("detector: top-k columns and their names", top_names)
         timed("detector: sum and percentile", lambda c=contributions: detector.percentile(c.sum(axis=1, dtype=np.float64)))  # fmt: skip
-    scored_at = dt.datetime.now(dt.UTC)
+    scoring = ChunkScoring(
+        model_version=version,
+        batch_id="profile",
+        passthrough=tuple(PASSTHROUGH),
+        numeric=tuple(NUMERIC_COLUMNS),
+        categorical=tuple(CATEGORICAL_COLUMNS),
+        scored_at=dt.datetime.now(dt.UTC),
+    )
     outputs = []
     for chunk in chunks:
         started = time.thread_time()
-        outputs.append(
-            score_chunk(
-                chunk,
-                detector,
-                schema,
-                model_version=version,
-                batch_id="profile",
-                passthrough=PASSTHROUGH,
-                numeric=NUMERIC_COLUMNS,
-                categorical=CATEGORICAL_COLUMNS,
-                scored_at=scored_at,
-            )
-        )
+        outputs.append(score_chunk(chunk, detector=detector, schema=schema, chunk=scoring))
         steps["score_chunk total (all of the above + Arrow output)"] = steps.get(
             "score_chunk total (all of the above + Arrow output)", 0.0
         ) + (time.thread_time() - started)
@@ -325,25 +325,26 @@ def child_validate(batch: str, workdir: str) -> dict:
     import pyarrow.parquet as pq
 
     from tasks.io import BatchRef
-    from tasks.validate import draft_suite, suite_json, validate_batch
+    from tasks.settings import ColumnsSettings, ValidationSettings
+    from tasks.validation import draft_suite, suite_json, validate_batch
 
+    columns = ColumnsSettings(
+        id="row_id",
+        timestamp="event_time",
+        numeric=list(NUMERIC_COLUMNS),
+        categorical=list(CATEGORICAL_COLUMNS),
+    )
     suite_path = Path(workdir, "bench-suite.json")
     if not suite_path.exists():
         reference = pq.ParquetFile(batch).read_row_group(0).slice(0, 100_000)
-        suite = draft_suite(
-            reference, "bench", "row_id", "event_time", NUMERIC_COLUMNS, CATEGORICAL_COLUMNS
-        )
+        suite = draft_suite(reference, name="bench", columns=columns)
         suite_path.write_text(suite_json(suite))
     baseline = memory_mb("VmRSS")
     started = time.perf_counter()
     outcome = validate_batch(
         BatchRef(Path(batch).stem, batch, os.path.getsize(batch)),
-        str(suite_path),
-        "row_id",
-        "event_time",
-        NUMERIC_COLUMNS,
-        CATEGORICAL_COLUMNS,
-        [],
+        columns=columns,
+        validation=ValidationSettings(suite=str(suite_path)),
     )
     return {
         "rows": outcome.rows,

@@ -99,22 +99,20 @@ def prepare(work: Path, train_rows: int, batch_rows: int, epochs: int) -> dict:
 
 def batch_rows_per_second(setup: dict, repeats: int) -> tuple[float, list[float]]:
     """Median rows/s of score_batch on the batch file (forced each time), and each run's s."""
-    from tasks.io import BatchRef, StorageLayout
+    from tasks.io import BatchRef, Storage
     from tasks.scoring import score_batch
 
     cfg, path = setup["cfg"], setup["batch"]
-    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    storage = Storage.from_settings(cfg.storage, cfg.dataset)
     ref = BatchRef(batch_id=path.stem, path=str(path), size_bytes=path.stat().st_size)
-    cols = cfg.columns
     seconds, rows = [], 0
     for _ in range(repeats):
         started = time.perf_counter()
         marker = score_batch(
-            ref, layout, cols.passthrough, cols.timestamp, cols.numeric, cols.categorical,
-            cols.missing_values, force=True,
-        )  # fmt: skip
+            batch=ref, storage=storage, columns=cfg.columns, scoring=cfg.scoring, force=True
+        )
         seconds.append(time.perf_counter() - started)
-        rows = marker["rows_out"]
+        rows = marker.rows_out
     return rows / float(np.median(seconds)), seconds
 
 

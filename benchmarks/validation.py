@@ -72,17 +72,19 @@ def measure_once(batch_path: str, suite_path: str, warmup_path: str) -> dict:
     import resource
 
     from tasks.io import BatchRef
-    from tasks.validate import validate_batch
+    from tasks.settings import ColumnsSettings, ValidationSettings
+    from tasks.validation import validate_batch
+
+    columns = ColumnsSettings(
+        id="row_id", timestamp="event_time", numeric=list(NUMERIC), categorical=list(CATEGORICAL)
+    )
+    validation = ValidationSettings(suite=suite_path)
 
     def validate(path: str, batch_id: str):
         return validate_batch(
             BatchRef(batch_id, path, os.path.getsize(path)),
-            suite_path,
-            "row_id",
-            "event_time",
-            NUMERIC,
-            CATEGORICAL,
-            [],
+            columns=columns,
+            validation=validation,
         )
 
     validate(warmup_path, "warmup")
@@ -165,7 +167,8 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(ROOT))
-    from tasks.validate import draft_suite, suite_json
+    from tasks.settings import ColumnsSettings
+    from tasks.validation import draft_suite, suite_json
 
     load_before = os.getloadavg()[0]
     rows_out = []
@@ -174,9 +177,14 @@ def main() -> None:
         suite_path = os.path.join(folder, "suite.json")
         pq.write_table(synthetic_batch(10_000, seed=2), warmup_path)
         reference = synthetic_batch(args.rows, seed=0)  # yesterday's batch, same size
-        suite = draft_suite(
-            reference, "bench", "row_id", "event_time", NUMERIC, CATEGORICAL, label_column="label"
+        columns = ColumnsSettings(
+            id="row_id",
+            timestamp="event_time",
+            label="label",
+            numeric=list(NUMERIC),
+            categorical=list(CATEGORICAL),
         )
+        suite = draft_suite(reference, name="bench", columns=columns)
         Path(suite_path).write_text(suite_json(suite))
         checks = len(suite["expectations"])
         batch = synthetic_batch(args.rows, seed=1)
@@ -196,7 +204,7 @@ def write_doc(rows: list[str], load: tuple[float, float], args: argparse.Namespa
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(
         "# Validation benchmark\n\n"
-        "Time and memory of `tasks.validate.validate_batch` on one batch with a suite drafted by\n"
+        "Time and memory of `tasks.validation.validate_batch` on one batch with a suite drafted by\n"
         "`draft_suite` from a reference batch of the same size (critical: column set, row count,\n"
         "types, nulls, id uniqueness; warnings: null shares, row-count bounds, ranges, quantiles,\n"
         "category sets, KL divergence; plus the pre-checks). Timed end to end: read Parquet,\n"

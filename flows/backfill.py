@@ -8,17 +8,17 @@ of the batch is replaced, never appended to, so a backfill can be run again safe
 
 from __future__ import annotations
 
-from operator import itemgetter
 from typing import Any
 
 from prefect import flow
 
 from flows.config import load_config
+from flows.errors import raise_failures
 from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
-from flows.score import raise_failures, validate_and_score
-from tasks.io import StorageLayout, list_batches_task
-from tasks.reporting import RESULT_KEYS, publish_result, score_line, score_summary_task
+from flows.score import storage_of, summarise, validate_and_score
+from tasks.io import list_batches_task
+from tasks.run_reports import publish_score_task
 from tasks.scoring import find_pending_batches_task
 from tasks.window import select_date_range_task
 
@@ -36,38 +36,22 @@ def backfill_flow(
     """
     cfg = load_config(config)
     check_config_columns(cfg, model_version)
-    layout = StorageLayout(cfg.storage_root, cfg.dataset)
-    opts = cfg.storage.options
-    available = list_batches_task(layout.incoming, opts)
+    storage = storage_of(cfg)
+    available = list_batches_task(storage)
     in_range = select_date_range_task(
-        available,
-        start,
-        end,
-        layout.root,
-        cfg.dataset,
-        cfg.columns.batch_date,
-        cfg.columns.timestamp,
-        opts,
+        available, start=start, end=end, storage=storage, columns=cfg.columns
     )
-    plan = find_pending_batches_task(in_range, layout.root, cfg.dataset, model_version, force, opts)
-    processed = validate_and_score(cfg, layout, plan["pending"], plan["model_version"], force=force)
-    summary = score_summary_task(
-        cfg.dataset,
-        plan["model_version"],
-        processed["scored"],
-        sorted([*plan["skipped"], *processed["skipped"]], key=itemgetter("batch_id")),
-        processed["quarantined"],
-        processed["warnings"],
-        cfg.threshold.method,
-        cfg.threshold.value,
+    plan = find_pending_batches_task(
+        batches=in_range, storage=storage, model_version=model_version, force=force
     )
-    failed = len(processed["failures"])
-    publish_result(
-        "backfill",
-        cfg.dataset,
-        f"{cfg.dataset} backfill {start}..{end} with {plan['model_version']}: "
-        f"{score_line(summary)}" + (f"; {failed} failed to score" if failed else ""),
-        {key: summary[key] for key in RESULT_KEYS},
+    results = validate_and_score(
+        cfg, storage, plan.pending, model_version=plan.model_version, force=force
     )
-    raise_failures(processed)
+    summary = summarise(
+        cfg, model_version=plan.model_version, results=results, skipped_before=plan.skipped
+    )
+    publish_score_task(
+        "backfill", summary, action=f"backfill {start}..{end}", failed=len(results.failures)
+    )
+    raise_failures(results.failures, results.errors)
     return {**summary, "start": start, "end": end}

@@ -130,7 +130,7 @@ IGNORED_SHOWN = 20  # ignored paths printed; the run summary (JSON, artifact) li
 
 
 def format_score_summary(summary: dict[str, Any], scored_root: str, quarantine_root: str) -> str:
-    from tasks.reporting import rows_text
+    from tasks.report.run_summary import rows_text
 
     lines = [
         f"model version     {summary['model_version']}",
@@ -163,10 +163,10 @@ def format_score_summary(summary: dict[str, Any], scored_root: str, quarantine_r
 # ---------------------------------------------------------------------------------- handlers
 def _layout(config_path: str):
     from flows.config import load_config
-    from tasks.io import StorageLayout
+    from tasks.io import Storage
 
     cfg = load_config(config_path)
-    return cfg, StorageLayout(cfg.storage_root, cfg.dataset)
+    return cfg, Storage.from_settings(cfg.storage, cfg.dataset)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

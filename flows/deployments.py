@@ -46,12 +46,12 @@ def deployment_specs(
     timezone: str | None = None,
 ) -> list[DeploymentSpec]:
     """The deployments of a config, crons from its `schedule` section unless overridden."""
-    from flows.config import ScheduleConfig
+    from tasks.settings import ScheduleSettings
 
     path = str(Path(config).resolve())
     cfg = load_config(path)
     # Overrides go through the same validation as the config file.
-    schedule = ScheduleConfig(
+    schedule = ScheduleSettings(
         nightly=nightly_cron or cfg.schedule.nightly,
         retrain=retrain_cron or cfg.schedule.retrain,
         timezone=timezone or cfg.schedule.timezone,

@@ -21,6 +21,11 @@ code   meaning
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from models.registry import RegistryError
+from models.storage_errors import StorageError
+
 EXIT_OK = 0
 EXIT_BATCHES_FAILED = 1
 EXIT_USAGE = 2
@@ -44,3 +49,24 @@ EXIT_CODES_HELP = """exit codes:
 class BatchesFailed(RuntimeError):
     """Some batches of a run could not be scored (the others are committed); the message lists
     each failure."""
+
+
+def raise_failures(failures: Sequence[str], errors: Sequence[BaseException]) -> None:
+    """Fail a run after its summary when a batch could not be processed; nothing that failed was
+    quarantined or marked. A storage failure is raised as that :class:`StorageError` (its message
+    names the storage URL; exit code 4); errors that explain themselves (a bad suite, an unknown
+    model version: ValueError, RegistryError) as the first of them (exit 2); anything else as
+    :class:`BatchesFailed` listing every failed batch (exit 1)."""
+    if not failures:
+        return
+    from prefect import get_run_logger
+
+    get_run_logger().error("%d batch(es) failed: %s", len(failures), "; ".join(failures))
+    more = len(failures) - 1
+    suffix = f" ({more} more batch(es) failed too; see the run's log)" if more else ""
+    storage = [e for e in errors if isinstance(e, StorageError)]
+    if storage:
+        raise type(storage[0])(f"{storage[0]}{suffix}", storage[0].url)
+    if errors and all(isinstance(e, ValueError | RegistryError) for e in errors):
+        raise errors[0]
+    raise BatchesFailed(f"{len(failures)} batch(es) failed to score: " + "; ".join(failures))

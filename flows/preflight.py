@@ -28,8 +28,8 @@ def check_config_columns(
         suite_column_problems,
         suite_columns,
     )
-    from tasks.io import StorageLayout, exists, is_local
-    from tasks.validate import read_suite_document
+    from tasks.io import Storage, exists, is_local
+    from tasks.validation import read_suite_document
 
     cols, opts = cfg.columns, cfg.storage.options
     suite_path = cfg.suite_path
@@ -50,7 +50,7 @@ def check_config_columns(
     if problems:
         fixes.append("redraft the suite from the data (`aeflow expectations init --force`)")
     if against_model:
-        models = StorageLayout(cfg.storage_root, cfg.dataset).models
+        models = Storage.from_settings(cfg.storage, cfg.dataset).models
         version = model_version or ModelRegistry(models, opts).champion()
         schema = model_schema(models, version, opts) if version else None
         found = (

@@ -1,166 +1,185 @@
 """The `score` flow: find unscored batches -> validate each -> quarantine or score -> summary.
 
-Wiring only. Batches are mapped over the flow's task runner: threads by default, or a Dask cluster
+Wiring only. One batch goes::
+
+    incoming/<dataset>/<batch_id>.parquet
+      -> BatchRef (tasks.incoming: scan_incoming_task)
+      -> ValidationOutcome (tasks.validation: validate_batch_task)
+      -> accepted: ScoreMarker (tasks.records; tasks.scoring: score_batch_task), its output
+         scored/<dataset>/date=YYYY-MM-DD/<batch_id>.parquet and its marker
+         scored/<dataset>/_success/<batch_id>.json
+      -> rejected: a quarantine record (tasks.validation: quarantine_task), the batch moved to
+         quarantine/<dataset>/<batch_id>/ with its report
+
+Batches are mapped over the flow's task runner: threads by default, or a Dask cluster
 (`aeflow score --dask ADDRESS|local`, through prefect-dask). A batch is scored as soon as its own
-validation passes, so validating one batch overlaps with scoring another.
+validation passes, so validating one batch overlaps with scoring another. The run's `Storage` (root,
+dataset, fsspec options, retries, layout) is built once from the config and passed to every task.
 """
 
 from __future__ import annotations
 
-from operator import itemgetter
+from dataclasses import dataclass, field
 from typing import Any
 
-from prefect import flow, get_run_logger, unmapped
+from prefect import flow, unmapped
 from prefect.futures import as_completed
 
 from flows.config import PipelineConfig, load_config
-from flows.errors import BatchesFailed
+from flows.errors import raise_failures
 from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
-from models.registry import RegistryError
-from models.storage_errors import StorageError
-from tasks.io import StorageLayout, scan_incoming_task, storage_retry_options
-from tasks.quarantine import QUARANTINED, quarantine_rejected_task, quarantine_task
-from tasks.reporting import RESULT_KEYS, publish_result, score_line, score_summary_task
+from tasks.incoming import BatchRef, RejectedBatch
+from tasks.io import Storage, scan_incoming_task
+from tasks.records import SCORED, QuarantineRecord, ScoreMarker
+from tasks.report.run_summary import RunBatches, score_summary_task
+from tasks.run_reports import publish_score_task
 from tasks.scoring import find_pending_batches_task, score_batch_task
-from tasks.validate import validate_batch_task
+from tasks.validation import (
+    QUARANTINED,
+    ValidationOutcome,
+    quarantine_rejected_task,
+    quarantine_task,
+    validate_batch_task,
+)
 
 
-def with_storage_retries(task: Any, cfg: PipelineConfig) -> Any:
-    """``task`` retrying transient storage errors as the config's storage section says."""
-    return task.with_options(
-        **storage_retry_options(cfg.storage.retries, cfg.storage.retry_delay_s)
-    )
+def storage_of(cfg: PipelineConfig) -> Storage:
+    """The run's storage, built once from the config."""
+    return Storage.from_settings(cfg.storage, cfg.dataset)
 
 
-def validate_batches(
-    cfg: PipelineConfig, layout: StorageLayout, batches: list[dict[str, Any]]
-) -> Any:
+def validate_batches(cfg: PipelineConfig, storage: Storage, batches: list[BatchRef]) -> Any:
     """Submit one validation task per batch (mapped over the task runner); returns the futures,
     in the order of ``batches``. Call inside a flow.
     """
-    shared = {name: unmapped(value) for name, value in cfg.validation_arguments().items()}
-    data_docs_dir = layout.reports("data-docs") if cfg.validation.data_docs else None
-    validate = with_storage_retries(validate_batch_task, cfg)
-    return validate.map(batches, data_docs_dir=unmapped(data_docs_dir), **shared)
+    data_docs_dir = storage.reports("data-docs") if cfg.validation.data_docs else None
+    validate = validate_batch_task.with_options(**storage.retry_options())
+    return validate.map(
+        batches,
+        columns=unmapped(cfg.columns),
+        validation=unmapped(cfg.validation),
+        options=unmapped(storage.options),
+        data_docs_dir=unmapped(data_docs_dir),
+    )
 
 
-def _failed(result: dict[str, list[Any]], batch_id: str, exc: BaseException) -> None:
-    """Record a batch that could not be processed (its message, and the exception in ``errors``)."""
-    result["failures"].append(f"{batch_id}: {exc.__class__.__name__}: {exc}")
-    result["errors"].append(exc)
+@dataclass
+class BatchResults:
+    """What became of each batch of a run, by batch id: scored (markers), skipped (markers of
+    batches a concurrent run scored, records of batches it quarantined), quarantined (records),
+    scored with warnings (validation outcomes), and the batches that failed (a message each, and
+    the exceptions)."""
+
+    scored: list[ScoreMarker] = field(default_factory=list)
+    skipped: list[ScoreMarker | QuarantineRecord] = field(default_factory=list)
+    quarantined: list[QuarantineRecord] = field(default_factory=list)
+    warnings: list[ValidationOutcome] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+
+    def failed(self, batch_id: str, exc: BaseException) -> None:
+        """Record a batch that could not be processed (its message, and the exception)."""
+        self.failures.append(f"{batch_id}: {exc.__class__.__name__}: {exc}")
+        self.errors.append(exc)
+
+
+def batch_id_of(item: ScoreMarker | QuarantineRecord | ValidationOutcome) -> str:
+    """The batch id of a record (a score marker, a quarantine record, a validation outcome)."""
+    return item.batch_id
 
 
 def validate_and_score(
     cfg: PipelineConfig,
-    layout: StorageLayout,
-    batches: list[dict[str, Any]],
+    storage: Storage,
+    batches: list[BatchRef],
+    *,
     model_version: str,
     force: bool = False,
-    rejected: list[dict[str, Any]] | None = None,
-) -> dict[str, list[Any]]:
+    rejected: list[RejectedBatch] | None = None,
+) -> BatchResults:
     """Validate each batch (mapped over the task runner), quarantine the rejected ones and score
     each accepted one with ``model_version`` as soon as its own validation passes (as the score
     flow does); quarantine the ``rejected`` batches (refused ids, see tasks.incoming) unvalidated.
     Storage work is retried on transient errors (the config's storage.retries). Call inside a flow.
-
-    Returns ``{"scored": [markers], "skipped": [markers of batches a concurrent run scored, and
-    records of batches it quarantined], "quarantined": [...], "warnings": [outcomes],
-    "failures": [messages], "errors": [the exceptions]}``, each by batch id.
     """
-    opts, cols = cfg.storage.options, cfg.columns
-    result: dict[str, list[Any]] = {
-        "scored": [], "skipped": [], "quarantined": [], "warnings": [], "failures": [], "errors": []
-    }  # fmt: skip
-    quarantine_one = with_storage_retries(quarantine_task, cfg)
+    result = BatchResults()
+    retrying = storage.retry_options()
+    quarantine_one = quarantine_task.with_options(**retrying)
+    quarantine_refused = quarantine_rejected_task.with_options(**retrying)
     quarantining = [
-        (r["batch_id"], with_storage_retries(quarantine_rejected_task, cfg).submit(
-            r, layout.quarantine(r["batch_id"]), opts
-        ))
-        for r in rejected or []
-    ]  # fmt: skip
+        (r.batch_id, quarantine_refused.submit(r, storage=storage)) for r in rejected or []
+    ]
     scoring = []
     if batches:
-        validations = validate_batches(cfg, layout, batches)
+        validations = validate_batches(cfg, storage, batches)
         batch_of = {f.task_run_id: b for f, b in zip(validations, batches, strict=True)}
-        score = with_storage_retries(score_batch_task, cfg)
+        score = score_batch_task.with_options(**retrying)
         for validated in as_completed(list(validations)):
             batch = batch_of[validated.task_run_id]
             try:
                 outcome = validated.result()
             except Exception as exc:  # storage trouble: reported at the end, nothing judged
-                _failed(result, batch["batch_id"], exc)
+                result.failed(batch.batch_id, exc)
                 continue
-            if not outcome["accepted"]:
-                quarantining.append(
-                    (
-                        batch["batch_id"],
-                        quarantine_one.submit(
-                            batch, layout.quarantine(batch["batch_id"]), outcome, opts
-                        ),
-                    )
-                )
+            if not outcome.accepted:
+                moved = quarantine_one.submit(batch, outcome, storage=storage)
+                quarantining.append((batch.batch_id, moved))
                 continue
-            if outcome["status"] == "warning":
-                result["warnings"].append(outcome)
-            scoring.append(
-                (
-                    batch["batch_id"],
-                    score.submit(
-                        batch,
-                        layout.root,
-                        cfg.dataset,
-                        cols.passthrough,
-                        cols.timestamp,
-                        cols.numeric,
-                        cols.categorical,
-                        cols.missing_values,
-                        model_version,
-                        cfg.scoring.chunk_rows,
-                        cfg.scoring.top_k,
-                        force,
-                        opts,
-                        batch_date_source=cols.batch_date,
-                    ),
-                )
+            if outcome.status == "warning":
+                result.warnings.append(outcome)
+            scored = score.submit(
+                batch=batch,
+                storage=storage,
+                columns=cfg.columns,
+                scoring=cfg.scoring,
+                model_version=model_version,
+                force=force,
             )
+            scoring.append((batch.batch_id, scored))
     for batch_id, future in scoring:
         try:
             marker = future.result()
         except Exception as exc:  # reported at the end of the run; the other batches go on
-            _failed(result, batch_id, exc)
+            result.failed(batch_id, exc)
             continue
-        result["scored" if marker["status"] == "scored" else "skipped"].append(marker)
+        (result.scored if marker.status == SCORED else result.skipped).append(marker)
     for batch_id, future in quarantining:
         try:
             moved = future.result()
         except Exception as exc:
-            _failed(result, batch_id, exc)
+            result.failed(batch_id, exc)
             continue
-        result["quarantined" if moved["status"] == QUARANTINED else "skipped"].append(moved)
-    for key in ("scored", "skipped", "quarantined", "warnings"):
-        result[key].sort(key=itemgetter("batch_id"))
+        (result.quarantined if moved.status == QUARANTINED else result.skipped).append(moved)
+    for found in (result.scored, result.skipped, result.quarantined, result.warnings):
+        found.sort(key=batch_id_of)
     return result
 
 
-def raise_failures(outcome: dict[str, list[Any]]) -> None:
-    """Fail the run after its summary when a batch could not be processed; nothing that failed was
-    quarantined or marked. A storage failure is raised as that :class:`StorageError` (its message
-    names the storage URL; exit code 4); errors that explain themselves (a bad suite, an unknown
-    model version: ValueError, RegistryError) as the first of them (exit 2); anything else as
-    :class:`BatchesFailed` listing every failed batch (exit 1)."""
-    failures, errors = outcome["failures"], outcome.get("errors") or []
-    if not failures:
-        return
-    get_run_logger().error("%d batch(es) failed: %s", len(failures), "; ".join(failures))
-    more = len(failures) - 1
-    suffix = f" ({more} more batch(es) failed too; see the run's log)" if more else ""
-    storage = [e for e in errors if isinstance(e, StorageError)]
-    if storage:
-        raise type(storage[0])(f"{storage[0]}{suffix}", storage[0].url)
-    if errors and all(isinstance(e, ValueError | RegistryError) for e in errors):
-        raise errors[0]
-    raise BatchesFailed(f"{len(failures)} batch(es) failed to score: " + "; ".join(failures))
+def summarise(
+    cfg: PipelineConfig,
+    *,
+    model_version: str,
+    results: BatchResults,
+    skipped_before: list[ScoreMarker],
+    ignored: list[Any] | None = None,
+) -> dict[str, Any]:
+    """The run summary of a score, nightly or backfill run (a Prefect artifact too): what was
+    scored, skipped (also before the run), quarantined and ignored."""
+    skipped = sorted([*skipped_before, *results.skipped], key=batch_id_of)
+    batches = RunBatches(
+        scored=[m.to_dict() for m in results.scored],
+        skipped=[m.to_dict() for m in skipped],
+        quarantined=[q.to_dict() for q in results.quarantined],
+        warnings=[w.to_dict() for w in results.warnings],
+    )
+    return score_summary_task(
+        cfg.dataset,
+        model_version,
+        batches,
+        threshold=cfg.threshold,
+        ignored=[i.to_dict() for i in ignored or []],
+    )
 
 
 @flow(name="aeflow-score", log_prints=True, **API_WATCH_HOOKS)
@@ -176,36 +195,30 @@ def score_flow(
     """
     cfg = load_config(config)
     check_config_columns(cfg, model_version)
-    layout = StorageLayout(cfg.storage_root, cfg.dataset)
-    opts = cfg.storage.options
-    scan = with_storage_retries(scan_incoming_task, cfg)(layout.incoming, opts)
-    plan = with_storage_retries(find_pending_batches_task, cfg)(
-        scan["batches"], layout.root, cfg.dataset, model_version, force, opts
+    storage = storage_of(cfg)
+    retrying = storage.retry_options()
+    scan = scan_incoming_task.with_options(**retrying)(storage)
+    plan = find_pending_batches_task.with_options(**retrying)(
+        batches=scan.batches, storage=storage, model_version=model_version, force=force
     )
-    pending, version = plan["pending"], plan["model_version"]
-    outcome = validate_and_score(cfg, layout, pending, version, force, scan["rejected"])
+    results = validate_and_score(
+        cfg,
+        storage,
+        plan.pending,
+        model_version=plan.model_version,
+        force=force,
+        rejected=scan.rejected,
+    )
     # A concurrent run may have scored a batch between planning and scoring: it is skipped then.
-    skipped = sorted([*plan["skipped"], *outcome["skipped"]], key=itemgetter("batch_id"))
-    summary = score_summary_task(
-        cfg.dataset,
-        version,
-        outcome["scored"],
-        skipped,
-        outcome["quarantined"],
-        outcome["warnings"],
-        cfg.threshold.method,
-        cfg.threshold.value,
-        scan["ignored"],
+    summary = summarise(
+        cfg,
+        model_version=plan.model_version,
+        results=results,
+        skipped_before=plan.skipped,
+        ignored=scan.ignored,
     )
-    failures = outcome["failures"]
-    failed = f"; {len(failures)} failed to score" if failures else ""
-    publish_result(
-        "score",
-        cfg.dataset,
-        f"{cfg.dataset} scored with {version}: {score_line(summary)}{failed}",
-        {key: summary[key] for key in RESULT_KEYS},
-    )
-    raise_failures(outcome)
+    publish_score_task("score", summary, action="scored", failed=len(results.failures))
+    raise_failures(results.failures, results.errors)
     return summary
 
 

@@ -1,9 +1,16 @@
 """The `train` flow: training window -> validate -> split -> fit -> evaluate -> gate -> report.
 
 Wiring only: every step is a task in tasks/. The flow takes the config file's path (a typed, JSON-able
-parameter Prefect can show and schedule) and passes explicit values to the tasks. Tasks exchange
-paths and JSON records: the split files, the holdout scores and the report live under
-``<root>/reports/<dataset>/<run>/``.
+parameter Prefect can show and schedule), builds the run's `Storage` once, and passes the settings
+sections and typed records (tasks.records) to the tasks by keyword::
+
+    [BatchRef] -> validate -> accepted [BatchRef]
+      -> split_training_window_task -> TrainingSplit (train and holdout Parquet files under
+         <root>/reports/<dataset>/<run>/)
+      -> fit_model_task -> ModelReference (registered under <root>/models/<dataset>/<version>/)
+      -> evaluate_task -> Evaluation; evaluate_champion_task -> ChampionEvaluation (same rows)
+      -> gate_task -> GateDecision (recorded in the registry) -> report_task (HTML + metrics.json)
+      -> record_report_task (the report's location, in the version's registry entry)
 """
 
 from __future__ import annotations
@@ -16,13 +23,15 @@ from prefect import flow, get_run_logger
 from flows.config import PipelineConfig, load_config
 from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
-from flows.score import validate_batches
-from models.registry import ModelRegistry
+from flows.score import storage_of, validate_batches
 from tasks.evaluate import evaluate_champion_task, evaluate_task, headline, new_run_id
 from tasks.gate import gate_task
-from tasks.io import StorageLayout, join, list_batches_task
+from tasks.incoming import BatchRef
+from tasks.io import Storage, list_batches_task
+from tasks.records import ScoreMarker
+from tasks.registry import champion_task, record_report_task
 from tasks.report import report_task
-from tasks.reporting import publish_result
+from tasks.report.run_summary import publish_result
 from tasks.training import (
     discard_training_split_task,
     fit_model_task,
@@ -31,123 +40,96 @@ from tasks.training import (
 )
 from tasks.window import without_flagged_rows_task
 
-FILTERED_TRAIN_FILE = "train-without-flagged.parquet"
-
 
 def train_evaluate_gate(
     cfg: PipelineConfig,
-    batch_paths: Sequence[str],
-    batch_ids: Sequence[str],
+    storage: Storage,
+    batches: Sequence[BatchRef | ScoreMarker],
+    *,
     promote: bool = True,
     run: str | None = None,
-    flagged_window: Sequence[dict[str, Any]] | None = None,
+    flagged_window: Sequence[ScoreMarker] | None = None,
     gate_context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Split, fit, evaluate, gate and report on already accepted batches (call it inside a flow;
     the retrain flow reuses it). Returns the train flow's result without ``left_out``.
 
+    ``batches``: references to the batches (their ``path``, or a marker's ``input_path``);
     ``flagged_window``: scored batches whose flagged rows are left out of the training part (never
     the holdout, so the gate compares on rows neither model chose); ``gate_context`` is recorded
     with the gate decision (e.g. the retraining trigger).
     """
-    layout = StorageLayout(cfg.storage_root, cfg.dataset)
-    opts, cols, evaluation_cfg = cfg.storage.options, cfg.columns, cfg.evaluation
-    seed = cfg.training.seed
     run = run or new_run_id()
-    run_dir = layout.reports(run)
+    run_dir = storage.reports(run)
+    batch_ids = [b.batch_id for b in batches]
     split = split_training_window_task(
-        list(batch_paths),
-        cols.id,
-        cols.timestamp,
-        cols.numeric,
-        cols.categorical,
-        cols.missing_values,
-        cols.label,
-        cols.label_positive,
-        cols.label_negative,
-        evaluation_cfg.holdout_fraction,
-        evaluation_cfg.holdout_max_rows,
-        seed,
-        run_dir,
-        opts,
+        batch_paths=[b.path if isinstance(b, BatchRef) else b.input_path for b in batches],
+        columns=cfg.columns,
+        evaluation=cfg.evaluation,
+        seed=cfg.training.seed,
+        out_dir=run_dir,
+        options=storage.options,
     )
-    rows_before_filter, rows_left_out = split["train_rows"], 0
+    rows_before_filter, rows_left_out = split.train_rows, 0
     if flagged_window is not None:
         filtered = without_flagged_rows_task(
-            split["train_path"],
-            list(flagged_window),
-            cols.id,
-            join(run_dir, FILTERED_TRAIN_FILE),
-            opts,
+            split=split, window=list(flagged_window), columns=cfg.columns, storage=storage
         )
-        discard_training_split_task(split, opts)
-        rows_left_out = filtered["rows_left_out"]
-        split = {**split, "train_path": filtered["path"], "train_rows": filtered["rows_kept"]}
+        split, rows_left_out = filtered.split, filtered.rows_left_out
     trained = fit_model_task(
-        split["train_path"],
-        list(batch_ids),
-        cols.numeric,
-        cols.categorical,
-        split["label_column"],  # None when a batch of the window has no label
-        cfg.training.exclude_labelled_anomalies,
-        cfg.training.max_rows,
-        seed,
-        cfg.detector_params(),
-        layout.models,
-        opts,
+        split=split,
+        training_batches=batch_ids,
+        columns=cfg.columns,
+        training=cfg.training,
+        detector_params=cfg.detector_params(),
+        storage=storage,
     )
-    version = trained["version"]
-    champion_before = ModelRegistry(layout.models, opts).champion()
-    identical_champion = version if trained["reused"] and version == champion_before else None
+    champion_before = champion_task(storage)
+    identical = trained.version if trained.reused and trained.version == champion_before else None
     evaluation = evaluate_task(
-        layout.models,
-        version,
-        split,
-        cols.numeric,
-        cols.categorical,
-        cols.passthrough,
-        cfg.training.exclude_labelled_anomalies,
-        evaluation_cfg.baselines,
-        evaluation_cfg.baseline_max_rows,
-        evaluation_cfg.leakage_auroc,
-        seed,
-        run_dir,
-        opts,
+        version=trained.version,
+        split=split,
+        columns=cfg.columns,
+        training=cfg.training,
+        evaluation=cfg.evaluation,
+        out_dir=run_dir,
+        storage=storage,
     )
     champion = evaluate_champion_task(
-        layout.models, version, split, evaluation["reconstruction"]["scales"], opts
+        challenger_version=trained.version,
+        split=split,
+        scales=evaluation.reconstruction_scales,
+        storage=storage,
     )
-    discard_training_split_task(split, opts)
+    discard_training_split_task(split, storage.options)
     gate = gate_task(
-        layout.models,
-        version,
-        evaluation,
-        champion,
-        evaluation_cfg.reconstruction_margin,
-        evaluation_cfg.auroc_margin,
-        promote,
-        {**headline(evaluation), "run": run, **(gate_context or {})},
-        opts,
-        identical_champion,
+        evaluation=evaluation,
+        champion=champion,
+        settings=cfg.evaluation,
+        promote=promote,
+        context={"run": run, **(gate_context or {})},
+        identical_champion=identical,
+        storage=storage,
     )
     report = None
-    if evaluation_cfg.report:
+    if cfg.evaluation.report:
         report = report_task(
-            cfg.dataset, run, evaluation, champion, gate, run_dir, layout.models, opts
+            run=run, evaluation=evaluation, champion=champion, gate=gate, storage=storage
         )
+        record_report_task(version=trained.version, run=run, report=report, storage=storage)
     return {
         "dataset": cfg.dataset,
-        "version": version,
-        "reused": trained["reused"],
-        "promoted": gate["promoted"],
-        "metrics": trained["metrics"],
-        "training_batches": list(batch_ids),
-        "models_root": layout.models,
+        "version": trained.version,
+        "reused": trained.reused,
+        "promoted": gate.promoted,
+        "metrics": trained.metrics,
+        "training_batches": batch_ids,
+        "models_root": storage.models,
         "run": run,
         "report": report["html"] if report else None,
-        "gate": gate,
-        "evaluation": headline(evaluation),
-        "warnings": list(evaluation["data_quality"]["warnings"]),
+        "gate": gate.to_dict(),
+        "evaluation": headline(evaluation.metrics),
+        "warnings": evaluation.warnings,
         "rows_before_filter": rows_before_filter,
         "rows_left_out": rows_left_out,
     }
@@ -170,34 +152,28 @@ def train_flow(
     logger = get_run_logger()
     cfg = load_config(config)
     check_config_columns(cfg, against_model=False)
-    layout = StorageLayout(cfg.storage_root, cfg.dataset)
-    opts = cfg.storage.options
-    available = list_batches_task(layout.incoming, opts)
+    storage = storage_of(cfg)
+    available = list_batches_task(storage)
     window = select_training_batches_task(
         available,
-        layout.root,
-        cfg.dataset,
-        cfg.training.window_days,
-        until,
-        batches or cfg.training.batches,
-        cfg.columns.batch_date,
-        cfg.columns.timestamp,
-        opts,
+        storage=storage,
+        columns=cfg.columns,
+        training=cfg.training,
+        until=until,
+        explicit=batches,
     )
     if not window:
         within = f" dated in the {cfg.training.window_days} days up to {until}" if until else ""
         raise ValueError(
-            f"no batches to train on in {layout.incoming}{within}; add Parquet files there "
+            f"no batches to train on in {storage.incoming}{within}; add Parquet files there "
             "(e.g. `aeflow demo-data` or `aeflow ingest`) or widen training.window_days"
         )
-    outcomes = [future.result() for future in validate_batches(cfg, layout, window)]
-    accepted = [b for b, o in zip(window, outcomes, strict=True) if o["accepted"]]
-    rejected = [o for o in outcomes if not o["accepted"]]
+    outcomes = [future.result() for future in validate_batches(cfg, storage, window)]
+    accepted = [b for b, o in zip(window, outcomes, strict=True) if o.accepted]
+    rejected = [o for o in outcomes if not o.accepted]
     for outcome in rejected:
-        logger.warning("left out of training: %s (%s)", outcome["batch_id"], outcome["reason"])
-    result = train_evaluate_gate(
-        cfg, [b["path"] for b in accepted], [b["batch_id"] for b in accepted], promote
-    )
+        logger.warning("left out of training: %s (%s)", outcome.batch_id, outcome.reason)
+    result = train_evaluate_gate(cfg, storage, accepted, promote=promote)
     status = "champion" if result["promoted"] else "registered, not promoted"
     if result["reused"]:
         status = "identical to this registered version, reused"
@@ -216,5 +192,5 @@ def train_flow(
     )
     return {
         **result,
-        "left_out": [{"batch_id": o["batch_id"], "reason": o["reason"]} for o in rejected],
+        "left_out": [{"batch_id": o.batch_id, "reason": o.reason} for o in rejected],
     }

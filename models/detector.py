@@ -29,8 +29,11 @@ from models.explanations import (
 )
 from models.fast_preprocessing import FastPreprocessor
 from models.latent import LatentRotation
-from models.network import ColumnErrors, MixedAutoencoder, pad_rows
+from models.network import Architecture, ColumnErrors, MixedAutoencoder, pad_rows
+from models.persistence import SavedState, read_bundle, save_detector
 from models.preprocessing import (
+    INPUT_CLIP,
+    PreprocessingSettings,
     as_frame,
     binary_columns,
     check_columns_present,
@@ -39,9 +42,12 @@ from models.preprocessing import (
     normalise_frame,
     resolve_columns,
 )
+from models.reconstruction import RowReconstruction, reconstruction_of_rows
 from models.trainer import (
+    ColumnLoss,
     ProgressCallback,
     TrainingConfig,
+    TrainingRows,
     resolve_batch_size,
     resolve_learning_rate,
     train_network,
@@ -53,8 +59,6 @@ INFERENCE_CHUNK_ROWS = 65536
 # On CPU a smaller chunk keeps the activations and column errors in cache between the operations,
 # which is worth more than the per-call overhead it adds (measured: 2048 rows beat 65536 by ~2x).
 CPU_INFERENCE_CHUNK_ROWS = 2048
-# Scaled inputs are clipped to this magnitude so an absurd value cannot overflow float32 squares.
-INPUT_CLIP = 1e4
 
 
 class AutoencoderDetector(BaseEstimator):
@@ -70,61 +74,11 @@ class AutoencoderDetector(BaseEstimator):
     the scores or the explanations, see :mod:`models.column_scores`) and ``clip_inputs`` (a wild
     value does not drag the reconstruction of the rest of its row along).
 
-    Columns
-        numeric_columns, categorical_columns: column names; both ``None`` detects every column of the
-            fit frame from its dtype. Naming either uses exactly the named columns (the other list
-            defaults to empty) and ignores the rest (ids, timestamps, labels).
-    Preprocessing
-        scaling: ``"auto"`` (a Yeo-Johnson power transform on columns whose training skewness is
-            above 1, then standard scaling; see :mod:`models.preprocessing`),
-            ``"standard"``, ``"robust"``, ``"quantile"`` (to a normal), ``"minmax"`` or ``"none"``.
-        binary_columns: a numeric column with exactly two distinct values at fit is a flag,
-            reconstructed with a cross-entropy over its two values (``False``: a numeric column).
-        numeric_imputation: ``"median"`` or ``"mean"``.
-        add_missing_indicators: add a 0/1 feature for each numeric column with missing values at fit.
-        min_frequency, max_categories: rare-level grouping of the one-hot encoder (scikit-learn
-            semantics: a count, or a share of rows when a float < 1); unseen levels map to the rare
-            group, or cost as much as the least likely level when a column has none.
-    Network
-        hidden_sizes: encoder hidden widths (decoder mirrored); latent_dim: latent width per member.
-        activation: one of ``relu, leaky_relu, elu, gelu, silu, tanh``; dropout: rate in [0, 1);
-        batch_norm: batch normalisation after hidden layers.
-        variant: ``"plain"``, ``"denoising"`` (swap noise with rate ``swap_noise``) or
-            ``"variational"`` (KL term weighted by ``kl_weight``).
-        n_members: ensemble size; members differ by seed and, when ``ensemble_widths`` is given, by
-            hidden width (member m multiplies ``hidden_sizes`` by ``ensemble_widths[m % len]``).
-            Members' normalised reconstruction surprises are averaged.
-        clip_inputs: the encoder sees each feature clipped to its training range (the errors use
-            the real value); see :class:`models.network.MixedAutoencoder`.
-    Training
-        trim_fraction: share of each batch's highest-error rows left out of the loss, in [0, 1).
-        epochs, weight_decay, patience (early stopping on the validation loss, 0 = off), grad_clip
-            (max gradient norm, 0 = off), validation_fraction (held-out share used for early
-            stopping and calibration).
-        batch_size: rows per optimisation step, or ``"auto"``: about 8 steps per epoch, a power of
-            two from 256 to 4096 rows (small tables keep 256; see
-            :func:`models.trainer.resolve_batch_size`).
-        learning_rate: AdamW peak (warm-up, then cosine decay), or ``"auto"``: 1e-3 up to 256 rows
-            per step, growing with the square root of the rows per step above that (4096 rows:
-            4e-3). ``metadata_`` records both values used.
-    Scoring
-        column_weights: optional ``{column: weight}`` (default 1 each) for the loss and the score.
-        error_normalization: ``"surprise"``: each column's error in nats of excess surprise over
-            its typical value on the training rows (:class:`models.column_scores.ColumnScorer`);
-            ``"validation_mean"`` divides each column's error by its mean on the validation rows;
-            ``"none"`` keeps the raw errors (squared errors and cross-entropies as they are).
-        marginal_weight: weight (>= 0) of each column's marginal surprise (how far its value lies
-            from the column's bulk, or how rare its level is) added to its reconstruction surprise.
-        threshold_method, threshold_value: see :func:`models.calibration.fit_threshold`.
-    Encoded features
-        whiten_latent: ``transform`` returns the code's principal axes, whitened, ordered by
-            variance and sign-fixed (:class:`models.latent.LatentRotation`); ``False``: the raw code.
-    Runtime
-        random_state: seed for the split, initialisation, batch order and noise.
-        device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"`` or ``"cuda[:i]"``.
+    Every parameter is described in :mod:`models.detector_params`, which also checks them.
     """
 
-    def __init__(
+    # scikit-learn's convention: the estimator's __init__ stores every parameter, by keyword.
+    def __init__(  # noqa: PLR0913
         self,
         *,
         numeric_columns: Sequence[str] | None = None,
@@ -212,14 +166,16 @@ class AutoencoderDetector(BaseEstimator):
 
     def _build_network(self, member: int, n_features: int) -> MixedAutoencoder:
         return MixedAutoencoder(
-            n_features=n_features,
-            hidden_sizes=self._member_hidden_sizes(member),
-            latent_dim=self.latent_dim,
-            activation=self.activation,
-            dropout=self.dropout,
-            batch_norm=self.batch_norm,
-            variational=self.variant == "variational",
-            clip_inputs=self.clip_inputs,
+            n_features,
+            Architecture(
+                hidden_sizes=tuple(self._member_hidden_sizes(member)),
+                latent_dim=self.latent_dim,
+                activation=self.activation,
+                dropout=self.dropout,
+                batch_norm=self.batch_norm,
+                variational=self.variant == "variational",
+                clip_inputs=self.clip_inputs,
+            ),
         )
 
     def _column_weight_vector(self, columns: Sequence[str]) -> np.ndarray:
@@ -368,13 +324,15 @@ class AutoencoderDetector(BaseEstimator):
             training_part,
             numeric,
             categorical,
-            scaling=self.scaling,
-            numeric_imputation=self.numeric_imputation,
-            add_missing_indicators=self.add_missing_indicators,
-            min_frequency=self.min_frequency,
-            max_categories=self.max_categories,
-            random_state=self.random_state,
-            binary=flags,
+            PreprocessingSettings(
+                scaling=self.scaling,
+                numeric_imputation=self.numeric_imputation,
+                add_missing_indicators=self.add_missing_indicators,
+                min_frequency=self.min_frequency,
+                max_categories=self.max_categories,
+                random_state=self.random_state,
+                binary=flags,
+            ),
         )
         self.numeric_columns_ = numeric
         self.categorical_columns_ = categorical
@@ -425,11 +383,8 @@ class AutoencoderDetector(BaseEstimator):
                 generator = torch.Generator(device=self.device_).manual_seed(seed)
                 history = train_network(
                     network,
-                    self._column_errors,
-                    train,
-                    validation,
-                    weights,
-                    feature_column,
+                    ColumnLoss(self._column_errors, weights, feature_column),
+                    TrainingRows(train, validation),
                     config,
                     generator,
                     member_progress,
@@ -596,17 +551,37 @@ class AutoencoderDetector(BaseEstimator):
         if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1:
             raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
 
+    def reconstruct(self, X) -> RowReconstruction:
+        """(n, n_columns) rows -> what the model reconstructs them as, ensemble-averaged: numeric
+        values in the columns' own units and level probabilities per categorical block
+        (:func:`models.reconstruction.reconstruction_of_rows`; evaluation measures its errors on
+        it)."""
+        check_is_fitted(self)
+        return reconstruction_of_rows(self, X)
+
     # ------------------------------------------------------------------ persistence
     def save(self, dir_path: str | Path) -> Path:
         """Write a self-contained bundle to ``dir_path`` (created); see :mod:`models.persistence`."""
-        from models.persistence import save_detector
-
         check_is_fitted(self)
         return save_detector(self, dir_path)
 
     @classmethod
     def load(cls, dir_path: str | Path, device: str = "auto") -> AutoencoderDetector:
         """Load a bundle written by :meth:`save`, verifying checksums and skops types."""
-        from models.persistence import load_detector
+        return cls.from_saved_state(read_bundle(dir_path), device=device)
 
-        return load_detector(dir_path, device=device)
+    @classmethod
+    def from_saved_state(cls, state: SavedState, device: str = "auto") -> AutoencoderDetector:
+        """The fitted detector a bundle's contents (:func:`models.persistence.read_bundle`) hold,
+        on ``device``."""
+        detector = cls(**{**state.params, "device": device})
+        detector.device_ = resolve_device(device)
+        for name, value in state.fitted_attributes().items():
+            setattr(detector, name, value)
+        detector.networks_ = []
+        for member in range(detector.n_members):
+            network = detector._build_network(member, detector.layout_.n_features)
+            network.load_state_dict(state.member_weights(member), strict=True)
+            detector.networks_.append(network.to(detector.device_).eval())
+        detector._prepare_scoring()
+        return detector

@@ -1,5 +1,61 @@
-"""Validation of :class:`models.detector.AutoencoderDetector` parameters (called by ``fit``), the
-device choice and the library versions a bundle records."""
+"""The parameters of :class:`models.detector.AutoencoderDetector`: what each means, their
+validation (called by ``fit``), the device choice and the library versions a bundle records.
+
+All parameters are keyword-only (scikit-learn's convention: ``__init__`` only stores them).
+
+Columns
+    numeric_columns, categorical_columns: column names; both ``None`` detects every column of the
+        fit frame from its dtype. Naming either uses exactly the named columns (the other list
+        defaults to empty) and ignores the rest (ids, timestamps, labels).
+Preprocessing
+    scaling: ``"auto"`` (a Yeo-Johnson power transform on columns whose training skewness is
+        above 1, then standard scaling; see :mod:`models.preprocessing`),
+        ``"standard"``, ``"robust"``, ``"quantile"`` (to a normal), ``"minmax"`` or ``"none"``.
+    binary_columns: a numeric column with exactly two distinct values at fit is a flag,
+        reconstructed with a cross-entropy over its two values (``False``: a numeric column).
+    numeric_imputation: ``"median"`` or ``"mean"``.
+    add_missing_indicators: add a 0/1 feature for each numeric column with missing values at fit.
+    min_frequency, max_categories: rare-level grouping of the one-hot encoder (scikit-learn
+        semantics: a count, or a share of rows when a float < 1); unseen levels map to the rare
+        group, or cost as much as the least likely level when a column has none.
+Network
+    hidden_sizes: encoder hidden widths (decoder mirrored); latent_dim: latent width per member.
+    activation: one of ``relu, leaky_relu, elu, gelu, silu, tanh``; dropout: rate in [0, 1);
+    batch_norm: batch normalisation after hidden layers.
+    variant: ``"plain"``, ``"denoising"`` (swap noise with rate ``swap_noise``) or
+        ``"variational"`` (KL term weighted by ``kl_weight``).
+    n_members: ensemble size; members differ by seed and, when ``ensemble_widths`` is given, by
+        hidden width (member m multiplies ``hidden_sizes`` by ``ensemble_widths[m % len]``).
+        Members' normalised reconstruction surprises are averaged.
+    clip_inputs: the encoder sees each feature clipped to its training range (the errors use
+        the real value); see :class:`models.network.MixedAutoencoder`.
+Training
+    trim_fraction: share of each batch's highest-error rows left out of the loss, in [0, 1).
+    epochs, weight_decay, patience (early stopping on the validation loss, 0 = off), grad_clip
+        (max gradient norm, 0 = off), validation_fraction (held-out share used for early
+        stopping and calibration).
+    batch_size: rows per optimisation step, or ``"auto"``: about 8 steps per epoch, a power of
+        two from 256 to 4096 rows (small tables keep 256; see
+        :func:`models.trainer.resolve_batch_size`).
+    learning_rate: AdamW peak (warm-up, then cosine decay), or ``"auto"``: 1e-3 up to 256 rows
+        per step, growing with the square root of the rows per step above that (4096 rows:
+        4e-3). ``metadata_`` records both values used.
+Scoring
+    column_weights: optional ``{column: weight}`` (default 1 each) for the loss and the score.
+    error_normalization: ``"surprise"``: each column's error in nats of excess surprise over
+        its typical value on the training rows (:class:`models.column_scores.ColumnScorer`);
+        ``"validation_mean"`` divides each column's error by its mean on the validation rows;
+        ``"none"`` keeps the raw errors (squared errors and cross-entropies as they are).
+    marginal_weight: weight (>= 0) of each column's marginal surprise (how far its value lies
+        from the column's bulk, or how rare its level is) added to its reconstruction surprise.
+    threshold_method, threshold_value: see :func:`models.calibration.fit_threshold`.
+Encoded features
+    whiten_latent: ``transform`` returns the code's principal axes, whitened, ordered by
+        variance and sign-fixed (:class:`models.latent.LatentRotation`); ``False``: the raw code.
+Runtime
+    random_state: seed for the split, initialisation, batch order and noise.
+    device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"`` or ``"cuda[:i]"``.
+"""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ the fitted parameters once and gives the same matrix several times faster.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,19 @@ from models.preprocessing import (
 )
 
 
+@dataclass(frozen=True)
+class LevelLookup:
+    """How one-hot blocks are filled: the categorical columns, each one's ``{level: position}``
+    and the position its unknown levels take (-1: none, an all-zero block), then the flag
+    (binary) columns and their two values."""
+
+    categorical: Sequence[str]
+    level_positions: Sequence[dict[str, int]]
+    unknown_positions: Sequence[int]
+    binary: Sequence[str] = ()
+    binary_levels: Sequence[np.ndarray] = ()
+
+
 class FastPreprocessor:
     """A fitted :func:`models.preprocessing.build_preprocessor` ColumnTransformer, in numpy.
 
@@ -50,15 +64,13 @@ class FastPreprocessor:
     def __init__(
         self,
         value_blocks: Sequence[tuple[str, list[str], np.ndarray, list]],
-        categorical: Sequence[str],
         indicator_columns: Sequence[int],
-        level_positions: Sequence[dict[str, int]],
-        unknown_positions: Sequence[int],
+        levels: LevelLookup,
         blocks: Sequence[tuple[str, int, int]],
         n_features: int,
-        binary: Sequence[str] = (),
-        binary_levels: Sequence[np.ndarray] = (),
     ):
+        categorical, binary, binary_levels = levels.categorical, levels.binary, levels.binary_levels
+        level_positions, unknown_positions = levels.level_positions, levels.unknown_positions
         # (name, columns, imputation values, fitted steps after the imputer) per value block.
         self.value_blocks = list(value_blocks)
         self.numeric = [c for _, columns, _, _ in self.value_blocks for c in columns]
@@ -179,17 +191,8 @@ class FastPreprocessor:
             start += width
         if not blocks:
             return None
-        return cls(
-            value_blocks,
-            categorical,
-            indicator_columns,
-            level_positions,
-            unknown_positions,
-            blocks,
-            start,
-            binary,
-            binary_levels,
-        )
+        levels = LevelLookup(categorical, level_positions, unknown_positions, binary, binary_levels)
+        return cls(value_blocks, indicator_columns, levels, blocks, start)
 
     def transform(self, frame: pd.DataFrame, clip: float | None = None) -> np.ndarray:
         """(n, n_columns) frame -> (n, n_features) float32 preprocessed matrix.

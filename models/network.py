@@ -11,6 +11,7 @@ training loss and the anomaly score's split into per-column contributions.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -100,11 +101,25 @@ def _dense_stack(
     return layers
 
 
+@dataclass(frozen=True)
+class Architecture:
+    """The shape of a :class:`MixedAutoencoder` (its input width aside); see there."""
+
+    hidden_sizes: tuple[int, ...]
+    latent_dim: int
+    activation: str = "relu"
+    dropout: float = 0.0
+    batch_norm: bool = False
+    variational: bool = False
+    clip_inputs: bool = False
+
+
 class MixedAutoencoder(nn.Module):
     """Fully connected autoencoder: ``n_features -> hidden_sizes -> latent_dim -> reversed -> out``.
 
     Args:
         n_features: width of the preprocessed input and of the output.
+        architecture: the rest (:class:`Architecture`):
         hidden_sizes: widths of the encoder's hidden layers (the decoder mirrors them); may be empty.
         latent_dim: width of the latent code.
         activation: a key of :data:`ACTIVATIONS`.
@@ -121,18 +136,12 @@ class MixedAutoencoder(nn.Module):
             shares (:meth:`set_unseen_fill`), not as an input pattern it never saw.
     """
 
-    def __init__(
-        self,
-        n_features: int,
-        hidden_sizes: Sequence[int],
-        latent_dim: int,
-        activation: str = "relu",
-        dropout: float = 0.0,
-        batch_norm: bool = False,
-        variational: bool = False,
-        clip_inputs: bool = False,
-    ):
+    def __init__(self, n_features: int, architecture: Architecture):
         super().__init__()
+        hidden_sizes, latent_dim = architecture.hidden_sizes, architecture.latent_dim
+        activation, dropout = architecture.activation, architecture.dropout
+        batch_norm, variational = architecture.batch_norm, architecture.variational
+        clip_inputs = architecture.clip_inputs
         self.latent_dim = latent_dim
         self.variational = variational
         self.clip_inputs = clip_inputs

@@ -14,15 +14,20 @@ A bundle is one local directory:
 ``manifest.json``           sha256 of every file above
 ==========================  ===============================================================
 
-:func:`load_detector` checks every checksum and refuses skops types outside
-:data:`TRUSTED_SKOPS_TYPES` before it deserialises anything, with an error naming the file.
+:func:`read_bundle` checks every checksum and refuses skops types outside
+:data:`TRUSTED_SKOPS_TYPES` before it deserialises anything, with an error naming the file; it
+returns the bundle's contents (:class:`SavedState`), from which
+:meth:`models.detector.AutoencoderDetector.from_saved_state` rebuilds the fitted detector (so this
+module never imports the detector: it only reads and writes files).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import skops.io
@@ -30,9 +35,12 @@ from safetensors.torch import load_file, save_file
 from sklearn.compose import ColumnTransformer
 
 from models.column_scores import ColumnScorer
-from models.detector import AutoencoderDetector, library_versions, resolve_device
+from models.detector_params import library_versions
 from models.latent import LatentRotation
 from models.preprocessing import FeatureLayout
+
+if TYPE_CHECKING:
+    from models.detector import AutoencoderDetector
 
 # 2: per-column scoring (column scorer), encoded-feature rotation, flag columns and skew-transform
 # preprocessing, encoder input bounds (issue 14). A format-1 bundle scores with raw errors and
@@ -188,8 +196,49 @@ def verify_bundle(dir_path: str | Path) -> dict:
     return manifest
 
 
-def load_detector(dir_path: str | Path, device: str = "auto") -> AutoencoderDetector:
-    """Load and verify a bundle written by :func:`save_detector`, onto ``device``.
+@dataclass(frozen=True)
+class SavedState:
+    """A verified bundle's contents: the constructor parameters, the fitted preprocessor, the
+    schema, the calibration, the training metrics and the weights (tensors named
+    ``member{m}.{parameter}``)."""
+
+    params: dict[str, Any]
+    preprocessor: ColumnTransformer
+    schema: dict[str, Any]
+    calibration: dict[str, Any]
+    metrics: dict[str, Any]
+    tensors: dict[str, Any]
+
+    def fitted_attributes(self) -> dict[str, Any]:
+        """The detector's learned attributes (names ending in ``_``) but its networks."""
+        schema, calibration = self.schema, self.calibration
+        names = np.asarray(schema["feature_names_in"], dtype=object)
+        rotation = calibration.get("latent_rotation")
+        return {
+            "preprocessor_": self.preprocessor,
+            "numeric_columns_": list(schema["numeric_columns"]),
+            "categorical_columns_": list(schema["categorical_columns"]),
+            "feature_names_in_": names,
+            "n_features_in_": len(names),
+            "latent_dim_": int(schema["latent_dim"]),
+            "layout_": FeatureLayout.from_dict(schema["layout"]),
+            "threshold_": float(calibration["threshold"]),
+            "reference_scores_": np.asarray(calibration["reference_scores"], dtype=np.float64),
+            "column_weights_": np.asarray(calibration["column_weights"], dtype=np.float32),
+            "column_scorer_": ColumnScorer.from_dict(calibration["column_scorer"]),
+            "latent_rotation_": LatentRotation.from_dict(rotation) if rotation else None,
+            "history_": self.metrics["history"],
+            "metadata_": self.metrics["metadata"],
+        }
+
+    def member_weights(self, member: int) -> dict[str, Any]:
+        """The state dict of ensemble member ``member``'s network."""
+        prefix = f"member{member}."
+        return {k[len(prefix) :]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+
+
+def read_bundle(dir_path: str | Path) -> SavedState:
+    """Verify and read a bundle written by :func:`save_detector`.
 
     Raises :class:`BundleError` when a checksum does not match or the preprocessor holds a type
     outside :data:`TRUSTED_SKOPS_TYPES`.
@@ -210,41 +259,15 @@ def load_detector(dir_path: str | Path, device: str = "auto") -> AutoencoderDete
             f"{preprocessor_path} must hold a fitted ColumnTransformer, got "
             f"{type(preprocessor).__name__}; save the model again with AutoencoderDetector.save"
         )
-
     params = json.loads((path / PARAMS_FILE).read_text())
     for key in _TUPLE_PARAMS:
         if params.get(key) is not None:
             params[key] = tuple(params[key])
-    params["device"] = device
-    detector = AutoencoderDetector(**params)
-    schema = json.loads((path / SCHEMA_FILE).read_text())
-    calibration = json.loads((path / CALIBRATION_FILE).read_text())
-    metrics = json.loads((path / METRICS_FILE).read_text())
-
-    detector.device_ = resolve_device(device)
-    detector.preprocessor_ = preprocessor
-    detector.numeric_columns_ = list(schema["numeric_columns"])
-    detector.categorical_columns_ = list(schema["categorical_columns"])
-    detector.feature_names_in_ = np.asarray(schema["feature_names_in"], dtype=object)
-    detector.n_features_in_ = len(detector.feature_names_in_)
-    detector.latent_dim_ = int(schema["latent_dim"])
-    detector.layout_ = FeatureLayout.from_dict(schema["layout"])
-    detector.threshold_ = float(calibration["threshold"])
-    detector.reference_scores_ = np.asarray(calibration["reference_scores"], dtype=np.float64)
-    detector.column_weights_ = np.asarray(calibration["column_weights"], dtype=np.float32)
-    detector.column_scorer_ = ColumnScorer.from_dict(calibration["column_scorer"])
-    rotation = calibration.get("latent_rotation")
-    detector.latent_rotation_ = LatentRotation.from_dict(rotation) if rotation else None
-    detector.history_ = metrics["history"]
-    detector.metadata_ = metrics["metadata"]
-
-    tensors = load_file(str(path / WEIGHTS_FILE))
-    detector.networks_ = []
-    for member in range(detector.n_members):
-        prefix = f"member{member}."
-        state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-        network = detector._build_network(member, detector.layout_.n_features)
-        network.load_state_dict(state, strict=True)
-        detector.networks_.append(network.to(detector.device_).eval())
-    detector._prepare_scoring()
-    return detector
+    return SavedState(
+        params=params,
+        preprocessor=preprocessor,
+        schema=json.loads((path / SCHEMA_FILE).read_text()),
+        calibration=json.loads((path / CALIBRATION_FILE).read_text()),
+        metrics=json.loads((path / METRICS_FILE).read_text()),
+        tensors=load_file(str(path / WEIGHTS_FILE)),
+    )

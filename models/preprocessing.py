@@ -27,6 +27,7 @@ numeric column.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ NORMAL_IQR = 1.3489795003921634
 NUMERIC_IMPUTATIONS = ("median", "mean")
 # Stands for a missing categorical value, so "missing" is a level the model can learn.
 MISSING_LEVEL = "__missing__"
+# Scaled inputs are clipped to this magnitude so an absurd value cannot overflow float32 squares.
+INPUT_CLIP = 1e4
 
 
 def numpy_column_names(n_columns: int) -> list[str]:
@@ -280,19 +283,28 @@ def _make_scaler(scaling: str, n_rows: int, random_state: int):
     return "passthrough"
 
 
+@dataclass(frozen=True)
+class PreprocessingSettings:
+    """How :func:`build_preprocessor` prepares the columns (the detector's parameters of the same
+    names, see :mod:`models.detector_params`); ``binary``: numeric columns made two-level flags;
+    ``skewed``: numeric columns reshaped (``scaling="auto"``; :func:`fit_preprocessor` picks
+    them)."""
+
+    scaling: str
+    numeric_imputation: str
+    add_missing_indicators: bool
+    min_frequency: int | float | None
+    max_categories: int | None
+    random_state: int
+    binary: Sequence[str] = ()
+    skewed: Sequence[str] = ()
+
+
 def build_preprocessor(
     normalised: pd.DataFrame,
     numeric: Sequence[str],
     categorical: Sequence[str],
-    *,
-    scaling: str,
-    numeric_imputation: str,
-    add_missing_indicators: bool,
-    min_frequency: int | float | None,
-    max_categories: int | None,
-    random_state: int,
-    binary: Sequence[str] = (),
-    skewed: Sequence[str] = (),
+    settings: PreprocessingSettings,
 ) -> ColumnTransformer:
     """Build (unfitted) the ColumnTransformer for a frame made by :func:`normalise_frame`.
 
@@ -306,6 +318,10 @@ def build_preprocessor(
     maps to that group, or to an all-zero block when the column has no rare levels.
     ``scaling="auto"`` needs :func:`fit_preprocessor` (it finishes the fit).
     """
+    scaling, numeric_imputation = settings.scaling, settings.numeric_imputation
+    binary, skewed, random_state = settings.binary, settings.skewed, settings.random_state
+    add_missing_indicators = settings.add_missing_indicators
+    min_frequency, max_categories = settings.min_frequency, settings.max_categories
     if scaling not in SCALINGS:
         raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
     if numeric_imputation not in NUMERIC_IMPUTATIONS:
@@ -351,14 +367,17 @@ def build_preprocessor(
 
 
 def fit_preprocessor(
-    normalised: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str], **settings
+    normalised: pd.DataFrame,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    settings: PreprocessingSettings,
 ) -> ColumnTransformer:
-    """Build (:func:`build_preprocessor`, same keyword settings) and fit the preprocessor on
+    """Build (:func:`build_preprocessor`, same settings) and fit the preprocessor on
     ``normalised``. With ``scaling="auto"`` the column rules apply first: :func:`skewed_columns`
     picks the columns to reshape (a Yeo-Johnson power transform with lambda in [0, 1], then
     standard scaling); the others are standard-scaled."""
-    if settings.get("scaling") == "auto":
-        binary = set(settings.get("binary", ()))
+    if settings.scaling == "auto":
+        binary = set(settings.binary)
         candidates = [c for c in numeric if c not in binary]
         values = normalised[candidates].to_numpy(dtype=np.float64)
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
@@ -366,8 +385,9 @@ def fit_preprocessor(
             values = np.where(np.isnan(values), np.nanmedian(values, axis=0), values)
         values = np.nan_to_num(values)
         chosen = skewed_columns(values) if len(values) else np.zeros(len(candidates), bool)
-        settings = {**settings, "skewed": [c for c, s in zip(candidates, chosen, strict=True) if s]}
-    preprocessor = build_preprocessor(normalised, numeric, categorical, **settings)
+        skewed = [c for c, s in zip(candidates, chosen, strict=True) if s]
+        settings = dataclasses.replace(settings, skewed=skewed)
+    preprocessor = build_preprocessor(normalised, numeric, categorical, settings)
     preprocessor.fit(normalised)
     if "skewed" in preprocessor.named_transformers_:
         # A negative lambda maps the whole upper tail into a bounded interval: the largest values,

@@ -5,7 +5,9 @@ preprocessing inverted) and level probabilities; this module lays them out as ro
 
 - :func:`reconstruct` -- rows -> the rows the model expects (encode, then decode);
 - :func:`decode` -- encoded features ``z`` (what ``transform`` returns) -> the rows they stand for;
-- :func:`expected_frame` -- a reconstruction -> a frame with the detector's columns.
+- :func:`expected_frame` -- a reconstruction -> a frame with the detector's columns;
+- :func:`reconstruction_of_rows` -- rows -> the preprocessed rows and their reconstruction, as
+  numbers (``AutoencoderDetector.reconstruct``; evaluation measures its errors on it).
 
 Numeric columns are float64 in the column's own units (a flag column: the one of its two values
 the model finds more likely); categorical columns are the most likely level's text,
@@ -15,15 +17,16 @@ With an ensemble, the members' outputs are averaged (values) and their level pro
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 
-from models.explanations import Reconstruction, reconstruction_of
+from models.explanations import Reconstruction, reconstruction, reconstruction_of
 from models.network import pad_rows
-from models.preprocessing import MISSING_LEVEL
+from models.preprocessing import INPUT_CLIP, MISSING_LEVEL, as_frame, normalise_frame
 
 if TYPE_CHECKING:
     from models.detector import AutoencoderDetector
@@ -87,3 +90,42 @@ def decode(detector: AutoencoderDetector, z) -> pd.DataFrame:
         for member, network in enumerate(detector.networks_)
     ]
     return expected_frame(detector, reconstruction_of(detector, outputs))
+
+
+# Rows per forward pass when reconstructing rows: bounded activation memory on wide frames.
+RECONSTRUCT_CHUNK_ROWS = 32_768
+
+
+@dataclass(frozen=True)
+class RowReconstruction:
+    """n rows as the model saw them and as it reconstructed them (ensemble-averaged).
+
+    Attributes:
+        inputs: (n, n_features) float32, the rows through the fitted preprocessing (clipped to
+            ``INPUT_CLIP``), one-hot blocks included.
+        values: (n, n_values) float64, numeric reconstructions in the columns' own units
+            (``layout_.value_columns`` order).
+        probabilities: (n, n_levels) float64, the predicted level probabilities of every
+            categorical block (flag columns first), ``layout_.categorical_blocks`` order.
+    """
+
+    inputs: np.ndarray
+    values: np.ndarray
+    probabilities: np.ndarray
+
+
+def reconstruction_of_rows(detector: AutoencoderDetector, X) -> RowReconstruction:
+    """(n, n_columns) rows -> :class:`RowReconstruction`, in chunks of
+    :data:`RECONSTRUCT_CHUNK_ROWS` rows through ``preprocessor_`` itself (not its numpy replay)."""
+    numeric, categorical = list(detector.numeric_columns_), list(detector.categorical_columns_)
+    normalised = normalise_frame(as_frame(X), numeric, categorical)
+    inputs = detector.preprocessor_.transform(normalised).astype(np.float32, copy=False)
+    inputs = np.clip(inputs, -INPUT_CLIP, INPUT_CLIP)
+    chunks = max(1, -(-len(inputs) // RECONSTRUCT_CHUNK_ROWS))
+    parts = [
+        reconstruction(detector, torch.from_numpy(chunk).to(detector.device_))
+        for chunk in np.array_split(inputs, chunks)
+    ]
+    values = np.concatenate([p.values for p in parts]) if parts else np.zeros((0, 0))
+    probabilities = np.concatenate([p.probabilities for p in parts]) if parts else np.zeros((0, 0))
+    return RowReconstruction(inputs=inputs, values=values, probabilities=probabilities)

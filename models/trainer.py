@@ -225,43 +225,47 @@ def _cpu_threads(device: torch.device, work_per_step: int):
         yield
 
 
+@dataclass(frozen=True)
+class ColumnLoss:
+    """What the loss is made of: the per-column errors of a reconstruction (``column_errors``),
+    each column's weight in the loss (``column_weights``, (n_columns,)), and each preprocessed
+    feature's original column (``feature_column``, (n_features,), for swap noise)."""
+
+    column_errors: ColumnErrors
+    column_weights: torch.Tensor
+    feature_column: torch.Tensor
+
+
+@dataclass(frozen=True)
+class TrainingRows:
+    """The preprocessed rows a network is fitted on (``train``, (n_train, n_features)) and stops
+    on (``validation``, (n_validation, n_features))."""
+
+    train: torch.Tensor
+    validation: torch.Tensor
+
+
 def train_network(
     network: MixedAutoencoder,
-    column_errors: ColumnErrors,
-    train: torch.Tensor,
-    validation: torch.Tensor,
-    column_weights: torch.Tensor,
-    feature_column: torch.Tensor,
+    loss: ColumnLoss,
+    rows: TrainingRows,
     config: TrainingConfig,
     generator: torch.Generator,
     progress: ProgressCallback | None = None,
 ) -> dict:
-    """Fit ``network`` in place on ``train`` (n_train, n_features), stopping on ``validation``.
-
-    ``column_weights`` (n_columns,) weight each column's error in the loss; ``feature_column``
-    (n_features,) maps each preprocessed feature to its original column (for swap noise).
+    """Fit ``network`` in place on ``rows.train``, stopping on ``rows.validation``, with the
+    column-weighted loss ``loss``.
     ``generator`` (on the data's device) drives batch order and swap noise; seed the global torch
     RNG too for dropout and the variational sample. Returns the history:
     ``{"train_loss": [...], "val_loss": [...], "best_epoch": int, "epochs_run": int}``
     (losses are mean weighted errors per row; ``best_epoch`` counts from 1).
     """
     n_parameters = sum(p.numel() for p in network.parameters())
-    work_per_step = min(config.batch_size, train.shape[0]) * n_parameters
+    work_per_step = min(config.batch_size, rows.train.shape[0]) * n_parameters
     flat = _flatten_parameters(network)
     try:
-        with _cpu_threads(train.device, work_per_step):
-            return _train_loop(
-                network,
-                flat,
-                column_errors,
-                train,
-                validation,
-                column_weights,
-                feature_column,
-                config,
-                generator,
-                progress,
-            )
+        with _cpu_threads(rows.train.device, work_per_step):
+            return _train_loop(network, flat, loss, rows, config, generator, progress)
     finally:
         _unflatten_parameters(network)
 
@@ -269,15 +273,14 @@ def train_network(
 def _train_loop(
     network: MixedAutoencoder,
     flat: torch.nn.Parameter,
-    column_errors: ColumnErrors,
-    train: torch.Tensor,
-    validation: torch.Tensor,
-    column_weights: torch.Tensor,
-    feature_column: torch.Tensor,
+    loss: ColumnLoss,
+    rows: TrainingRows,
     config: TrainingConfig,
     generator: torch.Generator,
     progress: ProgressCallback | None,
 ) -> dict:
+    column_errors, column_weights = loss.column_errors, loss.column_weights
+    feature_column, train, validation = loss.feature_column, rows.train, rows.validation
     device = train.device
     n_train = train.shape[0]
     batch_size = max(1, min(config.batch_size, n_train))

@@ -2,7 +2,7 @@
 
 Each takes the request's checked record batch (:meth:`serving.rules.InputContract.check`) and
 returns an Arrow table: the passthrough columns the request sent (id, timestamp), the operation's
-columns, then ``model_version``. Scoring and encoding run :func:`tasks.scoring.score_chunk`, the
+columns, then ``model_version``. Scoring and encoding run :func:`tasks.scored_output.score_chunk`, the
 function batch scoring streams every chunk through, so a row gets the same bits online and in a
 batch; explain uses the same feature frame and forward pass (``detector.score``) for its
 contributions.
@@ -20,7 +20,7 @@ import pyarrow as pa
 from models.reconstruction import decode as decode_rows
 from models.reconstruction import reconstruct
 from tasks.frames import feature_frame
-from tasks.scoring import SCORE_COLUMNS, output_schema, score_chunk
+from tasks.scored_output import SCORE_COLUMNS, ChunkScoring, output_schema, score_chunk
 
 if TYPE_CHECKING:
     from serving.model_holder import ServedModel
@@ -52,19 +52,17 @@ def _scored(served: ServedModel, batch: pa.RecordBatch, top_k: int) -> pa.Record
     contract = served.contract
     passthrough = _passthrough(served, batch)
     schema = output_schema(batch.schema, passthrough, int(served.detector.latent_dim_))
-    return score_chunk(
-        batch,
-        served.detector,
-        schema,
+    chunk = ChunkScoring(
         model_version=served.version,
         batch_id=ONLINE_BATCH_ID,
-        passthrough=passthrough,
-        numeric=contract.numeric,
-        categorical=contract.categorical,
-        missing_tokens=contract.missing_tokens,
-        top_k=top_k,
+        passthrough=tuple(passthrough),
+        numeric=tuple(contract.numeric),
+        categorical=tuple(contract.categorical),
         scored_at=dt.datetime.now(dt.UTC),
+        missing_tokens=tuple(contract.missing_tokens),
+        top_k=top_k,
     )
+    return score_chunk(batch, detector=served.detector, schema=schema, chunk=chunk)
 
 
 def score(served: ServedModel, batch: pa.RecordBatch, top_k: int) -> pa.Table:

@@ -26,11 +26,20 @@ with higher = more anomalous.
 from __future__ import annotations
 
 import importlib.util
+import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import pandas as pd
+
+from models import calibration
+from models.preprocessing import INPUT_CLIP, as_frame, normalise_frame
+from tasks.holdout_metrics import json_number, label_metrics
 
 ANCHORS = ("IForest", "ECOD", "HBOS", "KNN", "PCA", "AutoEncoder", "DIF")
+# The evaluation fits the slow anchors on at most SLOW_ANCHOR_ROWS rows.
+SLOW_ANCHORS, SLOW_ANCHOR_ROWS = ("KNN", "AutoEncoder", "DIF"), 5_000
 # Anchors that exist only through PyOD (skipped without it).
 PYOD_ONLY = ("AutoEncoder", "DIF")
 
@@ -253,3 +262,94 @@ def fit_score(name: str, seed: int, train: np.ndarray, rows: Sequence[np.ndarray
         top = finite.max() if finite.size else 0.0
         out.append(np.nan_to_num(scores, nan=top, posinf=top, neginf=finite.min(initial=0.0)))
     return out
+
+
+# ------------------------------------------------------------------- anchors beside a detector
+def preprocessed(detector: Any, frame: pd.DataFrame) -> np.ndarray:
+    """(n, n_features) float32: ``frame`` through the detector's fitted preprocessing (clipped as
+    the detector clips its inputs): the matrix the anchors are fitted and scored on."""
+    normalised = normalise_frame(
+        as_frame(frame), detector.numeric_columns_, detector.categorical_columns_
+    )
+    features = detector.preprocessor_.transform(normalised).astype(np.float32, copy=False)
+    return np.clip(features, -INPUT_CLIP, INPUT_CLIP)
+
+
+def fit_baselines(
+    detector: Any,
+    train_frame: pd.DataFrame,
+    holdout_frame: pd.DataFrame,
+    threshold_method: str,
+    threshold_value: float,
+    seed: int = 0,
+    anchors: Sequence[str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The anchors (:mod:`tasks.anchors`: IForest, ECOD, HBOS, KNN, PCA, and PyOD's AutoEncoder and
+    DIF when PyOD is installed) on the detector's preprocessing.
+
+    Each is fitted on 90% of ``train_frame`` (the rows the caller sampled from the training rows);
+    its threshold is calibrated with the same policy on the other 10% (a ``fixed`` policy is in
+    the autoencoder's score units, so anchors use a 1% false-positive rate instead). The slow
+    anchors (KNN, AutoEncoder, DIF) fit on at most :data:`SLOW_ANCHOR_ROWS` of those rows.
+
+    Returns ``{name: {"scores": (n_holdout,) float64, "threshold", "threshold_method",
+    "threshold_value", "fit_rows", "fit_seconds", "params"}}``.
+    """
+    train = preprocessed(detector, train_frame).astype(np.float64)
+    holdout = preprocessed(detector, holdout_frame).astype(np.float64)
+    order = np.random.default_rng(seed).permutation(len(train))
+    n_calibration = max(1, len(train) // 10)
+    fit_rows, calibration_rows = train[order[n_calibration:]], train[order[:n_calibration]]
+    method, value = (
+        ("fpr", 0.01) if threshold_method == "fixed" else (threshold_method, threshold_value)
+    )
+    implementation = "PyOD" if pyod_available() else "aeflow (tasks/anchors.py)"
+    results = {}
+    for name in available_anchors(anchors or ANCHORS):
+        rows = fit_rows[:SLOW_ANCHOR_ROWS] if name in SLOW_ANCHORS else fit_rows
+        if len(rows) < 2:
+            continue
+        started = time.perf_counter()
+        calibration_scores, rows_scores, holdout_scores = fit_score(
+            name, seed, rows, [calibration_rows, rows, holdout]
+        )
+        threshold = calibration.fit_threshold(method, value, calibration_scores, rows_scores)
+        results[name] = {
+            "scores": holdout_scores.astype(np.float64),
+            "threshold": float(threshold),
+            "threshold_method": method,
+            "threshold_value": float(value),
+            "fit_rows": int(len(rows)),
+            "fit_seconds": round(time.perf_counter() - started, 3),
+            "params": {"implementation": implementation, "defaults": True},
+        }
+    return results
+
+
+def baseline_rows(
+    baselines: dict[str, dict[str, Any]], model_scores: np.ndarray, labels: np.ndarray | None
+) -> list[dict[str, Any]]:
+    """One metrics row per baseline: threshold, holdout flag rate, Spearman rank correlation with
+    the autoencoder's scores and, with labels, the label metrics."""
+    from scipy.stats import spearmanr
+
+    rows = []
+    for name, fitted in baselines.items():
+        scores = fitted["scores"]
+        correlation = spearmanr(scores, model_scores).statistic if len(scores) > 1 else None
+        row = {
+            "name": name,
+            "params": fitted["params"],
+            "fit_rows": fitted["fit_rows"],
+            "fit_seconds": fitted["fit_seconds"],
+            "threshold_method": fitted["threshold_method"],
+            "threshold_value": fitted["threshold_value"],
+            "threshold": json_number(fitted["threshold"]),
+            "flag_rate": json_number((scores > fitted["threshold"]).mean()),
+            "rank_correlation": json_number(correlation),
+            "labels": None,
+        }
+        if labels is not None:
+            row["labels"] = label_metrics(labels, scores, fitted["threshold"])
+        rows.append(row)
+    return rows

@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow.compute as pc
 
+from tasks.incoming import BatchRef
 from tasks.io import (
-    StorageLayout,
+    Storage,
     StorageOptions,
     batch_files,
     filesystem,
@@ -39,6 +40,7 @@ from tasks.io import (
     read_schema,
     write_json_atomic,
 )
+from tasks.settings import ColumnsSettings
 
 BATCH_DATE_SOURCES = ("auto", "timestamp", "id", "arrival")
 
@@ -155,19 +157,17 @@ def modified_date(path: str, options: StorageOptions = None) -> dt.date:
     return max(stamps).date()
 
 
-def arrival_date(
-    batch_id: str, path: str, layout: StorageLayout, options: StorageOptions = None
-) -> dt.date:
+def arrival_date(batch: BatchRef, storage: Storage) -> dt.date:
     """The batch's arrival date: the one recorded the first time it was asked for, else its
     modification date (recorded now)."""
-    url = layout.arrival_record(batch_id)
+    url, options = storage.arrival_record(batch.batch_id), storage.options
     recorded = read_json(url, options)
     if recorded and recorded.get("date"):
         return dt.date.fromisoformat(recorded["date"])
-    arrived = modified_date(path, options)
+    arrived = modified_date(batch.path, options)
     write_json_atomic(
         {
-            "batch_id": batch_id,
+            "batch_id": batch.batch_id,
             "date": arrived.isoformat(),
             "source": "file modification time",
             "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -179,27 +179,21 @@ def arrival_date(
 
 
 # ------------------------------------------------------------------------------------ resolve
-def resolve_batch_date(
-    batch_id: str,
-    path: str,
-    layout: StorageLayout,
-    source: str = "auto",
-    timestamp_column: str | None = None,
-    options: StorageOptions = None,
-) -> BatchDate:
-    """The batch's date from ``source`` ("auto": timestamp, else id, else arrival)."""
+def resolve_batch_date(batch: BatchRef, *, storage: Storage, columns: ColumnsSettings) -> BatchDate:
+    """The batch's date from ``columns.batch_date`` ("auto": timestamp, else id, else arrival)."""
+    source, timestamp_column = columns.batch_date, columns.timestamp
     check_source(source)
     if source in ("auto", "timestamp") and timestamp_column:
-        found = earliest_timestamp_date(path, timestamp_column, options)
+        found = earliest_timestamp_date(batch.path, timestamp_column, storage.options)
         if found is not None:
             return BatchDate(found.isoformat(), "timestamp")
     if source in ("auto", "id"):
-        found = date_in_id(batch_id)
+        found = date_in_id(batch.batch_id)
         if found is not None:
             return BatchDate(found.isoformat(), "id")
     if source in ("auto", "arrival"):
         try:
-            return BatchDate(arrival_date(batch_id, path, layout, options).isoformat(), "arrival")
+            return BatchDate(arrival_date(batch, storage).isoformat(), "arrival")
         except FileNotFoundError:
             pass  # an empty folder batch: validation quarantines it
     return BatchDate(None, None)
@@ -221,16 +215,9 @@ def undated_error(batch_id: str, source: str, timestamp_column: str | None) -> V
 
 
 def batch_dates(
-    batches: Sequence[Mapping[str, Any]],
-    layout: StorageLayout,
-    source: str = "auto",
-    timestamp_column: str | None = None,
-    options: StorageOptions = None,
+    batches: Sequence[BatchRef], *, storage: Storage, columns: ColumnsSettings
 ) -> dict[str, str | None]:
-    """``{batch_id: YYYY-MM-DD or None}`` for batch dicts (``batch_id``, ``path``)."""
+    """``{batch_id: YYYY-MM-DD or None}`` (see :func:`resolve_batch_date`)."""
     return {
-        b["batch_id"]: resolve_batch_date(
-            b["batch_id"], b["path"], layout, source, timestamp_column, options
-        ).date
-        for b in batches
+        b.batch_id: resolve_batch_date(b, storage=storage, columns=columns).date for b in batches
     }

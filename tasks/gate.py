@@ -13,91 +13,67 @@ history (a ``promote`` or a ``refuse`` event), so `aeflow models show` can alway
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from models.registry import ModelRegistry
-from tasks.io import StorageOptions
+from tasks.io import Storage
+from tasks.records import ChampionEvaluation, Evaluation, GateDecision
+from tasks.settings import EvaluationSettings
 
 
-def _record_comparison(
-    result: dict[str, Any],
-    metric: str,
-    challenger: float,
-    champion: float,
-    margin: float,
-    limit: float,
-    passed: bool,
-    reason: str,
-) -> None:
-    """Add one challenger-vs-champion comparison and its reason to the gate ``result``; a failed
-    comparison makes the decision "refuse"."""
-    result["comparisons"].append(
-        {
-            "metric": metric,
-            "challenger": challenger,
-            "champion": champion,
-            "margin": float(margin),
-            "limit": limit,
-            "passed": bool(passed),
-        }
-    )
+def _record_comparison(result: dict[str, Any], comparison: dict[str, Any], reason: str) -> None:
+    """Add one challenger-vs-champion comparison (metric, challenger, champion, margin, limit,
+    passed) and its reason to the gate ``result``; a failed comparison makes the decision
+    "refuse"."""
+    result["comparisons"].append(comparison)
     result["reasons"].append(reason)
-    if not passed:
+    if not comparison["passed"]:
         result["decision"] = "refuse"
 
 
-def _check_margins(reconstruction_margin: float, auroc_margin: float) -> None:
-    if not reconstruction_margin >= 0:
-        raise ValueError(
-            f"reconstruction_margin must be >= 0 (a share, 0.05 = 5%), got {reconstruction_margin}"
-        )
-    if not 0 <= auroc_margin <= 1:
-        raise ValueError(f"auroc_margin must be in [0, 1], got {auroc_margin}")
-
-
-def _reconstruction_mse(metrics: dict[str, Any] | None) -> float | None:
+def _reconstruction_mse(metrics: Mapping[str, Any] | None) -> float | None:
     reconstruction = (metrics or {}).get("reconstruction") or {}
     return reconstruction.get("mse")
 
 
-def _auroc(metrics: dict[str, Any] | None) -> float | None:
+def _auroc(metrics: Mapping[str, Any] | None) -> float | None:
     labels = (metrics or {}).get("labels") or {}
     return labels.get("auroc")
 
 
 def gate_decision(
-    challenger: dict[str, Any],
-    champion: dict[str, Any] | None,
-    reconstruction_margin: float = 0.05,
-    auroc_margin: float = 0.01,
+    challenger: Mapping[str, Any],
+    champion: ChampionEvaluation | None,
+    *,
+    evaluation: EvaluationSettings,
     identical_champion: str | None = None,
-) -> dict[str, Any]:
+) -> GateDecision:
     """Compare a challenger's holdout metrics with the champion's on the same rows.
 
     Args:
         challenger: metrics with ``reconstruction.mse`` and, when labelled, ``labels.auroc``
-            (from :func:`tasks.evaluate.evaluate_version`).
-        champion: the same for the champion (:func:`tasks.evaluate.evaluate_champion`), with
-            ``version`` and ``error``; None when there is no champion yet.
-        reconstruction_margin: allowed relative increase of the MSE (0.05 = 5% worse).
-        auroc_margin: allowed absolute decrease of the AUROC.
+            (:attr:`tasks.records.Evaluation.metrics`).
+        champion: the champion on the same rows (:func:`tasks.evaluate.evaluate_champion`); None
+            when there is no champion yet.
+        evaluation: the margins: ``reconstruction_margin``, the allowed relative increase of the
+            MSE (0.05 = 5% worse), and ``auroc_margin``, the allowed absolute decrease of the
+            AUROC.
         identical_champion: the champion's version when training reproduced its very bundle
             (nothing to compare or promote: it stays the champion).
 
     Returns:
-        ``{"decision": "promote" | "refuse", "reasons": [str], "comparisons": [{"metric",
-        "challenger", "champion", "margin", "limit", "passed"}], "champion_version": str | None,
-        "reconstruction_margin", "auroc_margin"}``.
+        The decision, not applied yet (:func:`apply_gate` applies it).
     """
-    _check_margins(reconstruction_margin, auroc_margin)
+    reconstruction_margin, auroc_margin = evaluation.reconstruction_margin, evaluation.auroc_margin
     result: dict[str, Any] = {
         "decision": "promote",
         "reasons": [],
         "comparisons": [],
-        "champion_version": champion["version"] if champion else None,
+        "champion_version": champion.version if champion else None,
         "reconstruction_margin": float(reconstruction_margin),
         "auroc_margin": float(auroc_margin),
     }
@@ -107,18 +83,20 @@ def gate_decision(
             f"identical to the champion {identical_champion}: the same data, config and seed "
             "reproduced its bundle, so it stays the champion (nothing new was registered)"
         )
-        return result
+        return GateDecision.from_dict(result)
     if champion is None:
         result["reasons"].append("no champion yet: the first model becomes the champion")
-        return result
-    if champion.get("error"):
+        return GateDecision.from_dict(result)
+    if champion.error:
         result["reasons"].append(
-            f"the champion {champion['version']} cannot score this holdout "
-            f"({champion['error']}), so it cannot score new batches either"
+            f"the champion {champion.version} cannot score this holdout "
+            f"({champion.error}), so it cannot score new batches either"
         )
-        return result
+        return GateDecision.from_dict(result)
 
-    challenger_mse, champion_mse = _reconstruction_mse(challenger), _reconstruction_mse(champion)
+    champion_metrics = champion.to_dict()
+    challenger_mse = _reconstruction_mse(challenger)
+    champion_mse = _reconstruction_mse(champion_metrics)
     if challenger_mse is None or champion_mse is None:
         result["decision"] = "refuse"
         result["reasons"].append(
@@ -138,17 +116,19 @@ def gate_decision(
             verdict = f"slightly worse, within the {reconstruction_margin:.0%} margin"
         _record_comparison(
             result,
-            "reconstruction_mse",
-            challenger_mse,
-            champion_mse,
-            reconstruction_margin,
-            limit,
-            passed,
+            _comparison(
+                "reconstruction_mse",
+                challenger_mse,
+                champion_mse,
+                reconstruction_margin,
+                limit,
+                passed,
+            ),
             f"holdout reconstruction MSE {challenger_mse:.4f} vs champion {champion_mse:.4f} "
             f"({change:+.1%}): {verdict} (limit {limit:.4f})",
         )
 
-    challenger_auroc, champion_auroc = _auroc(challenger), _auroc(champion)
+    challenger_auroc, champion_auroc = _auroc(challenger), _auroc(champion_metrics)
     if challenger_auroc is not None and champion_auroc is not None:
         limit = champion_auroc - auroc_margin
         passed = challenger_auroc >= limit
@@ -160,30 +140,38 @@ def gate_decision(
             verdict = f"slightly lower, within the {auroc_margin:g} margin"
         _record_comparison(
             result,
-            "auroc",
-            challenger_auroc,
-            champion_auroc,
-            auroc_margin,
-            limit,
-            passed,
+            _comparison("auroc", challenger_auroc, champion_auroc, auroc_margin, limit, passed),
             f"holdout AUROC {challenger_auroc:.4f} vs champion {champion_auroc:.4f} "
             f"({challenger_auroc - champion_auroc:+.4f}): {verdict} (limit {limit:.4f})",
         )
-    elif challenger.get("labels") is not None or champion.get("labels") is not None:
+    elif challenger.get("labels") is not None or champion.labels is not None:
         result["reasons"].append(
             "AUROC not compared: the holdout has only one class (or no labels)"
         )
-    return result
+    return GateDecision.from_dict(result)
+
+
+def _comparison(
+    metric: str, challenger: float, champion: float, margin: float, limit: float, passed: bool
+) -> dict[str, Any]:
+    return {
+        "metric": metric,
+        "challenger": challenger,
+        "champion": champion,
+        "margin": float(margin),
+        "limit": limit,
+        "passed": bool(passed),
+    }
 
 
 def apply_gate(
-    models_root: str,
+    *,
     version: str,
-    decision: dict[str, Any],
+    decision: GateDecision,
     promote: bool = True,
     evaluation: dict[str, Any] | None = None,
-    options: StorageOptions = None,
-) -> dict[str, Any]:
+    storage: Storage,
+) -> GateDecision:
     """Carry out a :func:`gate_decision` for a registered challenger ``version``.
 
     ``promote=False`` records the decision without changing the champion (a dry run). When the
@@ -191,36 +179,38 @@ def apply_gate(
     challenger is refused: it was never compared with the current champion.
 
     The challenger's registry entry gets ``gate`` (the decision, whether it was applied, the
-    champion before and after) and ``evaluation`` (headline holdout metrics when given);
-    champion.json's history gets a ``promote`` or ``refuse`` event with the reasons.
-    Returns the ``gate`` record.
+    champion before and after) and ``evaluation`` (headline holdout metrics and the run's context
+    when given); champion.json's history gets a ``promote`` or ``refuse`` event with the reasons.
+    Returns the decision as applied.
     """
-    registry = ModelRegistry(models_root, options)
+    registry = ModelRegistry(storage.models, storage.options)
     current = registry.champion()
-    decision = {**decision, "reasons": list(decision["reasons"])}
-    if decision["decision"] == "promote" and current != decision.get("champion_version"):
-        decision["decision"] = "refuse"
-        decision["reasons"].append(
-            f"the champion changed from {decision.get('champion_version')} to {current} during "
+    reasons = list(decision.reasons)
+    verdict = decision.decision
+    if verdict == "promote" and current != decision.champion_version:
+        verdict = "refuse"
+        reasons.append(
+            f"the champion changed from {decision.champion_version} to {current} during "
             "evaluation; train again to compare with the current champion"
         )
-    reason = "promotion gate: " + "; ".join(decision["reasons"])
-    details = {"comparisons": decision["comparisons"]}
+    reason = "promotion gate: " + "; ".join(reasons)
+    details = {"comparisons": decision.comparisons}
     applied = bool(promote)
-    if not promote or (decision["decision"] == "promote" and current == version):
+    if not promote or (verdict == "promote" and current == version):
         after = current  # a dry run, or the champion itself: no event to record
-    elif decision["decision"] == "promote":
+    elif verdict == "promote":
         after = registry.promote(version, reason, details)["version"]
     else:
         after = registry.refuse(version, reason, details)["version"]
-    record = {
-        **decision,
-        "applied": applied,
-        "champion_before": current,
-        "champion_after": after,
-        "promoted": applied and after == version and current != version,
-    }
-    fields: dict[str, Any] = {"gate": record}
+    record = decision.replace(
+        decision=verdict,
+        reasons=reasons,
+        applied=applied,
+        champion_before=current,
+        champion_after=after,
+        promoted=applied and after == version and current != version,
+    )
+    fields: dict[str, Any] = {"gate": record.to_dict()}
     if evaluation is not None:
         fields["evaluation"] = evaluation
     registry.update_entry(version, **fields)
@@ -229,18 +219,30 @@ def apply_gate(
 
 @task(name="promotion-gate", cache_policy=NO_CACHE)
 def gate_task(
-    models_root: str,
-    version: str,
-    challenger: dict[str, Any],
-    champion: dict[str, Any] | None,
-    reconstruction_margin: float,
-    auroc_margin: float,
+    *,
+    evaluation: Evaluation,
+    champion: ChampionEvaluation | None,
+    settings: EvaluationSettings,
     promote: bool,
-    evaluation: dict[str, Any] | None = None,
-    options: StorageOptions = None,
+    context: dict[str, Any],
     identical_champion: str | None = None,
-) -> dict[str, Any]:
+    storage: Storage,
+) -> GateDecision:
+    """Decide (:func:`gate_decision`) and apply (:func:`apply_gate`) the promotion of the
+    challenger ``evaluation`` measured; ``context`` (the run, the retraining trigger) is recorded
+    with its headline metrics in the registry entry."""
+    from tasks.evaluate import headline
+
     decision = gate_decision(
-        challenger, champion, reconstruction_margin, auroc_margin, identical_champion
+        evaluation.metrics,
+        champion,
+        evaluation=settings,
+        identical_champion=identical_champion,
     )
-    return apply_gate(models_root, version, decision, promote, evaluation, options)
+    return apply_gate(
+        version=evaluation.version,
+        decision=decision,
+        promote=promote,
+        evaluation={**headline(evaluation.metrics), **context},
+        storage=storage,
+    )

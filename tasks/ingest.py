@@ -34,6 +34,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from tasks.io import StorageOptions, filesystem, join, remove
+from tasks.settings import ColumnsSettings
 
 MONTHS = {
     name: number
@@ -218,29 +219,28 @@ def _month_number(value: Any, row: int, column: str) -> int:
 def read_csv_tables(
     csv_path: str,
     fmt: CsvFormat,
-    id_column: str,
-    timestamp_column: str | None,
-    numeric: Sequence[str],
-    missing_tokens: Sequence[str] = (),
+    columns: ColumnsSettings,
+    *,
     id_prefix: str = "row",
     chunk_rows: int = 65_536,
     options: StorageOptions = None,
-    label_column: str | None = None,
 ) -> Iterator[pa.Table]:
     """Stream a CSV as typed Arrow tables of at most ``chunk_rows`` rows.
 
-    Columns: the id first (generated as ``<id_prefix>-<row number>`` when the CSV has none), the
-    timestamp next when it is built from date parts, then the CSV's columns in order, minus
-    ``fmt.drop_columns``. Numeric columns are float64, the timestamp UTC, everything else text.
-    The label column may be absent (a production export): with a header it is simply not there;
-    without one, rows one field short of ``fmt.column_names`` are read without the label.
+    Columns: the id (``columns.id``) first (generated as ``<id_prefix>-<row number>`` when the CSV
+    has none), the timestamp next when it is built from date parts, then the CSV's columns in
+    order, minus ``fmt.drop_columns``. Numeric columns are float64 (``columns.missing_values``
+    read as missing), the timestamp UTC, everything else text. The label column may be absent (a
+    production export): with a header it is simply not there; without one, rows one field short
+    of ``fmt.column_names`` are read without the label.
     """
+    label_column = columns.label
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
     fs, inner = filesystem(csv_path, options)
     if not fs.exists(inner):
         raise FileNotFoundError(f"CSV file {csv_path} does not exist")
-    missing = pa.array(sorted(set(missing_tokens)), type=pa.string())
+    missing = pa.array(sorted(set(columns.missing_values)), type=pa.string())
     dates = _DateFromParts(*fmt.date_from_parts) if fmt.date_from_parts else None
     with fs.open(inner, "rb") as handle:
         lines = _data_lines(handle, fmt.comment_prefix)
@@ -253,15 +253,12 @@ def read_csv_tables(
         else:
             names = list(fmt.column_names)
             lines, names, absent = _without_absent_label(lines, names, fmt, label_column)
-        optional = [label_column, *absent]
-        _check_columns(names, fmt, id_column, timestamp_column, numeric, csv_path, optional)
+        _check_columns(names, fmt, columns, csv_path, [label_column, *absent])
         first_row = 1
+        plan = _ChunkPlan(names, fmt, columns, missing, id_prefix, dates)
 
         def convert(chunk: list[bytes], first_row: int) -> pa.Table:
-            return _convert(
-                chunk, names, fmt, id_column, timestamp_column, numeric, missing, id_prefix,
-                dates, first_row,
-            )  # fmt: skip
+            return _convert(chunk, plan, first_row)
 
         chunk: list[bytes] = []
         for line in lines:
@@ -277,12 +274,11 @@ def read_csv_tables(
 def _check_columns(
     names: list[str],
     fmt: CsvFormat,
-    id_column: str,
-    timestamp_column: str | None,
-    numeric: Sequence[str],
+    columns: ColumnsSettings,
     csv_path: str,
     optional: Sequence[str | None] = (),
 ) -> None:
+    timestamp_column, numeric = columns.timestamp, columns.numeric
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise IngestError(f"{csv_path}: column name(s) {duplicated} appear more than once")
@@ -331,18 +327,25 @@ def _without_absent_label(
     return rest, names, []
 
 
-def _convert(
-    lines: list[bytes],
-    names: list[str],
-    fmt: CsvFormat,
-    id_column: str,
-    timestamp_column: str | None,
-    numeric: Sequence[str],
-    missing: pa.Array,
-    id_prefix: str,
-    dates: _DateFromParts | None,
-    first_row: int,
-) -> pa.Table:
+@dataclass(frozen=True)
+class _ChunkPlan:
+    """How every chunk of one CSV is converted: its column names, format, the column roles, the
+    missing-value tokens, the prefix of generated row ids and the timestamp built from parts."""
+
+    names: list[str]
+    fmt: CsvFormat
+    columns: ColumnsSettings
+    missing: pa.Array
+    id_prefix: str
+    dates: _DateFromParts | None
+
+
+def _convert(lines: list[bytes], plan: _ChunkPlan, first_row: int) -> pa.Table:
+    names, fmt, missing, id_prefix, dates = (
+        plan.names, plan.fmt, plan.missing, plan.id_prefix, plan.dates
+    )  # fmt: skip
+    id_column, timestamp_column = plan.columns.id, plan.columns.timestamp
+    numeric = plan.columns.numeric
     raw = _parse_chunk(lines, names, fmt, first_row)
     arrays: dict[str, pa.ChunkedArray | pa.Array] = {}
     if id_column not in names:
@@ -490,26 +493,31 @@ def _write_by_period(
         staged.write(f"{prefix}-{key}", table.filter(pa.array(keys == key)))
 
 
+@dataclass(frozen=True)
+class Batching:
+    """How :func:`ingest_csv` cuts a CSV into batches and names them (see there)."""
+
+    batch_rows: int | None = None
+    split_by: str | None = None
+    name: str | None = None
+    start_date: str | None = None
+    cadence: str = "daily"
+
+
 def ingest_csv(
     csv_path: str,
+    *,
     incoming: str,
     fmt: CsvFormat,
-    id_column: str,
-    timestamp_column: str | None,
-    numeric: Sequence[str],
-    missing_tokens: Sequence[str] = (),
-    batch_rows: int | None = None,
-    split_by: str | None = None,
-    name: str | None = None,
-    options: StorageOptions = None,
+    columns: ColumnsSettings,
+    batching: Batching = Batching(),
     chunk_rows: int = 65_536,
-    label_column: str | None = None,
-    start_date: str | None = None,
-    cadence: str = "daily",
+    options: StorageOptions = None,
 ) -> list[dict[str, Any]]:
     """Convert a CSV into Parquet batches in ``incoming``; returns [{"batch_id", "path", "rows"}].
 
-    Batch ids start with ``name`` (default: the CSV's file name, cleaned) and carry the batch's
+    The columns get their roles and types from ``columns`` (see :func:`read_csv_tables`). Batch ids
+    start with ``batching.name`` (default: the CSV's file name, cleaned) and carry the batch's
     date, so date-driven runs (nightly, backfill, the training windows) find them:
 
     - ``split_by`` "day" / "week" / "month": one batch per period of the timestamp column,
@@ -520,10 +528,12 @@ def ingest_csv(
     - ``batch_rows`` alone: ``<name>-0001``...; the whole file: ``<name>`` (no date in the id:
       such a batch is dated by its timestamp column, else its arrival).
 
-    ``label_column`` may be absent from the CSV (see :func:`read_csv_tables`). Generated row ids
+    The label column may be absent from the CSV (see :func:`read_csv_tables`). Generated row ids
     are ``<file name>-<row number>`` whatever ``name`` is. A batch with the same id already in
     incoming/ is replaced.
     """
+    batch_rows, split_by, name = batching.batch_rows, batching.split_by, batching.name
+    start_date, cadence, timestamp_column = batching.start_date, batching.cadence, columns.timestamp
     if batch_rows is not None and split_by is not None:
         raise ValueError("give batch_rows or split_by, not both")
     if batch_rows is not None and batch_rows < 1:
@@ -555,16 +565,12 @@ def ingest_csv(
     tables = read_csv_tables(
         csv_path,
         fmt,
-        id_column,
-        timestamp_column,
-        numeric,
-        missing_tokens,
+        columns,
         # Row ids come from the file, not the batch names: two exports ingested under one --name
         # keep distinct ids (retraining matches flagged rows by id across a window).
         id_prefix=safe_batch_prefix(csv_stem(csv_path)),
         chunk_rows=min(chunk_rows, batch_rows or chunk_rows),
         options=options,
-        label_column=label_column,
     )
     whole = prefix if first_day is None else f"{prefix}-{first_day.isoformat()}"
     staged = _StagedBatches(incoming, options)

@@ -13,7 +13,8 @@ import contextlib
 import hashlib
 import posixpath
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -49,7 +50,12 @@ from tasks.incoming import (  # noqa: F401
     list_batches,
     scan_incoming,
 )
+from tasks.settings import StorageSettings
 
+DEFAULT_STORAGE_RETRIES = 4
+DEFAULT_RETRY_DELAY_S = 2.0
+QUARANTINE_REPORT_FILE = "report.json"
+DRIFT_REFERENCE_FILE = "drift_reference.json"  # beside a model's bundle (models.registry)
 SUCCESS_FOLDER = "_success"  # pyarrow.dataset and Hive readers skip names starting with "_"
 LOCK_FOLDER = "_locks"  # per-batch scoring locks (see tasks.scoring.BatchLock)
 ARRIVAL_FOLDER = "_arrivals"  # each batch's first-seen arrival date (see tasks.batch_dates)
@@ -57,12 +63,35 @@ ARRIVAL_FOLDER = "_arrivals"  # each batch's first-seen arrival date (see tasks.
 
 # ----------------------------------------------------------------------------------------- paths
 @dataclass(frozen=True)
-class StorageLayout:
-    """The folders of one dataset under a storage root (see docs/architecture.md)."""
+class Storage:
+    """One dataset's storage: its root (a folder or an fsspec URL), the fsspec options, the
+    retries of transient errors, and the layout under the root (docs/architecture.md). Built once
+    per run (:meth:`from_settings`); nothing else composes a storage path.
+    """
 
     root: str
     dataset: str
+    options: dict[str, Any] | None = field(default=None, compare=False)
+    retries: int = DEFAULT_STORAGE_RETRIES
+    retry_delay_s: float = DEFAULT_RETRY_DELAY_S
 
+    @classmethod
+    def from_settings(cls, settings: StorageSettings, dataset: str) -> Storage:
+        """The storage a config's ``[storage]`` section describes (its root already resolved)."""
+        return cls(
+            root=settings.root,
+            dataset=dataset,
+            options=dict(settings.options) or None,
+            retries=settings.retries,
+            retry_delay_s=settings.retry_delay_s,
+        )
+
+    def retry_options(self) -> dict[str, Any]:
+        """Prefect task settings retrying this storage's transient errors (see
+        :func:`storage_retry_options`)."""
+        return storage_retry_options(self.retries, self.retry_delay_s)
+
+    # ---------------------------------------------------------------------------------- layout
     @property
     def incoming(self) -> str:
         return join(self.root, "incoming", self.dataset)
@@ -70,6 +99,15 @@ class StorageLayout:
     def quarantine(self, batch_id: str | None = None) -> str:
         base = join(self.root, "quarantine", self.dataset)
         return join(base, batch_id) if batch_id else base
+
+    def quarantine_archive(self, batch_id: str) -> str:
+        """Where a batch's superseded and released quarantine folders are kept
+        (``quarantine/<dataset>/_archive/<batch_id>/``)."""
+        return join(self.quarantine(), "_archive", batch_id)
+
+    def quarantine_report(self, batch_id: str) -> str:
+        """A quarantined batch's report.json (its presence means the batch is quarantined)."""
+        return join(self.quarantine(batch_id), QUARANTINE_REPORT_FILE)
 
     @property
     def scored(self) -> str:
@@ -92,9 +130,40 @@ class StorageLayout:
     def models(self) -> str:
         return join(self.root, "models", self.dataset)
 
+    def drift_reference(self, version: str) -> str:
+        """Model ``version``'s drift reference profile, kept beside its bundle."""
+        return join(self.models, version, DRIFT_REFERENCE_FILE)
+
     def reports(self, run: str | None = None) -> str:
         base = join(self.root, "reports", self.dataset)
         return join(base, run) if run else base
+
+    def report_file(self, run: str, name: str) -> str:
+        """A file of run ``run``'s report folder (``reports/<dataset>/<run>/<name>``)."""
+        return join(self.reports(run), name)
+
+    def drift_report(self, batch_id: str) -> str:
+        """A batch's latest drift report (``reports/<dataset>/drift/<batch_id>.json``)."""
+        return join(self.reports("drift"), f"{batch_id}.json")
+
+    def nightly_record(self, night: str) -> str:
+        """A night's record (``reports/<dataset>/nightly/<night>.json``)."""
+        return join(self.reports("nightly"), f"{night}.json")
+
+    @staticmethod
+    def sibling(url: str, name: str) -> str:
+        """The file ``name`` in the folder of ``url``."""
+        if is_local(url) and not str(url).startswith("file://"):
+            return join(str(Path(url).parent), name)
+        return join(posixpath.dirname(str(url).rstrip("/")), name)
+
+    def remove(self, url: str) -> None:
+        """Remove a file or folder of this storage (nothing when it does not exist)."""
+        remove(url, self.options)
+
+
+# The name the tasks of the validation and quarantine modules still use (issue 15 moves them).
+StorageLayout = Storage
 
 
 @contextlib.contextmanager
@@ -334,10 +403,6 @@ class RetryableError(RuntimeError):
     """A failure worth retrying after a pause (e.g. a batch still being written while scored)."""
 
 
-DEFAULT_STORAGE_RETRIES = 4
-DEFAULT_RETRY_DELAY_S = 2.0
-
-
 def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect ``retry_condition_fn``: retry a task only after a transient storage error or a
     :class:`RetryableError`. Bad data, refused credentials and bugs fail at once: retrying them
@@ -364,13 +429,15 @@ def storage_retry_options(
 
 # ------------------------------------------------------------------------------- Prefect tasks
 @task(name="list-batches", **storage_retry_options())
-def list_batches_task(incoming: str, options: StorageOptions = None) -> list[dict[str, Any]]:
-    with storage_errors(incoming, "listing the batches"):
-        return [b.to_dict() for b in list_batches(incoming, options)]
+def list_batches_task(storage: Storage) -> list[BatchRef]:
+    """The batches under the dataset's incoming/ folder, by batch id."""
+    with storage_errors(storage.incoming, "listing the batches"):
+        return list_batches(storage.incoming, storage.options)
 
 
 @task(name="scan-incoming", **storage_retry_options())
-def scan_incoming_task(incoming: str, options: StorageOptions = None) -> dict[str, Any]:
-    """:func:`tasks.incoming.scan_incoming` as a task: {"batches", "rejected", "ignored"}."""
-    with storage_errors(incoming, "listing the batches"):
-        return scan_incoming(incoming, options).to_dict()
+def scan_incoming_task(storage: Storage) -> IncomingScan:
+    """:func:`tasks.incoming.scan_incoming` of the dataset's incoming/ folder: its batches, the
+    inputs refused as batches, and the paths ignored (each with the reason)."""
+    with storage_errors(storage.incoming, "listing the batches"):
+        return scan_incoming(storage.incoming, storage.options)

@@ -46,8 +46,3 @@ def md_code(value: Any, in_table: bool = False) -> str:
     if in_table:
         text = text.replace("|", "\\|")
     return f"{fence}{text}{fence}"
-
-
-def md_cell(value: Any) -> str:
-    """A table cell holding ``value`` as text."""
-    return md_text(value)

@@ -20,7 +20,8 @@ from typing import Any
 from fsspec.implementations.local import LocalFileSystem
 
 from models.storage import StorageOptions, filesystem, join, read_json, write_json_atomic
-from tasks.io import PARQUET_SUFFIX, StorageLayout
+from tasks.io import PARQUET_SUFFIX, Storage, checksum, fingerprint
+from tasks.records import ScoreMarker
 
 MARKER_FORMAT = 2  # 1 (no field): full paths; 2: paths relative to the storage root
 PATH_FIELDS = ("input_path", "output")
@@ -30,7 +31,7 @@ def _inner(url: str, options: StorageOptions) -> str:
     return filesystem(url, options)[1].rstrip("/")
 
 
-def relative_path(layout: StorageLayout, url: str, options: StorageOptions = None) -> str | None:
+def relative_path(layout: Storage, url: str, options: StorageOptions = None) -> str | None:
     """``url`` relative to the storage root ('/'-separated), or None when it is outside it."""
     root, inner = _inner(layout.root, options), _inner(url, options)
     if inner.startswith(root + "/"):
@@ -43,7 +44,7 @@ def _is_safe(relative: str) -> bool:
     return bool(relative) and not relative.startswith("/") and ".." not in parts and "" not in parts
 
 
-def _from_legacy(layout: StorageLayout, path: str, options: StorageOptions) -> str | None:
+def _from_legacy(layout: Storage, path: str, options: StorageOptions) -> str | None:
     """The root-relative form of a full path from a format-1 marker: its part from
     ``scored/<dataset>/`` or ``incoming/<dataset>/`` on, or None when it has neither."""
     inside = relative_path(layout, path, options)
@@ -59,7 +60,7 @@ def _from_legacy(layout: StorageLayout, path: str, options: StorageOptions) -> s
     return found[1] if found else None
 
 
-def to_storage(marker: dict[str, Any], layout: StorageLayout, options: StorageOptions = None):
+def to_storage(marker: dict[str, Any], layout: Storage, options: StorageOptions = None):
     """The marker as stored: input and output relative to the root."""
     stored = {**marker, "marker_format": MARKER_FORMAT}
     for key in PATH_FIELDS:
@@ -72,7 +73,7 @@ def to_storage(marker: dict[str, Any], layout: StorageLayout, options: StorageOp
 
 
 def from_storage(
-    stored: dict[str, Any], layout: StorageLayout, options: StorageOptions = None
+    stored: dict[str, Any], layout: Storage, options: StorageOptions = None
 ) -> dict[str, Any]:
     """A stored marker with its paths as URLs under this root (None where a legacy path does not
     map onto it)."""
@@ -89,26 +90,38 @@ def from_storage(
     return marker
 
 
-def read_marker(
-    layout: StorageLayout, batch_id: str, options: StorageOptions = None
-) -> dict[str, Any] | None:
+def read_marker(storage: Storage, batch_id: str) -> ScoreMarker | None:
     """The batch's success marker with URLs under this root, or None when it has none."""
-    stored = read_json(layout.success_marker(batch_id), options)
-    return None if stored is None else from_storage(stored, layout, options)
+    stored = read_json(storage.success_marker(batch_id), storage.options)
+    if stored is None:
+        return None
+    return ScoreMarker.from_dict(from_storage(stored, storage, storage.options))
 
 
-def write_marker(
-    marker: dict[str, Any], layout: StorageLayout, options: StorageOptions = None
-) -> str:
+def write_marker(marker: ScoreMarker, storage: Storage) -> str:
     """Write the batch's marker atomically (paths made relative to the root); returns its URL."""
-    url = layout.success_marker(marker["batch_id"])
-    stored = to_storage(
-        {k: v for k, v in marker.items() if k != "output_relative"}, layout, options
-    )
-    return write_json_atomic(stored, url, options)
+    url = storage.success_marker(marker.batch_id)
+    stored = to_storage(marker.to_dict(), storage, storage.options)
+    return write_json_atomic(stored, url, storage.options)
 
 
-def owned_output(layout: StorageLayout, batch_id: str, relative: str | None) -> bool:
+def records_bytes_of(
+    marker: ScoreMarker,
+    path: str,
+    options: StorageOptions = None,
+    input_fingerprint: str | None = None,
+) -> bool:
+    """Whether a success marker records the batch's current bytes ("already scored these
+    bytes"): the file metadata fingerprint (``input_fingerprint`` when the caller has it) decides
+    when it matches; otherwise the sha256 of the bytes does, so only batches that look changed are
+    read in full."""
+    current = input_fingerprint or fingerprint(path, options)
+    if marker.input_fingerprint and marker.input_fingerprint == current:
+        return True
+    return marker.input_sha256 == checksum(path, options)
+
+
+def owned_output(layout: Storage, batch_id: str, relative: str | None) -> bool:
     """Whether ``relative`` names a scored file of ``batch_id`` inside this root's scored folder
     (``scored/<dataset>/date=*/<batch_id>.parquet``): the only kind of path scoring ever deletes."""
     if relative is None or not _is_safe(relative):

@@ -1,14 +1,15 @@
 """Training: choose the window, split off a holdout, fit the detector, register the bundle.
 
-Plain functions do the work (tests call them directly); the @task wrappers at the bottom only add
-Prefect settings. Tasks exchange batch paths and JSON records, never frames or models.
+Plain functions do the work (tests call them directly); the tasks are the same functions with
+Prefect settings. Tasks exchange batch references and typed records (tasks.records), never frames
+or models.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,10 +21,12 @@ from prefect.cache_policies import NO_CACHE
 
 from models import AutoencoderDetector
 from models.registry import ModelRegistry
+from models.trainer import ProgressCallback
 from tasks.batch_dates import batch_dates, date_in_id
 from tasks.frames import feature_frame, null_missing_tokens
+from tasks.incoming import BatchRef
 from tasks.io import (
-    StorageLayout,
+    Storage,
     StorageOptions,
     join,
     read_schema,
@@ -31,9 +34,9 @@ from tasks.io import (
     remove,
     write_parquet_atomic,
 )
+from tasks.records import ModelReference, TrainingSplit
+from tasks.settings import ColumnsSettings, EvaluationSettings, TrainingSettings
 from tasks.window import date_window
-
-ProgressCallback = Callable[[int, int, float, float], None]
 
 # The CLI installs a progress bar here before it runs a flow in-process; Prefect flow parameters must
 # be JSON, so a callback cannot travel as one.
@@ -56,12 +59,12 @@ def _report_progress(epoch: int, n_epochs: int, train_loss: float, val_loss: flo
 
 
 def select_training_batches(
-    batches: Sequence[dict[str, Any]],
+    batches: Sequence[BatchRef],
     window: int,
     until: str | None = None,
     explicit: Sequence[str] | None = None,
     dates: Mapping[str, str | None] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[BatchRef]:
     """The batches a model trains on.
 
     ``explicit`` batch ids win (all must exist). Otherwise the batches dated within the last
@@ -69,7 +72,7 @@ def select_training_batches(
     batch ids to their dates (:func:`tasks.batch_dates.batch_dates`: timestamp, id or arrival);
     without it, the date written in each id. Undated batches are left out.
     """
-    by_id = {b["batch_id"]: b for b in batches}
+    by_id = {b.batch_id: b for b in batches}
     if explicit:
         unknown = sorted(set(explicit) - set(by_id))
         if unknown:
@@ -78,7 +81,7 @@ def select_training_batches(
             )
         return [by_id[i] for i in sorted(explicit)]
     if dates is None:
-        dates = {b["batch_id"]: _id_date(b["batch_id"]) for b in batches}
+        dates = {b.batch_id: _id_date(b.batch_id) for b in batches}
     return date_window(batches, dates, window, until)
 
 
@@ -117,45 +120,6 @@ def label_vector(
     )
 
 
-def load_training_data(
-    batch_paths: Sequence[str],
-    numeric: Sequence[str],
-    categorical: Sequence[str],
-    missing_tokens: Sequence[str] = (),
-    label_column: str | None = None,
-    label_positive: Sequence[str] = (),
-    label_negative: Sequence[str] = (),
-    exclude_labelled_anomalies: bool = False,
-    max_rows: int = 500_000,
-    seed: int = 0,
-    options: StorageOptions = None,
-) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """Features (n_rows, n_features) and labels (n_rows,) or None, from the given batches.
-
-    Rows are concatenated in batch order; when there are more than ``max_rows`` a seeded uniform
-    sample keeps the frame (and training time) bounded.
-    """
-    if not batch_paths:
-        raise ValueError(
-            "no accepted batches to train on; check incoming/ and the validation reports"
-        )
-    columns = [*numeric, *categorical, *([label_column] if label_column else [])]
-    tables = [read_table(path, options, columns=columns) for path in batch_paths]
-    table = pa.concat_tables(
-        [null_missing_tokens(t, missing_tokens) for t in tables], promote_options="permissive"
-    )
-    labels = (
-        label_vector(table.column(label_column), label_positive, label_negative)
-        if label_column
-        else None
-    )
-    keep = fit_row_mask(table.num_rows, labels, exclude_labelled_anomalies, max_rows, seed)
-    if not keep.all():
-        table = table.filter(pa.array(keep))
-        labels = labels[keep] if labels is not None else None
-    return feature_frame(table, numeric, categorical), labels
-
-
 def fit_row_mask(
     n_rows: int,
     labels: np.ndarray | None,
@@ -191,36 +155,27 @@ def _iso(value: Any) -> str | None:
 
 
 def split_training_window(
+    *,
     batch_paths: Sequence[str],
-    id_column: str | None,
-    timestamp_column: str | None,
-    numeric: Sequence[str],
-    categorical: Sequence[str],
-    missing_tokens: Sequence[str] = (),
-    label_column: str | None = None,
-    label_positive: Sequence[str] = (),
-    label_negative: Sequence[str] = (),
-    holdout_fraction: float = 0.2,
-    holdout_max_rows: int = 100_000,
-    seed: int = 0,
-    out_dir: str = "split",
+    columns: ColumnsSettings,
+    evaluation: EvaluationSettings,
+    seed: int,
+    out_dir: str,
     options: StorageOptions = None,
-) -> dict[str, Any]:
+) -> TrainingSplit:
     """Split the accepted training window into training and holdout rows, written as Parquet.
 
-    The holdout is the latest ``holdout_fraction`` of the rows by ``timestamp_column`` (what a model
-    meets after training), or a seeded random share when there is no timestamp column. Holdout rows
-    beyond ``holdout_max_rows`` are dropped by a seeded sample. Both files keep the id and timestamp
+    The holdout is the latest ``evaluation.holdout_fraction`` of the rows by ``columns.timestamp``
+    (what a model meets after training), or a seeded random share when there is no timestamp
+    column. Holdout rows beyond ``evaluation.holdout_max_rows`` are dropped by a seeded sample. Both files keep the id and timestamp
     columns, the features (missing tokens already null) and the label as int8 0/1 under its own
     name, so the challenger and the champion are later evaluated on exactly the same rows.
 
     Labels are optional in every batch: the label is used only when every batch of the window has
-    its column (``label_column`` is None otherwise, and ``label_note`` says why).
-
-    Returns ``{"method": "time" | "random", "train_path", "holdout_path", "train_rows",
-    "holdout_rows", "holdout_fraction", "seed", "timestamp_column", "label_column", "label_note",
-    "train_start", "train_end", "holdout_start", "holdout_end"}`` (times as ISO strings or None).
+    its column (the split's ``label_column`` is None otherwise, and ``label_note`` says why).
     """
+    id_column, timestamp_column = columns.id, columns.timestamp
+    holdout_fraction, holdout_max_rows = evaluation.holdout_fraction, evaluation.holdout_max_rows
     if not batch_paths:
         raise ValueError(
             "no accepted batches to train on; check incoming/ and the validation reports"
@@ -229,15 +184,18 @@ def split_training_window(
         raise ValueError(
             f"holdout_fraction must be in (0, 1), got {holdout_fraction}; e.g. 0.2 holds out 20%"
         )
-    label_column, label_note = _usable_label(batch_paths, label_column, options)
+    label_column, label_note = _usable_label(batch_paths, columns.label, options)
     roles = [c for c in (id_column, timestamp_column, label_column) if c]
-    columns = list(dict.fromkeys([*roles, *numeric, *categorical]))
-    tables = [read_table(path, options, columns=columns) for path in batch_paths]
+    read = list(dict.fromkeys([*roles, *columns.numeric, *columns.categorical]))
+    tables = [read_table(path, options, columns=read) for path in batch_paths]
     table = pa.concat_tables(
-        [null_missing_tokens(t, missing_tokens) for t in tables], promote_options="permissive"
+        [null_missing_tokens(t, columns.missing_values) for t in tables],
+        promote_options="permissive",
     )
     if label_column:
-        labels = label_vector(table.column(label_column), label_positive, label_negative)
+        labels = label_vector(
+            table.column(label_column), columns.label_positive, columns.label_negative
+        )
         index = table.schema.get_field_index(label_column)
         table = table.set_column(index, label_column, pa.array(labels, type=pa.int8()))
     n_rows = table.num_rows
@@ -280,22 +238,22 @@ def split_training_window(
 
     train_start, train_end = time_range(train)
     holdout_start, holdout_end = time_range(holdout)
-    return {
-        "method": method,
-        "train_path": train_path,
-        "holdout_path": holdout_path,
-        "train_rows": int(train.num_rows),
-        "holdout_rows": int(holdout.num_rows),
-        "holdout_fraction": float(holdout_fraction),
-        "seed": int(seed),
-        "timestamp_column": timestamp_column,
-        "label_column": label_column,
-        "label_note": label_note,
-        "train_start": train_start,
-        "train_end": train_end,
-        "holdout_start": holdout_start,
-        "holdout_end": holdout_end,
-    }
+    return TrainingSplit(
+        method=method,
+        train_path=train_path,
+        holdout_path=holdout_path,
+        train_rows=int(train.num_rows),
+        holdout_rows=int(holdout.num_rows),
+        holdout_fraction=float(holdout_fraction),
+        seed=int(seed),
+        timestamp_column=timestamp_column,
+        label_column=label_column,
+        label_note=label_note,
+        train_start=train_start,
+        train_end=train_end,
+        holdout_start=holdout_start,
+        holdout_end=holdout_end,
+    )
 
 
 def _usable_label(
@@ -320,7 +278,7 @@ def _usable_label(
     return None, note
 
 
-def discard_training_split(split: dict[str, Any], options: StorageOptions = None) -> None:
+def discard_training_split(split: TrainingSplit, options: StorageOptions = None) -> None:
     """Remove a split's training rows once the model is fitted and evaluated.
 
     They are a copy of the training batches (named in the registry entry) and the split is
@@ -328,7 +286,7 @@ def discard_training_split(split: dict[str, Any], options: StorageOptions = None
     challenger and the champion were compared on (it is capped by ``holdout_max_rows``, the training
     part is not, and a nightly retrain would otherwise keep a copy of every window).
     """
-    remove(split["train_path"], options)
+    remove(split.train_path, options)
 
 
 def load_split(
@@ -351,14 +309,14 @@ def load_split(
 def fit_and_register(
     features: pd.DataFrame,
     labels: np.ndarray | None,
+    *,
     detector_params: dict[str, Any],
-    models_root: str,
     training_batches: Sequence[str],
-    options: StorageOptions = None,
+    storage: Storage,
     progress: ProgressCallback | None = None,
-) -> dict[str, Any]:
-    """Fit an AutoencoderDetector, save it and register it; returns ``{"version", "metrics",
-    "reused"}``: ``reused`` when an identical model was registered already (its version is
+) -> ModelReference:
+    """Fit an AutoencoderDetector, save it and register it in the storage's registry; the model
+    reference is ``reused`` when an identical model was registered already (its version is
     returned and nothing new is registered)."""
     started = time.perf_counter()
     detector = AutoencoderDetector(**detector_params).fit(features, progress=progress)
@@ -378,12 +336,12 @@ def fit_and_register(
         metrics["train_label_share"] = float(labels.mean())
     with tempfile.TemporaryDirectory(prefix="aeflow-bundle-") as bundle:
         detector.save(bundle)
-        registry = ModelRegistry(models_root, options)
+        registry = ModelRegistry(storage.models, storage.options)
         # The same data, config and seed give the same model: reuse its version rather than
         # registering a copy (re-running the demo or a retrain would pile them up).
         identical = registry.find_identical(bundle)
         if identical is not None:
-            return {"version": identical, "metrics": metrics, "reused": True}
+            return ModelReference(version=identical, reused=True, metrics=metrics)
         version = registry.register(
             bundle,
             {
@@ -392,120 +350,87 @@ def fit_and_register(
                 "params": detector_params,
             },
         )
-    return {"version": version, "metrics": metrics, "reused": False}
+    return ModelReference(version=version, reused=False, metrics=metrics)
 
 
 def fit_from_split(
-    train_path: str,
+    *,
+    split: TrainingSplit,
     training_batches: Sequence[str],
-    numeric: Sequence[str],
-    categorical: Sequence[str],
-    label_column: str | None,
-    exclude_labelled_anomalies: bool,
-    max_rows: int,
-    seed: int,
+    columns: ColumnsSettings,
+    training: TrainingSettings,
     detector_params: dict[str, Any],
-    models_root: str,
-    options: StorageOptions = None,
+    storage: Storage,
     progress: ProgressCallback | None = None,
-) -> dict[str, Any]:
-    """Fit and register a detector on the training rows of a split; returns
-    ``{"version", "metrics"}`` (see :func:`fit_and_register`)."""
-    features, labels = load_split(train_path, numeric, categorical, label_column, options)
-    keep = fit_row_mask(len(features), labels, exclude_labelled_anomalies, max_rows, seed)
+) -> ModelReference:
+    """Fit and register a detector on the training rows of a split (at most
+    ``training.max_rows``, labelled anomalies left out with
+    ``training.exclude_labelled_anomalies``); see :func:`fit_and_register`."""
+    features, labels = load_split(
+        split.train_path, columns.numeric, columns.categorical, split.label_column, storage.options
+    )
+    keep = fit_row_mask(
+        len(features),
+        labels,
+        training.exclude_labelled_anomalies,
+        training.max_rows,
+        training.seed,
+    )
     if not keep.all():
         features = features.loc[keep].reset_index(drop=True)
         labels = labels[keep] if labels is not None else None
     return fit_and_register(
-        features, labels, detector_params, models_root, training_batches, options, progress
+        features,
+        labels,
+        detector_params=detector_params,
+        training_batches=training_batches,
+        storage=storage,
+        progress=progress,
     )
 
 
 @task(name="select-training-batches", cache_policy=NO_CACHE)
 def select_training_batches_task(
-    batches: list[dict[str, Any]],
-    root: str,
-    dataset: str,
-    window: int,
+    batches: list[BatchRef],
+    *,
+    storage: Storage,
+    columns: ColumnsSettings,
+    training: TrainingSettings,
     until: str | None = None,
     explicit: list[str] | None = None,
-    batch_date_source: str = "auto",
-    timestamp_column: str | None = None,
-    options: StorageOptions = None,
-) -> list[dict[str, Any]]:
-    """:func:`select_training_batches` with each batch's date from ``batch_date_source``."""
-    dates = None
-    if not explicit:
-        layout = StorageLayout(root, dataset)
-        dates = batch_dates(batches, layout, batch_date_source, timestamp_column, options)
-    return select_training_batches(batches, window, until, explicit, dates)
+) -> list[BatchRef]:
+    """:func:`select_training_batches`: ``explicit`` (else ``training.batches``) or the batches
+    dated (``columns.batch_date``) in the last ``training.window_days`` days up to ``until``."""
+    explicit = explicit or training.batches
+    dates = None if explicit else batch_dates(batches, storage=storage, columns=columns)
+    return select_training_batches(batches, training.window_days, until, explicit, dates)
 
 
-@task(name="split-training-window", cache_policy=NO_CACHE)
-def split_training_window_task(
-    batch_paths: list[str],
-    id_column: str | None,
-    timestamp_column: str | None,
-    numeric: list[str],
-    categorical: list[str],
-    missing_tokens: list[str],
-    label_column: str | None,
-    label_positive: list[str],
-    label_negative: list[str],
-    holdout_fraction: float,
-    holdout_max_rows: int,
-    seed: int,
-    out_dir: str,
-    options: StorageOptions = None,
-) -> dict[str, Any]:
-    return split_training_window(
-        batch_paths,
-        id_column,
-        timestamp_column,
-        numeric,
-        categorical,
-        missing_tokens,
-        label_column,
-        label_positive,
-        label_negative,
-        holdout_fraction,
-        holdout_max_rows,
-        seed,
-        out_dir,
-        options,
-    )
-
-
-@task(name="discard-training-split", cache_policy=NO_CACHE)
-def discard_training_split_task(split: dict[str, Any], options: StorageOptions = None) -> None:
-    discard_training_split(split, options)
+split_training_window_task = task(
+    split_training_window, name="split-training-window", cache_policy=NO_CACHE
+)
+discard_training_split_task = task(
+    discard_training_split, name="discard-training-split", cache_policy=NO_CACHE
+)
 
 
 @task(name="train-model", cache_policy=NO_CACHE)
 def fit_model_task(
-    train_path: str,
+    *,
+    split: TrainingSplit,
     training_batches: list[str],
-    numeric: list[str],
-    categorical: list[str],
-    label_column: str | None,
-    exclude_labelled_anomalies: bool,
-    max_rows: int,
-    seed: int,
+    columns: ColumnsSettings,
+    training: TrainingSettings,
     detector_params: dict[str, Any],
-    models_root: str,
-    options: StorageOptions = None,
-) -> dict[str, Any]:
+    storage: Storage,
+) -> ModelReference:
+    """:func:`fit_from_split`, reporting each epoch to the progress hooks the CLI installed."""
     return fit_from_split(
-        train_path,
-        training_batches,
-        numeric,
-        categorical,
-        label_column,
-        exclude_labelled_anomalies,
-        max_rows,
-        seed,
-        detector_params,
-        models_root,
-        options,
-        _report_progress,
+        split=split,
+        training_batches=training_batches,
+        columns=columns,
+        training=training,
+        detector_params=detector_params,
+        storage=storage,
+        progress=_report_progress,
     )

@@ -8,14 +8,15 @@ retraining window is the accepted batches whose date falls in the last N days up
 optionally the challenger's training rows leave out those their scored output flags as anomalies, so
 it learns normal behaviour only.
 
-Plain functions do the work; the @task wrappers at the bottom only add Prefect settings.
+Plain functions do the work; tasks are the same functions with Prefect settings.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,16 +24,19 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.batch_dates import batch_dates, date_in_id
-from tasks.io import (
-    StorageLayout,
-    StorageOptions,
-    checksum,
-    fingerprint,
-    list_batches,
-    read_table,
-    write_parquet_atomic,
-)
-from tasks.markers import read_marker
+from tasks.incoming import BatchRef
+from tasks.io import Storage, list_batches, read_table, write_parquet_atomic
+from tasks.markers import read_marker, records_bytes_of
+from tasks.records import SCORED, ScoreMarker, TrainingSplit
+from tasks.settings import ColumnsSettings
+
+
+class _HasBatchId(Protocol):
+    @property
+    def batch_id(self) -> str: ...
+
+
+B = TypeVar("B", bound=_HasBatchId)
 
 
 def parse_date(value: str, name: str = "date") -> dt.date:
@@ -46,39 +50,37 @@ def parse_date(value: str, name: str = "date") -> dt.date:
 
 
 # --------------------------------------------------------------------------------- tonight
-def records_input(marker: Mapping[str, Any], path: str, options: StorageOptions = None) -> bool:
-    """Whether a success marker records the batch's current bytes: the file metadata fingerprint
-    when it matches, otherwise the sha256 of the bytes (read only then)."""
-    if marker.get("input_fingerprint") and marker["input_fingerprint"] == fingerprint(
-        path, options
-    ):
-        return True
-    return marker.get("input_sha256") == checksum(path, options)
-
-
 def _dated(
-    batches: Sequence[Mapping[str, Any]], dates: Mapping[str, str | None] | None
-) -> list[tuple[dt.date | None, dict[str, Any]]]:
+    batches: Sequence[B], dates: Mapping[str, str | None] | None
+) -> list[tuple[dt.date | None, B]]:
     """(date or None, batch) for each batch, by batch id: from ``dates`` (see
     :func:`tasks.batch_dates.batch_dates`), else the date written in the id."""
     dated = []
-    for batch in sorted(batches, key=lambda b: b["batch_id"]):
+    for batch in sorted(batches, key=lambda b: b.batch_id):
         if dates is not None:
-            found = dates.get(batch["batch_id"])
+            found = dates.get(batch.batch_id)
             day = dt.date.fromisoformat(found) if found else None
         else:
-            day = date_in_id(batch["batch_id"])
-        dated.append((day, dict(batch)))
+            day = date_in_id(batch.batch_id)
+        dated.append((day, batch))
     return dated
 
 
+@dataclass(frozen=True)
+class NightlyBatches:
+    """Tonight's batches to score, and the night's batches scored before (their markers)."""
+
+    pending: list[BatchRef]
+    scored_before: list[ScoreMarker]
+
+
 def select_nightly_batches(
-    batches: Sequence[Mapping[str, Any]],
-    layout: StorageLayout,
+    batches: Sequence[BatchRef],
+    *,
+    storage: Storage,
     date: str | None = None,
-    options: StorageOptions = None,
     dates: Mapping[str, str | None] | None = None,
-) -> dict[str, list[dict[str, Any]]]:
+) -> NightlyBatches:
     """What tonight's run scores, and what of the night was scored before.
 
     With ``date``, the night's batches are those dated that day: ``dates`` maps batch ids to their
@@ -87,32 +89,27 @@ def select_nightly_batches(
     scored before, by any model, and is not scored again (re-scoring with another model is
     `aeflow backfill`). Without a date (a scheduled run), the night is every batch in incoming/ not
     scored yet, and nothing counts as scored before. A changed file under a scored name is scored
-    again.
-
-    Returns ``{"pending": [batch dicts], "scored_before": [success markers]}``, by batch id.
+    again. Both lists are by batch id.
     """
     if date is not None:
         day = parse_date(date)
         batches = [b for d, b in _dated(batches, dates) if d == day]
     pending, scored_before = [], []
-    for batch in sorted(batches, key=lambda b: b["batch_id"]):
-        marker = read_marker(layout, batch["batch_id"], options)
-        if marker is None or not records_input(marker, batch["path"], options):
-            pending.append(dict(batch))
+    for batch in sorted(batches, key=lambda b: b.batch_id):
+        marker = read_marker(storage, batch.batch_id)
+        if marker is None or not records_bytes_of(marker, batch.path, storage.options):
+            pending.append(batch)
         elif date is not None:
             scored_before.append(marker)
-    return {"pending": pending, "scored_before": scored_before}
+    return NightlyBatches(pending=pending, scored_before=scored_before)
 
 
 def select_date_range(
-    batches: Sequence[Mapping[str, Any]],
-    start: str,
-    end: str,
-    dates: Mapping[str, str | None] | None = None,
-) -> list[dict[str, Any]]:
-    """The batches dated in [start, end] (inclusive), by batch id; ``dates`` as for
-    :func:`select_nightly_batches` (without it, the date written in the id). Undated batches are
-    never part of a range."""
+    batches: Sequence[B], start: str, end: str, dates: Mapping[str, str | None] | None = None
+) -> list[B]:
+    """The batches dated in [start, end] (inclusive), by batch id; ``dates`` maps batch ids to
+    their dates (without it, the date written in the id). Undated batches are never part of a
+    range."""
     first, last = parse_date(start, "start"), parse_date(end, "end")
     if first > last:
         raise ValueError(f"the date range is empty: start {first} is after end {last}")
@@ -120,11 +117,11 @@ def select_date_range(
 
 
 def date_window(
-    batches: Sequence[Mapping[str, Any]],
+    batches: Sequence[B],
     dates: Mapping[str, str | None],
     window_days: int,
     until: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[B]:
     """The batches dated within the last ``window_days`` days up to ``until`` (inclusive; default:
     the newest batch date), by batch id. Undated batches are left out."""
     if window_days < 1:
@@ -138,140 +135,115 @@ def date_window(
 
 
 # --------------------------------------------------------------------------- training window
-def accepted_batches(layout: StorageLayout, options: StorageOptions = None) -> list[dict[str, Any]]:
-    """Batches in incoming/ that passed validation and were scored, by batch id.
-
-    Each is ``{"batch_id", "path", "date", "output", "model_version", "rows"}`` with ``date`` the
-    batch's date (from the success marker) and ``output`` its scored file.
-    """
+def accepted_batches(storage: Storage) -> list[ScoreMarker]:
+    """Batches in incoming/ that passed validation and were scored, by batch id: their success
+    markers, with ``input_path`` the batch's path in incoming/ now (``date`` is the batch's date,
+    ``output`` its scored file)."""
     accepted = []
-    for batch in list_batches(layout.incoming, options):
-        marker = read_marker(layout, batch.batch_id, options)
-        if marker is None or marker.get("status") != "scored" or marker.get("output") is None:
+    for batch in list_batches(storage.incoming, storage.options):
+        marker = read_marker(storage, batch.batch_id)
+        if marker is None or marker.status != SCORED or marker.output is None:
             continue
-        accepted.append(
-            {
-                "batch_id": batch.batch_id,
-                "path": batch.path,
-                "date": marker["date"],
-                "output": marker["output"],
-                "model_version": marker["model_version"],
-                "rows": int(marker["rows_out"]),
-            }
-        )
+        accepted.append(marker.replace(input_path=batch.path))
     return accepted
 
 
 def training_window(
-    accepted: Sequence[Mapping[str, Any]], window_days: int, until: str | None = None
-) -> list[dict[str, Any]]:
+    accepted: Sequence[ScoreMarker], window_days: int, until: str | None = None
+) -> list[ScoreMarker]:
     """The accepted batches dated within the last ``window_days`` days up to ``until`` (inclusive).
 
     ``until`` defaults to the newest accepted batch's date. Days without an accepted batch (none
     arrived, or it was quarantined) simply contribute nothing.
     """
-    return date_window(accepted, {b["batch_id"]: b["date"] for b in accepted}, window_days, until)
+    return date_window(accepted, {b.batch_id: b.date for b in accepted}, window_days, until)
 
 
-def flagged_ids(
-    window: Sequence[Mapping[str, Any]], id_column: str, options: StorageOptions = None
-) -> pa.ChunkedArray:
+def flagged_ids(window: Sequence[ScoreMarker], id_column: str, storage: Storage) -> pa.ChunkedArray:
     """The ids (as strings) of the rows the window's scored outputs flag as anomalies, each batch
     as flagged by the model that scored it."""
     parts = []
     for batch in window:
-        scored = read_table(batch["output"], options, columns=[id_column, "is_anomaly"])
+        scored = read_table(batch.output, storage.options, columns=[id_column, "is_anomaly"])
         flags = pc.fill_null(scored.column("is_anomaly"), False)
         parts.append(scored.column(id_column).filter(flags).cast(pa.string()))
     return pa.chunked_array(parts, type=pa.string())
 
 
+FILTERED_TRAIN_FILE = "train-without-flagged.parquet"
+
+
+@dataclass(frozen=True)
+class FlaggedRowsLeftOut:
+    """A training split whose training rows no longer hold the rows the champion flagged."""
+
+    split: TrainingSplit
+    rows_before: int
+    rows_left_out: int
+
+
 def without_flagged_rows(
-    train_path: str,
-    window: Sequence[Mapping[str, Any]],
-    id_column: str,
-    destination: str,
-    options: StorageOptions = None,
-) -> dict[str, Any]:
-    """Write the rows of ``train_path`` whose id was not flagged in the window's scored outputs to
-    ``destination`` (atomic).
+    *,
+    split: TrainingSplit,
+    window: Sequence[ScoreMarker],
+    columns: ColumnsSettings,
+    storage: Storage,
+) -> FlaggedRowsLeftOut:
+    """The split with its training rows whose id was flagged in the window's scored outputs left
+    out (written beside them, atomically; the unfiltered training rows are removed).
 
     Only the training rows are filtered, never the holdout: the promotion gate must compare the
-    challenger and the champion on rows neither of them chose. Returns ``{"path", "rows_in",
-    "rows_kept", "rows_left_out"}``.
+    challenger and the champion on rows neither of them chose.
     """
-    table = read_table(train_path, options)
+    id_column, options = columns.id, storage.options
+    table = read_table(split.train_path, options)
     if id_column not in table.schema.names:
         raise ValueError(
-            f"the training rows in {train_path} lack the id column {id_column!r}, so flagged rows "
-            "cannot be matched; set retrain.exclude_flagged = false"
+            f"the training rows in {split.train_path} lack the id column {id_column!r}, so "
+            "flagged rows cannot be matched; set retrain.exclude_flagged = false"
         )
-    flagged = pc.unique(flagged_ids(window, id_column, options).combine_chunks())
+    flagged = pc.unique(flagged_ids(window, id_column, storage).combine_chunks())
     is_flagged = pc.is_in(table.column(id_column).cast(pa.string()), value_set=flagged)
     kept = table.filter(pc.invert(pc.fill_null(is_flagged, False)))
+    destination = storage.sibling(split.train_path, FILTERED_TRAIN_FILE)
     write_parquet_atomic(kept, destination, schema=table.schema, options=options)
-    return {
-        "path": destination,
-        "rows_in": table.num_rows,
-        "rows_kept": kept.num_rows,
-        "rows_left_out": table.num_rows - kept.num_rows,
-    }
+    storage.remove(split.train_path)
+    return FlaggedRowsLeftOut(
+        split=split.replace(train_path=destination, train_rows=kept.num_rows),
+        rows_before=table.num_rows,
+        rows_left_out=table.num_rows - kept.num_rows,
+    )
 
 
 # --------------------------------------------------------------------------- Prefect tasks
 @task(name="select-nightly-batches", cache_policy=NO_CACHE)
 def select_nightly_batches_task(
-    batches: list[dict[str, Any]],
-    root: str,
-    dataset: str,
-    date: str | None = None,
-    options: StorageOptions = None,
-    batch_date_source: str = "auto",
-    timestamp_column: str | None = None,
-) -> dict[str, list[dict[str, Any]]]:
-    layout = StorageLayout(root, dataset)
+    batches: list[BatchRef], *, storage: Storage, columns: ColumnsSettings, date: str | None = None
+) -> NightlyBatches:
+    """:func:`select_nightly_batches` with each batch's date from ``columns.batch_date``."""
     dates = None
     if date is not None:
-        dates = batch_dates(batches, layout, batch_date_source, timestamp_column, options)
-    return select_nightly_batches(batches, layout, date, options, dates)
+        dates = batch_dates(batches, storage=storage, columns=columns)
+    return select_nightly_batches(batches, storage=storage, date=date, dates=dates)
 
 
 @task(name="select-date-range", cache_policy=NO_CACHE)
 def select_date_range_task(
-    batches: list[dict[str, Any]],
-    start: str,
-    end: str,
-    root: str,
-    dataset: str,
-    batch_date_source: str = "auto",
-    timestamp_column: str | None = None,
-    options: StorageOptions = None,
-) -> list[dict[str, Any]]:
-    dates = batch_dates(
-        batches, StorageLayout(root, dataset), batch_date_source, timestamp_column, options
-    )
+    batches: list[BatchRef], *, start: str, end: str, storage: Storage, columns: ColumnsSettings
+) -> list[BatchRef]:
+    """:func:`select_date_range` with each batch's date from ``columns.batch_date``."""
+    dates = batch_dates(batches, storage=storage, columns=columns)
     return select_date_range(batches, start, end, dates)
 
 
 @task(name="training-window", cache_policy=NO_CACHE)
 def training_window_task(
-    root: str,
-    dataset: str,
-    window_days: int,
-    until: str | None = None,
-    options: StorageOptions = None,
-) -> list[dict[str, Any]]:
-    return training_window(
-        accepted_batches(StorageLayout(root, dataset), options), window_days, until
-    )
+    *, storage: Storage, window_days: int, until: str | None = None
+) -> list[ScoreMarker]:
+    """:func:`training_window` over the dataset's :func:`accepted_batches`."""
+    return training_window(accepted_batches(storage), window_days, until)
 
 
-@task(name="leave-out-flagged-rows", cache_policy=NO_CACHE)
-def without_flagged_rows_task(
-    train_path: str,
-    window: list[dict[str, Any]],
-    id_column: str,
-    destination: str,
-    options: StorageOptions = None,
-) -> dict[str, Any]:
-    return without_flagged_rows(train_path, window, id_column, destination, options)
+without_flagged_rows_task = task(
+    without_flagged_rows, name="leave-out-flagged-rows", cache_policy=NO_CACHE
+)

@@ -9,11 +9,32 @@ from models import AutoencoderDetector
 from models.registry import ModelRegistry
 from tasks.demo_data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
 from tasks.frames import feature_frame
-from tasks.io import StorageLayout, StorageOptions, read_table
+from tasks.io import Storage, StorageOptions, read_table
+from tasks.settings import ColumnsSettings, ScoringSettings, ValidationSettings
+
+
+def demo_columns(**changes) -> ColumnsSettings:
+    """The demo data's column roles (id, timestamp, features), with ``changes``."""
+    from tasks.demo_data import ID_COLUMN, TIMESTAMP_COLUMN
+
+    roles = {
+        "id": ID_COLUMN,
+        "timestamp": TIMESTAMP_COLUMN,
+        "numeric": list(NUMERIC_COLUMNS),
+        "categorical": list(CATEGORICAL_COLUMNS),
+        **changes,
+    }
+    return ColumnsSettings(**roles)
+
+
+def scoring_settings(chunk_rows: int = 65_536, top_k: int = 3) -> ScoringSettings:
+    """Scoring settings for small test batches: ``chunk_rows`` may be below the config's minimum
+    (1024), so a batch of a few hundred rows still streams in several chunks."""
+    return ScoringSettings.model_construct(workers=1, chunk_rows=chunk_rows, top_k=top_k)
 
 
 def register_tiny_champion(
-    layout: StorageLayout,
+    layout: Storage,
     batch_path: str,
     work_dir: Path,
     *,
@@ -44,37 +65,38 @@ def register_tiny_champion(
     return version
 
 
-def score_demo_batch(layout: StorageLayout, batch, **kwargs):
-    """`tasks.scoring.score_batch` with the demo data's columns (id and timestamp passed through)."""
-    from tasks.demo_data import ID_COLUMN, TIMESTAMP_COLUMN
+def score_demo_batch(
+    storage: Storage,
+    batch,
+    *,
+    chunk_rows: int = 65_536,
+    top_k: int = 3,
+    columns: ColumnsSettings | None = None,
+    **kwargs,
+):
+    """`tasks.scoring.score_batch` with the demo data's columns (id and timestamp passed through)
+    and ``kwargs`` (model_version, force, runtime)."""
     from tasks.scoring import score_batch
 
     return score_batch(
-        batch,
-        layout,
-        [ID_COLUMN, TIMESTAMP_COLUMN],
-        TIMESTAMP_COLUMN,
-        list(NUMERIC_COLUMNS),
-        list(CATEGORICAL_COLUMNS),
+        batch=batch,
+        storage=storage,
+        columns=columns or demo_columns(),
+        scoring=scoring_settings(chunk_rows, top_k),
         **kwargs,
     )
 
 
-def validate_demo_batch(batch, options: StorageOptions = None):
-    """`tasks.validate.validate_batch` against the demo suite, with the demo data's columns."""
-    from pathlib import Path
-
-    from tasks.demo_data import ID_COLUMN, TIMESTAMP_COLUMN
-    from tasks.validate import validate_batch
-
+def demo_validation(**changes) -> ValidationSettings:
+    """Validation against the demo suite (expectations/demo.json), with ``changes``."""
     suite = Path(__file__).resolve().parents[1] / "expectations" / "demo.json"
+    return ValidationSettings(suite=str(suite), **changes)
+
+
+def validate_demo_batch(batch, options: StorageOptions = None):
+    """`tasks.validation.validate_batch` against the demo suite, with the demo data's columns."""
+    from tasks.validation import validate_batch
+
     return validate_batch(
-        batch,
-        str(suite),
-        ID_COLUMN,
-        TIMESTAMP_COLUMN,
-        list(NUMERIC_COLUMNS),
-        list(CATEGORICAL_COLUMNS),
-        [],
-        options=options,
+        batch, columns=demo_columns(), validation=demo_validation(), options=options
     )

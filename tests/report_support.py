@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from model_support import demo_columns
+
 from tasks.demo_data import (
     CATEGORICAL_COLUMNS,
-    ID_COLUMN,
     NUMERIC_COLUMNS,
-    TIMESTAMP_COLUMN,
     generate_demo_data,
 )
 from tasks.evaluate import evaluate_champion, evaluate_version, headline
 from tasks.gate import apply_gate, gate_decision
+from tasks.io import Storage
+from tasks.registry import record_report
 from tasks.report import create_report
+from tasks.settings import EvaluationSettings, TrainingSettings
 from tasks.training import fit_from_split, split_training_window
 
 NUMERIC, CATEGORICAL = list(NUMERIC_COLUMNS), list(CATEGORICAL_COLUMNS)
@@ -26,12 +29,17 @@ def run_and_report(root: Path, label_column: str | None, seed: int = 11) -> dict
     manifest = generate_demo_data(
         root / "incoming", days=3, rows_per_day=500, seed=seed, drift_day=None, malformed_day=None
     )
-    run_dir = str(root / "reports" / "demo" / "run-1")
+    storage = Storage(str(root), "demo")
+    run_dir = storage.reports("run-1")
+    columns = demo_columns(label=label_column)
     split = split_training_window(
-        manifest.paths, ID_COLUMN, TIMESTAMP_COLUMN, NUMERIC, CATEGORICAL,
-        label_column=label_column, holdout_fraction=0.25, out_dir=run_dir,
-    )  # fmt: skip
-    models = str(root / "models" / "demo")
+        batch_paths=manifest.paths,
+        columns=columns,
+        evaluation=EvaluationSettings(holdout_fraction=0.25),
+        seed=0,
+        out_dir=run_dir,
+    )
+    models = storage.models
     params = {
         "numeric_columns": NUMERIC,
         "categorical_columns": CATEGORICAL,
@@ -40,16 +48,34 @@ def run_and_report(root: Path, label_column: str | None, seed: int = 11) -> dict
         "device": "cpu",
     }
     version = fit_from_split(
-        split["train_path"], manifest.batch_ids, NUMERIC, CATEGORICAL, label_column, False,
-        100_000, 0, params, models,
-    )["version"]  # fmt: skip
+        split=split,
+        training_batches=manifest.batch_ids,
+        columns=columns,
+        training=TrainingSettings(max_rows=100_000, seed=0),
+        detector_params=params,
+        storage=storage,
+    ).version
     evaluation = evaluate_version(
-        models, version, split, NUMERIC, CATEGORICAL, [ID_COLUMN, TIMESTAMP_COLUMN],
+        version=version,
+        split=split,
+        columns=columns,
+        training=TrainingSettings(),
+        evaluation=EvaluationSettings(),
         out_dir=run_dir,
-    )  # fmt: skip
-    champion = evaluate_champion(models, version, split, evaluation["reconstruction"]["scales"])
-    gate = apply_gate(
-        models, version, gate_decision(evaluation, champion), True, headline(evaluation)
+        storage=storage,
     )
-    written = create_report("demo", "run-1", evaluation, champion, gate, run_dir, models)
-    return {"written": written, "models": models, "version": version, "gate": gate}
+    champion = evaluate_champion(
+        challenger_version=version,
+        split=split,
+        scales=evaluation.reconstruction_scales,
+        storage=storage,
+    )
+    decision = gate_decision(evaluation.metrics, champion, evaluation=EvaluationSettings())
+    gate = apply_gate(
+        version=version, decision=decision, evaluation=headline(evaluation.metrics), storage=storage
+    )
+    written = create_report(
+        run="run-1", evaluation=evaluation, champion=champion, gate=gate, storage=storage
+    )
+    record_report(version=version, run="run-1", report=written, storage=storage)
+    return {"written": written, "models": models, "version": version, "gate": gate.to_dict()}

@@ -35,15 +35,15 @@ def build_service(args: argparse.Namespace):
     from serving.app import ApiSettings, create_app
     from serving.model_holder import ModelHolder, model_builder
     from serving.rules import not_null_reasons
-    from tasks.io import StorageLayout, is_local
-    from tasks.validate import load_suite
+    from tasks.io import Storage, is_local
+    from tasks.validation import load_suite
 
     cfg = load_config(args.config)
     check_config_columns(cfg, args.model_version)
     cols, opts = cfg.columns, cfg.storage.options
     suite_opts = None if is_local(cfg.suite_path) else opts
     suite = load_suite(cfg.suite_path, cfg.validation.severity, suite_opts)
-    registry = ModelRegistry(StorageLayout(cfg.storage_root, cfg.dataset).models, opts)
+    registry = ModelRegistry(Storage.from_settings(cfg.storage, cfg.dataset).models, opts)
     build = model_builder(
         cols.numeric,
         cols.categorical,

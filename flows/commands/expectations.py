@@ -33,18 +33,7 @@ def read_reference_batches(cfg: PipelineConfig, paths: list[str]) -> list[pa.Tab
             tables.append(read_table(path, cfg.storage.options))
             continue
         prefix = safe_batch_prefix(csv_stem(path))
-        chunks = list(
-            read_csv_tables(
-                path,
-                csv_format(cfg),
-                cfg.columns.id,
-                cfg.columns.timestamp,
-                cfg.columns.numeric,
-                cfg.columns.missing_values,
-                id_prefix=prefix,
-                label_column=cfg.columns.label,
-            )
-        )
+        chunks = list(read_csv_tables(path, csv_format(cfg), cfg.columns, id_prefix=prefix))
         tables.append(pa.concat_tables(chunks))
     schemas = {str(t.schema) for t in tables}
     if len(schemas) > 1:
@@ -66,29 +55,24 @@ def _self_check(cfg: PipelineConfig, reference: pa.Table, suite_path: str) -> An
     import pyarrow.parquet as pq
 
     from tasks.io import BatchRef
-    from tasks.validate import validate_batch
+    from tasks.validation import validate_batch
 
     with tempfile.TemporaryDirectory(prefix="aeflow-reference-") as folder:
         path = os.path.join(folder, "reference.parquet")
         pq.write_table(reference, path)
+        # The suite just drafted, not yet the config's; a warning is reported, not acted on.
+        drafted = cfg.validation.model_copy(update={"suite": suite_path, "on_warning": "score"})
         return validate_batch(
             BatchRef("reference", path, os.path.getsize(path)),
-            suite_path,
-            cfg.columns.id,
-            cfg.columns.timestamp,
-            cfg.columns.numeric,
-            cfg.columns.categorical,
-            cfg.columns.missing_values,
-            severity_overrides=cfg.validation.severity,
-            optional_columns=[cfg.columns.label] if cfg.columns.label else [],
+            columns=cfg.columns,
+            validation=drafted,
         )
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     from flows.config import load_config
     from tasks.io import exists, write_text_atomic
-    from tasks.suite_draft import DraftSettings, draft_suite, suite_json
-    from tasks.validate import describe_failures
+    from tasks.validation import DraftSettings, describe_failures, draft_suite, suite_json
 
     cfg = load_config(args.config)
     output = args.output or cfg.suite_path
@@ -102,13 +86,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     references = read_reference_batches(cfg, args.reference)
     suite = draft_suite(
         references,
-        cfg.dataset,
-        cfg.columns.id,
-        cfg.columns.timestamp,
-        cfg.columns.numeric,
-        cfg.columns.categorical,
-        label_column=cfg.columns.label,
-        missing_tokens=cfg.columns.missing_values,
+        name=cfg.dataset,
+        columns=cfg.columns,
         references=args.reference,
         settings=settings,
     )
@@ -167,7 +146,7 @@ def suite_config_problems(cfg: PipelineConfig, suite_doc: dict[str, Any]) -> lis
 
 def cmd_check(args: argparse.Namespace) -> int:
     from flows.config import load_config
-    from tasks.validate import SuiteError, load_suite, read_suite_document, suite_problems
+    from tasks.validation import SuiteError, load_suite, read_suite_document, suite_problems
 
     cfg = load_config(args.config)
     path = args.suite or cfg.suite_path
@@ -194,7 +173,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 # Drafting settings the command line can change; unset ones keep DraftSettings' defaults (listed
-# in docs/data-contract.md). Importing tasks.validate here would slow every `aeflow` command.
+# in docs/data-contract.md). Importing tasks.validation here would slow every `aeflow` command.
 TUNABLE = {
     "range_margin": (float, "share of the robust span added to both sides of numeric ranges"),
     "range_mostly": (float, "share of values that must fall inside a numeric range"),

@@ -33,28 +33,26 @@ def csv_format(cfg: PipelineConfig) -> CsvFormat:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from flows.config import load_config
     from tasks.batch_dates import date_in_id
-    from tasks.ingest import ingest_csv
-    from tasks.io import StorageLayout
+    from tasks.ingest import Batching, ingest_csv
+    from tasks.io import Storage
 
     cfg = load_config(args.config)
     if args.cadence and not args.start_date:
         raise ValueError("--cadence dates batches from --start-date: give --start-date YYYY-MM-DD")
-    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    layout = Storage.from_settings(cfg.storage, cfg.dataset)
     written = ingest_csv(
         args.csv,
-        layout.incoming,
-        csv_format(cfg),
-        cfg.columns.id,
-        cfg.columns.timestamp,
-        cfg.columns.numeric,
-        cfg.columns.missing_values,
-        batch_rows=args.batch_rows,
-        split_by=args.split_by,
-        name=args.name,
-        options=cfg.storage.options,
-        label_column=cfg.columns.label,
-        start_date=args.start_date,
-        cadence=args.cadence or "daily",
+        incoming=layout.incoming,
+        fmt=csv_format(cfg),
+        columns=cfg.columns,
+        batching=Batching(
+            batch_rows=args.batch_rows,
+            split_by=args.split_by,
+            name=args.name,
+            start_date=args.start_date,
+            cadence=args.cadence or "daily",
+        ),
+        options=layout.options,
     )
     width = max(len(b["batch_id"]) for b in written)
     for batch in written:

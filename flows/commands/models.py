@@ -13,10 +13,12 @@ from flows.commands import add_config_argument
 def _registry(config_path: str):
     from flows.config import load_config
     from models.registry import ModelRegistry
-    from tasks.io import StorageLayout
+    from tasks.io import Storage
 
     cfg = load_config(config_path)
-    return ModelRegistry(StorageLayout(cfg.storage_root, cfg.dataset).models, cfg.storage.options)
+    return ModelRegistry(
+        Storage.from_settings(cfg.storage, cfg.dataset).models, cfg.storage.options
+    )
 
 
 def _number(value: Any, digits: int = 4) -> str:

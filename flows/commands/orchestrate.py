@@ -81,23 +81,18 @@ class BatchProgress:
     cluster). Batches a run skips (already done) complete the bar when the run ends.
     """
 
-    def __init__(
-        self, layout: Any, batch_ids: list[str], options: Any = None, label: str = "scoring"
-    ) -> None:
-        self.layout = layout
+    def __init__(self, storage: Any, batch_ids: list[str], label: str = "scoring") -> None:
+        self.storage = storage
         self.batch_ids = list(batch_ids)
-        self.options = options
         self.label = label
 
     def _done(self, since: str) -> int:
-        from tasks.io import exists, join, read_json
+        from tasks.io import exists, read_json
 
-        done = 0
+        done, options = 0, self.storage.options
         for batch_id in self.batch_ids:
-            marker = read_json(self.layout.success_marker(batch_id), self.options) or {}
-            quarantined = exists(
-                join(self.layout.quarantine(batch_id), "report.json"), self.options
-            )
+            marker = read_json(self.storage.success_marker(batch_id), options) or {}
+            quarantined = exists(self.storage.quarantine_report(batch_id), options)
             done += bool(marker.get("scored_at", "") >= since or quarantined)
         return done
 
@@ -150,7 +145,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     from flows.nightly import nightly_flow
     from flows.prefect_api import require_prefect_api
     from flows.preflight import check_config_columns
-    from tasks.io import StorageLayout
+    from tasks.io import Storage
     from tasks.window import parse_date
 
     cfg = load_config(args.config)  # fail fast on a bad config or date, before Prefect starts
@@ -158,7 +153,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         parse_date(args.date)
     check_config_columns(cfg)
     require_prefect_api()
-    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    layout = Storage.from_settings(cfg.storage, cfg.dataset)
     runner = _task_runner(args.dask, args.workers, cfg.scoring.workers)
     result = with_training_progress(
         lambda: nightly_flow.with_options(task_runner=runner)(
@@ -204,7 +199,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from flows.prefect_api import require_prefect_api
     from flows.preflight import check_config_columns
     from tasks.batch_dates import batch_dates
-    from tasks.io import StorageLayout, list_batches
+    from tasks.io import Storage, list_batches
     from tasks.window import parse_date, select_date_range
 
     cfg = load_config(args.config)
@@ -212,14 +207,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     parse_date(args.end, "--to")
     check_config_columns(cfg, args.model_version)
     require_prefect_api()
-    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    layout = Storage.from_settings(cfg.storage, cfg.dataset)
     check_model_version(cfg, layout, args.model_version)
     runner = _task_runner(args.dask, args.workers, cfg.scoring.workers)
     opts, cols = cfg.storage.options, cfg.columns
-    available = [b.to_dict() for b in list_batches(layout.incoming, opts)]
-    dates = batch_dates(available, layout, cols.batch_date, cols.timestamp, opts)
-    in_range = [b["batch_id"] for b in select_date_range(available, args.start, args.end, dates)]
-    with BatchProgress(layout, in_range, cfg.storage.options, "re-scoring"):
+    available = list_batches(layout.incoming, opts)
+    dates = batch_dates(available, storage=layout, columns=cols)
+    in_range = [b.batch_id for b in select_date_range(available, args.start, args.end, dates)]
+    with BatchProgress(layout, in_range, "re-scoring"):
         summary = backfill_flow.with_options(task_runner=runner)(
             config=args.config,
             start=args.start,

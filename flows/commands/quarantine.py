@@ -10,17 +10,17 @@ from flows.commands import add_config_argument
 
 def _context(config_path: str):
     from flows.config import load_config
-    from tasks.io import StorageLayout
+    from tasks.io import Storage
 
     cfg = load_config(config_path)
-    return cfg, StorageLayout(cfg.storage_root, cfg.dataset)
+    return cfg, Storage.from_settings(cfg.storage, cfg.dataset)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from tasks.validate import list_quarantined
+    from tasks.validation import list_quarantined
 
     cfg, layout = _context(args.config)
-    entries = list_quarantined(layout.quarantine(), cfg.storage.options)
+    entries = list_quarantined(layout)
     if args.json:
         print(json.dumps(entries, indent=2, sort_keys=True))
         return 0
@@ -41,7 +41,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from tasks.io import exists, filesystem, join, read_json
-    from tasks.validate import ReleaseError
+    from tasks.validation import ReleaseError
 
     cfg, layout = _context(args.config)
     folder = layout.quarantine(args.batch_id)
@@ -65,21 +65,21 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    from tasks.validate import release_quarantined, validate_batch
+    from tasks.validation import release_quarantined, validate_batch
 
     cfg, layout = _context(args.config)
 
     def revalidate(batch):
-        return validate_batch(batch, **cfg.validation_arguments())
+        return validate_batch(
+            batch, columns=cfg.columns, validation=cfg.validation, options=layout.options
+        )
 
     released = release_quarantined(
         args.batch_id,
-        layout.quarantine(),
-        layout.incoming,
-        revalidate,
+        storage=layout,
+        validate=revalidate,
         replacement=args.input,
         force=args.force,
-        options=cfg.storage.options,
     )
     check = released["revalidation"]
     print(f"released {args.batch_id} ({released['source']}) to {released['released_to']}")

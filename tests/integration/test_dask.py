@@ -11,18 +11,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from model_support import register_tiny_champion
+from model_support import register_tiny_champion, score_demo_batch
 
 from flows.score import run_score
 from tasks.demo_data import (
-    CATEGORICAL_COLUMNS,
-    ID_COLUMN,
-    NUMERIC_COLUMNS,
-    TIMESTAMP_COLUMN,
     generate_demo_data,
 )
-from tasks.io import StorageLayout, list_batches
-from tasks.scoring import score_batch
+from tasks.io import Storage, list_batches
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAYS, ROWS_PER_DAY = 3, 600
@@ -31,7 +26,7 @@ DAYS, ROWS_PER_DAY = 3, 600
 @pytest.fixture(scope="module")
 def dask_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("dask")
-    layout = StorageLayout(str(workdir / "data"), "demo")
+    layout = Storage(str(workdir / "data"), "demo")
     generate_demo_data(
         layout.incoming,
         days=DAYS,
@@ -44,17 +39,10 @@ def dask_run(tmp_path_factory):
     register_tiny_champion(layout, batches[0].path, workdir, reason="dask test")
 
     # The same storage scored by the plain functions in this process, to compare with.
-    reference = StorageLayout(str(workdir / "reference"), "demo")
+    reference = Storage(str(workdir / "reference"), "demo")
     shutil.copytree(layout.root, reference.root)
     for batch in list_batches(reference.incoming):
-        score_batch(
-            batch,
-            reference,
-            [ID_COLUMN, TIMESTAMP_COLUMN],
-            TIMESTAMP_COLUMN,
-            list(NUMERIC_COLUMNS),
-            list(CATEGORICAL_COLUMNS),
-        )
+        score_demo_batch(reference, batch)
 
     text = (REPO_ROOT / "configs" / "demo.toml").read_text()
     text = text.replace('root = "../data"', 'root = "data"')
@@ -82,7 +70,7 @@ def test_the_score_flow_runs_its_tasks_on_the_dask_cluster(dask_run):
     assert summary["batches_scored"] == DAYS and summary["batches_quarantined"] == 0
     assert summary["rows_scored"] == DAYS * ROWS_PER_DAY
     prefixes = " ".join(sorted(dask_run["task_prefixes"]))
-    assert "score_batch_task" in prefixes and "validate_batch_task" in prefixes, prefixes
+    assert "score_batch" in prefixes and "validate_batch" in prefixes, prefixes
 
 
 def test_dask_outputs_equal_the_plain_functions_outputs(dask_run):

@@ -25,7 +25,7 @@ from flows.train import train_flow
 from models.registry import ModelRegistry
 from tasks.demo_data import generate_demo_data
 from tasks.io import StorageLayout, read_table
-from tasks.validate import draft_suite, suite_json
+from tasks.validation import draft_suite, suite_json
 
 pytestmark = pytest.mark.slow
 
@@ -57,10 +57,7 @@ def draft_demo_suite(cfg, reference_paths: list[str]) -> None:
 
     reference = pa.concat_tables([pq.read_table(p) for p in reference_paths])
     cols = cfg.columns
-    suite = draft_suite(
-        reference, cfg.dataset, cols.id, cols.timestamp, cols.numeric, cols.categorical,
-        label_column=cols.label, missing_tokens=cols.missing_values,
-    )  # fmt: skip
+    suite = draft_suite(reference, name=cfg.dataset, columns=cols)
     Path(cfg.suite_path).write_text(suite_json(suite))
 
 

@@ -27,7 +27,7 @@ from flows.config import load_config
 from flows.train import train_flow
 from tasks.demo_data import generate_demo_data
 from tasks.io import StorageLayout
-from tasks.validate import draft_suite, suite_json
+from tasks.validation import draft_suite, suite_json
 
 pytestmark = pytest.mark.slow
 
@@ -70,9 +70,9 @@ def trained_demo(tmp_path: Path) -> dict:
     cols = cfg.columns
     suite = draft_suite(
         pa.concat_tables([pq.read_table(p) for p in manifest.paths[:2]]),
-        cfg.dataset, cols.id, cols.timestamp, cols.numeric, cols.categorical,
-        label_column=cols.label,
-    )  # fmt: skip
+        name=cfg.dataset,
+        columns=cols.model_copy(update={"missing_values": []}),
+    )
     Path(cfg.suite_path).write_text(suite_json(suite))
     train_flow(config=str(config), until=manifest.batch_ids[1])
     return {"config": config, "layout": layout, "manifest": manifest}

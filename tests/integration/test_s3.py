@@ -17,7 +17,7 @@ from subprocess_support import free_port
 from flows.config import load_config
 from flows.score import run_score
 from tasks.demo_data import generate_demo_data
-from tasks.io import StorageLayout, filesystem, list_batches, read_json
+from tasks.io import Storage, filesystem, list_batches, read_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "aeflow-test"
@@ -56,7 +56,7 @@ def s3_pipeline(s3_options, tmp_path_factory):
     whose storage root is the bucket, and one score run."""
     workdir = tmp_path_factory.mktemp("s3")
     root = f"s3://{BUCKET}/aeflow"
-    layout = StorageLayout(root, "demo")
+    layout = Storage(root, "demo")
     local_incoming = workdir / "incoming"
     manifest = generate_demo_data(
         local_incoming, days=DAYS, rows_per_day=ROWS_PER_DAY, seed=11, drift_day=None
@@ -166,22 +166,13 @@ def test_force_rescoring_a_copied_prefix_leaves_the_original_prefix_alone(s3_pip
     original = f"{BUCKET}/aeflow"
     fs.copy(original, f"{BUCKET}/aeflow-copy", recursive=True)
     before = {path: fs.info(path)["ETag"] for path in fs.find(original)}
-    copy = StorageLayout(f"s3://{BUCKET}/aeflow-copy", "demo")
+    copy = Storage(f"s3://{BUCKET}/aeflow-copy", "demo", s3_options)
     cfg = load_config(s3_pipeline["config"])
-    cols = cfg.columns
     for batch in list_batches(copy.incoming, s3_options):
         marker = score_batch(
-            batch,
-            copy,
-            cols.passthrough,
-            cols.timestamp,
-            cols.numeric,
-            cols.categorical,
-            cols.missing_values,
-            force=True,
-            options=s3_options,
+            batch=batch, storage=copy, columns=cfg.columns, scoring=cfg.scoring, force=True
         )
-        assert marker["status"] == "scored" and marker["output"].startswith(copy.root)
-        assert fs.exists(marker["output"])
+        assert marker.status == "scored" and marker.output.startswith(copy.root)
+        assert fs.exists(marker.output)
     fs.invalidate_cache()
     assert {path: fs.info(path)["ETag"] for path in fs.find(original)} == before

@@ -18,7 +18,9 @@ from tasks.batch_dates import (
     resolve_batch_date,
     undated_error,
 )
-from tasks.io import StorageLayout, read_json
+from tasks.incoming import BatchRef
+from tasks.io import Storage, read_json
+from tasks.settings import ColumnsSettings
 
 
 @pytest.mark.parametrize(
@@ -59,8 +61,16 @@ def write(path: Path, stamps: list | None = None) -> str:
 
 
 @pytest.fixture
-def layout(tmp_path: Path) -> StorageLayout:
-    return StorageLayout(str(tmp_path), "shop")
+def layout(tmp_path: Path) -> Storage:
+    return Storage(str(tmp_path), "shop")
+
+
+def date_of(
+    batch_id: str, path: str, layout: Storage, source: str = "auto", timestamp: str | None = None
+) -> BatchDate:
+    """:func:`resolve_batch_date` of a batch with ``columns.batch_date = source``."""
+    columns = ColumnsSettings(id="id", numeric=["x"], timestamp=timestamp, batch_date=source)
+    return resolve_batch_date(BatchRef(batch_id, path, 0), storage=layout, columns=columns)
 
 
 def set_mtime(path: str, day: str) -> None:
@@ -71,36 +81,34 @@ def set_mtime(path: str, day: str) -> None:
 def test_auto_prefers_the_timestamp_then_the_id_then_the_arrival(layout, tmp_path):
     stamps = [dt.datetime(2026, 1, 3, 23, 30, tzinfo=dt.UTC), dt.datetime(2026, 1, 4, 1, 0)]
     timed = write(tmp_path / "in" / "2026-02-01.parquet", stamps)
-    assert resolve_batch_date("2026-02-01", timed, layout, "auto", "event_time") == BatchDate(
+    assert date_of("2026-02-01", timed, layout, "auto", "event_time") == BatchDate(
         "2026-01-03", "timestamp"
     )
     named = write(tmp_path / "in" / "export-2026-02-01.parquet")
-    assert resolve_batch_date("export-2026-02-01", named, layout, "auto", "event_time") == (
+    assert date_of("export-2026-02-01", named, layout, "auto", "event_time") == (
         BatchDate("2026-02-01", "id")
     )
     plain = write(tmp_path / "in" / "export.parquet")
     set_mtime(plain, "2026-03-09")
-    assert resolve_batch_date("export", plain, layout, "auto", None) == BatchDate(
-        "2026-03-09", "arrival"
-    )
+    assert date_of("export", plain, layout, "auto", None) == BatchDate("2026-03-09", "arrival")
 
 
 def test_the_arrival_is_recorded_once_and_does_not_move(layout, tmp_path):
     path = write(tmp_path / "in" / "upload.parquet")
     set_mtime(path, "2026-03-09")
-    first = resolve_batch_date("upload", path, layout, "arrival")
+    first = date_of("upload", path, layout, "arrival")
     assert first == BatchDate("2026-03-09", "arrival")
     assert read_json(layout.arrival_record("upload"))["date"] == "2026-03-09"
     # re-delivered, copied back from quarantine, touched: the batch keeps the day it arrived
     write(tmp_path / "in" / "upload.parquet")
     set_mtime(path, "2026-04-20")
-    assert resolve_batch_date("upload", path, layout, "arrival") == first
+    assert date_of("upload", path, layout, "arrival") == first
 
 
 def test_a_strict_source_leaves_a_batch_it_cannot_date_undated(layout, tmp_path):
     path = write(tmp_path / "in" / "upload.parquet", [None, None])
-    assert resolve_batch_date("upload", path, layout, "timestamp", "event_time").date is None
-    assert resolve_batch_date("upload", path, layout, "id", "event_time").date is None
+    assert date_of("upload", path, layout, "timestamp", "event_time").date is None
+    assert date_of("upload", path, layout, "id", "event_time").date is None
     assert not Path(layout.arrival_record("upload")).exists()  # nothing recorded for them
     message = str(undated_error("upload", "id", None))
     assert "no date in its id" in message and "YYYY-MM-DD" in message
@@ -111,7 +119,7 @@ def test_a_damaged_file_falls_through_to_the_id(layout, tmp_path):
     path = tmp_path / "in" / "2026-01-07.parquet"
     path.parent.mkdir(parents=True)
     path.write_bytes(b"PAR1 not really")
-    assert resolve_batch_date("2026-01-07", str(path), layout, "auto", "event_time") == BatchDate(
+    assert date_of("2026-01-07", str(path), layout, "auto", "event_time") == BatchDate(
         "2026-01-07", "id"
     )
 
@@ -120,7 +128,9 @@ def test_batch_dates_maps_every_batch(layout, tmp_path):
     a = write(tmp_path / "in" / "a-2026-01-01.parquet")
     b = write(tmp_path / "in" / "b.parquet")
     dates = batch_dates(
-        [{"batch_id": "a-2026-01-01", "path": a}, {"batch_id": "b", "path": b}], layout, "id"
+        [BatchRef("a-2026-01-01", a, 0), BatchRef("b", b, 0)],
+        storage=layout,
+        columns=ColumnsSettings(id="id", numeric=["x"], batch_date="id"),
     )
     assert dates == {"a-2026-01-01": "2026-01-01", "b": None}
 

@@ -14,7 +14,7 @@ from flows.preflight import check_config_columns
 from tasks.contract import model_column_problems, suite_column_problems
 from tasks.demo_data import generate_demo_data
 from tasks.io import StorageLayout
-from tasks.validate import draft_suite, suite_json
+from tasks.validation import draft_suite, suite_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,9 +59,10 @@ def demo(tmp_path: Path) -> dict:
     )
     cols = cfg.columns
     suite = draft_suite(
-        pq.read_table(manifest.paths[0]), cfg.dataset, cols.id, cols.timestamp, cols.numeric,
-        cols.categorical, cols.label,
-    )  # fmt: skip
+        pq.read_table(manifest.paths[0]),
+        name=cfg.dataset,
+        columns=cols.model_copy(update={"missing_values": []}),
+    )
     Path(cfg.suite_path).write_text(suite_json(suite))
     version = register_tiny_champion(layout, manifest.paths[0], tmp_path)
     return {"config": config, "text": config.read_text(), "layout": layout, "version": version}

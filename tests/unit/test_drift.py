@@ -14,24 +14,48 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.drift import (
+    build_reference_profile,
+    champion_challenged_at,
+    compare_to_reference,
+    measure_batch_drift,
+    read_reference_frame,
+    retrain_triggers,
+)
+from tasks.io import Storage
+from tasks.psi import (
     MISSING_BIN,
     OTHER_BIN,
-    build_reference_profile,
     categorical_bin_counts,
     categorical_bin_labels,
     categorical_levels,
-    champion_challenged_at,
-    compare_to_reference,
-    drift_markdown,
-    measure_batch_drift,
     numeric_bin_counts,
     numeric_bin_edges,
     numeric_bin_labels,
     psi,
-    read_reference_frame,
-    retrain_triggers,
 )
-from tasks.io import StorageLayout
+from tasks.records import DriftReport, ScoreMarker
+from tasks.run_reports import drift_markdown
+from tasks.settings import ColumnsSettings, DriftSettings, RetrainingSettings
+
+DRIFT = DriftSettings()
+
+
+def triggers(reports, since, now, on_drift=True, max_model_age_days=30):
+    """:func:`retrain_triggers` with these retraining settings, as a dict."""
+    retraining = RetrainingSettings(on_drift=on_drift, max_model_age_days=max_model_age_days)
+    drift_reports = [report_of(r) for r in reports]
+    return retrain_triggers(drift_reports, since, now, retraining).to_dict()
+
+
+def report_of(fields: dict) -> DriftReport:
+    """A drift report with ``fields`` (the rest empty)."""
+    empty = {
+        "dataset": "demo", "reference_version": "v1", "status": "ok", "rows": 0,
+        "rows_scored": 0, "drifted_columns": [], "warned_columns": [], "columns": [],
+        "score": {}, "flag_rate": {}, "thresholds": {}, "report": "",
+    }  # fmt: skip
+    return DriftReport.from_dict({**empty, **fields})
+
 
 LEVELS = np.array(["pos", "online", "atm", "contactless"])
 LEVEL_P = np.array([0.5, 0.3, 0.1, 0.1])
@@ -127,7 +151,9 @@ def test_a_sample_of_the_reference_distribution_does_not_drift():
     profile = reference(rng)
     frame = make_frame(rng, 5000)
     scores = rng.gamma(2.0, 1.0, 5000)
-    report = compare_to_reference(profile, counts_of(profile, frame, scores, profile["threshold"]))
+    report = compare_to_reference(
+        profile, counts_of(profile, frame, scores, profile["threshold"]), DRIFT
+    )
     assert report["status"] == "ok" and not report["drifted"] and report["reasons"] == []
     assert all(c["psi"] < 0.02 for c in report["columns"])
     assert report["flag_rate"]["judged"] and report["flag_rate"]["status"] == "ok"
@@ -138,7 +164,9 @@ def test_a_shifted_column_and_a_shifted_level_mix_are_named_as_drifted():
     profile = reference(rng)
     frame = make_frame(rng, 5000, amount_scale=1.8, online_p=np.array([0.2, 0.6, 0.1, 0.1]))
     scores = rng.gamma(2.0, 1.0, 5000)
-    report = compare_to_reference(profile, counts_of(profile, frame, scores, profile["threshold"]))
+    report = compare_to_reference(
+        profile, counts_of(profile, frame, scores, profile["threshold"]), DRIFT
+    )
     assert report["drifted"] and report["status"] == "drift"
     assert set(report["drifted_columns"]) == {"amount", "channel"}
     by_column = {c["column"]: c for c in report["columns"]}
@@ -148,7 +176,9 @@ def test_a_shifted_column_and_a_shifted_level_mix_are_named_as_drifted():
     assert "2 column(s) with PSI >= 0.25" in report["reasons"][0]
     # min_drifted_columns above the count: the columns alone no longer make the batch drifted
     calm = compare_to_reference(
-        profile, counts_of(profile, frame, scores, profile["threshold"]), min_drifted_columns=3
+        profile,
+        counts_of(profile, frame, scores, profile["threshold"]),
+        DriftSettings(min_drifted_columns=3),
     )
     assert not calm["drifted"] and calm["status"] == "warn"
 
@@ -158,7 +188,9 @@ def test_score_distribution_and_flag_rate_drift_are_reported():
     profile = reference(rng)
     frame = make_frame(rng, 5000)
     scores = rng.gamma(2.0, 1.0, 5000) * 1.6  # the model finds everything more unusual
-    report = compare_to_reference(profile, counts_of(profile, frame, scores, profile["threshold"]))
+    report = compare_to_reference(
+        profile, counts_of(profile, frame, scores, profile["threshold"]), DRIFT
+    )
     assert report["score"]["status"] == "drift"
     assert report["flag_rate"]["status"] == "drift" and report["flag_rate"]["ratio"] > 3
     assert report["drifted_columns"] == []
@@ -171,7 +203,9 @@ def test_the_flag_rate_of_a_small_batch_is_not_judged():
     profile = reference(rng)
     frame = make_frame(rng, 300)
     scores = np.full(300, 100.0)  # every row flagged, but 300 rows expect only 3 flags
-    report = compare_to_reference(profile, counts_of(profile, frame, scores, profile["threshold"]))
+    report = compare_to_reference(
+        profile, counts_of(profile, frame, scores, profile["threshold"]), DRIFT
+    )
     assert report["flag_rate"]["judged"] is False and report["flag_rate"]["status"] == "ok"
     assert report["flag_rate"]["batch"] == 1.0
 
@@ -189,14 +223,23 @@ def test_measure_batch_drift_streams_parquet_files_and_stores_the_report(tmp_pat
     pq.write_table(
         pa.table({"anomaly_score": scores, "is_anomaly": scores > profile["threshold"]}), scored
     )
-    layout = StorageLayout(str(tmp_path), "demo")
+    layout = Storage(str(tmp_path), "demo")
+    marker = ScoreMarker(
+        batch_id="2026-01-08", status="scored", rows_in=3000, rows_out=3000, flagged=0,
+        model_version="v1", input_path=str(batch), output=str(scored),
+    )  # fmt: skip
     report = measure_batch_drift(
-        layout, profile, "2026-01-08", str(batch), str(scored), chunk_rows=1024
+        marker=marker,
+        profile=profile,
+        storage=layout,
+        columns=ColumnsSettings(id="id", numeric=["amount", "age"], categorical=["channel"]),
+        drift=DRIFT,
+        chunk_rows=1024,
     )
     stored = json.loads(Path(layout.reports("drift"), "2026-01-08.json").read_text())
-    assert stored == report
-    assert report["rows"] == report["rows_scored"] == 3000
-    assert report["drifted_columns"] == ["amount"] and report["reference_version"] == "v1"
+    assert stored == report.to_dict()
+    assert report.rows == report.rows_scored == 3000
+    assert report.drifted_columns == ["amount"] and report.reference_version == "v1"
     markdown = drift_markdown("demo", [report])
     assert "| 2026-01-08 | **drift** | amount |" in markdown
     assert "| channel |" in markdown and "| age |" in markdown
@@ -225,22 +268,20 @@ def test_a_drifted_batch_triggers_retraining_with_its_reasons():
         {"batch_id": "2026-01-30", "drifted": False, "reasons": []},
         {"batch_id": "2026-01-31", "drifted": True, "reasons": ["1 column(s) with PSI >= 0.25"]},
     ]
-    decision = retrain_triggers(reports, "2026-01-30T00:00:00+00:00", NOW)
+    decision = triggers(reports, "2026-01-30T00:00:00+00:00", NOW)
     assert decision["retrain"] and decision["triggers"] == ["drift"]
     assert decision["reasons"] == ["drift in 2026-01-31: 1 column(s) with PSI >= 0.25"]
     assert decision["model_age_days"] == pytest.approx(2.083, abs=1e-3)
-    assert not retrain_triggers(reports, "2026-01-30T00:00:00+00:00", NOW, on_drift=False)[
-        "retrain"
-    ]
+    assert not triggers(reports, "2026-01-30T00:00:00+00:00", NOW, on_drift=False)["retrain"]
 
 
 def test_an_old_champion_triggers_retraining_and_a_young_one_does_not():
-    old = retrain_triggers([], "2025-12-01T00:00:00+00:00", NOW, max_model_age_days=30)
+    old = triggers([], "2025-12-01T00:00:00+00:00", NOW, max_model_age_days=30)
     assert old["retrain"] and old["triggers"] == ["model_age"]
     assert "unchallenged for 62.1 days (limit 30 days)" in old["reasons"][0]
-    young = retrain_triggers([], "2026-01-25T00:00:00", NOW, max_model_age_days=30)
+    young = triggers([], "2026-01-25T00:00:00", NOW, max_model_age_days=30)
     assert not young["retrain"] and young["reasons"] == []
-    never = retrain_triggers([], "2020-01-01T00:00:00+00:00", NOW, max_model_age_days=None)
+    never = triggers([], "2020-01-01T00:00:00+00:00", NOW, max_model_age_days=None)
     assert not never["retrain"]
 
 
@@ -253,10 +294,10 @@ def test_a_refused_challenger_restarts_the_champions_age():
     ]
     since = champion_challenged_at({"version": "v1", "history": history}, entry)
     assert since == "2026-01-20T00:00:00+00:00"  # v2 lost to v1; the refusal of x was not v1's
-    assert not retrain_triggers([], since, NOW, max_model_age_days=30)["retrain"]
+    assert not triggers([], since, NOW, max_model_age_days=30)["retrain"]
     alone = champion_challenged_at({"version": "v1", "history": history[:1]}, entry)
     assert alone == entry["registered_at"]
-    assert retrain_triggers([], alone, NOW, max_model_age_days=30)["triggers"] == ["model_age"]
+    assert triggers([], alone, NOW, max_model_age_days=30)["triggers"] == ["model_age"]
 
 
 def test_the_reference_sample_is_capped_seeded_and_complete_when_small(tmp_path: Path):
@@ -267,7 +308,7 @@ def test_the_reference_sample_is_capped_seeded_and_complete_when_small(tmp_path:
         path = tmp_path / f"2026-01-0{day + 1}.parquet"
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=500)
         paths.append(str(path))
-    args = (paths, ["amount", "age"], ["channel"])
+    args = (paths, ColumnsSettings(id="id", numeric=["amount", "age"], categorical=["channel"]))
     everything = read_reference_frame(*args, max_rows=10_000)
     assert len(everything) == 6000
     assert everything["age"].tolist()[:5] == pq.read_table(paths[0])["age"].to_pylist()[:5]

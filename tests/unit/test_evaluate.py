@@ -8,8 +8,15 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from model_support import demo_columns
 
 from models import AutoencoderDetector
+from tasks.data_quality import (
+    class_balance,
+    data_quality,
+    leakage_scan,
+    population_stability_index,
+)
 from tasks.demo_data import (
     CATEGORICAL_COLUMNS,
     ID_COLUMN,
@@ -18,22 +25,15 @@ from tasks.demo_data import (
     TIMESTAMP_COLUMN,
     generate_demo_data,
 )
-from tasks.evaluate import (
-    class_balance,
-    data_quality,
-    evaluate_champion,
-    evaluate_version,
-    headline,
-    label_metrics,
-    latent_projection,
-    leakage_scan,
-    population_stability_index,
-    reconstruct,
+from tasks.evaluate import evaluate_champion, evaluate_version, headline, latent_projection
+from tasks.holdout_metrics import label_metrics, score_summary, threshold_policies
+from tasks.io import Storage
+from tasks.reconstruction_errors import (
+    reconstruction_errors,
     reconstruction_metrics,
     reference_scales,
-    score_summary,
-    threshold_policies,
 )
+from tasks.settings import EvaluationSettings, TrainingSettings
 from tasks.training import (
     discard_training_split,
     fit_from_split,
@@ -60,53 +60,56 @@ def batches(tmp_path_factory):
     return root, manifest
 
 
-def _split(root, manifest, out="run", **overrides):
-    arguments = {
-        "id_column": ID_COLUMN,
-        "timestamp_column": TIMESTAMP_COLUMN,
-        "numeric": NUMERIC,
-        "categorical": CATEGORICAL,
-        "label_column": LABEL_COLUMN,
-        "holdout_fraction": 0.25,
-        "holdout_max_rows": 10_000,
-        "seed": 0,
-        "out_dir": str(root / out),
-        **overrides,
-    }
-    return split_training_window(manifest.paths, **arguments)
+def _split(root, manifest, out="run", columns=None, seed=0, holdout_max_rows=10_000, paths=None):
+    return split_training_window(
+        batch_paths=paths or manifest.paths,
+        columns=columns or demo_columns(label=LABEL_COLUMN),
+        evaluation=EvaluationSettings(holdout_fraction=0.25, holdout_max_rows=holdout_max_rows),
+        seed=seed,
+        out_dir=str(root / out),
+    )
+
+
+def evaluate(storage, version, split, *, out_dir=None, seed=0, baselines=True, exclude=False):
+    """:func:`evaluate_version` with the demo columns; the metrics."""
+    return evaluate_version(
+        version=version,
+        split=split,
+        columns=demo_columns(label=LABEL_COLUMN),
+        training=TrainingSettings(exclude_labelled_anomalies=exclude, seed=seed),
+        evaluation=EvaluationSettings(baselines=baselines),
+        out_dir=out_dir,
+        storage=storage,
+    ).metrics
 
 
 @pytest.fixture(scope="module")
 def trained(batches):
     root, manifest = batches
     split = _split(root, manifest)
-    models = str(root / "models")
+    storage = Storage(str(root), "demo")
     version = fit_from_split(
-        split["train_path"],
-        manifest.batch_ids,
-        NUMERIC,
-        CATEGORICAL,
-        LABEL_COLUMN,
-        False,
-        100_000,
-        0,
-        PARAMS,
-        models,
-    )["version"]
-    return root, manifest, split, models, version
+        split=split,
+        training_batches=manifest.batch_ids,
+        columns=demo_columns(label=LABEL_COLUMN),
+        training=TrainingSettings(max_rows=100_000, seed=0),
+        detector_params=PARAMS,
+        storage=storage,
+    ).version
+    return root, manifest, split, storage, version
 
 
 # ------------------------------------------------------------------------------------ splits
 def test_time_split_holds_out_the_latest_rows_and_keeps_every_row(batches):
     root, manifest = batches
     split = _split(root, manifest, out="time")
-    train, holdout = pq.read_table(split["train_path"]), pq.read_table(split["holdout_path"])
-    assert split["method"] == "time"
+    train, holdout = pq.read_table(split.train_path), pq.read_table(split.holdout_path)
+    assert split.method == "time"
     assert train.num_rows + holdout.num_rows == sum(manifest.rows_per_file)
     assert holdout.num_rows == round(0.25 * sum(manifest.rows_per_file))
     latest_train = max(train.column(TIMESTAMP_COLUMN).to_pylist())
     assert min(holdout.column(TIMESTAMP_COLUMN).to_pylist()) >= latest_train
-    assert split["holdout_start"] >= split["train_end"]
+    assert split.holdout_start >= split.train_end
     ids = set(train.column(ID_COLUMN).to_pylist()) | set(holdout.column(ID_COLUMN).to_pylist())
     assert len(ids) == sum(manifest.rows_per_file)
     assert set(holdout.column(LABEL_COLUMN).to_pylist()) <= {0, 1}
@@ -116,9 +119,15 @@ def test_random_split_without_a_timestamp_is_seeded(batches):
     root, manifest = batches
 
     def holdout_ids(seed, out):
-        split = _split(root, manifest, out=out, timestamp_column=None, seed=seed)
-        assert split["method"] == "random" and split["holdout_start"] is None
-        return pq.read_table(split["holdout_path"]).column(ID_COLUMN).to_pylist()
+        split = _split(
+            root,
+            manifest,
+            out=out,
+            columns=demo_columns(timestamp=None, label=LABEL_COLUMN),
+            seed=seed,
+        )
+        assert split.method == "random" and split.holdout_start is None
+        return pq.read_table(split.holdout_path).column(ID_COLUMN).to_pylist()
 
     assert holdout_ids(1, "r1") == holdout_ids(1, "r2")
     assert set(holdout_ids(1, "r3")) != set(holdout_ids(2, "r4"))
@@ -127,8 +136,8 @@ def test_random_split_without_a_timestamp_is_seeded(batches):
 def test_holdout_is_capped_by_a_seeded_sample(batches):
     root, manifest = batches
     split = _split(root, manifest, out="capped", holdout_max_rows=100)
-    assert split["holdout_rows"] == 100
-    assert split["train_rows"] == sum(manifest.rows_per_file) - round(
+    assert split.holdout_rows == 100
+    assert split.train_rows == sum(manifest.rows_per_file) - round(
         0.25 * sum(manifest.rows_per_file)
     )
 
@@ -137,7 +146,7 @@ def test_discarding_the_split_keeps_only_the_holdout(batches):
     root, manifest = batches
     split = _split(root, manifest, out="discard")
     discard_training_split(split)
-    assert not Path(split["train_path"]).exists() and Path(split["holdout_path"]).is_file()
+    assert not Path(split.train_path).exists() and Path(split.holdout_path).is_file()
 
 
 def test_a_window_too_small_for_a_holdout_is_refused(batches, tmp_path):
@@ -146,12 +155,10 @@ def test_a_window_too_small_for_a_holdout_is_refused(batches, tmp_path):
     pq.write_table(tiny, tmp_path / "tiny.parquet")
     with pytest.raises(ValueError, match="too few for a holdout"):
         split_training_window(
-            [str(tmp_path / "tiny.parquet")],
-            ID_COLUMN,
-            TIMESTAMP_COLUMN,
-            NUMERIC,
-            CATEGORICAL,
-            holdout_fraction=0.5,
+            batch_paths=[str(tmp_path / "tiny.parquet")],
+            columns=demo_columns(),
+            evaluation=EvaluationSettings(holdout_fraction=0.5),
+            seed=0,
             out_dir=str(tmp_path / "out"),
         )
 
@@ -247,15 +254,15 @@ def test_latent_projection_keeps_the_two_widest_directions():
 
 # ------------------------------------------------------------------------ model evaluation
 def test_reconstruction_errors_are_in_the_reference_units(trained):
-    root, manifest, split, models, version = trained
+    root, manifest, split, storage, version = trained
     from models.registry import ModelRegistry
 
-    detector, _ = ModelRegistry(models).load(version)
-    holdout, _ = load_split(split["holdout_path"], NUMERIC, CATEGORICAL, LABEL_COLUMN)
+    detector, _ = ModelRegistry(storage.models).load(version)
+    holdout, _ = load_split(split.holdout_path, NUMERIC, CATEGORICAL, LABEL_COLUMN)
     scales = reference_scales(holdout, NUMERIC)
-    base = reconstruction_metrics(reconstruct(detector, holdout, scales))
+    base = reconstruction_metrics(reconstruction_errors(detector, holdout, scales))
     doubled = reconstruction_metrics(
-        reconstruct(detector, holdout, {k: 2 * v for k, v in scales.items()})
+        reconstruction_errors(detector, holdout, {k: 2 * v for k, v in scales.items()})
     )
     for one, two in zip(base["per_column"], doubled["per_column"], strict=True):
         if one["kind"] == "numeric":
@@ -271,12 +278,12 @@ def test_reconstruction_errors_are_in_the_reference_units(trained):
 
 
 def test_threshold_policies_are_calibrated_like_the_detector(trained):
-    root, manifest, split, models, version = trained
+    root, manifest, split, storage, version = trained
     from models.registry import ModelRegistry
 
-    detector, _ = ModelRegistry(models).load(version)
-    holdout, labels = load_split(split["holdout_path"], NUMERIC, CATEGORICAL, LABEL_COLUMN)
-    train, _ = load_split(split["train_path"], NUMERIC, CATEGORICAL, LABEL_COLUMN)
+    detector, _ = ModelRegistry(storage.models).load(version)
+    holdout, labels = load_split(split.holdout_path, NUMERIC, CATEGORICAL, LABEL_COLUMN)
+    train, _ = load_split(split.train_path, NUMERIC, CATEGORICAL, LABEL_COLUMN)
     scores = detector.decision_function(holdout)
     rows = threshold_policies(detector, scores, labels, detector.decision_function(train))
     by_policy = {(r["method"], r["value"]): r for r in rows}
@@ -289,14 +296,11 @@ def test_threshold_policies_are_calibrated_like_the_detector(trained):
 
 
 def test_evaluate_version_reports_model_baselines_and_quality(trained):
-    root, manifest, split, models, version = trained
-    metrics = evaluate_version(
-        models, version, split, NUMERIC, CATEGORICAL, [ID_COLUMN, TIMESTAMP_COLUMN],
-        out_dir=str(root / "run"),
-    )  # fmt: skip
+    root, manifest, split, storage, version = trained
+    metrics = evaluate(storage, version, split, out_dir=str(root / "run"))
     assert metrics["model"]["version"] == version
     assert metrics["labels"]["auroc"] > 0.8  # planted anomalies are easy for a working model
-    assert metrics["labels"]["positives"] + metrics["labels"]["negatives"] == split["holdout_rows"]
+    assert metrics["labels"]["positives"] + metrics["labels"]["negatives"] == split.holdout_rows
     assert metrics["reconstruction"]["rows"] == metrics["labels"]["negatives"]
     # Without PyOD (the dev extra) the five anchors aeflow implements; PyOD adds two.
     names = [b["name"] for b in metrics["baselines"]]
@@ -308,10 +312,9 @@ def test_evaluate_version_reports_model_baselines_and_quality(trained):
     assert metrics["training"]["epochs_run"] == len(metrics["training"]["train_loss"]) == 5
     assert {r["column"] for r in metrics["data_quality"]["shift"]} == set(NUMERIC + CATEGORICAL)
     rows = pd.read_parquet(metrics["holdout_scores_path"])
-    assert len(rows) == split["holdout_rows"]
+    assert len(rows) == split.holdout_rows
     assert (
-        rows[ID_COLUMN].tolist()
-        == pq.read_table(split["holdout_path"]).column(ID_COLUMN).to_pylist()
+        rows[ID_COLUMN].tolist() == pq.read_table(split.holdout_path).column(ID_COLUMN).to_pylist()
     )
     expected = {"anomaly_score", "anomaly_percentile", "is_anomaly", "label", "latent_x"}
     assert expected | {"score_IForest", "score_ECOD", "score_PCA"} <= set(rows.columns)
@@ -320,10 +323,10 @@ def test_evaluate_version_reports_model_baselines_and_quality(trained):
 
 
 def test_evaluation_is_deterministic(trained):
-    root, manifest, split, models, version = trained
+    root, manifest, split, storage, version = trained
 
     def run():
-        metrics = evaluate_version(models, version, split, NUMERIC, CATEGORICAL, seed=5)
+        metrics = evaluate(storage, version, split, seed=5)
         for baseline in metrics["baselines"]:
             baseline.pop("fit_seconds")
         return metrics
@@ -333,50 +336,55 @@ def test_evaluation_is_deterministic(trained):
 
 def test_evaluation_without_labels_has_no_label_metrics(batches):
     root, manifest = batches
-    split = _split(root, manifest, out="unlabelled", label_column=None)
-    frame, labels = load_split(split["train_path"], NUMERIC, CATEGORICAL)
+    split = _split(root, manifest, out="unlabelled", columns=demo_columns())
+    frame, labels = load_split(split.train_path, NUMERIC, CATEGORICAL)
     assert labels is None
     detector = AutoencoderDetector(**{**PARAMS, "epochs": 2}).fit(frame)
-    models = str(root / "unlabelled-models")
+    storage = Storage(str(root / "unlabelled"), "demo")
     from models.registry import ModelRegistry
 
     detector.save(root / "bundle")
-    version = ModelRegistry(models).register(root / "bundle")
-    metrics = evaluate_version(models, version, split, NUMERIC, CATEGORICAL, baselines=False)
+    version = ModelRegistry(storage.models).register(root / "bundle")
+    metrics = evaluate(storage, version, split, baselines=False)
     assert metrics["labels"] is None and metrics["baselines"] == []
     assert metrics["data_quality"]["class_balance"] is None
     assert metrics["data_quality"]["leakage"] == []
-    assert metrics["reconstruction"]["rows"] == split["holdout_rows"]
+    assert metrics["reconstruction"]["rows"] == split.holdout_rows
     assert metrics["scores"]["normal_flag_rate"] == metrics["scores"]["flag_rate"]
 
 
 def test_a_champion_that_cannot_score_the_holdout_reports_why(trained, tmp_path):
-    root, manifest, split, models, version = trained
+    root, manifest, split, storage, version = trained
     from models.registry import ModelRegistry
 
-    frame, _ = load_split(split["train_path"], NUMERIC, CATEGORICAL)
+    frame, _ = load_split(split.train_path, NUMERIC, CATEGORICAL)
     frame["bonus"] = 1.0  # a column the holdout does not have
     detector = AutoencoderDetector(
         **{**PARAMS, "numeric_columns": [*NUMERIC, "bonus"], "epochs": 1}
     )
     detector.fit(frame).save(tmp_path / "bundle")
-    registry = ModelRegistry(str(tmp_path / "models"))
+    here, empty = Storage(str(tmp_path), "demo"), Storage(str(tmp_path / "empty"), "demo")
+    registry = ModelRegistry(here.models)
     old = registry.register(tmp_path / "bundle")
     registry.promote(old, "test")
-    result = evaluate_champion(str(tmp_path / "models"), "a-challenger", split, {})
-    assert result["version"] == old and result["reconstruction"] is None
-    assert "bonus" in result["error"]
-    assert evaluate_champion(str(tmp_path / "models"), old, split, {}) is None
-    assert evaluate_champion(str(tmp_path / "empty"), "a-challenger", split, {}) is None
+
+    def champion(challenger, storage):
+        return evaluate_champion(
+            challenger_version=challenger, split=split, scales={}, storage=storage
+        )
+
+    result = champion("a-challenger", here)
+    assert result.version == old and result.reconstruction is None
+    assert "bonus" in result.error
+    assert champion(old, here) is None
+    assert champion("a-challenger", empty) is None
 
 
 def test_excluded_anomalies_leave_the_baselines_but_not_the_quality_checks(trained):
-    root, manifest, split, models, version = trained
-    metrics = evaluate_version(
-        models, version, split, NUMERIC, CATEGORICAL, exclude_labelled_anomalies=True
-    )
+    root, manifest, split, storage, version = trained
+    metrics = evaluate(storage, version, split, exclude=True)
     balance = metrics["data_quality"]["class_balance"]["train"]
-    assert balance["rows"] == split["train_rows"] and balance["positives"] > 0
+    assert balance["rows"] == split.train_rows and balance["positives"] > 0
     normal_rows = balance["rows"] - balance["positives"]
     for baseline in metrics["baselines"]:
         assert baseline["fit_rows"] == normal_rows - normal_rows // 10
@@ -388,22 +396,19 @@ def test_a_window_where_some_batches_lack_the_label_is_evaluated_without_labels(
     unlabelled = root / "unlabelled-day.parquet"
     pq.write_table(pq.read_table(manifest.paths[2]).drop_columns([LABEL_COLUMN]), unlabelled)
     paths = [*manifest.paths[:2], str(unlabelled)]
-    split = split_training_window(
-        paths, ID_COLUMN, TIMESTAMP_COLUMN, NUMERIC, CATEGORICAL, [], LABEL_COLUMN,
-        out_dir=str(root / "partly-labelled"),
-    )  # fmt: skip
-    assert split["label_column"] is None
-    assert f"label column {LABEL_COLUMN!r} is in 2 of 3 batches" in split["label_note"]
-    frame, _ = load_split(split["train_path"], NUMERIC, CATEGORICAL)
+    split = _split(root, manifest, out="partly-labelled", paths=paths)
+    assert split.label_column is None
+    assert f"label column {LABEL_COLUMN!r} is in 2 of 3 batches" in split.label_note
+    frame, _ = load_split(split.train_path, NUMERIC, CATEGORICAL)
     detector = AutoencoderDetector(**{**PARAMS, "epochs": 2, "patience": 0}).fit(frame)
-    models = str(root / "partly-labelled-models")
+    storage = Storage(str(root / "partly-labelled"), "demo")
     from models.registry import ModelRegistry
 
     detector.save(root / "partly-labelled-bundle")
-    version = ModelRegistry(models).register(root / "partly-labelled-bundle")
-    metrics = evaluate_version(models, version, split, NUMERIC, CATEGORICAL, baselines=False)
+    version = ModelRegistry(storage.models).register(root / "partly-labelled-bundle")
+    metrics = evaluate(storage, version, split, baselines=False)
     warnings = metrics["data_quality"]["warnings"]
-    assert metrics["labels"] is None and split["label_note"] in warnings
+    assert metrics["labels"] is None and split.label_note in warnings
     # two epochs are not enough: the fit stopped at its cap while still improving
     assert metrics["training"]["epochs"] == 2
     assert detector.history_["best_epoch"] == 2

@@ -8,7 +8,10 @@ from tasks.fit_checks import (
     target_flag_rate,
     training_warnings,
 )
-from tasks.reporting import summarize_score_run
+from tasks.report.run_summary import RunBatches, summarize_score_run
+from tasks.settings import ThresholdSettings
+
+FPR_1 = ThresholdSettings(method="fpr", value=0.01)
 
 
 def test_targets_of_the_threshold_rules():
@@ -58,11 +61,14 @@ def test_the_run_summary_warns_per_batch_and_for_the_run():
         {"batch_id": "a", "rows_in": 700, "rows_out": 700, "flagged": 0},
         {"batch_id": "b", "rows_in": 700, "rows_out": 700, "flagged": 0},
     ]
-    summary = summarize_score_run("shop", "v1", scored, [], [], [], "fpr", 0.01)
+    summary = summarize_score_run("shop", "v1", RunBatches(scored=scored), threshold=FPR_1)
     assert [w.split(":")[0] for w in summary["flag_warnings"]] == [
         "no row of batch a was flagged",
         "no row of batch b was flagged",
         "no row of this run's scored rows was flagged",
     ]
     fine = [{"batch_id": "a", "rows_in": 1000, "rows_out": 1000, "flagged": 11}]
-    assert summarize_score_run("shop", "v1", fine, [], [], [], "fpr", 0.01)["flag_warnings"] == []
+    assert (
+        summarize_score_run("shop", "v1", RunBatches(scored=fine), threshold=FPR_1)["flag_warnings"]
+        == []
+    )

@@ -13,7 +13,15 @@ import pytest
 from flows.commands import ingest as ingest_commands
 from flows.commands.ingest import csv_format
 from flows.config import load_config
-from tasks.ingest import CsvFormat, IngestError, csv_stem, ingest_csv, read_csv_tables
+from tasks.ingest import (
+    Batching,
+    CsvFormat,
+    IngestError,
+    csv_stem,
+    ingest_csv,
+    read_csv_tables,
+)
+from tasks.settings import ColumnsSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,17 +41,25 @@ FORMAT = CsvFormat(
 )
 
 
+def cols(id_column, timestamp, numeric, missing=(), label=None) -> ColumnsSettings:
+    """Column roles for an ingest (``missing``: the missing-value tokens)."""
+    return ColumnsSettings(
+        id=id_column,
+        timestamp=timestamp,
+        numeric=list(numeric),
+        missing_values=list(missing),
+        label=label,
+    )
+
+
 def test_a_headerless_export_becomes_typed_columns_with_row_ids(tmp_path):
     csv = tmp_path / "adult.test"
     csv.write_text(HEADERLESS)
     written = ingest_csv(
         str(csv),
-        str(tmp_path / "in"),
-        FORMAT,
-        "row_id",
-        None,
-        ["age", "fnlwgt"],
-        missing_tokens=["?"],
+        incoming=str(tmp_path / "in"),
+        fmt=FORMAT,
+        columns=cols("row_id", None, ["age", "fnlwgt"], ["?"]),
     )
     assert [(b["batch_id"], b["rows"]) for b in written] == [("adult.test", 3)]
     table = pq.read_table(written[0]["path"])
@@ -77,8 +93,9 @@ def test_a_value_that_cannot_be_converted_stops_ingest_and_writes_nothing(tmp_pa
         IngestError, match=r"data row 11, column 'amount': 'twelve' is not a number"
     ):
         ingest_csv(
-            str(csv), str(incoming), CsvFormat(), "id", None, ["amount"], batch_rows=4, chunk_rows=4
-        )
+            str(csv), incoming=str(incoming), fmt=CsvFormat(), columns=cols("id", None, ["amount"]),
+            batching=Batching(batch_rows=4), chunk_rows=4,
+        )  # fmt: skip
     assert not incoming.exists() or list(incoming.iterdir()) == []
 
 
@@ -86,8 +103,9 @@ def test_batch_rows_split_a_file_into_numbered_batches(tmp_path):
     csv = tmp_path / "events.csv"
     csv.write_text("id,amount\n" + "".join(f"e{i},{i}\n" for i in range(10)))
     written = ingest_csv(
-        str(csv), str(tmp_path / "in"), CsvFormat(), "id", None, ["amount"], batch_rows=4
-    )
+        str(csv), incoming=str(tmp_path / "in"), fmt=CsvFormat(),
+        columns=cols("id", None, ["amount"]), batching=Batching(batch_rows=4),
+    )  # fmt: skip
     assert [(b["batch_id"], b["rows"]) for b in written] == [
         ("events-0001", 4),
         ("events-0002", 4),
@@ -105,12 +123,10 @@ def test_dates_from_month_and_day_carry_the_year_and_split_by_month(tmp_path):
     # small chunks: the year must carry across chunk boundaries
     written = ingest_csv(
         str(csv),
-        str(tmp_path / "in"),
-        fmt,
-        "row_id",
-        "contact_date",
-        ["day", "calls"],
-        split_by="month",
+        incoming=str(tmp_path / "in"),
+        fmt=fmt,
+        columns=cols("row_id", "contact_date", ["day", "calls"]),
+        batching=Batching(split_by="month"),
         chunk_rows=2,
     )
     assert [(b["batch_id"], b["rows"]) for b in written] == [
@@ -128,18 +144,21 @@ def test_dates_from_month_and_day_carry_the_year_and_split_by_month(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("month;day\nfeb;30\n")
     with pytest.raises(IngestError, match="data row 1: 2008-02-30 is not a date"):
-        list(read_csv_tables(str(bad), fmt, "row_id", "contact_date", ["day"]))
+        list(read_csv_tables(str(bad), fmt, cols("row_id", "contact_date", ["day"])))
 
 
 def test_config_mistakes_are_named_before_reading(tmp_path):
     csv = tmp_path / "x.csv"
     csv.write_text("a,b\n1,2\n")
     with pytest.raises(IngestError, match=r"column\(s\) \['amount'\] named in the config"):
-        list(read_csv_tables(str(csv), CsvFormat(), "id", None, ["amount"]))
+        list(read_csv_tables(str(csv), CsvFormat(), cols("id", None, ["amount"])))
     with pytest.raises(ValueError, match="needs column_names"):
         CsvFormat(header=False)
     with pytest.raises(ValueError, match="split_by='month' needs columns.timestamp"):
-        ingest_csv(str(csv), str(tmp_path / "in"), CsvFormat(), "id", None, ["a"], split_by="month")
+        ingest_csv(
+            str(csv), incoming=str(tmp_path / "in"), fmt=CsvFormat(),
+            columns=cols("id", None, ["a"]), batching=Batching(split_by="month"),
+        )  # fmt: skip
     assert csv_stem("KDDTest+.txt") == "KDDTest+" and csv_stem("adult.data") == "adult.data"
 
 
@@ -204,10 +223,11 @@ def test_row_batches_are_named_by_a_start_date_and_a_cadence(tmp_path):
     csv = tmp_path / "credit.csv"
     csv.write_text("id,amount\n" + "".join(f"e{i},{i}\n" for i in range(7)))
 
-    def names(**kwargs) -> list[tuple[str, int]]:
+    def names(chunk_rows: int = 65_536, **kwargs) -> list[tuple[str, int]]:
         written = ingest_csv(
-            str(csv), str(tmp_path / "in" / str(len(kwargs))), CsvFormat(), "id", None,
-            ["amount"], batch_rows=3, **kwargs,
+            str(csv), incoming=str(tmp_path / "in" / f"{len(kwargs)}-{chunk_rows}"), fmt=CsvFormat(),
+            columns=cols("id", None, ["amount"]), batching=Batching(batch_rows=3, **kwargs),
+            chunk_rows=chunk_rows,
         )  # fmt: skip
         return [(b["batch_id"], b["rows"]) for b in written]
 
@@ -246,8 +266,8 @@ def test_split_by_day_and_week_from_the_timestamp_in_any_row_order(tmp_path, mon
         "id,ts,amount\n" + "".join(f"e{i},{d}T10:00:00,{i}\n" for i, d in enumerate(order))
     )
     written = ingest_csv(
-        str(csv), str(tmp_path / "day"), CsvFormat(), "id", "ts", ["amount"], split_by="day",
-        chunk_rows=3,
+        str(csv), incoming=str(tmp_path / "day"), fmt=CsvFormat(),
+        columns=cols("id", "ts", ["amount"]), batching=Batching(split_by="day"), chunk_rows=3,
     )  # fmt: skip
     assert [(b["batch_id"], b["rows"]) for b in written] == [(f"events-{d}", 2) for d in days]
     assert sorted(p.name for p in (tmp_path / "day").iterdir()) == [
@@ -256,8 +276,9 @@ def test_split_by_day_and_week_from_the_timestamp_in_any_row_order(tmp_path, mon
     second = pq.read_table(written[1]["path"]).column("id").to_pylist()
     assert second == ["e4", "e14"]  # the parts of a day are merged in reading order
     weeks = ingest_csv(
-        str(csv), str(tmp_path / "week"), CsvFormat(), "id", "ts", ["amount"], split_by="week"
-    )
+        str(csv), incoming=str(tmp_path / "week"), fmt=CsvFormat(),
+        columns=cols("id", "ts", ["amount"]), batching=Batching(split_by="week"),
+    )  # fmt: skip
     # 2026-01-01 is a Thursday: its ISO week starts on Monday 2025-12-29
     assert [(b["batch_id"], b["rows"]) for b in weeks] == [
         ("events-2025-12-29", 8),
@@ -271,7 +292,7 @@ def test_a_production_export_may_lack_the_label(tmp_path):
     production = tmp_path / "adult.prod"
     production.write_text("41, Private, 1000, HS-grad\n42, ?, 2000, Masters\n")
     [table] = read_csv_tables(
-        str(production), FORMAT, "row_id", None, ["age", "fnlwgt"], ["?"], label_column="income"
+        str(production), FORMAT, cols("row_id", None, ["age", "fnlwgt"], ["?"], label="income")
     )
     assert table.column_names == ["row_id", "age", "workclass", "fnlwgt"]
     assert table.column("age").to_pylist() == [41.0, 42.0]
@@ -280,17 +301,17 @@ def test_a_production_export_may_lack_the_label(tmp_path):
     )
     two_short = tmp_path / "kdd.txt"
     two_short.write_text("1,tcp\n2,udp\n")
-    [table] = read_csv_tables(str(two_short), kdd, "row_id", None, ["a"], label_column="label")
+    [table] = read_csv_tables(str(two_short), kdd, cols("row_id", None, ["a"], label="label"))
     assert table.column_names == ["row_id", "a", "b"]
     headed = tmp_path / "prod.csv"
     headed.write_text("id,amount\nr1,3\n")
     fmt = CsvFormat(replace={"label": {"yes": "1"}})
-    [table] = read_csv_tables(str(headed), fmt, "id", None, ["amount"], label_column="label")
+    [table] = read_csv_tables(str(headed), fmt, cols("id", None, ["amount"], label="label"))
     assert table.column_names == ["id", "amount"]
     wrong = tmp_path / "wrong.txt"
     wrong.write_text("1\n")  # two fields short of a, b, label: not an export without its label
     with pytest.raises(IngestError, match="cannot be parsed with 4 columns"):
-        list(read_csv_tables(str(wrong), kdd, "row_id", None, ["a"], label_column="label"))
+        list(read_csv_tables(str(wrong), kdd, cols("row_id", None, ["a"], label="label")))
 
 
 # ------------------------------------------------------------------------- the real datasets
@@ -300,9 +321,7 @@ def test_adult_test_labels_lose_their_dots(shared_datasets, tmp_path):
         read_csv_tables(
             str(shared_datasets / "adult" / "adult.test"),
             csv_format(cfg),
-            cfg.columns.id,
-            cfg.columns.timestamp,
-            cfg.columns.numeric,
+            cols(cfg.columns.id, cfg.columns.timestamp, cfg.columns.numeric),
         )
     )
     table = pa.concat_tables(tables)
@@ -315,12 +334,10 @@ def test_bank_full_splits_into_its_30_months(shared_datasets, tmp_path):
     cfg = load_config(REPO_ROOT / "configs" / "bank.toml")
     written = ingest_csv(
         str(shared_datasets / "bank_marketing" / "bank-full.csv"),
-        str(tmp_path / "in"),
-        csv_format(cfg),
-        cfg.columns.id,
-        cfg.columns.timestamp,
-        cfg.columns.numeric,
-        split_by="month",
+        incoming=str(tmp_path / "in"),
+        fmt=csv_format(cfg),
+        columns=cols(cfg.columns.id, cfg.columns.timestamp, cfg.columns.numeric),
+        batching=Batching(split_by="month"),
     )
     assert len(written) == 30 and sum(b["rows"] for b in written) == 45211
     assert (written[0]["batch_id"], written[0]["rows"]) == ("bank-full-2008-05", 7957)
@@ -335,9 +352,7 @@ def test_nsl_kdd_drops_the_label_leaking_difficulty(shared_datasets):
     [table, *_] = read_csv_tables(
         str(shared_datasets / "nslkdd" / "KDDTest+.txt"),
         csv_format(cfg),
-        cfg.columns.id,
-        None,
-        cfg.columns.numeric,
+        cols(cfg.columns.id, None, cfg.columns.numeric),
     )
     assert "difficulty" not in table.column_names and len(table.column_names) == 43
     assert table.schema.field("src_bytes").type == pa.float64()

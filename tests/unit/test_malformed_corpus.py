@@ -16,20 +16,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from model_support import demo_columns, demo_validation
 
 from tasks.demo_data import (
-    CATEGORICAL_COLUMNS,
     ID_COLUMN,
-    NUMERIC_COLUMNS,
     TIMESTAMP_COLUMN,
     generate_demo_data,
 )
-from tasks.io import StorageLayout, list_batches
+from tasks.io import Storage, list_batches
 from tasks.markdown import md_text
-from tasks.validate import quarantine, validate_batch
+from tasks.validation import quarantine, validate_batch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SUITE = str(REPO_ROOT / "expectations" / "demo.json")
 ROWS = 1200  # the demo contract warns below 1000 rows a day
 
 
@@ -274,7 +272,7 @@ def corpus_run(tmp_path_factory):
         clean_dir, days=1, rows_per_day=ROWS, seed=11, drift_day=None, malformed_day=None
     )
     clean = pq.read_table(next(clean_dir.glob("*.parquet")))
-    layout = StorageLayout(str(base / "root"), "demo")
+    layout = Storage(str(base / "root"), "demo")
     incoming = Path(layout.incoming)
     incoming.mkdir(parents=True)
     originals = {}
@@ -284,22 +282,12 @@ def corpus_run(tmp_path_factory):
         originals[name] = {"sha256": sha256(written), "rows": readable_rows(written)}
     outcomes, quarantined, scored_rows = {}, {}, 0
     for batch in list_batches(layout.incoming):
-        outcome = validate_batch(
-            batch,
-            SUITE,
-            ID_COLUMN,
-            TIMESTAMP_COLUMN,
-            list(NUMERIC_COLUMNS),
-            list(CATEGORICAL_COLUMNS),
-            [],
-        )
+        outcome = validate_batch(batch, columns=demo_columns(), validation=demo_validation())
         outcomes[batch.batch_id] = outcome
         if outcome.accepted:
             scored_rows += outcome.rows
         else:
-            quarantined[batch.batch_id] = quarantine(
-                batch, layout.quarantine(batch.batch_id), outcome
-            )
+            quarantined[batch.batch_id] = quarantine(batch, outcome, storage=layout).to_dict()
     return {
         "layout": layout,
         "originals": originals,

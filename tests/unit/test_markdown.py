@@ -8,9 +8,10 @@ import re
 import pytest
 from markdown_it import MarkdownIt
 
-from tasks.drift import drift_markdown
-from tasks.reporting import score_summary_markdown, summarize_score_run
-from tasks.validate import ValidationOutcome
+from tasks.records import DriftReport
+from tasks.report.run_summary import RunBatches, score_summary_markdown, summarize_score_run
+from tasks.run_reports import drift_markdown
+from tasks.validation import ValidationOutcome
 
 HOSTILE = [
     "[click](javascript:alert(1))",
@@ -60,15 +61,12 @@ def test_the_quarantine_report_renders_hostile_values_as_text(value):
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_the_run_summary_artifact_renders_hostile_values_as_text(value):
-    summary = summarize_score_run(
-        "ds",
-        "v1",
-        [{"batch_id": value, "rows_in": 2, "rows_out": 2, "flagged": 1, "output": value}],
-        [],
-        [{"batch_id": value, "rows": None, "reason": value, "quarantine_dir": value}],
-        [{"batch_id": value, "reason": value}],
-        [{"path": value, "reason": value}],
+    batches = RunBatches(
+        scored=[{"batch_id": value, "rows_in": 2, "rows_out": 2, "flagged": 1, "output": value}],
+        quarantined=[{"batch_id": value, "rows": None, "reason": value, "quarantine_dir": value}],
+        warnings=[{"batch_id": value, "reason": value}],
     )
+    summary = summarize_score_run("ds", "v1", batches, ignored=[{"path": value, "reason": value}])
     rendered = html(score_summary_markdown(summary))
     assert_no_markup_from(rendered)
     for row in re.findall(r"<tr>(.*?)</tr>", rendered, flags=re.S):
@@ -94,4 +92,8 @@ def test_the_drift_artifact_renders_hostile_columns_and_categories_as_text():
             }
         ],
     }
-    assert_no_markup_from(html(drift_markdown(value, [report])))
+    rest = {
+        "dataset": "demo", "drifted": True, "rows": 1, "rows_scored": 1, "warned_columns": [],
+        "thresholds": {}, "report": "",
+    }  # fmt: skip
+    assert_no_markup_from(html(drift_markdown(value, [DriftReport.from_dict({**report, **rest})])))

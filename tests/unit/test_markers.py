@@ -17,7 +17,7 @@ from model_support import register_tiny_champion
 from model_support import score_demo_batch as score
 
 from tasks.demo_data import generate_demo_data
-from tasks.io import StorageLayout, list_batches
+from tasks.io import Storage, list_batches
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -33,7 +33,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 def trained_root(tmp_path_factory):
     """A root with 2 demo batches and a champion, nothing scored yet."""
     base = tmp_path_factory.mktemp("markers")
-    layout = StorageLayout(str(base / "root"), "demo")
+    layout = Storage(str(base / "root"), "demo")
     generate_demo_data(
         layout.incoming, days=2, rows_per_day=400, seed=4, drift_day=None, malformed_day=None
     )
@@ -46,7 +46,7 @@ def original(trained_root, tmp_path):
     """A private root with both batches scored there (its markers name this root)."""
     root = tmp_path / "data"
     shutil.copytree(trained_root, root)
-    layout = StorageLayout(str(root), "demo")
+    layout = Storage(str(root), "demo")
     for batch in list_batches(layout.incoming):
         score(layout, batch)
     return root
@@ -58,19 +58,19 @@ def test_markers_store_paths_relative_to_the_root(original):
     stored = json.loads((original / "scored/demo/_success/2026-01-01.json").read_text())
     assert stored["output"] == "scored/demo/date=2026-01-01/2026-01-01.parquet"
     assert stored["input_path"] == "incoming/demo/2026-01-01.parquet"
-    marker = read_marker(StorageLayout(str(original), "demo"), "2026-01-01")
-    assert marker["output"] == str(original / "scored/demo/date=2026-01-01/2026-01-01.parquet")
+    marker = read_marker(Storage(str(original), "demo"), "2026-01-01")
+    assert marker.output == str(original / "scored/demo/date=2026-01-01/2026-01-01.parquet")
 
 
 def test_force_rescoring_a_copied_root_leaves_the_original_alone(original, tmp_path):
     copy = tmp_path / "staging"
     shutil.copytree(original, copy, symlinks=True)  # cp -a: same bytes, same markers
     before = snapshot(original)
-    layout = StorageLayout(str(copy), "demo")
+    layout = Storage(str(copy), "demo")
     for batch in list_batches(layout.incoming):
         marker = score(layout, batch, force=True)
-        assert marker["status"] == "scored"
-        assert Path(marker["output"]).is_file() and str(copy) in marker["output"]
+        assert marker.status == "scored"
+        assert Path(marker.output).is_file() and str(copy) in marker.output
     assert snapshot(original) == before  # not one file of the original root touched
 
 
@@ -86,13 +86,13 @@ def test_a_legacy_marker_with_full_paths_maps_onto_the_copy_and_never_deletes_ou
     legacy["output"] = str(original / "scored/demo/date=2026-01-01/2026-01-01.parquet")
     legacy["input_path"] = str(original / "incoming/demo/2026-01-01.parquet")
     marker_file.write_text(json.dumps(legacy))
-    layout = StorageLayout(str(copy), "demo")
+    layout = Storage(str(copy), "demo")
 
     from tasks.markers import read_marker
 
     read = read_marker(layout, "2026-01-01")
-    assert read["output"] == str(copy / "scored/demo/date=2026-01-01/2026-01-01.parquet")
-    assert read["input_path"] == str(copy / "incoming/demo/2026-01-01.parquet")
+    assert read.output == str(copy / "scored/demo/date=2026-01-01/2026-01-01.parquet")
+    assert read.input_path == str(copy / "incoming/demo/2026-01-01.parquet")
 
     before = snapshot(original)
     [batch] = [b for b in list_batches(layout.incoming) if b.batch_id == "2026-01-01"]
@@ -102,7 +102,7 @@ def test_a_legacy_marker_with_full_paths_maps_onto_the_copy_and_never_deletes_ou
 
 
 def test_a_legacy_marker_pointing_nowhere_known_deletes_nothing(original):
-    layout = StorageLayout(str(original), "demo")
+    layout = Storage(str(original), "demo")
     outside = original.parent / "elsewhere" / "2026-01-01.parquet"
     outside.parent.mkdir()
     outside.write_bytes(b"someone else's file")
@@ -123,11 +123,11 @@ def test_force_through_another_spelling_of_the_root_keeps_the_file_it_wrote(orig
     else:
         os.symlink(original, original.parent / "link")
         other = str(original.parent / "link")
-    layout = StorageLayout(other, "demo")
+    layout = Storage(other, "demo")
     for batch in list_batches(layout.incoming):
         marker = score(layout, batch, force=True)
-        assert marker["status"] == "scored"
-        assert Path(marker["output"]).is_file(), "re-scoring deleted the file it had just written"
+        assert marker.status == "scored"
+        assert Path(marker.output).is_file(), "re-scoring deleted the file it had just written"
     for day in ("2026-01-01", "2026-01-02"):
         assert (original / f"scored/demo/date={day}/{day}.parquet").is_file()
 
@@ -135,7 +135,7 @@ def test_force_through_another_spelling_of_the_root_keeps_the_file_it_wrote(orig
 def test_only_this_batchs_scored_files_inside_the_root_count_as_owned():
     from tasks.markers import owned_output
 
-    layout = StorageLayout("/data", "demo")
+    layout = Storage("/data", "demo")
     assert owned_output(layout, "b1", "scored/demo/date=2026-01-01/b1.parquet")
     for relative in (
         None,
@@ -150,7 +150,7 @@ def test_only_this_batchs_scored_files_inside_the_root_count_as_owned():
 
 
 def test_an_earlier_output_in_another_partition_of_this_root_is_replaced(original):
-    layout = StorageLayout(str(original), "demo")
+    layout = Storage(str(original), "demo")
     moved = original / "scored/demo/date=2025-12-31/2026-01-01.parquet"
     moved.parent.mkdir()
     shutil.copy(original / "scored/demo/date=2026-01-01/2026-01-01.parquet", moved)
@@ -164,9 +164,9 @@ def test_an_earlier_output_in_another_partition_of_this_root_is_replaced(origina
 
 
 def test_a_scored_file_deleted_behind_its_marker_is_scored_again(original):
-    layout = StorageLayout(str(original), "demo")
+    layout = Storage(str(original), "demo")
     output = original / "scored/demo/date=2026-01-01/2026-01-01.parquet"
     output.unlink()
     [batch] = [b for b in list_batches(layout.incoming) if b.batch_id == "2026-01-01"]
-    assert score(layout, batch)["status"] == "scored"  # not "skipped": the marker is not enough
+    assert score(layout, batch).status == "scored"  # not "skipped": the marker is not enough
     assert output.is_file()

@@ -113,7 +113,6 @@ def test_other_methods_record_what_they_stood_on():
 
 def test_a_small_table_still_flags_rows_and_says_how(tmp_path):
     from models import AutoencoderDetector
-    from models.persistence import load_detector
 
     rng = np.random.default_rng(2)
     frame = {"a": rng.normal(0, 1, 800), "b": rng.normal(5, 2, 800)}
@@ -126,4 +125,4 @@ def test_a_small_table_still_flags_rows_and_says_how(tmp_path):
     assert record["validation_rows"] == 80 and record["source"] == "fit"
     assert detector.predict(pd.DataFrame(frame)).sum() > 0
     detector.save(tmp_path / "bundle")
-    assert load_detector(tmp_path / "bundle").metadata_["calibration"] == record
+    assert AutoencoderDetector.load(tmp_path / "bundle").metadata_["calibration"] == record

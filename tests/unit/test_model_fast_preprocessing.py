@@ -8,6 +8,7 @@ from sklearn.preprocessing import OneHotEncoder
 
 from models.fast_preprocessing import FastPreprocessor
 from models.preprocessing import (
+    PreprocessingSettings,
     build_preprocessor,
     describe_layout,
     fit_preprocessor,
@@ -58,7 +59,10 @@ def fitted_preprocessor(scaling: str, **options) -> ColumnTransformer:
         **options,
     }
     return build_preprocessor(
-        data, NUMERIC, CATEGORICAL, scaling=scaling, random_state=0, **settings
+        data,
+        NUMERIC,
+        CATEGORICAL,
+        PreprocessingSettings(scaling=scaling, random_state=0, **settings),
     ).fit(data)
 
 
@@ -141,12 +145,14 @@ def test_fast_preprocessor_matches_mixed_object_levels_by_their_text():
         data,
         ["v"],
         ["mixed"],
-        scaling="standard",
-        numeric_imputation="mean",
-        add_missing_indicators=True,
-        min_frequency=None,
-        max_categories=None,
-        random_state=0,
+        PreprocessingSettings(
+            scaling="standard",
+            numeric_imputation="mean",
+            add_missing_indicators=True,
+            min_frequency=None,
+            max_categories=None,
+            random_state=0,
+        ),
     ).fit(data)
     fast = FastPreprocessor.from_fitted(preprocessor, ["v"], ["mixed"])
     source = pd.DataFrame(
@@ -189,9 +195,10 @@ def test_fast_preprocessor_replays_auto_scaling_and_flags():
     numeric = [*NUMERIC, "bit"]
     data = normalise_frame(source, numeric, CATEGORICAL)
     preprocessor = fit_preprocessor(
-        data, numeric, CATEGORICAL, scaling="auto", numeric_imputation="median",
-        add_missing_indicators=True, min_frequency=10, max_categories=None, random_state=0,
-        binary=["flag", "bit"],
+        data, numeric, CATEGORICAL, PreprocessingSettings(
+            scaling="auto", numeric_imputation="median", add_missing_indicators=True,
+            min_frequency=10, max_categories=None, random_state=0, binary=["flag", "bit"],
+        ),
     )  # fmt: skip
     fast = FastPreprocessor.from_fitted(preprocessor, numeric, CATEGORICAL)
     assert fast is not None

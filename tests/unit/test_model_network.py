@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from models.network import ColumnErrors, Dropout, MixedAutoencoder, kl_divergence
+from models.network import Architecture, ColumnErrors, Dropout, MixedAutoencoder, kl_divergence
 from models.preprocessing import FeatureLayout
 
 # Columns: "amount" (value + missing indicator), "count", "city" (3 levels).
@@ -22,7 +22,7 @@ LAYOUT = FeatureLayout(
 @pytest.mark.parametrize("variational", [False, True])
 def test_shapes_and_deterministic_eval(variational):
     torch.manual_seed(0)
-    network = MixedAutoencoder(6, (16, 8), 3, "gelu", 0.1, True, variational)
+    network = MixedAutoencoder(6, Architecture((16, 8), 3, "gelu", 0.1, True, variational))
     x = torch.randn(5, 6)
     output, mean, log_var = network(x)
     assert output.shape == (5, 6) and mean.shape == (5, 3)

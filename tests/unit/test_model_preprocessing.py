@@ -6,6 +6,7 @@ import pytest
 
 from models.preprocessing import (
     MISSING_LEVEL,
+    PreprocessingSettings,
     as_frame,
     binary_columns,
     build_preprocessor,
@@ -79,12 +80,14 @@ def test_layout_maps_every_feature_to_its_column(scaling):
         data,
         ["amount", "count"],
         ["city"],
-        scaling=scaling,
-        numeric_imputation="median",
-        add_missing_indicators=True,
-        min_frequency=2,
-        max_categories=None,
-        random_state=0,
+        PreprocessingSettings(
+            scaling=scaling,
+            numeric_imputation="median",
+            add_missing_indicators=True,
+            min_frequency=2,
+            max_categories=None,
+            random_state=0,
+        ),
     ).fit(data)
     layout = describe_layout(preprocessor, ["amount", "count"], ["city"])
     out = preprocessor.transform(data)
@@ -133,9 +136,10 @@ def test_flags_become_two_level_blocks_with_missing_and_unseen_values():
     source.loc[:2, "flag"] = np.nan
     data = normalise_frame(source, ["x", "flag"], ["c"])
     preprocessor = fit_preprocessor(
-        data, ["x", "flag"], ["c"], scaling="standard", numeric_imputation="median",
-        add_missing_indicators=True, min_frequency=None, max_categories=None, random_state=0,
-        binary=["flag"],
+        data, ["x", "flag"], ["c"], PreprocessingSettings(
+            scaling="standard", numeric_imputation="median", add_missing_indicators=True,
+            min_frequency=None, max_categories=None, random_state=0, binary=["flag"],
+        ),
     )  # fmt: skip
     layout = describe_layout(preprocessor, ["x", "flag"], ["c"])
     # x is the only scaled value (no indicator: x has no missing value); flag is a block of its
@@ -164,8 +168,10 @@ def test_auto_scaling_reshapes_only_columns_whose_bulk_is_skewed():
     )
     data = normalise_frame(source, list(source), [])
     preprocessor = fit_preprocessor(
-        data, list(source), [], scaling="auto", numeric_imputation="median",
-        add_missing_indicators=True, min_frequency=None, max_categories=None, random_state=0,
+        data, list(source), [], PreprocessingSettings(
+            scaling="auto", numeric_imputation="median", add_missing_indicators=True,
+            min_frequency=None, max_categories=None, random_state=0,
+        ),
     )  # fmt: skip
     named = {name: list(columns) for name, _, columns in preprocessor.transformers_}
     # Only the log-normal amount is reshaped: the spike keeps its distances (reshaping it would

@@ -5,11 +5,13 @@ import dataclasses
 import pytest
 import torch
 
-from models.network import ColumnErrors, MixedAutoencoder
+from models.network import Architecture, ColumnErrors, MixedAutoencoder
 from models.preprocessing import FeatureLayout
 from models.trainer import (
+    ColumnLoss,
     FlatAdamW,
     TrainingConfig,
+    TrainingRows,
     resolve_batch_size,
     resolve_learning_rate,
     train_network,
@@ -29,15 +31,12 @@ def low_rank_data(n_rows: int, seed: int = 0) -> torch.Tensor:
 def fit(config: TrainingConfig, seed: int = 0, progress=None, data=None, latent_dim: int = 1):
     """Train a 4 -> 16 -> ``latent_dim`` network on rows 0-499 of ``data`` (validation: the rest)."""
     torch.manual_seed(seed)
-    network = MixedAutoencoder(4, (16,), latent_dim)
+    network = MixedAutoencoder(4, Architecture((16,), latent_dim))
     data = low_rank_data(600) if data is None else data
     history = train_network(
         network,
-        ColumnErrors(LAYOUT, "cpu"),
-        data[:500],
-        data[500:],
-        torch.ones(4),
-        torch.arange(4),
+        ColumnLoss(ColumnErrors(LAYOUT, "cpu"), torch.ones(4), torch.arange(4)),
+        TrainingRows(data[:500], data[500:]),
         config,
         torch.Generator().manual_seed(seed),
         progress,

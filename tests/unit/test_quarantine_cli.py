@@ -20,9 +20,9 @@ from flows.commands import quarantine as quarantine_commands
 from flows.config import load_config
 from models.registry import ModelRegistry
 from tasks.demo_data import generate_demo_data
-from tasks.io import StorageLayout, list_batches
+from tasks.io import Storage, list_batches
 from tasks.scoring import find_pending_batches, score_batch
-from tasks.validate import ReleaseError, quarantine, validate_batch
+from tasks.validation import ReleaseError, quarantine, validate_batch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROWS = 1200
@@ -46,29 +46,23 @@ def sha256(path: Path) -> str:
 def score_run(config: str) -> dict[str, list[str]]:
     """One score run as the flow does it; returns the batch ids per outcome."""
     cfg = load_config(config)
-    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    layout = Storage.from_settings(cfg.storage, cfg.dataset)
     cols = cfg.columns
     version = ModelRegistry(layout.models).champion()
-    available = [b.to_dict() for b in list_batches(layout.incoming)]
-    pending, skipped = find_pending_batches(available, layout, version)
+    available = list_batches(layout.incoming)
+    plan = find_pending_batches(batches=available, storage=layout, model_version=version)
     done: dict[str, list[str]] = {"scored": [], "quarantined": [], "skipped": []}
-    done["skipped"] = [s["batch_id"] for s in skipped]
-    for batch in pending:
-        outcome = validate_batch(batch, **cfg.validation_arguments())
+    done["skipped"] = [s.batch_id for s in plan.skipped]
+    for batch in plan.pending:
+        outcome = validate_batch(
+            batch, columns=cols, validation=cfg.validation, options=cfg.storage.options
+        )
         if outcome.accepted:
-            marker = score_batch(
-                batch,
-                layout,
-                cols.passthrough,
-                cols.timestamp,
-                cols.numeric,
-                cols.categorical,
-                cols.missing_values,
-            )
-            done[marker["status"]].append(batch["batch_id"])
+            marker = score_batch(batch=batch, storage=layout, columns=cols, scoring=cfg.scoring)
+            done[marker.status].append(batch.batch_id)
         else:
-            quarantine(batch, layout.quarantine(batch["batch_id"]), outcome)
-            done["quarantined"].append(batch["batch_id"])
+            quarantine(batch, outcome, storage=layout)
+            done["quarantined"].append(batch.batch_id)
     return done
 
 
@@ -84,7 +78,7 @@ def setup(tmp_path):
     config = tmp_path / "demo.toml"
     config.write_text(text)
     cfg = load_config(config)
-    layout = StorageLayout(cfg.storage_root, cfg.dataset)
+    layout = Storage.from_settings(cfg.storage, cfg.dataset)
     manifest = generate_demo_data(
         layout.incoming, days=2, rows_per_day=ROWS, seed=5, drift_day=None, malformed_day=None
     )

@@ -11,7 +11,7 @@ from model_support import validate_demo_batch as validate
 
 from tasks.demo_data import generate_demo_data
 from tasks.io import list_batches
-from tasks.reporting import rows_text, summarize_score_run
+from tasks.report.run_summary import RunBatches, rows_text, summarize_score_run
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +68,11 @@ def test_a_zero_byte_part_is_named_and_counts_as_unknown(tmp_path, day):
 def test_a_run_summary_with_an_unknown_count_says_unknown_and_keeps_the_known_part():
     scored = [{"batch_id": "a", "rows_in": 300_001, "rows_out": 300_001, "flagged": 5}]
     quarantined = [{"batch_id": "b", "rows": None}, {"batch_id": "c", "rows": 10}]
-    summary = summarize_score_run("ds", "v1", scored, [], quarantined)
+    summary = summarize_score_run("ds", "v1", RunBatches(scored=scored, quarantined=quarantined))
     assert summary["rows_in"] is None and summary["rows_quarantined"] is None
     assert summary["rows_in_known"] == 300_011 and summary["rows_unknown"] == ["b"]
     assert rows_text(summary, "rows_in") == "unknown (>= 300011; row count unreadable for b)"
-    complete = summarize_score_run("ds", "v1", scored, [], quarantined[1:])
+    complete = summarize_score_run(
+        "ds", "v1", RunBatches(scored=scored, quarantined=quarantined[1:])
+    )
     assert complete["rows_in"] == complete["rows_scored"] + complete["rows_quarantined"]

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from model_support import register_tiny_champion
+from model_support import demo_columns, register_tiny_champion, score_demo_batch
 
 from models.registry import ModelRegistry
 from tasks.demo_data import (
@@ -27,15 +27,11 @@ from tasks.demo_data import (
     generate_demo_data,
 )
 from tasks.frames import feature_frame
-from tasks.io import StorageLayout, checksum, list_batches, read_table
-from tasks.scoring import (
-    BatchLock,
-    BatchLockTimeout,
-    default_torch_threads,
-    find_pending_batches,
-    prefetch,
-    score_batch,
-)
+from tasks.io import Storage, checksum, list_batches, read_table
+from tasks.locks import BatchLock, BatchLockTimeout
+from tasks.model_cache import default_torch_threads
+from tasks.scoring import find_pending_batches
+from tasks.streaming import prefetch
 
 PASSTHROUGH = [ID_COLUMN, TIMESTAMP_COLUMN]
 ROWS_PER_DAY = 1500
@@ -45,7 +41,7 @@ ROWS_PER_DAY = 1500
 def trained(tmp_path_factory):
     """A storage root with 3 demo batches and a champion; tests copy it before changing it."""
     base = tmp_path_factory.mktemp("scoring")
-    layout = StorageLayout(str(base / "root"), "demo")
+    layout = Storage(str(base / "root"), "demo")
     generate_demo_data(
         layout.incoming,
         days=3,
@@ -66,20 +62,12 @@ def store(trained, tmp_path):
 
     root = tmp_path / "root"
     shutil.copytree(trained["root"], root)
-    layout = StorageLayout(str(root), "demo")
+    layout = Storage(str(root), "demo")
     return {"layout": layout, "batches": list_batches(layout.incoming), **trained}
 
 
 def score(layout, batch, **kwargs):
-    return score_batch(
-        batch,
-        layout,
-        PASSTHROUGH,
-        TIMESTAMP_COLUMN,
-        list(NUMERIC_COLUMNS),
-        list(CATEGORICAL_COLUMNS),
-        **kwargs,
-    )
+    return score_demo_batch(layout, batch, **kwargs)
 
 
 def files_under(folder: str) -> list[str]:
@@ -96,7 +84,7 @@ def test_scored_file_follows_the_output_contract(store):
     marker = score(layout, batch, chunk_rows=400, top_k=2)
 
     output = Path(layout.scored, "date=2026-01-01", f"{batch.batch_id}.parquet")
-    assert marker["output"] == str(output) and output.is_file()
+    assert marker.output == str(output) and output.is_file()
     table = pq.read_table(output)
     source = pq.read_table(batch.path)
     assert table.column_names == [
@@ -131,7 +119,7 @@ def test_scored_file_follows_the_output_contract(store):
         assert len(columns) == 2 and set(columns) <= set(NUMERIC_COLUMNS + CATEGORICAL_COLUMNS)
     assert set(table.column("model_version").to_pylist()) == {store["version"]}
     assert set(table.column("batch_id").to_pylist()) == {batch.batch_id}
-    assert table.column("scored_at").unique().to_pylist()[0].isoformat() == marker["scored_at"]
+    assert table.column("scored_at").unique().to_pylist()[0].isoformat() == marker.scored_at
 
     # streamed: one row group per chunk of 400 rows, not one table in memory
     assert pq.ParquetFile(output).metadata.num_row_groups == -(-ROWS_PER_DAY // 400)
@@ -142,14 +130,14 @@ def test_scored_file_follows_the_output_contract(store):
     assert on_disk["input_path"] == f"incoming/demo/{batch.batch_id}.parquet"
     paths = {"output", "input_path", "marker_format"}
     assert {k: v for k, v in on_disk.items() if k not in paths} == {
-        k: v for k, v in marker.items() if k not in paths
+        k: v for k, v in marker.to_dict().items() if k not in paths
     }
-    assert marker["input_path"] == batch.path
-    assert marker["status"] == "scored"
-    assert marker["rows_in"] == marker["rows_out"] == ROWS_PER_DAY
-    assert marker["flagged"] == int(pc.sum(table.column("is_anomaly")).as_py())
-    assert marker["input_sha256"] == checksum(batch.path)
-    assert marker["model_version"] == store["version"]
+    assert marker.input_path == batch.path
+    assert marker.status == "scored"
+    assert marker.rows_in == marker.rows_out == ROWS_PER_DAY
+    assert marker.flagged == int(pc.sum(table.column("is_anomaly")).as_py())
+    assert marker.input_sha256 == checksum(batch.path)
+    assert marker.model_version == store["version"]
 
 
 def test_scores_match_the_detector_on_the_whole_batch(store):
@@ -168,19 +156,17 @@ def test_scores_match_the_detector_on_the_whole_batch(store):
 def test_a_second_run_skips_and_force_replaces_without_appending(store):
     layout, batch = store["layout"], store["batches"][0]
     first = score(layout, batch)
-    output = Path(first["output"])
+    output = Path(first.output)
     written = output.stat().st_mtime_ns
 
     again = score(layout, batch)
-    assert again["status"] == "skipped" and again["scored_at"] == first["scored_at"]
+    assert again.status == "skipped" and again.scored_at == first.scored_at
     assert output.stat().st_mtime_ns == written
-    assert find_pending_batches([batch.to_dict()], layout, store["version"]) == (
-        [],
-        [{**first, "status": "skipped"}],
-    )
+    plan = find_pending_batches(batches=[batch], storage=layout, model_version=store["version"])
+    assert (plan.pending, plan.skipped) == ([], [first.replace(status="skipped")])
 
     forced = score(layout, batch, force=True)
-    assert forced["status"] == "scored"
+    assert forced.status == "scored"
     table = pq.read_table(output)
     assert table.num_rows == ROWS_PER_DAY  # replaced, not appended
     assert pc.count_distinct(table.column(ID_COLUMN)).as_py() == ROWS_PER_DAY
@@ -198,25 +184,26 @@ def test_a_rewritten_input_is_scored_again_and_a_touched_one_is_not(store):
     # Same bytes, new modification time: the fingerprint differs, the sha256 does not -> skipped.
     later = time.time() + 5
     os.utime(batch.path, (later, later))
-    assert score(layout, batch)["status"] == "skipped"
+    assert score(layout, batch).status == "skipped"
 
     # Different bytes under the same name -> scored again, one output still.
     table = pq.read_table(batch.path)
     pq.write_table(table.slice(0, 1000), batch.path)
     rescored = score(layout, batch)
-    assert rescored["status"] == "scored" and rescored["rows_out"] == 1000
-    assert rescored["input_sha256"] != first["input_sha256"]
-    assert pq.read_table(rescored["output"]).num_rows == 1000
+    assert rescored.status == "scored" and rescored.rows_out == 1000
+    assert rescored.input_sha256 != first.input_sha256
+    assert pq.read_table(rescored.output).num_rows == 1000
 
 
 def test_another_model_version_rescores(store, tmp_path):
     layout, batch = store["layout"], store["batches"][2]
     score(layout, batch)
     challenger = register_tiny_champion(layout, batch.path, tmp_path, seed=1)
-    assert [b["batch_id"] for b in find_pending_batches([batch.to_dict()], layout, challenger)[0]]
+    plan = find_pending_batches(batches=[batch], storage=layout, model_version=challenger)
+    assert [b.batch_id for b in plan.pending] == [batch.batch_id]
     marker = score(layout, batch, model_version=challenger)
-    assert marker["status"] == "scored" and marker["model_version"] == challenger
-    assert set(pq.read_table(marker["output"]).column("model_version").to_pylist()) == {challenger}
+    assert marker.status == "scored" and marker.model_version == challenger
+    assert set(pq.read_table(marker.output).column("model_version").to_pylist()) == {challenger}
 
 
 def test_two_concurrent_runs_leave_exactly_one_output_per_batch(store):
@@ -227,7 +214,7 @@ def test_two_concurrent_runs_leave_exactly_one_output_per_batch(store):
     def run() -> None:
         try:
             for batch in batches:
-                statuses[batch.batch_id].append(score(layout, batch, chunk_rows=300)["status"])
+                statuses[batch.batch_id].append(score(layout, batch, chunk_rows=300).status)
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -282,7 +269,7 @@ def test_arguments_are_checked_with_the_rule_and_the_value(store):
     with pytest.raises(ValueError, match="chunk_rows must be a positive integer, got 0"):
         score(layout, batch, chunk_rows=0)
     with pytest.raises(ValueError, match=r"passthrough column\(s\) \['account_id'\]"):
-        score_batch(batch, layout, ["account_id"], None, list(NUMERIC_COLUMNS), [])
+        score(layout, batch, columns=demo_columns(id="account_id", timestamp=None))
 
 
 def test_torch_threads_leave_a_core_for_io_and_are_shared_by_concurrent_batches(monkeypatch):
@@ -479,23 +466,21 @@ def test_the_partition_is_the_batch_date_never_the_scoring_day(store):
     arrived = dt.datetime(2025, 4, 2, 12, tzinfo=dt.UTC).timestamp()
     os.utime(plain, (arrived, arrived))
 
-    def run(path: Path, **kwargs) -> dict:
+    def run(path: Path, batch_date_source: str = "auto", **kwargs):
         batch = BatchRef(path.stem, str(path), path.stat().st_size)
-        return score_batch(
-            batch, layout, [ID_COLUMN], None, list(NUMERIC_COLUMNS), list(CATEGORICAL_COLUMNS),
-            **kwargs,
-        )  # fmt: skip
+        columns = demo_columns(timestamp=None, batch_date=batch_date_source)
+        return score(layout, batch, columns=columns, **kwargs)
 
     by_id = run(named)
-    assert (by_id["date"], by_id["date_source"]) == ("2025-03-01", "id")
-    assert Path(by_id["output"]) == Path(layout.scored_file("2025-03-01", "export_20250301"))
+    assert (by_id.date, by_id.date_source) == ("2025-03-01", "id")
+    assert Path(by_id.output) == Path(layout.scored_file("2025-03-01", "export_20250301"))
     by_arrival = run(plain)
-    assert (by_arrival["date"], by_arrival["date_source"]) == ("2025-04-02", "arrival")
+    assert (by_arrival.date, by_arrival.date_source) == ("2025-04-02", "arrival")
     # touched again (a re-delivery, a release from quarantine): the recorded arrival holds
     later = dt.datetime(2025, 6, 30, 12, tzinfo=dt.UTC).timestamp()
     os.utime(plain, (later, later))
     again = run(plain, force=True)
-    assert again["date"] == "2025-04-02" and again["output"] == by_arrival["output"]
+    assert again.date == "2025-04-02" and again.output == by_arrival.output
     # a strict source that cannot date the batch fails it, naming the fix
     with pytest.raises(ValueError, match="batch export has no date: columns.batch_date = 'id'"):
         run(plain, force=True, batch_date_source="id")

@@ -14,11 +14,12 @@ import pytest
 
 from flows.commands import expectations as expectations_commands
 from tasks.io import BatchRef
-from tasks.suite_draft import cannot_fail, draft_suite, suite_json
-from tasks.validate import validate_batch
+from tasks.settings import ColumnsSettings, ValidationSettings
+from tasks.validation import cannot_fail, draft_suite, suite_json, validate_batch
 
 NUMERIC = ["amount", "visits"]
 CATEGORICAL = ["channel"]
+COLUMNS = ColumnsSettings(id="tx_id", numeric=NUMERIC, categorical=CATEGORICAL)
 
 
 def batch(seed: int, rows: int = 200, shift: float = 0.0, web: float = 0.5) -> pa.Table:
@@ -35,7 +36,7 @@ def batch(seed: int, rows: int = 200, shift: float = 0.0, web: float = 0.5) -> p
 
 
 def draft(tables, **kwargs) -> dict:
-    return draft_suite(tables, "shop", "tx_id", None, NUMERIC, CATEGORICAL, **kwargs)
+    return draft_suite(tables, name="shop", columns=COLUMNS, **kwargs)
 
 
 def by_type(suite: dict, kind: str, column: str | None = None) -> list[dict]:
@@ -52,9 +53,10 @@ def validate(table: pa.Table, suite: dict, folder: Path, name: str) -> str:
     path = folder / f"{name}.parquet"
     pq.write_table(table, path)
     outcome = validate_batch(
-        BatchRef(name, str(path), path.stat().st_size), str(suite_path), "tx_id", None,
-        NUMERIC, CATEGORICAL, [],
-    )  # fmt: skip
+        BatchRef(name, str(path), path.stat().st_size),
+        columns=COLUMNS,
+        validation=ValidationSettings(suite=str(suite_path)),
+    )
     return outcome.status if outcome.status != "quarantined" else outcome.reason
 
 
@@ -113,10 +115,10 @@ def test_expectations_no_batch_could_fail_are_left_out_and_listed():
     ).append_column(
         "level", pa.array([i % 100 - 50 for i in range(rows)], type=pa.int8())
     )  # fmt: skip
-    suite = draft_suite(
-        table, "shop", "tx_id", None, [*NUMERIC, "level"], [*CATEGORICAL, "flag"],
-        settings=None,
-    )  # fmt: skip
+    columns = ColumnsSettings(
+        id="tx_id", numeric=[*NUMERIC, "level"], categorical=[*CATEGORICAL, "flag"]
+    )
+    suite = draft_suite(table, name="shop", columns=columns, settings=None)
     for expectation in suite["expectations"]:
         assert cannot_fail(expectation, None) is None, expectation
     dropped = {(d["type"], d["column"]) for d in suite["meta"]["aeflow"]["dropped"]}

@@ -11,19 +11,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.io import BatchRef
-from tasks.validate import (
-    PARALLEL_VALIDATION_ROWS,
+from tasks.settings import ColumnsSettings, ValidationSettings
+from tasks.validation import (
     DraftSettings,
     SuiteError,
     ValidationOutcome,
-    _gx_threads,
-    _round_outward,
     draft_suite,
     load_suite,
     suite_json,
     suite_problems,
     validate_batch,
 )
+from tasks.validation.draft import _round_outward
+from tasks.validation.gx_runner import PARALLEL_VALIDATION_ROWS, gx_threads
 
 NUMERIC = ["amount", "visits"]
 CATEGORICAL = ["channel", "country"]
@@ -55,7 +55,7 @@ def write(table: pa.Table, path: Path) -> BatchRef:
 
 
 def drafted(table: pa.Table) -> dict:
-    return draft_suite(table, "shop", "tx_id", "event_time", NUMERIC, CATEGORICAL, "label")
+    return draft_suite(table, name="shop", columns=COLUMNS.model_copy(update={"label": "label"}))
 
 
 @pytest.fixture
@@ -65,8 +65,27 @@ def suite_path(tmp_path: Path) -> str:
     return str(path)
 
 
-def check(batch: BatchRef, suite: str, **kwargs) -> ValidationOutcome:
-    return validate_batch(batch, suite, "tx_id", "event_time", NUMERIC, CATEGORICAL, [], **kwargs)
+COLUMNS = ColumnsSettings(
+    id="tx_id", timestamp="event_time", numeric=NUMERIC, categorical=CATEGORICAL
+)
+
+
+def check(
+    batch: BatchRef,
+    suite: str,
+    *,
+    label: str | None = None,
+    data_docs_dir: str | None = None,
+    **validation,
+) -> ValidationOutcome:
+    """``validate_batch`` with the shop's columns (``label``: the config names a label column)
+    and the validation settings ``validation`` (on_warning, severity)."""
+    return validate_batch(
+        batch,
+        columns=COLUMNS.model_copy(update={"label": label}),
+        validation=ValidationSettings(suite=suite, **validation),
+        data_docs_dir=data_docs_dir,
+    )
 
 
 def test_drafted_suite_is_stable_sorted_json_that_passes_its_reference(tmp_path, suite_path):
@@ -170,13 +189,13 @@ def test_warnings_score_by_default_and_quarantine_when_the_policy_says(tmp_path,
     assert "on_warning = 'quarantine'" in strict.reason
 
     override = {"expect_column_values_to_be_in_set:country": "critical"}
-    escalated = check(batch, suite_path, severity_overrides=override)
+    escalated = check(batch, suite_path, severity=override)
     assert escalated.status == "quarantined"
     assert [c["type"] for c in escalated.critical] == ["expect_column_values_to_be_in_set"]
 
     with pytest.raises(SuiteError, match="match no expectation type"):
-        check(batch, suite_path, severity_overrides={"expect_column_to_exist": "warning"})
-    with pytest.raises(ValueError, match="on_warning must be one of"):
+        check(batch, suite_path, severity={"expect_column_to_exist": "warning"})
+    with pytest.raises(ValueError, match="on_warning"):
         check(batch, suite_path, on_warning="ignore")
 
 
@@ -243,18 +262,18 @@ def test_a_bad_validation_thread_count_is_named(tmp_path, suite_path, monkeypatc
 def test_only_big_batches_are_validated_on_two_threads(monkeypatch):
     monkeypatch.delenv("AEFLOW_VALIDATION_THREADS", raising=False)
     monkeypatch.setattr("os.cpu_count", lambda: 2)
-    assert _gx_threads(PARALLEL_VALIDATION_ROWS - 1) == 1
-    assert _gx_threads(PARALLEL_VALIDATION_ROWS) == 2
+    assert gx_threads(PARALLEL_VALIDATION_ROWS - 1) == 1
+    assert gx_threads(PARALLEL_VALIDATION_ROWS) == 2
     monkeypatch.setattr("os.cpu_count", lambda: 1)
-    assert _gx_threads(10 * PARALLEL_VALIDATION_ROWS) == 1
+    assert gx_threads(10 * PARALLEL_VALIDATION_ROWS) == 1
     monkeypatch.setenv("AEFLOW_VALIDATION_THREADS", "3")
-    assert _gx_threads(10) == 3
+    assert gx_threads(10) == 3
 
 
 def test_the_label_is_optional_in_every_batch(tmp_path, suite_path):
     """Drafted from a labelled reference, the suite accepts a production batch without the label
     (its label checks are skipped); drafted from an unlabelled one, it accepts a batch with the
-    label when the config names it (validation_arguments passes it as optional)."""
+    label when the config names it (columns.label: present or absent)."""
     labelled = make_table()
     assert json.loads(Path(suite_path).read_text())["meta"]["aeflow"]["optional_columns"] == [
         "label"
@@ -269,25 +288,23 @@ def test_the_label_is_optional_in_every_batch(tmp_path, suite_path):
     unlabelled_suite = tmp_path / "unlabelled.json"
     unlabelled_suite.write_text(
         suite_json(
-            draft_suite(
-                labelled.drop_columns(["label"]), "shop", "tx_id", "event_time", NUMERIC,
-                CATEGORICAL,
-            )
+            draft_suite(labelled.drop_columns(["label"]), name="shop", columns=COLUMNS)
         )
     )  # fmt: skip
     batch = write(labelled, tmp_path / "labelled.parquet")
-    assert check(batch, str(unlabelled_suite), optional_columns=["label"]).status == "passed"
+    assert check(batch, str(unlabelled_suite), label="label").status == "passed"
     # drafting from production data without the label the config names is not an error either
     drafted_without = draft_suite(
-        labelled.drop_columns(["label"]), "shop", "tx_id", "event_time", NUMERIC, CATEGORICAL,
-        "label",
-    )  # fmt: skip
+        labelled.drop_columns(["label"]),
+        name="shop",
+        columns=COLUMNS.model_copy(update={"label": "label"}),
+    )
     assert drafted_without["meta"]["aeflow"]["optional_columns"] == ["label"]
     strict = check(batch, str(unlabelled_suite))  # the label not declared optional: extra column
     assert strict.status == "quarantined" and "column" in strict.reason
     missing_feature = check(
         write(labelled.drop_columns(["visits"]), tmp_path / "no-visits.parquet"),
         suite_path,
-        optional_columns=["label"],
+        label="label",
     )
     assert missing_feature.status == "quarantined" and "visits" in missing_feature.reason

@@ -20,7 +20,13 @@ from flows.commands.ingest import csv_format
 from flows.config import load_config
 from tasks.ingest import ingest_csv, read_csv_tables
 from tasks.io import BatchRef
-from tasks.validate import DraftSettings, ValidationOutcome, draft_suite, suite_json, validate_batch
+from tasks.validation import (
+    DraftSettings,
+    ValidationOutcome,
+    draft_suite,
+    suite_json,
+    validate_batch,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,18 +39,18 @@ def as_batch(cfg, csv: Path, folder: Path, fmt=None) -> BatchRef:
     """The CSV ingested as one batch, exactly as `aeflow ingest` writes it."""
     [written] = ingest_csv(
         str(csv),
-        str(folder),
-        fmt or csv_format(cfg),
-        cfg.columns.id,
-        cfg.columns.timestamp,
-        cfg.columns.numeric,
+        incoming=str(folder),
+        fmt=fmt or csv_format(cfg),
+        columns=cfg.columns.model_copy(update={"missing_values": [], "label": None}),
     )
     path = Path(written["path"])
     return BatchRef(written["batch_id"], str(path), path.stat().st_size)
 
 
 def validate(cfg, batch: BatchRef) -> ValidationOutcome:
-    return validate_batch(batch, **cfg.validation_arguments())
+    return validate_batch(
+        batch, columns=cfg.columns, validation=cfg.validation, options=cfg.storage.options
+    )
 
 
 @pytest.mark.parametrize(
@@ -60,15 +66,10 @@ def test_committed_suites_are_what_init_drafts(shared_datasets, name, reference)
     table = read_reference(cfg, [str(shared_datasets / reference)])
     drafted = draft_suite(
         table,
-        cfg.dataset,
-        cols.id,
-        cols.timestamp,
-        cols.numeric,
-        cols.categorical,
-        cols.label,
-        cols.missing_values,
-        [str(shared_datasets / reference)],
-        DraftSettings(),
+        name=cfg.dataset,
+        columns=cols,
+        references=[str(shared_datasets / reference)],
+        settings=DraftSettings(),
     )
     assert suite_json(drafted) == Path(cfg.suite_path).read_text()
 
@@ -115,9 +116,7 @@ def test_bank_first_three_months_pass_their_own_suite(shared_datasets, tmp_path)
     tables = read_csv_tables(
         str(shared_datasets / "bank_marketing" / "bank-full.csv"),
         csv_format(cfg),
-        cfg.columns.id,
-        cfg.columns.timestamp,
-        cfg.columns.numeric,
+        cfg.columns.model_copy(update={"missing_values": [], "label": None}),
     )
     table = pa.concat_tables(tables)
     months = pc.strftime(table.column(cfg.columns.timestamp), format="%Y-%m")

@@ -11,21 +11,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from model_support import demo_columns, demo_validation
 from prefect import flow
 
-from tasks.demo_data import (
-    CATEGORICAL_COLUMNS,
-    ID_COLUMN,
-    NUMERIC_COLUMNS,
-    TIMESTAMP_COLUMN,
-    generate_demo_data,
-)
-from tasks.io import StorageLayout, list_batches
+from tasks.demo_data import generate_demo_data
+from tasks.io import Storage, list_batches
 from tasks.markdown import md_text
-from tasks.validate import quarantine_task, validate_batch_task
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SUITE = str(REPO_ROOT / "expectations" / "demo.json")
+from tasks.validation import quarantine_task, validate_batch_task
 
 pytestmark = pytest.mark.slow
 
@@ -33,20 +25,14 @@ pytestmark = pytest.mark.slow
 @flow
 def validate_and_quarantine(incoming: str, layout_root: str) -> list[dict]:
     """What the score flow does with each batch, minus the scoring."""
-    layout = StorageLayout(layout_root, "demo")
+    layout = Storage(layout_root, "demo")
     results = []
-    for batch in [b.to_dict() for b in list_batches(incoming)]:
+    for batch in list_batches(incoming):
         outcome = validate_batch_task(
-            batch,
-            SUITE,
-            ID_COLUMN,
-            TIMESTAMP_COLUMN,
-            list(NUMERIC_COLUMNS),
-            list(CATEGORICAL_COLUMNS),
-            [],
-        )
+            batch, columns=demo_columns(), validation=demo_validation()
+        ).to_dict()
         if not outcome["accepted"]:
-            outcome["moved"] = quarantine_task(batch, layout.quarantine(batch["batch_id"]), outcome)
+            outcome["moved"] = quarantine_task(batch, outcome, storage=layout).to_dict()
         results.append(outcome)
     return results
 
@@ -54,7 +40,7 @@ def validate_and_quarantine(incoming: str, layout_root: str) -> list[dict]:
 def test_artifacts_summarise_warnings_and_name_the_quarantine_folder(prefect_test_server, tmp_path):
     from prefect.artifacts import Artifact
 
-    layout = StorageLayout(str(tmp_path / "root"), "demo")
+    layout = Storage(str(tmp_path / "root"), "demo")
     manifest = generate_demo_data(
         layout.incoming, days=2, rows_per_day=1200, seed=9, drift_day=None, malformed_day=None
     )

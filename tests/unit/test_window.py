@@ -8,7 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.io import StorageLayout, checksum, list_batches, write_json_atomic
+from tasks.io import Storage, checksum, list_batches, write_json_atomic
+from tasks.records import TrainingSplit
+from tasks.settings import ColumnsSettings
 from tasks.window import (
     accepted_batches,
     flagged_ids,
@@ -21,7 +23,7 @@ from tasks.window import (
 DAYS = ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04", "2026-01-05"]
 
 
-def write_batch(layout: StorageLayout, batch_id: str, n: int = 6, offset: int = 0) -> str:
+def write_batch(layout: Storage, batch_id: str, n: int = 6, offset: int = 0) -> str:
     path = Path(layout.incoming, f"{batch_id}.parquet")
     path.parent.mkdir(parents=True, exist_ok=True)
     ids = [f"{batch_id}-{i + offset}" for i in range(n)]
@@ -29,7 +31,7 @@ def write_batch(layout: StorageLayout, batch_id: str, n: int = 6, offset: int = 
     return str(path)
 
 
-def write_scored(layout: StorageLayout, batch_id: str, path: str, flagged: list[bool]) -> str:
+def write_scored(layout: Storage, batch_id: str, path: str, flagged: list[bool]) -> str:
     """A scored output and its success marker, as the score task writes them."""
     source = pq.read_table(path)
     output = Path(layout.scored_file(batch_id, batch_id))
@@ -56,12 +58,28 @@ def write_scored(layout: StorageLayout, batch_id: str, path: str, flagged: list[
 
 
 @pytest.fixture
-def layout(tmp_path: Path) -> StorageLayout:
-    return StorageLayout(str(tmp_path), "demo")
+def layout(tmp_path: Path) -> Storage:
+    return Storage(str(tmp_path), "demo")
 
 
-def batches(layout: StorageLayout) -> list[dict]:
-    return [b.to_dict() for b in list_batches(layout.incoming)]
+def batches(layout: Storage) -> list:
+    return list_batches(layout.incoming)
+
+
+def split_of(train: Path) -> TrainingSplit:
+    """A training split whose training rows are ``train`` (no holdout needed here)."""
+    return TrainingSplit(
+        method="time",
+        train_path=str(train),
+        holdout_path=str(train.with_name("holdout.parquet")),
+        train_rows=pq.read_metadata(train).num_rows,
+        holdout_rows=0,
+        holdout_fraction=0.2,
+        seed=0,
+        timestamp_column=None,
+        label_column=None,
+        label_note=None,
+    )
 
 
 def test_tonight_is_the_dated_batches_not_yet_scored(layout):
@@ -69,32 +87,32 @@ def test_tonight_is_the_dated_batches_not_yet_scored(layout):
     write_batch(layout, "2026-01-03-late")
     write_scored(layout, DAYS[2], paths[DAYS[2]], [False] * 6)
 
-    night = select_nightly_batches(batches(layout), layout, "2026-01-03")
-    assert [b["batch_id"] for b in night["pending"]] == ["2026-01-03-late"]
-    assert [m["batch_id"] for m in night["scored_before"]] == ["2026-01-03"]
+    night = select_nightly_batches(batches(layout), storage=layout, date="2026-01-03")
+    assert [b.batch_id for b in night.pending] == ["2026-01-03-late"]
+    assert [m.batch_id for m in night.scored_before] == ["2026-01-03"]
 
     # a scheduled run (no date): every batch not scored yet, and the history is not its business
-    everything = select_nightly_batches(batches(layout), layout)
-    assert [b["batch_id"] for b in everything["pending"]] == [
+    everything = select_nightly_batches(batches(layout), storage=layout)
+    assert [b.batch_id for b in everything.pending] == [
         "2026-01-01",
         "2026-01-02",
         "2026-01-03-late",
     ]
-    assert everything["scored_before"] == []
+    assert everything.scored_before == []
 
 
 def test_a_changed_file_under_a_scored_name_is_scored_again(layout):
     path = write_batch(layout, DAYS[0])
     write_scored(layout, DAYS[0], path, [False] * 6)
     write_batch(layout, DAYS[0], offset=100)  # re-delivered with other rows
-    night = select_nightly_batches(batches(layout), layout, DAYS[0])
-    assert [b["batch_id"] for b in night["pending"]] == [DAYS[0]]
-    assert night["scored_before"] == []
+    night = select_nightly_batches(batches(layout), storage=layout, date=DAYS[0])
+    assert [b.batch_id for b in night.pending] == [DAYS[0]]
+    assert night.scored_before == []
 
 
 def test_a_bad_date_is_one_clear_error(layout):
     with pytest.raises(ValueError, match="date must be a date YYYY-MM-DD"):
-        select_nightly_batches([], layout, "yesterday")
+        select_nightly_batches([], storage=layout, date="yesterday")
 
 
 def test_date_ranges_are_inclusive_and_skip_undated_batches(layout):
@@ -102,7 +120,7 @@ def test_date_ranges_are_inclusive_and_skip_undated_batches(layout):
         write_batch(layout, day)
     write_batch(layout, "manual-upload")
     chosen = select_date_range(batches(layout), "2026-01-02", "2026-01-04")
-    assert [b["batch_id"] for b in chosen] == DAYS[1:4]
+    assert [b.batch_id for b in chosen] == DAYS[1:4]
     with pytest.raises(ValueError, match="start 2026-01-04 is after end 2026-01-02"):
         select_date_range(batches(layout), "2026-01-04", "2026-01-02")
 
@@ -113,16 +131,16 @@ def test_the_window_holds_the_accepted_batches_of_the_last_n_days(layout):
         if day != "2026-01-04":  # validated and quarantined elsewhere: never scored
             write_scored(layout, day, paths[day], [False] * 6)
     accepted = accepted_batches(layout)
-    assert [b["batch_id"] for b in accepted] == [
+    assert [b.batch_id for b in accepted] == [
         "2026-01-01",
         "2026-01-02",
         "2026-01-03",
         "2026-01-05",
     ]
-    assert accepted[0]["rows"] == 6 and accepted[0]["model_version"] == "v1"
+    assert accepted[0].rows_out == 6 and accepted[0].model_version == "v1"
 
-    assert [b["batch_id"] for b in training_window(accepted, 3)] == ["2026-01-03", "2026-01-05"]
-    assert [b["batch_id"] for b in training_window(accepted, 2, until="2026-01-02")] == [
+    assert [b.batch_id for b in training_window(accepted, 3)] == ["2026-01-03", "2026-01-05"]
+    assert [b.batch_id for b in training_window(accepted, 2, until="2026-01-02")] == [
         "2026-01-01",
         "2026-01-02",
     ]
@@ -139,20 +157,26 @@ def test_rows_flagged_in_the_scored_outputs_are_left_out_of_the_training_rows(la
     for day, flagged in flags.items():
         write_scored(layout, day, write_batch(layout, day), flagged)
     window = training_window(accepted_batches(layout), 7)
-    assert sorted(flagged_ids(window, "id").to_pylist()) == [
+    assert sorted(flagged_ids(window, "id", layout).to_pylist()) == [
         f"{DAYS[0]}-1",
         f"{DAYS[0]}-4",
         f"{DAYS[1]}-5",
     ]
     # a training split: rows of both days, reordered (as a time-ordered split would)
-    rows = pa.concat_tables([pq.read_table(b["path"]) for b in window]).take([11, 0, 4, 7, 1, 5])
+    rows = pa.concat_tables([pq.read_table(b.input_path) for b in window])
+    rows = rows.take([11, 0, 4, 7, 1, 5])
     train = Path(layout.root, "split", "train.parquet")
     train.parent.mkdir()
     pq.write_table(rows, train)
-    destination = str(Path(layout.reports("retrain-test"), "train-without-flagged.parquet"))
+    columns = ColumnsSettings(id="id", numeric=["amount"])
 
-    result = without_flagged_rows(str(train), window, "id", destination)
-    assert result == {"path": destination, "rows_in": 6, "rows_kept": 3, "rows_left_out": 3}
+    result = without_flagged_rows(
+        split=split_of(train), window=window, columns=columns, storage=layout
+    )
+    destination = str(train.with_name("train-without-flagged.parquet"))
+    assert (result.rows_before, result.rows_left_out) == (6, 3)
+    assert (result.split.train_path, result.split.train_rows) == (destination, 3)
+    assert not train.exists()  # the unfiltered training rows are not kept
     assert pq.read_table(destination).column("id").to_pylist() == [
         f"{DAYS[0]}-0",
         f"{DAYS[1]}-1",
@@ -167,7 +191,12 @@ def test_training_rows_without_the_id_column_cannot_be_matched(layout):
     pq.write_table(pq.read_table(path).drop_columns(["id"]), train)
     window = training_window(accepted_batches(layout), 1)
     with pytest.raises(ValueError, match="lack the id column 'id'"):
-        without_flagged_rows(str(train), window, "id", str(Path(layout.root, "out.parquet")))
+        without_flagged_rows(
+            split=split_of(train),
+            window=window,
+            columns=ColumnsSettings(id="id", numeric=["amount"]),
+            storage=layout,
+        )
 
 
 def test_nights_and_ranges_follow_the_batch_dates_not_the_ids(layout):
@@ -175,14 +204,17 @@ def test_nights_and_ranges_follow_the_batch_dates_not_the_ids(layout):
     for batch_id in ("export-a", "export-b", "2026-01-09"):
         write_batch(layout, batch_id)
     dates = {"export-a": "2026-01-03", "export-b": "2026-01-04", "2026-01-09": "2026-01-02"}
-    night = select_nightly_batches(batches(layout), layout, "2026-01-03", dates=dates)
-    assert [b["batch_id"] for b in night["pending"]] == ["export-a"]
+    night = select_nightly_batches(batches(layout), storage=layout, date="2026-01-03", dates=dates)
+    assert [b.batch_id for b in night.pending] == ["export-a"]
     # the id says 2026-01-09, its rows say 2026-01-02: the rows win
     assert (
-        select_nightly_batches(batches(layout), layout, "2026-01-09", dates=dates)["pending"] == []
+        select_nightly_batches(
+            batches(layout), storage=layout, date="2026-01-09", dates=dates
+        ).pending
+        == []
     )
     chosen = select_date_range(batches(layout), "2026-01-02", "2026-01-03", dates)
-    assert [b["batch_id"] for b in chosen] == ["2026-01-09", "export-a"]
+    assert [b.batch_id for b in chosen] == ["2026-01-09", "export-a"]
 
 
 def test_the_training_window_counts_days_of_batch_dates(layout):
@@ -193,10 +225,8 @@ def test_the_training_window_counts_days_of_batch_dates(layout):
     write_batch(layout, "undated")
     dates = {f"shop-{d}": d for d in DAYS} | {"undated": None}
     chosen = select_training_batches(batches(layout), 3, "2026-01-04", dates=dates)
-    assert [b["batch_id"] for b in chosen] == [f"shop-{d}" for d in DAYS[1:4]]
+    assert [b.batch_id for b in chosen] == [f"shop-{d}" for d in DAYS[1:4]]
     newest = select_training_batches(batches(layout), 2, dates=dates)
-    assert [b["batch_id"] for b in newest] == [f"shop-{d}" for d in DAYS[3:]]
+    assert [b.batch_id for b in newest] == [f"shop-{d}" for d in DAYS[3:]]
     # without dates, the date written in each id
-    assert [b["batch_id"] for b in select_training_batches(batches(layout), 1)] == [
-        f"shop-{DAYS[-1]}"
-    ]
+    assert [b.batch_id for b in select_training_batches(batches(layout), 1)] == [f"shop-{DAYS[-1]}"]

@@ -28,7 +28,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.frames import null_missing_tokens
-from tasks.validate import NUMERIC_DTYPES, _decode_dictionaries, _jsonable
+from tasks.settings import ColumnsSettings
+from tasks.validation.outcome import jsonable
+from tasks.validation.prechecks import decode_dictionaries
+from tasks.validation.suite import NUMERIC_DTYPES
 
 
 @dataclass(frozen=True)
@@ -231,7 +234,7 @@ def _categorical_checks(
     )
     if not levels or len(levels) > settings.max_levels:
         return []
-    values = [_jsonable(level) for level, _ in levels]
+    values = [jsonable(level) for level, _ in levels]
     checks = [
         _expectation(
             "expect_column_values_to_be_in_set",
@@ -354,22 +357,20 @@ def _check_reference(
 
 def draft_suite(
     reference: pa.Table | Sequence[pa.Table],
+    *,
     name: str,
-    id_column: str,
-    timestamp_column: str | None,
-    numeric: Sequence[str],
-    categorical: Sequence[str],
-    label_column: str | None = None,
-    missing_tokens: Sequence[str] = (),
+    columns: ColumnsSettings,
     references: Sequence[str] = (),
     settings: DraftSettings | None = None,
 ) -> dict[str, Any]:
-    """A suite (GX 1.x JSON document) drafted from reference batches, meant to be reviewed.
+    """A suite (GX 1.x JSON document) named ``name`` (the dataset), drafted from reference
+    batches, meant to be reviewed.
 
     ``reference`` is one batch (a table) or several (a list of tables with one layout; bounds
     then come from per-batch statistics, see the module docstring). ``references`` names them in
-    the suite's meta. The label column may be missing from the references; it is recorded as
-    optional (a batch may have it or not).
+    the suite's meta. ``columns`` gives the roles (id, timestamp, features) and the missing-value
+    tokens. The label column may be missing from the references; it is recorded as optional (a
+    batch may have it or not).
 
     Critical: the exact column set, a non-empty batch, each column's type, id uniqueness, no nulls
     in key columns (id, timestamp), no column more than half empty. Warnings: null shares with
@@ -377,6 +378,9 @@ def draft_suite(
     (KL divergence). Each reference batch must meet the critical checks itself.
     """
     settings = settings or DraftSettings()
+    id_column, timestamp_column, label_column = columns.id, columns.timestamp, columns.label
+    numeric, categorical = columns.numeric, columns.categorical
+    missing_tokens = columns.missing_values
     tables = [reference] if isinstance(reference, pa.Table) else list(reference)
     if not tables:
         raise ValueError("draft_suite needs at least one reference batch")
@@ -387,7 +391,7 @@ def draft_suite(
         if table.schema.names != present:
             raise ValueError(f"{where} has columns {table.schema.names}, the first has {present}")
         _check_reference(table, roles, id_column, where)
-    tables = [null_missing_tokens(_decode_dictionaries(t), missing_tokens) for t in tables]
+    tables = [null_missing_tokens(decode_dictionaries(t), missing_tokens) for t in tables]
     counts = [t.num_rows for t in tables]
     rows = sum(counts)
     size = (
@@ -493,7 +497,7 @@ def draft_suite(
             "drafted_from": [posixpath.basename(str(r).rstrip("/")) for r in references],
             "reference_rows": rows,
             "optional_columns": [label_column] if label_column else [],
-            "settings": _jsonable(asdict(settings)),
+            "settings": jsonable(asdict(settings)),
         },
         "great_expectations_version": _gx_version(),
     }
@@ -520,4 +524,4 @@ def _gx_version() -> str:
 
 def suite_json(suite: dict[str, Any]) -> str:
     """Stable, diff-friendly JSON text of a suite (sorted keys, two-space indent, final newline)."""
-    return json.dumps(_jsonable(suite), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return json.dumps(jsonable(suite), indent=2, sort_keys=True, ensure_ascii=False) + "\n"

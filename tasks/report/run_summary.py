@@ -1,38 +1,46 @@
-"""Run summaries: the numbers a person checks after a run, as JSON and as Prefect artifacts."""
+"""Run summaries: the numbers a person checks after a score run (rows in, scored, quarantined,
+flagged), as JSON, as Prefect artifacts and as the run's one-line result and event."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from tasks.artifacts import artifact_key
 from tasks.fit_checks import flag_rate_warning
-from tasks.io import StorageOptions, write_json_atomic
 from tasks.markdown import md_code, md_text
+from tasks.settings import ThresholdSettings
 
 
-def artifact_key(dataset: str, kind: str) -> str:
-    """A Prefect artifact key (lowercase letters, digits and dashes only) for a dataset."""
-    return re.sub(r"[^a-z0-9-]+", "-", f"{dataset.lower()}-{kind}").strip("-")
+@dataclass(frozen=True)
+class RunBatches:
+    """What became of the batches of a score run, each as its JSON record: ``scored`` (score
+    markers), ``skipped`` (markers of batches scored before, or records of batches another run
+    quarantined), ``quarantined`` (quarantine records), ``warnings`` (validation outcomes of
+    batches scored with warnings)."""
+
+    scored: Sequence[dict[str, Any]] = ()
+    skipped: Sequence[dict[str, Any]] = ()
+    quarantined: Sequence[dict[str, Any]] = ()
+    warnings: Sequence[dict[str, Any]] = ()
 
 
 def summarize_score_run(
     dataset: str,
     model_version: str,
-    scored: Sequence[dict[str, Any]],
-    skipped: Sequence[dict[str, Any]],
-    quarantined: Sequence[dict[str, Any]],
-    warnings: Sequence[dict[str, Any]] = (),
-    threshold_method: str | None = None,
-    threshold_value: float | None = None,
+    batches: RunBatches,
+    *,
+    threshold: ThresholdSettings | None = None,
     ignored: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """Totals of a score run. ``rows_in`` counts every row seen in this run, so
-    rows_in == rows_scored + rows_quarantined holds for each run (skipped batches are not seen).
+    """Totals of a score run of ``dataset`` with ``model_version``. ``rows_in`` counts every row
+    seen in this run, so rows_in == rows_scored + rows_quarantined holds for each run (skipped
+    batches are not seen).
 
     A quarantined batch whose row count is unknown (its Parquet footer cannot be read) makes
     ``rows_quarantined`` and ``rows_in`` None (unknown), never a silent under-count; the ``*_known``
@@ -40,9 +48,10 @@ def summarize_score_run(
     the paths under incoming/ that are not batches, each with its reason.
 
     ``flag_warnings`` (one line each) name a scored batch, or the run, whose flag rate is 0 or far
-    from the threshold rule's target (``threshold_method``/``threshold_value``, see
-    :func:`tasks.fit_checks.flag_rate_warning`).
+    from the threshold rule's target (``threshold``, see :func:`tasks.fit_checks.flag_rate_warning`).
     """
+    scored, quarantined, warnings = batches.scored, batches.quarantined, batches.warnings
+    method, value = (threshold.method, threshold.value) if threshold else (None, None)
     rows_scored = sum(int(m["rows_out"]) for m in scored)
     unknown = [q["batch_id"] for q in quarantined if q.get("rows") is None]
     quarantined_known = sum(int(q["rows"]) for q in quarantined if q.get("rows") is not None)
@@ -52,7 +61,7 @@ def summarize_score_run(
         "dataset": dataset,
         "model_version": model_version,
         "batches_scored": len(scored),
-        "batches_skipped": len(skipped),
+        "batches_skipped": len(batches.skipped),
         "batches_quarantined": len(quarantined),
         "batches_with_warnings": len(warnings),
         "rows_in": None if unknown else rows_in_known,
@@ -64,10 +73,10 @@ def summarize_score_run(
         "rows_flagged": flagged,
         "flagged_share": flagged / rows_scored if rows_scored else 0.0,
         "scored": list(scored),
-        "skipped": [s["batch_id"] for s in skipped],
+        "skipped": [s["batch_id"] for s in batches.skipped],
         "quarantined": list(quarantined),
         "warnings": list(warnings),
-        "flag_warnings": _flag_warnings(scored, threshold_method, threshold_value),
+        "flag_warnings": _flag_warnings(scored, method, value),
         "ignored": list(ignored),
     }
 
@@ -163,22 +172,18 @@ def score_summary_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@task(name="score-run-summary", cache_policy=NO_CACHE)
-def score_summary_task(
+def summarize_and_publish(
     dataset: str,
     model_version: str,
-    scored: list[dict[str, Any]],
-    skipped: list[dict[str, Any]],
-    quarantined: list[dict[str, Any]],
-    warnings: list[dict[str, Any]],
-    threshold_method: str | None = None,
-    threshold_value: float | None = None,
-    ignored: list[dict[str, Any]] | None = None,
+    batches: RunBatches,
+    *,
+    threshold: ThresholdSettings | None = None,
+    ignored: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
+    """:func:`summarize_score_run`, published as the run's Markdown artifact."""
     summary = summarize_score_run(
-        dataset, model_version, scored, skipped, quarantined, warnings,
-        threshold_method, threshold_value, ignored or [],
-    )  # fmt: skip
+        dataset, model_version, batches, threshold=threshold, ignored=ignored
+    )
     create_markdown_artifact(
         markdown=score_summary_markdown(summary),
         key=artifact_key(dataset, "score-summary"),
@@ -187,19 +192,7 @@ def score_summary_task(
     return summary
 
 
-@task(name="publish-record", cache_policy=NO_CACHE)
-def publish_record_task(
-    record: dict[str, Any],
-    url: str,
-    markdown: str,
-    key: str,
-    description: str,
-    options: StorageOptions = None,
-) -> str:
-    """Store a run's record as JSON at ``url`` and publish its Markdown as a Prefect artifact."""
-    write_json_atomic(record, url, options)
-    create_markdown_artifact(markdown=markdown, key=key, description=description)
-    return url
+score_summary_task = task(summarize_and_publish, name="score-run-summary", cache_policy=NO_CACHE)
 
 
 # The counts a run's result event carries (see publish_result).

@@ -12,23 +12,22 @@ from __future__ import annotations
 
 import datetime as dt
 import posixpath
-from pathlib import Path
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from models.storage import is_temporary
-from models.storage_errors import as_storage_error, storage_errors
+from models.storage_errors import storage_errors
+from tasks.artifacts import artifact_key, publish_markdown, run_logger
 from tasks.incoming import RejectedBatch, scan_incoming
 from tasks.io import (
     BatchRef,
-    StorageLayout,
+    Storage,
     StorageOptions,
     batch_files,
     checksum,
     copy_tree,
-    count_rows,
     exists,
     filesystem,
     is_local,
@@ -42,36 +41,24 @@ from tasks.io import (
 )
 from tasks.locks import BatchLock
 from tasks.markdown import md_code
-from tasks.validate import (
-    ReleaseError,
-    ValidationOutcome,
-    _artifact_key,
-    _now,
-    _precheck,
-    _publish_markdown,
-    _run_logger,
-)
+from tasks.records import QuarantineRecord
+from tasks.validation.outcome import ValidationOutcome, precheck_failure, utc_now
+from tasks.validation.prechecks import footer_rows
+from tasks.validation.validator import as_batch
 
 QUARANTINED = "quarantined"
 # Another run moved the batch first (or it left incoming/ otherwise): nothing was done here.
 ELSEWHERE = "quarantined_elsewhere"
 
 
-def _as_batch(batch: BatchRef | dict[str, Any]) -> BatchRef:
-    return batch if isinstance(batch, BatchRef) else BatchRef(**batch)
+class ReleaseError(ValueError):
+    """A quarantined batch that cannot be released as asked; the message says why and what to do."""
 
 
 def _as_outcome(outcome: ValidationOutcome | dict[str, Any]) -> ValidationOutcome:
     return (
         outcome if isinstance(outcome, ValidationOutcome) else ValidationOutcome.from_dict(outcome)
     )
-
-
-def _parent(url: str) -> str:
-    url = str(url).rstrip("/")
-    if is_local(url) and not url.startswith("file://"):
-        return str(Path(url).parent)
-    return posixpath.dirname(url)
 
 
 def _name(url: str) -> str:
@@ -87,16 +74,10 @@ def _move(src: str, dest: str, options: StorageOptions) -> None:
     remove(src, options)
 
 
-def archive_folder(quarantine_dir: str, batch_id: str, label: str) -> str:
-    """Where a superseded or released quarantine folder is kept: ``_archive/<batch_id>/<stamp>-<label>``."""
-    return join(_parent(quarantine_dir), "_archive", batch_id, f"{_stamp()}-{label}")
-
-
-def batch_lock_url(quarantine_dir: str, batch_id: str) -> str:
-    """The batch's lock (the one scoring takes) for ``<root>/quarantine/<dataset>/<batch_id>``."""
-    dataset_folder = _parent(quarantine_dir)
-    root = _parent(_parent(dataset_folder))
-    return StorageLayout(root, _name(dataset_folder)).scoring_lock(batch_id)
+def _archive_folder(storage: Storage, batch_id: str, label: str) -> str:
+    """Where a superseded or released quarantine folder is kept:
+    ``quarantine/<dataset>/_archive/<batch_id>/<stamp>-<label>``."""
+    return join(storage.quarantine_archive(batch_id), f"{_stamp()}-{label}")
 
 
 def _describe_input(path: str, options: StorageOptions) -> dict[str, Any]:
@@ -139,14 +120,14 @@ def _markdown(outcome: ValidationOutcome, quarantine_dir: str, batch_id: str) ->
 def quarantine_inputs(
     batch_id: str,
     paths: list[str] | tuple[str, ...],
-    quarantine_dir: str,
     outcome: ValidationOutcome | dict[str, Any],
-    options: StorageOptions = None,
     *,
+    storage: Storage,
     lock_timeout_s: float = 3600.0,
-) -> dict[str, Any]:
-    """Move every input of batch ``batch_id`` into ``quarantine_dir`` with report.json and
-    report.md, exactly once, under the batch's lock.
+) -> QuarantineRecord:
+    """Move every input of batch ``batch_id`` into its quarantine folder
+    (``quarantine/<dataset>/<batch_id>/``) with report.json and report.md, exactly once, under
+    the batch's lock (the one scoring takes).
 
     - None of ``paths`` left in incoming/: another run moved them; nothing is done and the record
       says ``"status": "quarantined_elsewhere"``.
@@ -156,98 +137,86 @@ def quarantine_inputs(
       after its report: the move is finished (temporaries removed, inputs removed).
     - A folder of an earlier, different delivery under this id is archived as ``superseded``.
 
-    Returns ``{"batch_id", "status", "rows", "quarantine_dir", "reason"}`` (rows None: unknown).
+    Returns the :class:`~tasks.records.QuarantineRecord` (``rows`` None: unknown). Inside a
+    Prefect run it is logged, and a batch moved here gets a Markdown artifact naming its folder.
     """
     outcome = _as_outcome(outcome)
+    quarantine_dir, options = storage.quarantine(batch_id), storage.options
     with (
         storage_errors(quarantine_dir, f"quarantining batch {batch_id!r}"),
-        BatchLock(batch_lock_url(quarantine_dir, batch_id), options, lock_timeout_s),
+        BatchLock(storage.scoring_lock(batch_id), options, lock_timeout_s),
     ):
-        record = {
-            "batch_id": batch_id,
-            "status": QUARANTINED,
-            "rows": outcome.rows,
-            "quarantine_dir": quarantine_dir,
-            "reason": outcome.reason,
-        }
+        record = QuarantineRecord(
+            batch_id=batch_id,
+            status=QUARANTINED,
+            rows=outcome.rows,
+            quarantine_dir=quarantine_dir,
+            reason=outcome.reason,
+        )
         present = [path for path in paths if exists(path, options)]
         if not present:
-            return {
-                **record,
-                "status": ELSEWHERE,
-                "reason": "no longer in incoming/: another run quarantined it first",
-            }
-        inputs = [_describe_input(path, options) for path in present]
-        existing = read_json(join(quarantine_dir, "report.json"), options)
-        if exists(quarantine_dir, options):
-            if existing is None:
-                remove(quarantine_dir, options)
-            elif _same_inputs(existing, inputs):
-                _remove_temporaries(quarantine_dir, options)
-                if not exists(join(quarantine_dir, "report.md"), options):
-                    markdown = _markdown(outcome, quarantine_dir, batch_id)
-                    write_text_atomic(markdown, join(quarantine_dir, "report.md"), options)
-                for path in present:
-                    remove(path, options)
-                return record
-            else:
-                archived = archive_folder(quarantine_dir, batch_id, "superseded")
-                _move(quarantine_dir, archived, options)
-        report = {
-            **outcome.to_dict(),
-            "quarantined_at": _now(),
-            "input": inputs[0],
-            "inputs": inputs,
-        }
-        move_into_quarantine(
-            present, quarantine_dir, report, _markdown(outcome, quarantine_dir, batch_id), options
-        )
-        return record
+            record = record.replace(
+                status=ELSEWHERE, reason="no longer in incoming/: another run quarantined it first"
+            )
+        else:
+            _move_inputs(present, outcome, record, storage)
+    _announce(record, outcome)
+    return record
+
+
+def _move_inputs(
+    present: list[str], outcome: ValidationOutcome, record: QuarantineRecord, storage: Storage
+) -> None:
+    """The move itself, under the batch's lock: ``present`` are the inputs still in incoming/."""
+    batch_id, quarantine_dir, options = record.batch_id, record.quarantine_dir, storage.options
+    inputs = [_describe_input(path, options) for path in present]
+    existing = read_json(join(quarantine_dir, "report.json"), options)
+    if exists(quarantine_dir, options):
+        if existing is None:
+            remove(quarantine_dir, options)
+        elif _same_inputs(existing, inputs):
+            _remove_temporaries(quarantine_dir, options)
+            if not exists(join(quarantine_dir, "report.md"), options):
+                markdown = _markdown(outcome, quarantine_dir, batch_id)
+                write_text_atomic(markdown, join(quarantine_dir, "report.md"), options)
+            for path in present:
+                remove(path, options)
+            return
+        else:
+            archived = _archive_folder(storage, batch_id, "superseded")
+            _move(quarantine_dir, archived, options)
+    report = {
+        **outcome.to_dict(),
+        "quarantined_at": utc_now(),
+        "input": inputs[0],
+        "inputs": inputs,
+    }
+    move_into_quarantine(
+        present, quarantine_dir, report, _markdown(outcome, quarantine_dir, batch_id), options
+    )
 
 
 def quarantine(
     batch: BatchRef | dict[str, Any],
-    quarantine_dir: str,
     outcome: ValidationOutcome | dict[str, Any],
-    options: StorageOptions = None,
     *,
+    storage: Storage,
     lock_timeout_s: float = 3600.0,
-) -> dict[str, Any]:
-    """Move a rejected batch into ``quarantine_dir`` with report.json and report.md, exactly once
-    (see :func:`quarantine_inputs`). The input is kept byte for byte (its sha256 is in the report).
-
-    Returns {"batch_id", "status", "rows", "quarantine_dir", "reason"}.
-    """
-    batch = _as_batch(batch)
+) -> QuarantineRecord:
+    """Move a rejected batch into its quarantine folder with report.json and report.md, exactly
+    once (see :func:`quarantine_inputs`). The input is kept byte for byte (its sha256 is in the
+    report)."""
+    batch = as_batch(batch)
     return quarantine_inputs(
-        batch.batch_id,
-        [batch.path],
-        quarantine_dir,
-        outcome,
-        options,
-        lock_timeout_s=lock_timeout_s,
+        batch.batch_id, [batch.path], outcome, storage=storage, lock_timeout_s=lock_timeout_s
     )
-
-
-def _known_rows(paths: tuple[str, ...], options: StorageOptions) -> int | None:
-    """Rows the inputs' Parquet footers announce, None (unknown) when one cannot be read."""
-    total = 0
-    for path in paths:
-        try:
-            total += count_rows(path, options)
-        except Exception as exc:  # an unreadable footer: unknown; storage trouble: raise
-            problem = as_storage_error(exc, path, "counting the rows of a rejected batch")
-            if problem is not None:
-                raise problem from exc
-            return None
-    return total
 
 
 def rejected_outcome(rejected: RejectedBatch, options: StorageOptions = None) -> ValidationOutcome:
     """The quarantine report of a batch whose id cannot be used (ambiguous or against the id
     rules, see tasks.incoming): one critical pre-check naming the rule and every input."""
     names = [_name(path) for path in rejected.paths]
-    failure = _precheck(
+    failure = precheck_failure(
         "batch_id",
         rejected.reason,
         expected="one input per batch id, following the batch-id rules (docs/outputs.md)",
@@ -257,18 +226,19 @@ def rejected_outcome(rejected: RejectedBatch, options: StorageOptions = None) ->
         rejected.batch_id,
         "quarantined",
         False,
-        _known_rows(rejected.paths, options),
+        footer_rows(rejected.paths, options, "counting the rows of a rejected batch"),
         [failure],
         [],
         f"quarantined, batch id refused: {rejected.reason}",
         checks=0,
-        validated_at=_now(),
+        validated_at=utc_now(),
     )
 
 
 # ---------------------------------------------------------------------------------- listing
-def list_quarantined(quarantine_root: str, options: StorageOptions = None) -> list[dict[str, Any]]:
+def list_quarantined(storage: Storage) -> list[dict[str, Any]]:
     """The batches waiting in quarantine, by batch id, with the reason from each report."""
+    quarantine_root, options = storage.quarantine(), storage.options
     fs, inner = filesystem(quarantine_root, options)
     if not fs.exists(inner):
         return []
@@ -326,12 +296,11 @@ def quarantined_input(quarantine_dir: str, options: StorageOptions = None) -> st
 
 def release_quarantined(
     batch_id: str,
-    quarantine_root: str,
-    incoming: str,
+    *,
+    storage: Storage,
     validate: Any,
     replacement: str | None = None,
     force: bool = False,
-    options: StorageOptions = None,
 ) -> dict[str, Any]:
     """Put a quarantined batch back in incoming/ so the next run validates and scores it.
 
@@ -341,13 +310,15 @@ def release_quarantined(
     release.json, so the original input and report are never lost. Runs under the batch's lock.
     Returns what was done.
     """
-    quarantine_dir = join(quarantine_root, batch_id)
-    if read_json(join(quarantine_dir, "report.json"), options) is None:
-        waiting = [e["batch_id"] for e in list_quarantined(quarantine_root, options)]
+    quarantine_dir, options = storage.quarantine(batch_id), storage.options
+    incoming = storage.incoming
+    if read_json(storage.quarantine_report(batch_id), options) is None:
+        waiting = [e["batch_id"] for e in list_quarantined(storage)]
         raise ReleaseError(
-            f"no quarantined batch {batch_id!r} in {quarantine_root}; quarantined now: {waiting}"
+            f"no quarantined batch {batch_id!r} in {storage.quarantine()}; "
+            f"quarantined now: {waiting}"
         )
-    with BatchLock(batch_lock_url(quarantine_dir, batch_id), options):
+    with BatchLock(storage.scoring_lock(batch_id), options):
         original = quarantined_input(quarantine_dir, options) if replacement is None else None
         source = replacement or original
         fs, source_inner = filesystem(source, options)
@@ -372,11 +343,11 @@ def release_quarantined(
                 "fixed file with --input) or the suite, or release anyway with --force."
             )
         copy_tree(source, destination, options)
-        archived = archive_folder(quarantine_dir, batch_id, "released")
+        archived = _archive_folder(storage, batch_id, "released")
         _move(quarantine_dir, archived, options)
         record = {
             "batch_id": batch_id,
-            "released_at": _now(),
+            "released_at": utc_now(),
             "released_to": destination,
             "source": "replacement" if replacement else "quarantined input",
             "replacement": replacement,
@@ -388,51 +359,40 @@ def release_quarantined(
 
 
 # ------------------------------------------------------------------------------ Prefect tasks
-def _publish(moved: dict[str, Any], outcome: ValidationOutcome) -> None:
-    quarantine_dir = moved["quarantine_dir"]
-    _run_logger().warning(
-        "batch %s quarantined in %s: %s", moved["batch_id"], quarantine_dir, moved["reason"]
-    )
-    _publish_markdown(
-        _artifact_key("quarantine", moved["batch_id"]),
-        f"Quarantined in {md_code(quarantine_dir)} (input, report.json, report.md).\n\n"
+def _announce(record: QuarantineRecord, outcome: ValidationOutcome) -> None:
+    """Inside a Prefect run: log the move and publish a Markdown artifact that names the folder
+    (a batch another run moved first gets a log line only). Outside one, nothing is said."""
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+        return
+    if record.status != QUARANTINED:
+        run_logger().info("batch %s: %s", record.batch_id, record.reason)
+        return
+    folder = record.quarantine_dir
+    run_logger().warning("batch %s quarantined in %s: %s", record.batch_id, folder, record.reason)
+    publish_markdown(
+        artifact_key("quarantine", record.batch_id),
+        f"Quarantined in {md_code(folder)} (input, report.json, report.md).\n\n"
         + outcome.report_markdown(),
-        f"batch {moved['batch_id']} quarantined: {moved['reason']}"[:500],
+        f"batch {record.batch_id} quarantined: {record.reason}"[:500],
     )
 
 
-def _reported(moved: dict[str, Any], outcome: ValidationOutcome) -> dict[str, Any]:
-    if moved["status"] == QUARANTINED:
-        _publish(moved, outcome)
-    else:
-        _run_logger().info("batch %s: %s", moved["batch_id"], moved["reason"])
-    return moved
+def quarantine_rejected(rejected: RejectedBatch, *, storage: Storage) -> QuarantineRecord:
+    """Quarantine every input of a batch whose id was refused (see tasks.incoming)."""
+    where = storage.quarantine(rejected.batch_id)
+    with storage_errors(where, f"quarantining batch {rejected.batch_id!r}"):
+        outcome = rejected_outcome(rejected, storage.options)
+    return quarantine_inputs(rejected.batch_id, rejected.paths, outcome, storage=storage)
 
 
-@task(name="quarantine-batch", cache_policy=NO_CACHE, **storage_retry_options())
-def quarantine_task(
-    batch: BatchRef | dict[str, Any],
-    quarantine_dir: str,
-    outcome: ValidationOutcome | dict[str, Any],
-    options: StorageOptions = None,
-) -> dict[str, Any]:
-    """`quarantine` as a Prefect task, plus a markdown artifact that names the folder.
-
-    Returns {"batch_id", "status", "rows", "quarantine_dir", "reason"}.
-    """
-    report = _as_outcome(outcome)
-    return _reported(quarantine(batch, quarantine_dir, report, options), report)
-
-
-@task(name="quarantine-rejected-batch", cache_policy=NO_CACHE, **storage_retry_options())
-def quarantine_rejected_task(
-    rejected: dict[str, Any], quarantine_dir: str, options: StorageOptions = None
-) -> dict[str, Any]:
-    """Quarantine every input of a batch whose id was refused (:class:`RejectedBatch` as a dict)."""
-    refused = RejectedBatch(
-        rejected["batch_id"], tuple(rejected["paths"]), rejected["size_bytes"], rejected["reason"]
-    )
-    with storage_errors(quarantine_dir, f"quarantining batch {refused.batch_id!r}"):
-        outcome = rejected_outcome(refused, options)
-    moved = quarantine_inputs(refused.batch_id, refused.paths, quarantine_dir, outcome, options)
-    return _reported(moved, outcome)
+quarantine_task = task(
+    quarantine, name="quarantine-batch", cache_policy=NO_CACHE, **storage_retry_options()
+)
+quarantine_rejected_task = task(
+    quarantine_rejected,
+    name="quarantine-rejected-batch",
+    cache_policy=NO_CACHE,
+    **storage_retry_options(),
+)
