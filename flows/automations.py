@@ -175,7 +175,9 @@ def resolve_block(client: Any, reference: str) -> UUID:
             f"custom-webhook/alerts) or a block id, got {reference!r}"
         )
     try:
-        document = client.read_block_document_by_name(name=name, block_type_slug=slug)
+        document = client.read_block_document_by_name(
+            name=name, block_type_slug=slug, include_secrets=False
+        )
     except ObjectNotFound:
         raise ValueError(
             f"no block {reference!r} on the Prefect API; create it first (docs/events.md: "
@@ -195,6 +197,11 @@ def resolve_deployment(client: Any, name: str) -> UUID:
     """The id of deployment ``flow/deployment`` (e.g. ``aeflow-retrain/demo-retrain``)."""
     from prefect.exceptions import ObjectNotFound
 
+    if name.count("/") != 1 or name.startswith("/") or name.endswith("/"):
+        raise ValueError(
+            f"--retrain-deployment takes FLOW/DEPLOYMENT (e.g. aeflow-retrain/demo-retrain), got "
+            f"{name!r}"
+        )
     try:
         return client.read_deployment_by_name(name).id
     except ObjectNotFound:
