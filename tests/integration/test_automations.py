@@ -18,6 +18,7 @@ import contextlib
 import datetime as dt
 import io
 import json
+import logging
 import threading
 import time
 import tomllib
@@ -83,7 +84,20 @@ def flow_runs(deployment_id) -> list:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def config(tmp_path_factory) -> Path:
+    """The demo config for dataset events-demo on a storage root with no batches."""
+    workdir = tmp_path_factory.mktemp("automations")
+    data = tomllib.loads((REPO_ROOT / "configs" / "demo.toml").read_text())
+    data.update(dataset=DATASET)
+    data["storage"]["root"] = "data"
+    data["validation"]["suite"] = "demo.json"
+    config = workdir / "events.yaml"
+    config.write_text(yaml.safe_dump(data))
+    return config
+
+
+@pytest.fixture(scope="module")
+def served(config):
     """`aeflow serve --automations --notify` (twice) for a dataset with no batches, and the first
     notification heard: the server acts on the automations from then on."""
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
@@ -92,13 +106,6 @@ def served(tmp_path_factory):
 
     from flows.automations import installed_automations, remove_automations
 
-    workdir = tmp_path_factory.mktemp("automations")
-    data = tomllib.loads((REPO_ROOT / "configs" / "demo.toml").read_text())
-    data.update(dataset=DATASET)
-    data["storage"]["root"] = "data"
-    data["validation"]["suite"] = "demo.json"
-    config = workdir / "events.yaml"
-    config.write_text(yaml.safe_dump(data))
     hook = Hook()
     CustomWebhookNotificationBlock(
         name="aeflow test", url=hook.url, json_data={"subject": "{{subject}}", "body": "{{body}}"}
@@ -194,10 +201,9 @@ def test_drift_a_night_did_not_retrain_on_runs_the_retrain_deployment(served):
     assert run.parameters["config"] == str(served["config"].resolve())
 
     # The run runs (as the served runner would run it): nothing to train on yet, so skipped.
-    state = run_flow(retrain_flow, flow_run=run, parameters=run.parameters, return_type="state")
-    assert state.is_completed(), state
-    record = state.result()
+    record = run_flow(retrain_flow, flow_run=run, parameters=run.parameters)
     assert record["trigger"] == "drift" and record["decision"] == "skipped"
+    assert record["trigger_reasons"] == ["drift in n2: amount PSI 0.41"]
     [after] = [r for r in flow_runs(deployment.id) if r.id == run.id]
     assert after.state.is_completed()
 
@@ -220,3 +226,20 @@ def test_a_refused_challenger_is_notified(served):
     [body] = wait_until(lambda: hook.heard("challenger v2 refused"), 30, "the refusal webhook")
     assert "the champion stays v1" in body["body"]
     assert "Why: challenger AUROC 0.71 below the champion's 0.80" in body["body"]
+
+
+def test_a_run_whose_events_cannot_be_sent_finishes_with_its_outputs(config, monkeypatch, caplog):
+    import prefect.events
+
+    from flows.retrain import retrain_flow
+
+    def refused(**_):
+        raise RuntimeError("events API refused the connection")
+
+    monkeypatch.setattr(prefect.events, "emit_event", refused)
+    with caplog.at_level(logging.WARNING):
+        record = retrain_flow(config=str(config), trigger="manual")
+    assert record["decision"] == "skipped" and Path(record["record"]).is_file()
+    warned = [r.getMessage() for r in caplog.records if "could not emit" in r.getMessage()]
+    assert any("aeflow.retrain.skipped for events-demo (RuntimeError" in w for w in warned)
+    assert any("aeflow.retrain.finished" in w for w in warned)
