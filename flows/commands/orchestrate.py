@@ -261,16 +261,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _automation_installer(args: argparse.Namespace, specs: list[Any]) -> Any:
     """What `serve --automations` does once its deployments exist: install the automations with
-    the served retrain deployment (flows/automations.py) and say what changed."""
-    from flows.automations import AutomationRequest, install_for_config
+    the served retrain deployment (flows/automations.py) and say what changed. The definitions
+    file and the notification blocks are checked now, before anything is served."""
+    from prefect.client.orchestration import get_client
+
+    from flows.automations import (
+        AutomationRequest,
+        default_automations_file,
+        install_for_config,
+        load_definitions,
+        resolve_block,
+    )
 
     [retrain] = [spec.name for spec in specs if spec.flow_name == "aeflow-retrain"]
+    load_definitions(args.automations or default_automations_file())
+    with get_client(sync_client=True) as client:
+        blocks = tuple(str(resolve_block(client, reference)) for reference in args.notify)
 
     def install(deployed: dict[str, Any]) -> None:
         request = AutomationRequest(
-            file=args.automations or None,
-            notify=tuple(args.notify),
-            retrain_deployment=deployed[retrain],
+            file=args.automations or None, notify=blocks, retrain_deployment=deployed[retrain]
         )
         print("\n".join(["", *install_for_config(args.config, request)]), flush=True)
 

@@ -243,3 +243,12 @@ def test_a_run_whose_events_cannot_be_sent_finishes_with_its_outputs(config, mon
     warned = [r.getMessage() for r in caplog.records if "could not emit" in r.getMessage()]
     assert any("aeflow.retrain.skipped for events-demo (RuntimeError" in w for w in warned)
     assert any("aeflow.retrain.finished" in w for w in warned)
+
+
+def test_an_unknown_notification_block_stops_serve_before_it_serves(config, capsys):
+    command = ["serve", "--config", str(config), "--automations", "--notify", "slack-webhook/nope"]
+    assert main(command) == 2
+    error = capsys.readouterr().err
+    assert (
+        "no block 'slack-webhook/nope' on the Prefect API" in error and "prefect block ls" in error
+    )
