@@ -38,13 +38,13 @@ def test_the_shipped_file_is_the_default_and_fills_in_for_a_dataset():
     ]
     assert result.left_out == []
     for automation in result.automations:
-        assert automation.trigger.match.get("prefect.resource.id") == "aeflow.dataset.demo"
+        assert automation.trigger.match.root["prefect.resource.id"] == "aeflow.dataset.demo"
         assert {"aeflow", "aeflow.dataset.demo"} <= set(automation.tags)
         assert "${" not in automation.model_dump_json()
 
     drift = by_name["aeflow demo: retrain on drift"]
     assert drift.trigger.expect == {"aeflow.drift.detected"}
-    assert drift.trigger.match.get("aeflow.retrain") == "wanted"  # never twice, never when off
+    assert drift.trigger.match.root["aeflow.retrain"] == "wanted"  # never twice, never when off
     [run] = drift.actions
     assert (run.type, run.deployment_id) == ("run-deployment", RETRAIN)
     assert run.parameters["trigger"] == "drift"

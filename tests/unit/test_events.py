@@ -7,8 +7,11 @@ import logging
 import re
 from pathlib import Path
 
+import prefect.events
+import prefect.main  # noqa: F401  (Prefect configures logging on this import: before caplog attaches)
 import pytest
 import yaml
+from prefect.exceptions import EventTooLarge
 
 from tasks import events
 from tasks.records import DriftReport, GateDecision, QuarantineRecord, ScoreMarker
@@ -130,9 +133,6 @@ def test_the_finished_event_is_named_by_the_result_line():
 
 @pytest.mark.parametrize("error", [RuntimeError("API gone"), "too large"])
 def test_an_emission_that_fails_is_logged_and_never_raised(monkeypatch, caplog, error):
-    import prefect.events
-    from prefect.exceptions import EventTooLarge
-
     def failing(**_):
         raise EventTooLarge(2_000_000, 1_500_000) if error == "too large" else error
 
