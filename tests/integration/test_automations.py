@@ -34,6 +34,8 @@ from flows.cli import main
 from tasks.events import batch_quarantined, drift_detected, emit, model_gated
 from tasks.records import DriftReport, GateDecision, QuarantineRecord
 
+pytestmark = pytest.mark.slow  # about 20 s on 2 busy cores, more when it imports the flows first
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATASET = "events-demo"
 BLOCK = "aeflow-events-test"
