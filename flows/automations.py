@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,13 +213,17 @@ def resolve_deployment(client: Any, name: str) -> UUID:
         ) from None
 
 
-def install_automations(client: Any, dataset: str, automations: list[Any]) -> list[tuple[str, str]]:
+def install_automations(
+    client: Any, dataset: str, automations: list[Any], keep: Sequence[str] = ()
+) -> list[tuple[str, str]]:
     """Create or update ``automations`` by name with the sync Prefect ``client`` and remove the
-    automations tagged for ``dataset`` that are not among them (or duplicate a name); returns
-    (name, "created" | "updated" | "removed") for each change. An update keeps whether the
-    automation is enabled (one paused on the server stays paused)."""
+    automations tagged for ``dataset`` that are neither among them nor named in ``keep`` (those
+    left out of this install, e.g. for want of a notification block, stay as an earlier install
+    put them), and duplicates of a name; returns (name, "created" | "updated" | "removed") for
+    each change. An update keeps whether the automation is enabled (one paused on the server
+    stays paused)."""
     done = []
-    wanted = {a.name for a in automations}
+    wanted = {a.name for a in automations} | set(keep)
     for automation in automations:
         same_name = client.read_automations_by_name(automation.name)
         if same_name:
@@ -267,9 +272,13 @@ def install_for_config(config: str, request: AutomationRequest) -> list[str]:
         retrain_id = retrain if isinstance(retrain, UUID) else resolve_deployment(client, retrain)
         targets = AutomationTargets(dataset, path, retrain_id, blocks)
         rendered = render_automations(definitions, targets, str(source))
-        changes = install_automations(client, dataset, rendered.automations)
+        left_out = [name for name, _ in rendered.left_out]
+        changes = install_automations(client, dataset, rendered.automations, keep=left_out)
     lines = [f"automation {name!r}: {change}" for name, change in changes]
-    lines += [f"automation {name!r}: not installed, {why}" for name, why in rendered.left_out]
+    lines += [
+        f"automation {name!r}: not installed (an earlier install, if any, is left as it was), {why}"
+        for name, why in rendered.left_out
+    ]
     return lines
 
 

@@ -8,42 +8,45 @@ this command is for deployments made otherwise (infra/prefect.yaml and a work po
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flows.commands import add_config_argument
 
+T = TypeVar("T")
 
-def _dataset(config: str) -> str:
+
+def _on_the_api(config: str, action: Callable[[Any, str], T]) -> T:
+    """``action(client, dataset)`` with a sync client of the Prefect API, once the config loaded
+    (a bad one fails before the API is asked) and the API answers."""
+    from prefect.client.orchestration import get_client
+
     from flows.config import load_config
+    from flows.prefect_api import require_prefect_api
 
-    return load_config(config).dataset
+    dataset = load_config(config).dataset
+    require_prefect_api()
+    with get_client(sync_client=True) as client:
+        return action(client, dataset)
 
 
 def cmd_install(args: argparse.Namespace) -> int:
     from flows.automations import AutomationRequest, install_for_config
-    from flows.prefect_api import require_prefect_api
 
-    _dataset(args.config)  # a bad config fails before the API is asked
-    require_prefect_api()
     request = AutomationRequest(
         file=args.file, notify=tuple(args.notify), retrain_deployment=args.retrain_deployment
     )
-    print("\n".join(install_for_config(args.config, request)))
+    lines = _on_the_api(args.config, lambda *_: install_for_config(args.config, request))
+    print("\n".join(lines))
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from prefect.client.orchestration import get_client
-
     from flows.automations import installed_automations
-    from flows.prefect_api import require_prefect_api
 
-    dataset = _dataset(args.config)
-    require_prefect_api()
-    with get_client(sync_client=True) as client:
-        found = installed_automations(client, dataset)
+    found = _on_the_api(args.config, installed_automations)
     if not found:
-        print(f"no aeflow automations for {dataset} (install them: aeflow automations install)")
+        print("no aeflow automations for this dataset (install them: aeflow automations install)")
     for automation in found:
         events = ", ".join(sorted(getattr(automation.trigger, "expect", None) or [])) or "-"
         actions = ", ".join(action.type for action in automation.actions)
@@ -53,17 +56,23 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    from prefect.client.orchestration import get_client
-
     from flows.automations import remove_automations
-    from flows.prefect_api import require_prefect_api
 
-    dataset = _dataset(args.config)
-    require_prefect_api()
-    with get_client(sync_client=True) as client:
-        removed = remove_automations(client, dataset)
+    removed = _on_the_api(args.config, remove_automations)
     print("\n".join(f"removed automation {name!r}" for name in removed) or "nothing to remove")
     return 0
+
+
+def add_notify_argument(parser: argparse.ArgumentParser) -> None:
+    """``--notify BLOCK`` (repeatable): the notification blocks the automations notify."""
+    parser.add_argument(
+        "--notify",
+        action="append",
+        default=[],
+        metavar="BLOCK",
+        help="the notification block the automations notify, as BLOCK_TYPE/NAME (e.g. "
+        "slack-webhook/ops-alerts, custom-webhook/alerts) or a block id; repeat for several",
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -89,14 +98,7 @@ def register(subparsers: Any) -> None:
     install.add_argument(
         "--file", metavar="FILE", help="automation definitions (infra/automations.yaml)"
     )
-    install.add_argument(
-        "--notify",
-        action="append",
-        default=[],
-        metavar="BLOCK",
-        help="the notification block to notify, as BLOCK_TYPE/NAME (e.g. slack-webhook/ops-alerts, "
-        "custom-webhook/alerts) or a block id; repeat for several",
-    )
+    add_notify_argument(install)
     install.add_argument(
         "--retrain-deployment",
         metavar="FLOW/DEPLOYMENT",

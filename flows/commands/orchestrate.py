@@ -312,6 +312,7 @@ def _add_runner(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     from flows.cli import add_fail_on_quarantine
+    from flows.commands.automations import add_notify_argument
 
     nightly = subparsers.add_parser(
         "nightly",
@@ -423,13 +424,6 @@ def register(subparsers: Any) -> None:
         "--notify), run <dataset>-retrain on drift a night did not retrain on; installing again "
         "updates them, never duplicates (docs/events.md)",
     )
-    serve.add_argument(
-        "--notify",
-        action="append",
-        default=[],
-        metavar="BLOCK",
-        help="the notification block the automations notify, as BLOCK_TYPE/NAME (e.g. "
-        "slack-webhook/ops-alerts, custom-webhook/alerts) or a block id; repeat for several",
-    )
+    add_notify_argument(serve)
     _add_runner(serve)
     serve.set_defaults(handler=cmd_serve)

@@ -254,3 +254,20 @@ def test_an_unknown_notification_block_stops_serve_before_it_serves(config, caps
     assert (
         "no block 'slack-webhook/nope' on the Prefect API" in error and "prefect block ls" in error
     )
+
+
+def test_the_command_lists_them_and_an_install_without_blocks_keeps_the_notifications(
+    served, capsys
+):
+    retrain = f"aeflow-retrain/{DATASET}-retrain"
+    command = ["automations", "install", "--config", str(served["config"])]
+    assert main([*command, "--retrain-deployment", retrain]) == 0
+    printed = capsys.readouterr().out
+    assert f"'aeflow {DATASET}: retrain on drift': updated" in printed
+    assert printed.count("not installed (an earlier install, if any, is left as it was)") == 2
+    assert main(["automations", "list", "--config", str(served["config"])]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 3 and all("[enabled]" in line for line in listed)
+    assert any("on aeflow.drift.detected -> run-deployment" in line for line in listed)
+    assert main([*command, "--retrain-deployment", "retrain"]) == 2
+    assert "takes FLOW/DEPLOYMENT" in capsys.readouterr().err
