@@ -92,7 +92,8 @@ def register(subparsers: Any) -> None:
         description="Create the automations of FILE for the config's dataset, or update those of "
         "the same name (never duplicating them; one paused on the server stays paused), and "
         "remove this dataset's aeflow automations that FILE no longer defines. Automations "
-        "that notify are installed only with --notify.",
+        "that notify are installed only with --notify (without it, those an earlier install put "
+        "there stay as they were).",
     )
     add_config_argument(install)
     install.add_argument(
