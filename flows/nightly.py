@@ -6,7 +6,8 @@ Wiring only: every step is a task in tasks/. One night is::
     list incoming -> tonight's batches (a date, or everything not scored yet)
       -> validate each -> quarantine or score (exactly once per batch) -> score summary
       -> drift of each scored batch against the champion's training reference -> drift report
-      -> retraining triggers (drift, champion age) -> `retrain` subflow when one fires
+      -> retraining triggers (drift, champion age) -> event aeflow.drift.detected when a batch
+         drifted -> `retrain` subflow when a trigger fires
       -> nightly summary (JSON under <root>/reports/<dataset>/nightly/ and a Prefect artifact)
 """
 
@@ -25,6 +26,7 @@ from flows.preflight import check_config_columns
 from flows.retrain import ensure_drift_reference, retrain_flow
 from flows.score import batch_id_of, summarise, validate_and_score
 from tasks.drift import measure_drift_task, retrain_triggers
+from tasks.events import drift_detected, drift_retraining, emit
 from tasks.io import scan_incoming_task
 from tasks.records import DriftReport, RetrainDecision
 from tasks.registry import champion_challenged_at_task, champion_task, resolve_version_task
@@ -99,6 +101,10 @@ def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> 
 
     since = champion_challenged_at_task(storage, version) if version else None
     decision = retrain_triggers_task(drift_reports, since, cfg.retrain)
+    retraining = drift_retraining(
+        on_drift=cfg.retrain.on_drift, retrains_in_run=decision.retrain and retrain
+    )
+    emit(drift_detected(cfg.dataset, drift_reports, retraining=retraining))
     retrained = None
     if decision.retrain and retrain:
         # The window ends with the night: its date, or the newest event date among its batches.

@@ -26,6 +26,7 @@ from flows.preflight import check_config_columns
 from flows.train import train_evaluate_gate
 from tasks.drift import ensure_reference_task
 from tasks.evaluate import new_run_id
+from tasks.events import emit, retrain_skipped
 from tasks.io import Storage
 from tasks.registry import champion_task
 from tasks.run_reports import announce_retrain, publish_retrain_task
@@ -108,6 +109,7 @@ def retrain_flow(
             report=None,
         )  # fmt: skip
         record = publish_retrain_task(record, storage)
+        emit(retrain_skipped(record))
         announce_retrain(record)
         return record
 

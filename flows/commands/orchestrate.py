@@ -230,6 +230,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from flows.deployments import deployment_specs, serve, trigger_help
     from flows.prefect_api import require_prefect_api
 
+    if args.notify and args.automations is None:
+        raise ValueError("--notify names the block the automations notify: add --automations")
     specs = deployment_specs(args.config, args.nightly_cron, args.retrain_cron, args.timezone)
     require_prefect_api()
     print(trigger_help(specs, args.config))
@@ -244,8 +246,45 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from flows.config import load_config
 
         runner = _task_runner(args.dask, args.workers, load_config(args.config).scoring.workers)
+    on_deployed = None
+    if args.automations is not None:
+        on_deployed = _automation_installer(args, specs)
     print("\nserving; stop with Ctrl-C or SIGTERM", flush=True)
-    return serve(specs, limit=args.limit, task_runner=runner, shutdown_timeout_s=args.stop_timeout)
+    return serve(
+        specs,
+        limit=args.limit,
+        task_runner=runner,
+        shutdown_timeout_s=args.stop_timeout,
+        on_deployed=on_deployed,
+    )
+
+
+def _automation_installer(args: argparse.Namespace, specs: list[Any]) -> Any:
+    """What `serve --automations` does once its deployments exist: install the automations with
+    the served retrain deployment (flows/automations.py) and say what changed. The definitions
+    file and the notification blocks are checked now, before anything is served."""
+    from prefect.client.orchestration import get_client
+
+    from flows.automations import (
+        AutomationRequest,
+        default_automations_file,
+        install_for_config,
+        load_definitions,
+        resolve_block,
+    )
+
+    [retrain] = [spec.name for spec in specs if spec.flow_name == "aeflow-retrain"]
+    load_definitions(args.automations or default_automations_file())
+    with get_client(sync_client=True) as client:
+        blocks = tuple(str(resolve_block(client, reference)) for reference in args.notify)
+
+    def install(deployed: dict[str, Any]) -> None:
+        request = AutomationRequest(
+            file=args.automations or None, notify=blocks, retrain_deployment=deployed[retrain]
+        )
+        print("\n".join(["", *install_for_config(args.config, request)]), flush=True)
+
+    return install
 
 
 # ---------------------------------------------------------------------------------- parser
@@ -273,6 +312,7 @@ def _add_runner(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     from flows.cli import add_fail_on_quarantine
+    from flows.commands.automations import add_notify_argument
 
     nightly = subparsers.add_parser(
         "nightly",
@@ -357,7 +397,8 @@ def register(subparsers: Any) -> None:
         "and run their scheduled and ad-hoc runs in this process until interrupted: "
         "<dataset>-nightly (schedule.nightly, 02:00 by default), <dataset>-retrain "
         "(schedule.retrain, weekly), <dataset>-backfill and <dataset>-score (on demand, e.g. "
-        "`prefect deployment run aeflow-nightly/<dataset>-nightly`).",
+        "`prefect deployment run aeflow-nightly/<dataset>-nightly`). With --automations, also "
+        "the Prefect automations that act on aeflow's events (docs/events.md).",
     )
     add_config_argument(serve)
     serve.add_argument("--nightly-cron", metavar="CRON", help="override schedule.nightly")
@@ -373,5 +414,16 @@ def register(subparsers: Any) -> None:
         "exit code 0 after a clean stop (runs in flight stopped, schedules paused), 5 when the "
         "Prefect API did not answer (schedules left active) or the stop ran out of time",
     )
+    serve.add_argument(
+        "--automations",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="also install the Prefect automations of FILE (infra/automations.yaml by default) "
+        "for this dataset: notify on a quarantined batch and on a refused challenger (with "
+        "--notify), run <dataset>-retrain on drift a night did not retrain on; installing again "
+        "updates them, never duplicates (docs/events.md)",
+    )
+    add_notify_argument(serve)
     _add_runner(serve)
     serve.set_defaults(handler=cmd_serve)

@@ -8,6 +8,7 @@ promoted or kept, with the reason recorded), and every valid batch written exact
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import shutil
 import tomllib
@@ -16,6 +17,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from events_support import read_events, related
+from subprocess_support import wait_until
 
 from flows.backfill import backfill_flow
 from flows.config import load_config
@@ -63,6 +66,7 @@ def draft_demo_suite(cfg, reference_paths: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory):
+    started = dt.datetime.now(dt.UTC)
     workdir = tmp_path_factory.mktemp("nightly")
     config = write_config(workdir)
     cfg = load_config(config)
@@ -81,6 +85,7 @@ def nights(tmp_path_factory):
         "manifest": manifest,
         "trained": trained,
         "results": results,
+        "started": started,
     }
 
 
@@ -191,6 +196,60 @@ def test_every_night_leaves_reports_and_artifacts(nights):
     assert "**Trigger:** drift" in asyncio.run(latest("demo-retrain"))
 
 
+def test_each_step_is_a_prefect_event_naming_dataset_batch_and_model(nights):
+    """Read back from the server's events API: the resources and counts docs/events.md names."""
+    manifest, trained = nights["manifest"], nights["trained"]
+    drifted, malformed = manifest.drift_batch_id, manifest.malformed_batch_id
+    retrained = nights["results"][drifted]["retrain"]
+    outcome = "aeflow.model.promoted" if retrained["promoted"] else "aeflow.model.refused"
+    wanted = {"aeflow.batch.scored", "aeflow.batch.quarantined", "aeflow.drift.detected", outcome}
+
+    def by_name():
+        found: dict[str, list] = {}
+        for event in read_events("demo", since=nights["started"]):
+            found.setdefault(event.event, []).append(event)
+        nightly_done = len(found.get("aeflow.nightly.finished", [])) >= len(manifest.batch_ids)
+        return found if wanted <= set(found) and nightly_done else None
+
+    found = wait_until(by_name, 30, "the nightly story's events on the Prefect server")
+    for event in [e for events in found.values() for e in events]:
+        assert event.resource.id == "aeflow.dataset.demo"
+        assert related(event, "flow-run"), event.event  # Prefect ties each to its run
+
+    scored = {related(e, "batch")[0]: e for e in found["aeflow.batch.scored"]}
+    for day in manifest.batch_ids:
+        if day == malformed:
+            assert f"aeflow.batch.demo/{day}" not in scored
+            continue
+        event = scored[f"aeflow.batch.demo/{day}"]
+        assert event.payload["rows_scored"] == ROWS_PER_DAY == event.payload["rows_in"]
+        version = event.payload["model_version"]
+        assert related(event, "model-version") == [f"aeflow.model.demo/{version}"]
+
+    [quarantined] = found["aeflow.batch.quarantined"]  # once: a re-run finds it in quarantine
+    assert related(quarantined, "batch") == [f"aeflow.batch.demo/{malformed}"]
+    [record] = nights["results"][malformed]["score"]["quarantined"]
+    assert quarantined.payload["rows"] == record["rows"] and quarantined.payload["reason"]
+
+    [drift] = [
+        e for e in found["aeflow.drift.detected"] if e.payload["drifted"][0]["batch_id"] == drifted
+    ]
+    assert related(drift, "batch") == [f"aeflow.batch.demo/{drifted}"]
+    assert related(drift, "model-version") == [f"aeflow.model.demo/{trained['version']}"]
+    assert drift.resource["aeflow.retrain"] == "started"  # the night retrained itself
+    assert drift.payload["batches_drifted"] == 1 and "amount" in drift.payload["reason"]
+
+    first = [
+        e for e in found["aeflow.model.promoted"] if e.payload["version"] == trained["version"]
+    ]
+    assert first and related(first[0], "model-version") == [
+        f"aeflow.model.demo/{trained['version']}"
+    ]
+    [gated] = [e for e in found[outcome] if e.payload["version"] == retrained["version"]]
+    assert gated.payload["trigger"] == "drift" and gated.payload["reason"]
+    assert related(gated, "champion") == [f"aeflow.model.demo/{trained['version']}"]
+
+
 def test_a_manual_retrain_can_keep_the_flagged_rows(nights):
     retrained = retrain_flow(
         config=str(nights["config"]),
@@ -209,6 +268,7 @@ def test_a_manual_retrain_can_keep_the_flagged_rows(nights):
 
 
 def test_retraining_without_accepted_batches_is_skipped_with_a_reason(tmp_path):
+    since = dt.datetime.now(dt.UTC)
     config = write_config(tmp_path)
     skipped = retrain_flow(config=str(config), until="2026-01-05")
     assert skipped["version"] is None and skipped["decision"] == "skipped"
@@ -216,6 +276,14 @@ def test_retraining_without_accepted_batches_is_skipped_with_a_reason(tmp_path):
         "nothing to retrain on: no batch dated 2026-01-01..2026-01-05 has been validated and scored"
     )
     assert Path(skipped["record"]).is_file()
+
+    def skip_event():
+        found = read_events("demo", since, prefix="aeflow.retrain.skipped")
+        return [e for e in found if e.payload["run"] == skipped["run"]]
+
+    [event] = wait_until(skip_event, 30, "the aeflow.retrain.skipped event")
+    assert event.payload["reason"] == skipped["reason"] and event.payload["until"] == "2026-01-05"
+    assert event.payload["trigger"] == "manual" and event.payload["window_days"] == 5
 
 
 def test_backfill_rescores_a_date_range_in_place(nights):
