@@ -151,6 +151,7 @@ def nightly_markdown(result: dict[str, Any]) -> str:
             f"| {md_code(d['report'], in_table=True)} |"
             for d in result["drift"]
         ]
+    lines += feedback_lines(result.get("feedback"))
     decision = result["retrain_decision"]
     lines += ["", "## Retraining", ""]
     if not decision["retrain"]:
@@ -165,6 +166,28 @@ def nightly_markdown(result: dict[str, Any]) -> str:
             lines.append(f"- challenger `{retrained['version']}`: {outcome}: {retrained['reason']}")
     lines += ["", f"Champion after the run: `{result['champion_after']}`."]
     return "\n".join(lines) + "\n"
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def feedback_lines(feedback: dict[str, Any] | None) -> list[str]:
+    """The night's section on analysts' verdicts: the champion's flag precision against its floor
+    and the precision of flags per batch date (tasks.flag_precision)."""
+    lines = ["", "## Flag precision from analysts' feedback", ""]
+    if not feedback:
+        return [*lines, "No verdicts yet (`aeflow feedback add`)."]
+    champion = feedback["champion"]
+    lines += [f"Champion: {md_text(champion['reason'])}.", ""]
+    lines += ["| batch date | reviewed flags | confirmed | false positives | precision | missed |"]
+    lines += ["|---|---|---|---|---|---|"]
+    lines += [
+        f"| {md_text(e['date'])} | {e['reviewed']} | {e['confirmed']} | {e['false_positives']} "
+        f"| {_share(e['precision'])} | {e['missed']} |"
+        for e in feedback["over_time"]
+    ]
+    return lines
 
 
 def nightly_line(result: dict[str, Any]) -> str:
@@ -241,7 +264,9 @@ def retrain_markdown(record: dict[str, Any]) -> str:
         "",
         f"**Window:** {len(window['batches'])} accepted batches, {window['first_date']} .. "
         f"{window['last_date']} ({window['days']} days up to {window['until'] or 'the newest'})",
-        f"**Rows left out (flagged by the champion):** {window['rows_left_out']}",
+        f"**Rows left out:** {window['rows_left_out']} ({window.get('flagged_left_out', 0)} "
+        f"flagged by the champion, {window.get('confirmed_left_out', 0)} confirmed anomalies); "
+        f"{window.get('false_positives_kept', 0)} flagged rows kept as analysts' false positives",
         f"**Challenger:** `{record['version']}`, {outcome}",
         f"**Champion before / after:** `{record['champion_before']}` / `{record['champion_after']}`",
         "",
