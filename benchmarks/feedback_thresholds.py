@@ -194,7 +194,9 @@ def run_scenario(scenario: Scenario, seed: int) -> list[dict]:
                         "fallback": fallback,
                         **review(
                             detector.threshold_ if fallback else threshold,
-                            evaluation_scores, eval_labels, scenario.batches,
+                            evaluation_scores,
+                            eval_labels,
+                            scenario.batches,
                         ),  # fmt: skip
                     }
                 )

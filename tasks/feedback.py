@@ -298,26 +298,15 @@ def record_feedback(
 
 def _already_recorded(storage: Storage, url: str, submission_id: str) -> FeedbackSubmission:
     stored = read_table(url, storage.options).to_pandas()
-    latest = latest_verdicts(storage)
-    merged = stored.merge(
-        latest[[BATCH_COLUMN, ROW_COLUMN, "submission_id"]],
-        on=[BATCH_COLUMN, ROW_COLUMN],
-        suffixes=("", "_latest"),
-    )
-    first = stored.iloc[0]
+    (summary,) = submissions(stored)
+    latest = latest_verdicts(storage)[[BATCH_COLUMN, ROW_COLUMN, "submission_id"]]
+    merged = stored.merge(latest, on=[BATCH_COLUMN, ROW_COLUMN], suffixes=("", "_latest"))
     return FeedbackSubmission(
-        submission_id=submission_id,
         dataset=storage.dataset,
         status="already_recorded",
-        verdict=str(first["verdict"]),
-        rows=len(stored),
-        batches=sorted(stored[BATCH_COLUMN].unique().tolist()),
-        submitted_at=str(first["submitted_at"]),
         path=url,
-        note=None if pd.isna(first["note"]) else str(first["note"]),
-        analyst=None if pd.isna(first["analyst"]) else str(first["analyst"]),
-        flagged_rows=int(stored["is_anomaly"].fillna(False).astype(bool).sum()),
         superseded_rows=int((merged["submission_id_latest"] != merged["submission_id"]).sum()),
+        **summary,
     )
 
 
@@ -363,14 +352,14 @@ def submissions(verdicts: pd.DataFrame) -> list[dict[str, Any]]:
         first = rows.iloc[0]
         listed.append(
             {
-                "submission_id": submission_id,
-                "submitted_at": first["submitted_at"],
-                "verdict": first["verdict"],
+                "submission_id": str(submission_id),
+                "submitted_at": str(first["submitted_at"]),
+                "verdict": str(first["verdict"]),
                 "rows": len(rows),
                 "flagged_rows": int(rows["is_anomaly"].fillna(False).astype(bool).sum()),
-                "batches": sorted(rows[BATCH_COLUMN].unique().tolist()),
-                "note": None if pd.isna(first["note"]) else first["note"],
-                "analyst": None if pd.isna(first["analyst"]) else first["analyst"],
+                "batches": sorted(str(b) for b in rows[BATCH_COLUMN].unique()),
+                "note": None if pd.isna(first["note"]) else str(first["note"]),
+                "analyst": None if pd.isna(first["analyst"]) else str(first["analyst"]),
             }
         )
     return listed

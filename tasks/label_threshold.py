@@ -143,6 +143,8 @@ def apply_label_threshold(
     if chosen is None:
         reason = counts["note"] if counts else (rows.detail if rows is not None else why_none)
         fallback = f"{label_free.get('method')} {label_free.get('value')}"
+        if label_free.get("note"):
+            fallback += f" ({label_free['note']})"
         record = {
             **base,
             "source": label_free.get("source", "validation"),

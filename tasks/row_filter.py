@@ -79,7 +79,7 @@ def _verdict_ids(storage: Storage, window: Sequence[ScoreMarker]) -> dict[str, p
     latest = latest[latest[BATCH_COLUMN].isin(batches)]
     return {
         verdict: pa.array(
-            latest.loc[latest["verdict"] == verdict, ROW_COLUMN].unique(), pa.string()
+            list(latest.loc[latest["verdict"] == verdict, ROW_COLUMN].unique()), pa.string()
         )
         for verdict in (CONFIRMED, FALSE_POSITIVE)
     }
@@ -108,7 +108,7 @@ def filter_training_rows(
             "rows and analysts' verdicts cannot be matched; set retrain.exclude_flagged = false "
             "and feedback.exclude_confirmed = false"
         )
-    ids = table.column(id_column).cast(pa.string())
+    ids = table.column(id_column).cast(pa.string()).combine_chunks()
     is_confirmed = pc.fill_null(pc.is_in(ids, value_set=confirmed), False)
     nothing = pa.array(np.zeros(table.num_rows, dtype=bool))
     is_flagged = nothing

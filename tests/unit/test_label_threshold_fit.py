@@ -84,12 +84,14 @@ def test_a_label_threshold_replaces_the_fallback_and_is_recorded(detector):
     recall = (fitted.decision_function(rows.frame)[rows.labels == 1] > fitted.threshold_).mean()
     assert recall >= 0.8
 
-    # too few labels: the fallback threshold stays and the record says why
-    few = LabelledRows(rows.frame[:40], rows.labels[:40], "feedback", "40 rows with a verdict")
-    strict = settings.model_copy(update={"min_anomalies": 30})
-    before = fitted.threshold_
-    record = apply_label_threshold(fitted, few, threshold=strict)
-    assert fitted.threshold_ == before
+
+def test_too_few_labels_keep_the_fallback_and_say_why(detector):
+    frame = labelled_frame(seed=1)[:40]
+    few = LabelledRows(frame[["x", "y", "z"]], frame["label"].to_numpy(), "feedback", "40 rows")
+    strict = ThresholdSettings(method="target_recall", value=0.8, min_anomalies=30)
+    before = detector.threshold_
+    record = apply_label_threshold(detector, few, threshold=strict)
+    assert detector.threshold_ == before and record["rows"] > 0
     assert record["fallback"] == {"method": "fpr", "value": 0.01}
     assert "target_recall not used" in record["note"] and "at least 30" in record["note"]
 
