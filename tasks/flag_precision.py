@@ -21,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.feedback import latest_verdicts
 from tasks.io import Storage
+from tasks.markdown import md_text
 from tasks.records import CONFIRMED, FALSE_POSITIVE, FlagPrecision
 from tasks.settings import FeedbackSettings
 
@@ -144,6 +145,29 @@ def feedback_summary(
             latest, feedback=feedback, model_version=model_version, until=until
         ).to_dict(),
     }
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def feedback_lines(feedback: dict[str, Any] | None) -> list[str]:
+    """A Markdown section on analysts' verdicts (the nightly and evaluation artifacts): the
+    champion's flag precision against its floor, when measured, and the precision of flags per
+    batch date (:func:`feedback_summary`)."""
+    lines = ["", "## Flag precision from analysts' feedback", ""]
+    if not feedback:
+        return [*lines, "No verdicts yet (`aeflow feedback add`)."]
+    if feedback.get("champion"):
+        lines += [f"Champion: {md_text(feedback['champion']['reason'])}.", ""]
+    lines += ["| batch date | reviewed flags | confirmed | false positives | precision | missed |"]
+    lines += ["|---|---|---|---|---|---|"]
+    lines += [
+        f"| {md_text(e['date'])} | {e['reviewed']} | {e['confirmed']} | {e['false_positives']} "
+        f"| {_share(e['precision'])} | {e['missed']} |"
+        for e in feedback["over_time"]
+    ]
+    return lines
 
 
 @task(name="flag-precision", cache_policy=NO_CACHE)

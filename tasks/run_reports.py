@@ -14,6 +14,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.artifacts import artifact_key
+from tasks.flag_precision import feedback_lines
 from tasks.io import Storage, write_json_atomic
 from tasks.markdown import md_code, md_text
 from tasks.records import DriftReport
@@ -166,28 +167,6 @@ def nightly_markdown(result: dict[str, Any]) -> str:
             lines.append(f"- challenger `{retrained['version']}`: {outcome}: {retrained['reason']}")
     lines += ["", f"Champion after the run: `{result['champion_after']}`."]
     return "\n".join(lines) + "\n"
-
-
-def _share(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
-
-
-def feedback_lines(feedback: dict[str, Any] | None) -> list[str]:
-    """The night's section on analysts' verdicts: the champion's flag precision against its floor
-    and the precision of flags per batch date (tasks.flag_precision)."""
-    lines = ["", "## Flag precision from analysts' feedback", ""]
-    if not feedback:
-        return [*lines, "No verdicts yet (`aeflow feedback add`)."]
-    champion = feedback["champion"]
-    lines += [f"Champion: {md_text(champion['reason'])}.", ""]
-    lines += ["| batch date | reviewed flags | confirmed | false positives | precision | missed |"]
-    lines += ["|---|---|---|---|---|---|"]
-    lines += [
-        f"| {md_text(e['date'])} | {e['reviewed']} | {e['confirmed']} | {e['false_positives']} "
-        f"| {_share(e['precision'])} | {e['missed']} |"
-        for e in feedback["over_time"]
-    ]
-    return lines
 
 
 def nightly_line(result: dict[str, Any]) -> str:

@@ -243,6 +243,10 @@ class ThresholdSettings(Section):
         _check_label_free(self.fallback_method, self.fallback_value, "threshold.fallback_value")
         v, m = self.value, self.method
         if m in LABEL_METHODS:
+            if m != "max_f1" and "value" not in self.model_fields_set:
+                raise ValueError(
+                    f"threshold.method {m!r} needs its target in threshold.value, e.g. value = 0.9"
+                )
             if m != "max_f1" and not 0 < v <= 1:
                 raise ValueError(
                     f"threshold.value for method {m!r} is the target share, in (0, 1], got {v}; "

@@ -14,11 +14,10 @@ from window_support import split_of, write_batch, write_scored
 
 from tasks.drift import retrain_triggers
 from tasks.feedback import latest_verdicts, record_feedback
-from tasks.flag_precision import precision_check, precision_over_time
+from tasks.flag_precision import feedback_lines, precision_check, precision_over_time
 from tasks.io import Storage
 from tasks.records import VerdictSubmission
 from tasks.row_filter import RowFilter, filter_training_rows
-from tasks.run_reports import feedback_lines
 from tasks.settings import ColumnsSettings, FeedbackSettings, RetrainingSettings
 from tasks.window import accepted_batches, training_window
 

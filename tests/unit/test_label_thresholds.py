@@ -115,3 +115,19 @@ def test_the_validation_split_is_seeded_and_disjoint():
     again, _ = validation_split(100, 0.1, 7)
     assert first.tolist() == again.tolist() and first.size == 10
     assert sorted([*first, *rest]) == list(range(100))
+
+
+def test_the_threshold_section_checks_label_methods():
+    from pydantic import ValidationError
+
+    from tasks.settings import ThresholdSettings
+
+    settings = ThresholdSettings(method="target_precision", value=0.9)
+    assert settings.uses_labels and settings.label_free == ("fpr", 0.01)
+    assert ThresholdSettings(method="fpr", value=0.05).label_free == ("fpr", 0.05)
+    with pytest.raises(ValidationError, match="needs its target in threshold.value"):
+        ThresholdSettings(method="target_recall")
+    with pytest.raises(ValidationError, match=r"target share, in \(0, 1\]"):
+        ThresholdSettings(method="target_recall", value=1.5)
+    with pytest.raises(ValidationError, match="threshold.fallback_value for method 'fpr'"):
+        ThresholdSettings(method="max_f1", fallback_value=0.9)
