@@ -182,7 +182,7 @@ def submission_id_of(dataset: str, submission: VerdictSubmission) -> str:
         "verdict": submission.verdict,
         "note": submission.note,
         "analyst": submission.analyst,
-        "rows": sorted(tuple(pair) for pair in submission.rows),
+        "rows": sorted({tuple(pair) for pair in submission.rows}),
     }
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
     return f"sub-{digest[:20]}"
@@ -253,7 +253,7 @@ def record_feedback(
     if exists(url, storage.options):
         return _already_recorded(storage, url, submission_id)
     by_batch: dict[str, list[str]] = {}
-    for batch_id, row_id in submission.rows:
+    for batch_id, row_id in _unique(submission.rows):
         by_batch.setdefault(batch_id, []).append(row_id)
     parts = []
     for batch_id, row_ids in sorted(by_batch.items()):
