@@ -8,7 +8,7 @@ minimum of 10 labelled anomalies and 10 normal rows, else the fpr fallback). Eac
 measured on later rows the verdicts never saw.
 
 - **Verdicts.** During a *feedback period* analysts review rows from a review queue: the rows
-  scoring above the model's fpr 5% point (what a team reviews when it widens the queue to learn
+  scoring above the model's fpr 10% point (what a team reviews when it widens the queue to learn
   where the threshold should be). 50, 200 or 1,000 of them (seeded sample; the whole queue when it
   is smaller) get a verdict = the row's label.
 - **Review budget.** In the *evaluation period* (later rows, split in batches) analysts can review
@@ -19,7 +19,7 @@ measured on later rows the verdicts never saw.
   shuffled (seeded), first half feedback period, second half evaluation in 10 batches.
 - **Demo.** `aeflow demo-data` days (no drifted or malformed day), about 2% injected anomalies:
   train on days 1-3 as they come (unlabelled, anomalies included, as in production), feedback
-  period days 4-5, evaluation days 6-8 (one batch per day).
+  period days 4-7, evaluation days 8-10 (one batch per day).
 
     .venv/bin/python benchmarks/feedback_thresholds.py
     .venv/bin/python benchmarks/feedback_thresholds.py --seeds 0 --datasets demo --no-write  # quick
@@ -48,7 +48,7 @@ from models import AutoencoderDetector, calibration  # noqa: E402
 from models.label_thresholds import calibrate_from_labels  # noqa: E402
 
 VERDICT_COUNTS = (50, 200, 1000)
-REVIEW_QUEUE_FPR = 0.05
+REVIEW_QUEUE_FPR = 0.10
 BUDGET_SHARE = 0.01
 LABEL_FREE = ("fpr", 0.01)
 LABEL_POLICIES = (("target_precision", 0.9), ("max_f1", 0.0))
@@ -109,7 +109,7 @@ def demo_scenario(seed: int, rows_per_day: int) -> Scenario:
 
     with tempfile.TemporaryDirectory(prefix="aeflow-feedback-bench-") as folder:
         manifest = generate_demo_data(
-            folder, days=8, rows_per_day=rows_per_day, seed=seed, drift_day=None,
+            folder, days=10, rows_per_day=rows_per_day, seed=seed, drift_day=None,
             malformed_day=None,
         )  # fmt: skip
         days = [pq.read_table(path) for path in manifest.paths]
@@ -122,9 +122,9 @@ def demo_scenario(seed: int, rows_per_day: int) -> Scenario:
     return Scenario(
         "demo",
         part(days[:3])[0],
-        part(days[3:5]),
-        part(days[5:]),
-        [t.num_rows for t in days[5:]],
+        part(days[3:7]),
+        part(days[7:]),
+        [t.num_rows for t in days[7:]],
         list(NUMERIC_COLUMNS),
         list(CATEGORICAL_COLUMNS),
     )
