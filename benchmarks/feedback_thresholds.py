@@ -3,8 +3,8 @@ label-free ``fpr`` policy, on NSL-KDD and the demo data.
 
 The setting: a model is trained without labels and flags rows with the label-free policy (fpr 1%
 of its validation scores). Analysts review flags; their verdicts then choose a threshold
-(``target_precision`` 0.9 and ``max_f1``, :mod:`models.label_thresholds`, with aeflow's default
-minimum of 10 labelled anomalies and 10 normal rows, else the fpr fallback). Each policy is then
+(`target_precision` 0.9 and `max_f1`, models/label_thresholds.py, with aeflow's default minimum
+of 10 labelled anomalies and 10 normal rows, else the fpr fallback). Each policy is then
 measured on later rows the verdicts never saw.
 
 - **Verdicts.** During a *feedback period* analysts review rows from a review queue: the rows
@@ -216,7 +216,8 @@ def summarise(results: list[dict], n_batches: int) -> list[list[object]]:
                 asked or "-",
                 f"{group['verdicts'].mean():.0f}",
                 f"{group['fallback'].mean():.0%}",
-                f"{group['flags'].mean() / n_batches:.1f}",
+                f"{group['flags'].mean() / n_batches:.1f} ({group['flags'].min() / n_batches:.0f}"
+                f"-{group['flags'].max() / n_batches:.0f})",
                 f"{group['reviewed'].mean() / n_batches:.1f}",
                 f"{confirmed / reviewed:.3f}" if reviewed else "n/a",
                 f"{group['confirmed'].mean() / n_batches:.1f}",
@@ -247,7 +248,7 @@ def main(argv=None) -> None:
             results += run_scenario(scenario, seed)
             print(f"{dataset} seed {seed}: done ({time.perf_counter() - started:.0f} s)")
         header = [
-            "policy", "verdicts asked", "verdicts used", "fell back", "flags / batch",
+            "policy", "verdicts asked", "verdicts used", "fell back", "flags / batch (range)",
             "reviewed / batch", "flag precision (reviewed)", "anomalies caught / batch",
         ]  # fmt: skip
         table = markdown_table(header, summarise(results, len(described.batches)))
