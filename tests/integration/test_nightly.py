@@ -19,6 +19,7 @@ import yaml
 
 from flows.backfill import backfill_flow
 from flows.config import load_config
+from flows.feedback import feedback_flow
 from flows.nightly import nightly_flow
 from flows.retrain import retrain_flow
 from flows.train import train_flow
@@ -229,8 +230,8 @@ def test_a_manual_retrain_can_keep_the_flagged_rows(nights):
     assert manifest.malformed_batch_id not in retrained["window"]["batches"]
 
 
-def test_false_positives_on_the_champions_flags_fire_the_feedback_trigger(nights, tmp_path):
-    cfg, layout = nights["cfg"], nights["layout"]
+def test_false_positives_on_the_champions_flags_fire_the_feedback_trigger(nights):
+    layout = nights["layout"]
     champion = ModelRegistry(layout.models).champion()
     day = next(
         b
@@ -239,11 +240,12 @@ def test_false_positives_on_the_champions_flags_fire_the_feedback_trigger(nights
         and (scored_rows(layout, b)["model_version"] == champion).all()
     )
     flagged = scored_rows(layout, day).query("is_anomaly")["transaction_id"]
-    record_feedback(
-        VerdictSubmission(verdict="false_positive", rows=[[day, str(i)] for i in flagged]),
-        storage=layout,
-        columns=cfg.columns,
-    )
+    # the verdicts through the feedback flow, as a deployment or another system would send them
+    rows = [[day, str(i)] for i in flagged]
+    recorded = feedback_flow(config=str(nights["config"]), verdict="false_positive", rows=rows)
+    assert recorded["status"] == "recorded" and recorded["rows"] == len(flagged)
+    again = feedback_flow(config=str(nights["config"]), verdict="false_positive", rows=rows)
+    assert again["status"] == "already_recorded"
     data = yaml.safe_load(Path(nights["config"]).read_text())
     data["feedback"] = {"precision_floor": 0.5, "min_verdicts": 3}
     config = Path(nights["config"]).with_name("demo-feedback.yaml")

@@ -132,3 +132,19 @@ def test_training_with_a_label_method_saves_the_chosen_threshold(tmp_path: Path)
     assert by_method[("target_precision", False)]["fitted_on"] == "labelled training-window rows"
     assert by_method[("target_precision", False)]["precision"] >= 0.9
     assert ("max_f1", False) not in by_method  # the configured max_f1 is not listed twice
+
+
+def test_the_pr_curve_marks_each_policys_operating_point():
+    from matplotlib.figure import Figure
+
+    from tasks.report.figures import _operating_points
+
+    ax = Figure().subplots()
+    policies = [
+        {"method": "max_f1", "value": 0.01, "configured": True, "precision": 0.8, "recall": 0.6},
+        {"method": "fpr", "value": 0.01, "configured": False, "precision": 0.5, "recall": 0.7},
+        {"method": "fpr", "value": 0.05, "configured": False, "precision": None, "recall": None},
+    ]
+    _operating_points(ax, policies)
+    marked = {c.get_label(): c.get_offsets().tolist() for c in ax.collections}
+    assert marked == {"max_f1 (configured)": [[0.6, 0.8]], "fpr 0.01": [[0.7, 0.5]]}
