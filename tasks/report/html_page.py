@@ -257,7 +257,8 @@ def _split_and_training(metrics: dict[str, Any]) -> dict[str, Any]:
         ["holdout period", f"{fmt(split['holdout_start'])} – {fmt(split['holdout_end'])}"],
         [
             "threshold policy",
-            f"{html.escape(model['threshold_method'])} {model['threshold_value']}",
+            html.escape(model["threshold_method"])
+            + ("" if model["threshold_method"] == "max_f1" else f" {model['threshold_value']}"),
         ],
         ["threshold calibrated on", html.escape(calibration_text(training.get("calibration")))],
         [
