@@ -1,4 +1,4 @@
-"""`aeflow feedback` as a user runs it: verdicts from stdin recorded once, bad ids one clear error
+"""`aeflow feedback` as a user runs it: verdicts from stdin recorded, bad ids one clear error
 (exit 2, nothing written)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def aeflow(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run([AEFLOW, *args], input=stdin, capture_output=True, text=True, timeout=300)
 
 
-def test_verdicts_from_stdin_are_recorded_once_and_bad_ids_are_refused(tmp_path: Path):
+def test_verdicts_from_stdin_are_recorded_and_bad_ids_are_refused(tmp_path: Path):
     storage = Storage(str(tmp_path / "data"), "demo")
     write_scored(storage, DAY, write_batch(storage, DAY), [False, True, False, True, False, False])
     config = tmp_path / "demo.toml"
@@ -39,16 +39,9 @@ def test_verdicts_from_stdin_are_recorded_once_and_bad_ids_are_refused(tmp_path:
     assert "recorded 2 confirmed verdict(s) on 1 batch(es) (2 of the rows were flagged)" in (
         first.stdout
     )
-    again = aeflow(*add, "--note", "ring", stdin=ids)
-    assert again.returncode == 0 and "already recorded" in again.stdout
-    assert len(list(Path(storage.feedback).glob("*.parquet"))) == 1
-
+    # (resubmission, listing and summary: tests/unit/test_feedback.py runs them in-process)
     bad = aeflow(*add, stdin=f"batch_id,id\n{DAY},nope\n")
     assert bad.returncode == 2
     assert bad.stderr.startswith("aeflow: error: 1 id(s) are not rows of batch '2026-01-01'")
     assert "Traceback" not in bad.stderr
     assert len(list(Path(storage.feedback).glob("*.parquet"))) == 1
-
-    summary = aeflow("feedback", "summary", "--config", str(config))
-    assert summary.returncode == 0
-    assert "flag precision    100.0% (2 of 2 reviewed flags confirmed)" in summary.stdout
