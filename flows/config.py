@@ -21,6 +21,7 @@ from tasks.settings import (
     ColumnsSettings,
     DriftSettings,
     EvaluationSettings,
+    FeedbackSettings,
     IngestSettings,
     RetrainingSettings,
     ScheduleSettings,
@@ -58,6 +59,7 @@ class PipelineConfig(Section):
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     retrain: RetrainingSettings = Field(default_factory=RetrainingSettings)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     tuning: TuningSettings = Field(default_factory=TuningSettings)
@@ -108,13 +110,16 @@ class PipelineConfig(Section):
         return value
 
     def detector_params(self) -> dict[str, Any]:
-        """Keyword arguments for `models.AutoencoderDetector`, columns and threshold included."""
+        """Keyword arguments for `models.AutoencoderDetector`, columns and threshold included
+        (a label threshold method passes its label-free fallback: the labels come after the fit,
+        see tasks.label_threshold)."""
+        method, value = self.threshold.label_free
         return {
             **self.model,
             "numeric_columns": list(self.columns.numeric),
             "categorical_columns": list(self.columns.categorical),
-            "threshold_method": self.threshold.method,
-            "threshold_value": self.threshold.value,
+            "threshold_method": method,
+            "threshold_value": value,
             "random_state": self.model.get("random_state", self.training.seed),
         }
 

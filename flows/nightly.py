@@ -6,8 +6,9 @@ Wiring only: every step is a task in tasks/. One night is::
     list incoming -> tonight's batches (a date, or everything not scored yet)
       -> validate each -> quarantine or score (exactly once per batch) -> score summary
       -> drift of each scored batch against the champion's training reference -> drift report
-      -> retraining triggers (drift, champion age) -> event aeflow.drift.detected when a batch
-         drifted -> `retrain` subflow when a trigger fires
+      -> flag precision from analysts' verdicts (tasks.flag_precision)
+      -> retraining triggers (drift, champion age, feedback) -> event aeflow.drift.detected when
+         a batch drifted -> `retrain` subflow when a trigger fires
       -> nightly summary (JSON under <root>/reports/<dataset>/nightly/ and a Prefect artifact)
 """
 
@@ -27,8 +28,9 @@ from flows.retrain import ensure_drift_reference, retrain_flow
 from flows.score import batch_id_of, summarise, validate_and_score
 from tasks.drift import measure_drift_task, retrain_triggers
 from tasks.events import drift_detected, drift_retraining, emit
+from tasks.flag_precision import flag_precision_task
 from tasks.io import scan_incoming_task
-from tasks.records import DriftReport, RetrainDecision
+from tasks.records import DriftReport, FlagPrecision, RetrainDecision
 from tasks.registry import champion_challenged_at_task, champion_task, resolve_version_task
 from tasks.run_reports import announce_nightly, publish_drift_task, publish_nightly_task
 from tasks.settings import RetrainingSettings
@@ -37,17 +39,22 @@ from tasks.window import select_nightly_batches_task
 
 @task(name="retrain-triggers", cache_policy=NO_CACHE)
 def retrain_triggers_task(
-    drift_reports: list[DriftReport], champion_since: str | None, retraining: RetrainingSettings
+    drift_reports: list[DriftReport],
+    champion_since: str | None,
+    retraining: RetrainingSettings,
+    flag_precision: FlagPrecision | None = None,
 ) -> RetrainDecision:
     """:func:`tasks.drift.retrain_triggers` now."""
-    return retrain_triggers(drift_reports, champion_since, dt.datetime.now(dt.UTC), retraining)
+    now = dt.datetime.now(dt.UTC)
+    return retrain_triggers(drift_reports, champion_since, now, retraining, flag_precision)
 
 
 @flow(name="aeflow-nightly", log_prints=True, **API_WATCH_HOOKS)
 def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> dict[str, Any]:
     """One night: score the night's batches (those dated ``date``, YYYY-MM-DD, by
     ``columns.batch_date``; or every batch not scored yet) with the champion, measure their drift,
-    and retrain when drift or the champion's age calls for it (unless ``retrain`` is false).
+    and retrain when drift, the champion's age or its flag precision from analysts' verdicts
+    (below ``feedback.precision_floor``) calls for it (unless ``retrain`` is false).
     Returns the night's summary.
     """
     logger = get_run_logger()
@@ -99,8 +106,14 @@ def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> 
                 logger.warning("drift in %s: %s", report.batch_id, "; ".join(report.reasons))
     publish_drift_task(cfg.dataset, drift_reports)
 
+    # Analysts' verdicts so far: the champion's flag precision (the feedback trigger) and the
+    # precision over time for the night's summary.
+    feedback = flag_precision_task(
+        storage, feedback=cfg.feedback, model_version=version, until=date
+    )
+    precision = FlagPrecision.from_dict(feedback["champion"]) if feedback else None
     since = champion_challenged_at_task(storage, version) if version else None
-    decision = retrain_triggers_task(drift_reports, since, cfg.retrain)
+    decision = retrain_triggers_task(drift_reports, since, cfg.retrain, precision)
     retraining = drift_retraining(
         on_drift=cfg.retrain.on_drift, retrains_in_run=decision.retrain and retrain
     )
@@ -125,6 +138,7 @@ def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> 
             "scored_before": [batch_id_of(m) for m in scored_before],
             "drift": [r.summary() for r in drift_reports],
             "retrain_decision": decision.to_dict(),
+            "feedback": feedback,
             "retrain": retrained,
             "champion_after": champion_task(storage),
             "failures": processed.failures,

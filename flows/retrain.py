@@ -6,9 +6,12 @@ holdout -> gate -> report), with two differences:
 - the window is the accepted batches (validated and scored, never quarantined) of the last
   ``retrain.window_days`` days, not whatever lies in incoming/;
 - with ``retrain.exclude_flagged`` the rows the champion flagged are left out of the *training*
-  rows (after the split, so the holdout the gate compares on is untouched).
+  rows (after the split, so the holdout the gate compares on is untouched), except those analysts
+  marked false positives; rows analysts confirmed as anomalies are always left out
+  (``feedback.*``, tasks.row_filter).
 
-Every run records why it ran (the trigger: drift, model age, the weekly schedule or a person) and
+Every run records why it ran (the trigger: drift, model age, flag precision from analysts'
+feedback, the weekly schedule or a person) and
 why the challenger was promoted or kept, in ``<root>/reports/<dataset>/<run>/retrain.json``, in the
 registry (the challenger's entry and champion.json's history) and as a Prefect artifact.
 """
@@ -29,6 +32,7 @@ from tasks.evaluate import new_run_id
 from tasks.events import emit, retrain_skipped
 from tasks.io import Storage
 from tasks.registry import champion_task
+from tasks.row_filter import RowFilter
 from tasks.run_reports import announce_retrain, publish_retrain_task
 from tasks.window import parse_date, training_window_task
 
@@ -69,7 +73,7 @@ def retrain_flow(
 ) -> dict[str, Any]:
     """Train a challenger on the accepted batches of the last ``retrain.window_days`` days up to
     ``until`` (YYYY-MM-DD; the newest accepted batch by default) and promote it only through the
-    gate. ``trigger`` says why (drift, model_age, schedule, manual) and ``trigger_reasons`` the
+    gate. ``trigger`` says why (drift, model_age, feedback, schedule, manual) and ``trigger_reasons`` the
     details; ``exclude_flagged`` overrides ``retrain.exclude_flagged``; ``promote=False`` records
     the gate's decision without applying it. Returns the retraining record.
     """
@@ -96,8 +100,13 @@ def retrain_flow(
         "last_date": max(b.date for b in window) if window else None,
         "batches": [b.batch_id for b in window],
         "exclude_flagged": leave_out_flagged,
+        "exclude_confirmed": cfg.feedback.exclude_confirmed,
+        "keep_false_positives": cfg.feedback.keep_false_positives,
         "rows_before_filter": 0,
         "rows_left_out": 0,
+        "flagged_left_out": 0,
+        "confirmed_left_out": 0,
+        "false_positives_kept": 0,
     }
     if not window:
         reason = _nothing_to_retrain_on(until, window_days)
@@ -119,11 +128,22 @@ def retrain_flow(
         window,
         promote=promote,
         run=run,
-        flagged_window=window if leave_out_flagged else None,
+        row_filter=RowFilter(
+            window=window,
+            leave_out_flagged=leave_out_flagged,
+            leave_out_confirmed=cfg.feedback.exclude_confirmed,
+            keep_false_positives=cfg.feedback.keep_false_positives,
+        ),
         gate_context={"trigger": trigger},
     )
-    record["window"]["rows_before_filter"] = result["rows_before_filter"]
-    record["window"]["rows_left_out"] = result["rows_left_out"]
+    for key in (
+        "rows_before_filter",
+        "rows_left_out",
+        "flagged_left_out",
+        "confirmed_left_out",
+        "false_positives_kept",
+    ):
+        record["window"][key] = result[key]
     gate, version = result["gate"], result["version"]
     if gate["promoted"]:
         # The new champion's drift reference, built now while its training batches are at hand.

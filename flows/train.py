@@ -32,13 +32,13 @@ from tasks.records import ScoreMarker
 from tasks.registry import champion_task, record_report_task
 from tasks.report import report_task
 from tasks.report.run_summary import publish_result
+from tasks.row_filter import RowFilter, RowsLeftOut, filter_training_rows_task
 from tasks.training import (
     discard_training_split_task,
     fit_model_task,
     select_training_batches_task,
     split_training_window_task,
 )
-from tasks.window import without_flagged_rows_task
 
 
 def train_evaluate_gate(
@@ -48,16 +48,17 @@ def train_evaluate_gate(
     *,
     promote: bool = True,
     run: str | None = None,
-    flagged_window: Sequence[ScoreMarker] | None = None,
+    row_filter: RowFilter | None = None,
     gate_context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Split, fit, evaluate, gate and report on already accepted batches (call it inside a flow;
     the retrain flow reuses it). Returns the train flow's result without ``left_out``.
 
     ``batches``: references to the batches (their ``path``, or a marker's ``input_path``);
-    ``flagged_window``: scored batches whose flagged rows are left out of the training part (never
-    the holdout, so the gate compares on rows neither model chose); ``gate_context`` is recorded
-    with the gate decision (e.g. the retraining trigger).
+    ``row_filter``: which training rows a retraining leaves out (the champion's flags, confirmed
+    anomalies; never from the holdout, so the gate compares on rows neither model chose; see
+    tasks.row_filter); ``gate_context`` is recorded with the gate decision (e.g. the retraining
+    trigger).
     """
     run = run or new_run_id()
     run_dir = storage.reports(run)
@@ -70,12 +71,12 @@ def train_evaluate_gate(
         out_dir=run_dir,
         options=storage.options,
     )
-    rows_before_filter, rows_left_out = split.train_rows, 0
-    if flagged_window is not None:
-        filtered = without_flagged_rows_task(
-            split=split, window=list(flagged_window), columns=cfg.columns, storage=storage
+    filtered = RowsLeftOut(split=split, rows_before=split.train_rows, rows_left_out=0)
+    if row_filter is not None:
+        filtered = filter_training_rows_task(
+            split=split, row_filter=row_filter, columns=cfg.columns, storage=storage
         )
-        split, rows_left_out = filtered.split, filtered.rows_left_out
+        split = filtered.split
     trained = fit_model_task(
         split=split,
         training_batches=batch_ids,
@@ -83,6 +84,7 @@ def train_evaluate_gate(
         training=cfg.training,
         detector_params=cfg.detector_params(),
         storage=storage,
+        threshold=cfg.threshold,
     )
     champion_before = champion_task(storage)
     identical = trained.version if trained.reused and trained.version == champion_before else None
@@ -130,8 +132,11 @@ def train_evaluate_gate(
         "gate": gate.to_dict(),
         "evaluation": headline(evaluation.metrics),
         "warnings": evaluation.warnings,
-        "rows_before_filter": rows_before_filter,
-        "rows_left_out": rows_left_out,
+        "rows_before_filter": filtered.rows_before,
+        "rows_left_out": filtered.rows_left_out,
+        "flagged_left_out": filtered.flagged_left_out,
+        "confirmed_left_out": filtered.confirmed_left_out,
+        "false_positives_kept": filtered.false_positives_kept,
     }
 
 

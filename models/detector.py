@@ -28,6 +28,7 @@ from models.explanations import (
     top_indices,
 )
 from models.fast_preprocessing import FastPreprocessor
+from models.label_thresholds import validation_split
 from models.latent import LatentRotation
 from models.network import Architecture, ColumnErrors, MixedAutoencoder, pad_rows
 from models.persistence import SavedState, read_bundle, save_detector
@@ -312,11 +313,9 @@ class AutoencoderDetector(BaseEstimator):
         normalised = normalise_frame(frame, numeric, categorical)
         self.device_ = resolve_device(self.device)
 
-        order = np.random.default_rng(self.random_state).permutation(len(normalised))
-        n_validation = min(
-            len(normalised) - 1, max(1, round(self.validation_fraction * len(normalised)))
+        validation_rows, train_rows = validation_split(
+            len(normalised), self.validation_fraction, self.random_state
         )
-        validation_rows, train_rows = order[:n_validation], order[n_validation:]
 
         training_part = normalised.iloc[train_rows]
         flags = binary_columns(training_part, numeric) if self.binary_columns else []
@@ -466,6 +465,15 @@ class AutoencoderDetector(BaseEstimator):
         check_is_fitted(self)
         contributions, _ = self._forward(self._features(X))
         return contributions.sum(axis=1, dtype=np.float64)
+
+    def set_threshold(self, threshold: float, calibration_record: dict) -> AutoencoderDetector:
+        """Replace the fitted threshold, e.g. by one chosen from labels
+        (:mod:`models.label_thresholds`); ``calibration_record`` says where it came from and
+        becomes ``metadata_["calibration"]``. Percentiles keep their reference. Returns self."""
+        check_is_fitted(self)
+        self.threshold_ = float(threshold)
+        self.metadata_ = {**self.metadata_, "calibration": dict(calibration_record)}
+        return self
 
     def predict(self, X) -> np.ndarray:
         """(n,) int64: 1 where the score exceeds ``threshold_``, else 0."""

@@ -160,6 +160,15 @@ class Storage:
         """A night's record (``reports/<dataset>/nightly/<night>.json``)."""
         return join(self.reports("nightly"), f"{night}.json")
 
+    @property
+    def feedback(self) -> str:
+        """Analysts' verdict submissions (``feedback/<dataset>/``, one Parquet file each)."""
+        return join(self.root, "feedback", self.dataset)
+
+    def feedback_submission(self, submission_id: str) -> str:
+        """One verdict submission (``feedback/<dataset>/<submission_id>.parquet``)."""
+        return join(self.feedback, f"{submission_id}{PARQUET_SUFFIX}")
+
     @staticmethod
     def sibling(url: str, name: str) -> str:
         """The file ``name`` in the folder of ``url``."""

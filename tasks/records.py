@@ -232,9 +232,77 @@ class DriftReport(Record):
 @dataclass(frozen=True)
 class RetrainDecision(Record):
     """Whether a night's results call for retraining: the ``triggers`` that fired ("drift",
-    "model_age"), a reason for each, and the champion's age in days (None: unknown)."""
+    "model_age", "feedback"), a reason for each, the champion's age in days (None: unknown) and the
+    champion's flag precision from analysts' verdicts (a :class:`FlagPrecision` as a dict; None
+    when not measured)."""
 
     retrain: bool
     triggers: list[str]
     reasons: list[str]
     model_age_days: float | None = None
+    flag_precision: dict[str, Any] | None = None
+
+
+# ----------------------------------------------------------------------------------- feedback
+CONFIRMED = "confirmed"
+FALSE_POSITIVE = "false_positive"
+VERDICTS = (CONFIRMED, FALSE_POSITIVE)
+
+
+@dataclass(frozen=True)
+class VerdictSubmission(Record):
+    """Analysts' verdict on scored rows, as submitted (``aeflow feedback add``, the feedback flow).
+
+    ``rows``: ``[batch_id, row_id]`` pairs (row ids as text); ``submission_id``: None to derive it
+    from the content, so a resubmission of the same verdicts is recognised and not recorded twice.
+    """
+
+    verdict: str
+    rows: list[list[str]]
+    note: str | None = None
+    analyst: str | None = None
+    submission_id: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackSubmission(Record):
+    """A verdict submission as stored under ``feedback/<dataset>/<submission_id>.parquet``.
+
+    ``status``: "recorded" (written now) or "already_recorded" (the same submission was stored
+    before, at ``submitted_at``; nothing written). ``superseded_rows``: rows of it that a later
+    submission gave another verdict.
+    """
+
+    submission_id: str
+    dataset: str
+    status: str
+    verdict: str
+    rows: int
+    batches: list[str]
+    submitted_at: str
+    path: str
+    note: str | None = None
+    analyst: str | None = None
+    flagged_rows: int = 0
+    superseded_rows: int = 0
+
+
+@dataclass(frozen=True)
+class FlagPrecision(Record):
+    """The share of a model's reviewed flags that analysts confirmed, over batch dates
+    ``first_date``..``last_date``: ``precision`` = confirmed / reviewed (None when nothing was
+    reviewed). ``below_floor``: the feedback retraining trigger fires (a floor is set, at least
+    ``min_verdicts`` flags were reviewed, and the precision is below ``floor``); ``reason`` says
+    why it fired or not."""
+
+    model_version: str | None
+    first_date: str | None
+    last_date: str | None
+    reviewed: int
+    confirmed: int
+    false_positives: int
+    precision: float | None
+    floor: float | None
+    min_verdicts: int
+    below_floor: bool
+    reason: str

@@ -26,7 +26,14 @@ def format_retrain_summary(result: dict[str, Any]) -> str:
     ]
     if window["rows_left_out"]:
         lines.append(
-            f"left out          {window['rows_left_out']} rows the champion had flagged as anomalies"
+            f"left out          {window['rows_left_out']} rows: "
+            f"{window.get('flagged_left_out', 0)} the champion had flagged as anomalies, "
+            f"{window.get('confirmed_left_out', 0)} analysts confirmed as anomalies"
+        )
+    if window.get("false_positives_kept"):
+        lines.append(
+            f"kept              {window['false_positives_kept']} flagged rows analysts marked "
+            "false positives"
         )
     outcome = "promoted to champion" if result["promoted"] else "kept as challenger (not promoted)"
     lines += [
@@ -58,6 +65,9 @@ def format_nightly_summary(result: dict[str, Any]) -> str:
             f"drift             {drift['batch_id']}: {drift['status']} (drifted columns: {columns}; "
             f"score PSI {drift['score_psi'] if drift['score_psi'] is not None else 'n/a'})"
         )
+    feedback = result.get("feedback")
+    if feedback:
+        lines.append(f"flag precision    {feedback['champion']['reason']}")
     decision = result["retrain_decision"]
     if not decision["retrain"]:
         lines.append("retrain trigger   none")
@@ -320,7 +330,8 @@ def register(subparsers: Any) -> None:
         description="Run the nightly flow: validate and score the night's batches with the "
         "champion (quarantining what fails the contract), measure drift against the champion's "
         "training data (reports under <root>/reports/<dataset>/drift/), and retrain when a batch "
-        "drifted or the champion is older than retrain.max_model_age_days. The challenger is "
+        "drifted, the champion is older than retrain.max_model_age_days, or its flag precision "
+        "from analysts' verdicts fell below feedback.precision_floor. The challenger is "
         "promoted only through the promotion gate.",
     )
     add_config_argument(nightly)
@@ -342,8 +353,10 @@ def register(subparsers: Any) -> None:
         help="train a challenger on the recent accepted batches and gate it",
         description="Run the retrain flow: train a challenger on the accepted (validated and "
         "scored) batches of the last retrain.window_days days, leaving out rows the champion "
-        "flagged unless --keep-flagged, evaluate it against the champion on the same holdout and "
-        "promote it only when the gate passes. The decision and its reasons are recorded.",
+        "flagged unless --keep-flagged (but keeping those analysts marked false positives) and "
+        "rows analysts confirmed as anomalies (feedback.exclude_confirmed), evaluate it against "
+        "the champion on the same holdout and promote it only when the gate passes. The decision "
+        "and its reasons are recorded.",
     )
     add_config_argument(retrain)
     retrain.add_argument(

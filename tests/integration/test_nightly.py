@@ -22,12 +22,15 @@ from subprocess_support import wait_until
 
 from flows.backfill import backfill_flow
 from flows.config import load_config
+from flows.feedback import feedback_flow
 from flows.nightly import nightly_flow
 from flows.retrain import retrain_flow
 from flows.train import train_flow
 from models.registry import ModelRegistry
 from tasks.demo_data import generate_demo_data
+from tasks.feedback import record_feedback
 from tasks.io import Storage, read_table
+from tasks.records import VerdictSubmission
 from tasks.validation import draft_suite, suite_json
 
 pytestmark = pytest.mark.slow
@@ -248,9 +251,24 @@ def test_each_step_is_a_prefect_event_naming_dataset_batch_and_model(nights):
     [gated] = [e for e in found[outcome] if e.payload["version"] == retrained["version"]]
     assert gated.payload["trigger"] == "drift" and gated.payload["reason"]
     assert related(gated, "champion") == [f"aeflow.model.demo/{trained['version']}"]
+def scored_rows(layout: Storage, batch_id: str):
+    """The batch's scored output (id, flag, model version) as a DataFrame."""
+    (path,) = Path(layout.scored).glob(f"date=*/{batch_id}.parquet")
+    columns = ["transaction_id", "is_anomaly", "model_version"]
+    return pq.read_table(path, columns=columns).to_pandas()
 
 
 def test_a_manual_retrain_can_keep_the_flagged_rows(nights):
+    """Flagged rows stay in with --keep-flagged; rows analysts confirmed as anomalies still leave
+    (docs/feedback.md)."""
+    cfg, layout = nights["cfg"], nights["layout"]
+    oldest = nights["manifest"].batch_ids[2]  # the window's oldest day: its rows train
+    unflagged = scored_rows(layout, oldest).query("not is_anomaly")["transaction_id"][:20]
+    record_feedback(
+        VerdictSubmission(verdict="confirmed", rows=[[oldest, str(i)] for i in unflagged]),
+        storage=layout,
+        columns=cfg.columns,
+    )
     retrained = retrain_flow(
         config=str(nights["config"]),
         trigger="manual",
@@ -259,12 +277,43 @@ def test_a_manual_retrain_can_keep_the_flagged_rows(nights):
         promote=False,
     )
     assert retrained["trigger"] == "manual" and retrained["trigger_reasons"] == ["test"]
-    assert retrained["window"]["rows_left_out"] == 0 and not retrained["promoted"]
+    window = retrained["window"]
+    assert (window["rows_left_out"], window["confirmed_left_out"]) == (20, 20)
+    assert window["flagged_left_out"] == 0 and not retrained["promoted"]
     assert retrained["gate"]["applied"] is False
     # the newest accepted day ends the window; the quarantined day is never part of it
     manifest = nights["manifest"]
     assert retrained["window"]["batches"][-1] == manifest.batch_ids[-1]
     assert manifest.malformed_batch_id not in retrained["window"]["batches"]
+
+
+def test_false_positives_on_the_champions_flags_fire_the_feedback_trigger(nights):
+    layout = nights["layout"]
+    champion = ModelRegistry(layout.models).champion()
+    day = next(
+        b
+        for b in reversed(nights["manifest"].batch_ids)
+        if b != nights["manifest"].malformed_batch_id
+        and (scored_rows(layout, b)["model_version"] == champion).all()
+    )
+    flagged = scored_rows(layout, day).query("is_anomaly")["transaction_id"]
+    # the verdicts through the feedback flow, as a deployment or another system would send them
+    rows = [[day, str(i)] for i in flagged]
+    recorded = feedback_flow(config=str(nights["config"]), verdict="false_positive", rows=rows)
+    assert recorded["status"] == "recorded" and recorded["rows"] == len(flagged)
+    again = feedback_flow(config=str(nights["config"]), verdict="false_positive", rows=rows)
+    assert again["status"] == "already_recorded"
+    data = yaml.safe_load(Path(nights["config"]).read_text())
+    data["feedback"] = {"precision_floor": 0.5, "min_verdicts": 3}
+    config = Path(nights["config"]).with_name("demo-feedback.yaml")
+    config.write_text(yaml.safe_dump(data))
+    night = nightly_flow(config=str(config), date=day, retrain=False)
+    decision = night["retrain_decision"]
+    assert "feedback" in decision["triggers"] and night["retrain"] is None
+    precision = decision["flag_precision"]
+    assert precision["model_version"] == champion and precision["precision"] == 0.0
+    assert precision["reviewed"] == len(flagged) >= 3
+    assert night["feedback"]["over_time"][-1]["date"] == day
 
 
 def test_retraining_without_accepted_batches_is_skipped_with_a_reason(tmp_path):
