@@ -251,6 +251,8 @@ def test_each_step_is_a_prefect_event_naming_dataset_batch_and_model(nights):
     [gated] = [e for e in found[outcome] if e.payload["version"] == retrained["version"]]
     assert gated.payload["trigger"] == "drift" and gated.payload["reason"]
     assert related(gated, "champion") == [f"aeflow.model.demo/{trained['version']}"]
+
+
 def scored_rows(layout: Storage, batch_id: str):
     """The batch's scored output (id, flag, model version) as a DataFrame."""
     (path,) = Path(layout.scored).glob(f"date=*/{batch_id}.parquet")
