@@ -30,7 +30,7 @@ from models.explanations import (
 from models.fast_preprocessing import FastPreprocessor
 from models.label_thresholds import validation_split
 from models.latent import LatentRotation
-from models.network import Architecture, ColumnErrors, MixedAutoencoder, pad_rows
+from models.network import Architecture, ColumnErrors, MixedAutoencoder, level_blocks, pad_rows
 from models.persistence import SavedState, read_bundle, save_detector
 from models.preprocessing import (
     INPUT_CLIP,
@@ -270,17 +270,8 @@ class AutoencoderDetector(BaseEstimator):
             for network in self.networks_:
                 self._set_unseen_fill(network, torch.as_tensor(shares, device=self.device_))
 
-    def _first_level(self) -> int:
-        blocks = self.layout_.categorical_blocks
-        return blocks[0][0] if blocks else self.layout_.n_features
-
     def _set_unseen_fill(self, network: MixedAutoencoder, shares: torch.Tensor) -> None:
-        first = self._first_level()
-        membership = torch.zeros(
-            self.layout_.n_features - first, len(self.layout_.categorical_blocks)
-        )
-        for block, (start, stop, _) in enumerate(self.layout_.categorical_blocks):
-            membership[start - first : stop - first, block] = 1.0
+        first, membership = level_blocks(self.layout_)
         network.set_unseen_fill(first, membership.to(self.device_), shares)
 
     # ------------------------------------------------------------------ fitting
@@ -378,7 +369,9 @@ class AutoencoderDetector(BaseEstimator):
                 network = self._build_network(member, self.layout_.n_features).to(self.device_)
                 if self.clip_inputs:
                     network.set_input_bounds(train.amin(dim=0), train.amax(dim=0))
-                    self._set_unseen_fill(network, train[:, self._first_level() :].mean(dim=0))
+                    self._set_unseen_fill(
+                        network, train[:, level_blocks(self.layout_)[0] :].mean(0)
+                    )
                 generator = torch.Generator(device=self.device_).manual_seed(seed)
                 history = train_network(
                     network,
