@@ -51,9 +51,17 @@ def load_average() -> str:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds so far of process ``pid`` and every process in its process group
+    (a server started in its own session, with its worker processes; Linux /proc)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        if int(fields[2]) == pid or stat.parent.name == str(pid):
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def prepare(work: Path, train_rows: int, batch_rows: int, epochs: int) -> dict:
@@ -150,11 +158,12 @@ def wait_until_up(process: subprocess.Popen, url: str, what: str, log: Path | No
         time.sleep(0.5)
 
 
-def start_server(config: Path, port: int, log: Path) -> subprocess.Popen:
+def start_server(config: Path, port: int, log: Path, workers: int = 1) -> subprocess.Popen:
     aeflow = Path(sys.executable).parent / "aeflow"
     with log.open("wb") as out:
         server = subprocess.Popen(
-            [str(aeflow), "api", "--config", str(config), "--port", str(port)],
+            [str(aeflow), "api", "--config", str(config), "--port", str(port),
+             "--workers", str(workers)],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     wait_until_up(server, f"http://127.0.0.1:{port}/ready", "server", log)
@@ -298,6 +307,13 @@ def main() -> None:
     parser.add_argument("--one-row-requests", type=int, default=2000)
     parser.add_argument("--bulk-requests", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3, help="batch scoring runs (median)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="`aeflow api --workers` for the second server, measured at concurrency 8 and 32 "
+        "(default: the usable CPUs; 1 skips it)",
+    )
     parser.add_argument("--write-doc", action="store_true", help="write docs/benchmarks/serving.md")
     args = parser.parse_args()
 
@@ -315,6 +331,14 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(30)
+        if args.workers > 1:
+            port = free_port()
+            server = start_server(setup["config"], port, work / "workers.log", args.workers)
+            try:
+                results |= run_throughput(server.pid, port, setup["batch"], args)
+            finally:
+                server.terminate()
+                server.wait(30)
     load_end = load_average()
     report = render(setup, batch_rate, batch_seconds, results, load_start, load_end, args)
     print(report)
@@ -337,12 +361,12 @@ def run_requests(pid: int, port: int, batch: Path, args: argparse.Namespace) -> 
         body, media = (one if rows == 1 else bulk)[form]
         url = f"http://127.0.0.1:{port}/{operation}"
         print(f"{operation} {rows} row(s) {form} x{concurrency} ...", flush=True)
-        results[(operation, rows, form, concurrency, LEAN)] = measure(
+        results[(operation, rows, form, concurrency, LEAN, 1)] = measure(
             url, body, media, concurrency, requests, pid
         )
     body, media = one["json"]
     print("score 1 row json x1 with httpx.AsyncClient ...", flush=True)
-    results[("score", 1, "json", 1, HTTPX)] = asyncio.run(
+    results[("score", 1, "json", 1, HTTPX, 1)] = asyncio.run(
         measure_httpx(f"http://127.0.0.1:{port}/score", body, media, args.one_row_requests, pid)
     )
     print("a no-op ASGI app under uvicorn ...", flush=True)
@@ -354,15 +378,33 @@ def run_requests(pid: int, port: int, batch: Path, args: argparse.Namespace) -> 
     try:
         wait_until_up(noop, f"http://127.0.0.1:{noop_port}/score", "no-op app")
         url = f"http://127.0.0.1:{noop_port}/score"
-        results[("no-op ASGI app", 1, "json", 1, LEAN)] = measure(
+        results[("no-op ASGI app", 1, "json", 1, LEAN, 1)] = measure(
             url, body, media, 1, args.one_row_requests, noop.pid
         )
-        results[("no-op ASGI app", 1, "json", 1, HTTPX)] = asyncio.run(
+        results[("no-op ASGI app", 1, "json", 1, HTTPX, 1)] = asyncio.run(
             measure_httpx(url, body, media, args.one_row_requests, noop.pid)
         )
     finally:
         noop.terminate()
         noop.wait(30)
+    return results
+
+
+def run_throughput(pid: int, port: int, batch: Path, args: argparse.Namespace) -> dict:
+    """The concurrent cases again against a server of ``args.workers`` worker processes."""
+    one, bulk = bodies(batch, 1), bodies(batch, 1000)
+    results = {}
+    for concurrency in (8, 32):
+        for rows, form, requests in (
+            (1, "json", args.one_row_requests),
+            (1000, "json", args.bulk_requests),
+            (1000, "arrow", args.bulk_requests),
+        ):
+            body, media = (one if rows == 1 else bulk)[form]
+            print(f"score {rows} row(s) {form} x{concurrency}, {args.workers} workers ...")
+            results[("score", rows, form, concurrency, LEAN, args.workers)] = measure(
+                f"http://127.0.0.1:{port}/score", body, media, concurrency, requests, pid
+            )
     return results
 
 
@@ -376,27 +418,28 @@ def render(
     args: argparse.Namespace,
 ) -> str:
     rows_out = []
-    for (operation, rows, form, concurrency, client), r in results.items():
+    for (operation, rows, form, concurrency, client, workers), r in results.items():
         rate = rows * r["requests"] / r["wall"]
         endpoint = operation if operation.startswith("no-op") else f"/{operation}"
         share = "" if operation.startswith("no-op") else f"{rate / batch_rate:.2f}"
         rows_out.append(
             [
-                endpoint, f"{rows:,}", form, concurrency, client, r["requests"],
+                endpoint, f"{rows:,}", form, concurrency, workers, client, r["requests"],
                 f"{r['p50']:.2f}", f"{r['p99']:.2f}", f"{rate:,.0f}", share,
                 f"{r['cpu_ms_per_request']:.2f}", f"{r['client_cpu_ms_per_request']:.2f}",
             ]
         )  # fmt: skip
     table = markdown_table(
-        ["endpoint", "rows/request", "body", "concurrency", "client", "requests", "p50 ms",
+        ["endpoint", "rows/request", "body", "concurrency", "server workers", "client",
+         "requests", "p50 ms",
          "p99 ms", "rows/s", "share of batch rows/s", "server CPU ms/request",
          "client CPU ms/request"],
         rows_out,
     )  # fmt: skip
-    single = results[("score", 1, "json", 1, LEAN)]
+    single = results[("score", 1, "json", 1, LEAN, 1)]
     best_bulk = max(
-        (1000 * r["requests"] / r["wall"], form, c)
-        for (op, rows, form, c, _client), r in results.items()
+        (1000 * r["requests"] / r["wall"], form, c, workers)
+        for (op, rows, form, c, _client, workers), r in results.items()
         if op == "score" and rows == 1000
     )
     checks = [
@@ -405,7 +448,7 @@ def render(
         f"- 1-row p99 at concurrency 1: {single['p99']:.2f} ms (target < {TARGET_P99_MS:g} ms): "
         f"{'met' if single['p99'] < TARGET_P99_MS else 'NOT met'}",
         f"- 1,000-row requests: best {best_bulk[0]:,.0f} rows/s ({best_bulk[1]}, concurrency "
-        f"{best_bulk[2]}) = {best_bulk[0] / batch_rate:.2f} of batch scoring's {batch_rate:,.0f} "
+        f"{best_bulk[2]}, {best_bulk[3]} server worker(s)) = {best_bulk[0] / batch_rate:.2f} of batch scoring's {batch_rate:,.0f} "
         f"rows/s (target >= {TARGET_SHARE:g}): "
         f"{'met' if best_bulk[0] / batch_rate >= TARGET_SHARE else 'NOT met'}",
     ]
@@ -416,9 +459,11 @@ def render(
             "noisy, the server's CPU ms per request less so.",
             f"- model: the demo's architecture (hidden {list(setup['hidden'])}, latent "
             f"{setup['latent']}, {setup['features']} preprocessed features) fitted on "
-            f"{args.train_rows:,} rows; server: `aeflow api` defaults (compute threads = CPUs, "
-            "1 torch thread each, a log line per request to a file), uvicorn with httptools and "
-            "uvloop; client: this process on the same machine, one keep-alive `http.client` "
+            f"{args.train_rows:,} rows; server: `aeflow api` defaults (one worker process, "
+            "compute threads = CPUs, 1 torch thread each, a log line per request to a file), "
+            "uvicorn with httptools and uvloop, then the concurrent cases again with "
+            f"`--workers {args.workers}` (the server CPU column sums the worker processes); "
+            "client: this process on the same machine, one keep-alive `http.client` "
             "connection per concurrent client, each in its own thread (the targets are read "
             "from these rows); the 1-row case again with httpx.AsyncClient, and both against a "
             "no-op ASGI app under the same uvicorn settings, show what the client and the HTTP "
