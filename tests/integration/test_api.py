@@ -12,6 +12,7 @@ import concurrent.futures
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -447,3 +448,44 @@ def test_a_bundle_that_fails_verification_is_not_served(api, tmp_path):
         assert client.post("/score", json=_one_row(api)).json()["model_version"] == v1
     finally:
         registry.promote(v1, "test: restore")
+
+
+def test_several_worker_processes_serve_and_all_follow_a_promotion(api):
+    v1, v2 = api["v1"], api["v2"]
+    port = free_port()
+    log_path = api["log"].with_name("workers.log")
+    env = {**os.environ, "AEFLOW_API_TOKEN": TOKEN}
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [AEFLOW, "api", "--config", str(api["config"]), "--port", str(port),
+             "--workers", "2", "--poll-s", "0.2"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    base, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {TOKEN}"}
+    row = _one_row(api)
+
+    def versions(count: int) -> set[str]:
+        # A fresh connection each time, so the requests spread over the worker processes.
+        seen = set()
+        for _ in range(count):
+            answer = httpx.post(f"{base}/score", json=row, headers=headers, timeout=30)
+            assert answer.status_code == 200, answer.text
+            seen.add(answer.json()["model_version"])
+        return seen
+
+    registry = ModelRegistry(api["layout"].models)
+    try:
+        deadline = time.monotonic() + 180
+        ready = re.compile(r"aeflow\.api\[(\d+)\]: worker process ready: model (\S+) loaded")
+        while len({pid for pid, _ in ready.findall(log_path.read_text())}) < 2:
+            assert server.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "two workers did not get ready in 180 s"
+            time.sleep(0.5)
+        assert {version for _, version in ready.findall(log_path.read_text())} == {v1}
+        assert versions(20) == {v1}
+        registry.promote(v2, "test: promotion seen by every worker")
+        time.sleep(2.0)  # each worker reads the alias every 0.2 s and swaps once loaded
+        assert versions(30) == {v2}
+    finally:
+        registry.promote(v1, "test: restore")
+        stop_process_group(server)
