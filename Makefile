@@ -8,7 +8,9 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # request for torch pulls a multi-GB CUDA build. pyproject keeps a range it satisfies.
 TORCH_PIN ?= torch==2.13.0
 # pytest processes for `make test` (pytest-xdist; 0 runs everything in one process). Test modules
-# stay whole on one process (--dist loadscope): their module-scoped fixtures are built once.
+# stay whole on one process (--dist loadscope): their module-scoped fixtures are built once. They
+# are handed out in collection order (e2e, integration, reliability, then the many short unit
+# modules), not xdist's default of most tests first, which left the one-test e2e stories to the end.
 PYTEST_WORKERS ?= 2
 
 export GX_ANALYTICS_ENABLED := false
@@ -41,7 +43,7 @@ format: $(VENV)/.dev
 	$(VENV)/bin/ruff format .
 
 test: lint
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope --durations=30 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=30 $(PYTEST_ARGS)
 
 # Headless Chromium for tests/e2e/test_report_browser.py (Debian's package; needs root and apt).
 # Without it `make test` still passes: that test skips and says why.

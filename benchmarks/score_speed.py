@@ -15,7 +15,7 @@
    checksum, commit, marker). Throughput is rows / wall seconds; peak memory is the process's
    VmHWM (peak resident set size, imports and model included).
 4. Where the time goes: one process times each step of the scoring path on 8 chunks in one thread
-   (Arrow to frame, the detector's preprocessing, forward pass, top-k and names, Arrow output,
+   (Arrow to the preprocessed matrix, forward pass, top-k and names, Arrow output,
    Parquet write), and the forward pass with 1 and 2 torch threads.
 5. Validation (Great Expectations, a suite drafted from a sample) is timed separately on batches up
    to ``--validate-max-rows`` rows: it is not part of the scoring numbers.
@@ -221,20 +221,21 @@ def child_score(batch: str, root: str, scoring_threads: str = "1") -> dict:
 def child_profile(batch: str, root: str) -> dict:
     """Seconds per step of the scoring path over 8 chunks, in one thread (no overlap).
 
-    Diagnostic: it calls the detector's internals (``_features`` pieces, ``_forward``) to split
-    ``detector.score`` into its parts, so it follows models/detector.py as it is today.
+    Diagnostic: it calls the Arrow replay and the detector's internals (``_forward``) to split
+    ``score_rows`` into its parts, so it follows models/detector.py as it is today.
     """
     import numpy as np
     import pyarrow.parquet as pq
     import torch
 
     from models.explanations import top_feature_strings, top_indices
-    from tasks.frames import feature_frame
     from tasks.io import Storage
     from tasks.model_cache import load_model
+    from tasks.row_scoring import replay_for
     from tasks.scored_output import DICTIONARY_COLUMNS, ChunkScoring, output_schema, score_chunk
 
     detector, version = load_model(Storage(root, DATASET), None)
+    replay = replay_for(detector, NUMERIC_COLUMNS, CATEGORICAL_COLUMNS)
     source = pq.ParquetFile(batch)
     schema = output_schema(source.schema_arrow, PASSTHROUGH, int(detector.latent_dim_))
     chunks = []
@@ -255,8 +256,8 @@ def child_profile(batch: str, root: str) -> dict:
     for index, chunk in enumerate([chunks[0], *chunks]):
         if index == 1:
             steps.clear()  # the first pass warms caches and first-call paths up
-        frame = timed("Arrow -> feature frame (tasks.frames)", feature_frame, chunk, NUMERIC_COLUMNS, CATEGORICAL_COLUMNS)  # fmt: skip
-        tensor = timed("detector: preprocessing to a float32 tensor (numpy replay of the ColumnTransformer)", detector._features, frame)  # fmt: skip
+        features = timed("Arrow -> preprocessed float32 matrix (tasks.row_scoring: the Arrow replay of the fitted preprocessing)", replay.features, chunk)  # fmt: skip
+        tensor = torch.from_numpy(features)
         contributions, _ = timed("detector: forward pass + column errors (1 thread)", detector._forward, tensor)  # fmt: skip
 
         def top_names(c=contributions):
@@ -301,10 +302,7 @@ def child_profile(batch: str, root: str) -> dict:
     forward = {}
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        tensors = [
-            detector._features(feature_frame(c, NUMERIC_COLUMNS, CATEGORICAL_COLUMNS))
-            for c in chunks[:4]
-        ]
+        tensors = [torch.from_numpy(replay.features(c)) for c in chunks[:4]]
         started = time.perf_counter()
         for tensor in tensors:
             detector._forward(tensor)
@@ -559,7 +557,7 @@ NOTES = """
   model ("RSS before the batch"), the rest is one chunk going through the detector (its 65,536 x
   246 preprocessed matrix alone is 129 MB in float64, then 64 MB in float32). A smaller
   `scoring.chunk_rows` lowers the peak proportionally.
-- Throughput: the scoring module's own work (Arrow to frame, Arrow output, the Parquet write, the
+- Throughput: the scoring module's own work (Arrow output, the Parquet write, the
   reading thread and the checksum beside it) costs about as much as the floor; the gap to the
   floor is `detector.score` (models/), which spends its time as the step table shows. On CPU the
   floor-share target (1/3 in issue 6, 0.4 in issue 14) cannot be met by the pipeline around the model; it needs the model's
@@ -567,9 +565,11 @@ NOTES = """
   (9.6 -> 3.0 µs/row for `detector.score` in one thread, outputs unchanged to float rounding):
   1. the fitted `ColumnTransformer` is replayed in numpy from its fitted parameters
      (`models.fast_preprocessing.FastPreprocessor`, bit-identical to scikit-learn's output, tested),
-     encoding each categorical column with one `pd.factorize` pass instead of per-row string work;
-  2. categorical columns go from Arrow to pandas without Python string objects;
-  3. top-k names are built once per distinct column combination;
+     encoding each categorical column with one hash pass (Arrow's dictionary encoding) and a
+     lookup of its distinct levels instead of per-row string work;
+  2. Arrow columns go straight into that replay (`tasks.row_scoring.ArrowReplay`, what batch
+     scoring and `aeflow api` both run), without a pandas frame in between;
+  3. top-k names are joined once per distinct column combination, all combinations at once;
   4. the forward pass runs in cache-sized chunks of 2,048 rows on the CPU, and the per-column
      errors of scoring reduce over contiguous blocks.
 - Torch threads: the forward pass is run with 1 torch thread per scoring thread on this machine

@@ -39,6 +39,7 @@ EPILOG = (
   aeflow demo --config configs/demo.toml        generate demo data, train, score, print a summary
   aeflow train --config configs/demo.toml       train on the training window, register, promote
   aeflow score --config configs/demo.toml       validate and score every batch not yet scored
+  aeflow tune --config configs/demo.toml --trials 20   search hyperparameters (docs/tuning.md)
 
 """
     + EXIT_CODES_HELP
@@ -169,19 +170,26 @@ def _layout(config_path: str):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from flows.config import with_model_params
     from flows.prefect_api import require_prefect_api
     from flows.preflight import check_config_columns
     from flows.train import train_flow
     from tasks.window import parse_date
 
     cfg, _ = _layout(args.config)  # fail fast on a bad config or date, before Prefect starts
+    if args.params:
+        with_model_params(cfg, args.params)
     if args.until:
         parse_date(args.until, "--until")
     check_config_columns(cfg, against_model=False)
     require_prefect_api()
     result = with_training_progress(
         lambda: train_flow(
-            config=args.config, until=args.until, batches=args.batch, promote=not args.no_promote
+            config=args.config,
+            until=args.until,
+            batches=args.batch,
+            promote=not args.no_promote,
+            params=args.params,
         )
     )
     print("\n" + format_train_summary(result))
@@ -350,6 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--no-promote", action="store_true", help="register without making it the champion"
+    )
+    train.add_argument(
+        "--params",
+        metavar="FILE",
+        help="detector parameters laid over the config's [model] section: a TOML file with a "
+        "[model] table, such as the best-params.toml `aeflow tune` writes; the gate decides as usual",
     )
     train.set_defaults(handler=cmd_train)
 

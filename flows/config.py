@@ -21,6 +21,7 @@ from tasks.settings import (
     ColumnsSettings,
     DriftSettings,
     EvaluationSettings,
+    FeedbackSettings,
     IngestSettings,
     RetrainingSettings,
     ScheduleSettings,
@@ -31,6 +32,7 @@ from tasks.settings import (
     TrainingSettings,
     ValidationSettings,
 )
+from tasks.tuning.settings import TuningSettings
 
 if TYPE_CHECKING:
     from tasks.io import Storage
@@ -57,8 +59,10 @@ class PipelineConfig(Section):
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     retrain: RetrainingSettings = Field(default_factory=RetrainingSettings)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    tuning: TuningSettings = Field(default_factory=TuningSettings)
     source: str | None = Field(None, description="the file this config was read from (set on load)")
 
     @model_validator(mode="before")
@@ -106,13 +110,16 @@ class PipelineConfig(Section):
         return value
 
     def detector_params(self) -> dict[str, Any]:
-        """Keyword arguments for `models.AutoencoderDetector`, columns and threshold included."""
+        """Keyword arguments for `models.AutoencoderDetector`, columns and threshold included
+        (a label threshold method passes its label-free fallback: the labels come after the fit,
+        see tasks.label_threshold)."""
+        method, value = self.threshold.label_free
         return {
             **self.model,
             "numeric_columns": list(self.columns.numeric),
             "categorical_columns": list(self.columns.categorical),
-            "threshold_method": self.threshold.method,
-            "threshold_value": self.threshold.value,
+            "threshold_method": method,
+            "threshold_value": value,
             "random_state": self.model.get("random_state", self.training.seed),
         }
 
@@ -202,3 +209,24 @@ def load_config(path: str | Path) -> PipelineConfig:
     except ValidationError as exc:
         problems = [_describe(err, path) for err in exc.errors()]
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems)) from None
+
+
+def with_model_params(cfg: PipelineConfig, path: str | Path) -> PipelineConfig:
+    """``cfg`` with the ``[model]`` table of a parameters file (such as the ``best-params.toml``
+    `aeflow tune` writes) laid over its model section; raises ConfigError naming the file and key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"parameters file {path} does not exist; pass --params with a .toml file")
+    data = _read_mapping(path)
+    extra = sorted(set(data) - {"model"})
+    if extra or not isinstance(data.get("model"), dict):
+        raise ConfigError(
+            f"{path}: a parameters file holds one [model] table of detector parameters"
+            + (f"; unknown section(s) {extra}" if extra else "")
+        )
+    merged = {**cfg.model_dump(exclude={"source"}), "model": {**cfg.model, **data["model"]}}
+    try:
+        return PipelineConfig(**merged, source=cfg.source)
+    except ValidationError as exc:
+        problems = [_describe(err, path) for err in exc.errors()]
+        raise ConfigError("invalid parameters:\n  " + "\n  ".join(problems)) from None

@@ -13,9 +13,11 @@ serving process (or a worker) must see the same file at the same path.
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from flows.config import load_config
 
@@ -90,6 +92,14 @@ def deployment_specs(
             {"config": path},
             f"Validate and score every batch of {dataset} not yet scored by the champion.",
         ),
+        DeploymentSpec(
+            "aeflow-tune",
+            f"{dataset}-tune",
+            None,
+            tz,
+            {"config": path},
+            f"Search {dataset}'s detector hyperparameters ([tuning]); resumes the study by name.",
+        ),
     ]
 
 
@@ -98,18 +108,20 @@ def _flow_of(flow_name: str):
     from flows.nightly import nightly_flow
     from flows.retrain import retrain_flow
     from flows.score import score_flow
+    from flows.tune import tune_flow
 
     flows = {
         "aeflow-nightly": nightly_flow,
         "aeflow-retrain": retrain_flow,
         "aeflow-backfill": backfill_flow,
         "aeflow-score": score_flow,
+        "aeflow-tune": tune_flow,
     }
     return flows[flow_name]
 
 
-# Flows that map tasks over batches: the ones a Dask cluster speeds up.
-BATCH_FLOWS = ("aeflow-nightly", "aeflow-backfill", "aeflow-score")
+# Flows that map tasks over batches (or trials): the ones a Dask cluster speeds up.
+BATCH_FLOWS = ("aeflow-nightly", "aeflow-backfill", "aeflow-score", "aeflow-tune")
 
 
 def build_deployments(specs: list[DeploymentSpec], task_runner: Any = None) -> list[Any]:
@@ -141,10 +153,13 @@ def serve(
     limit: int | None = None,
     task_runner: Any = None,
     shutdown_timeout_s: float = 30.0,
+    on_deployed: Callable[[dict[str, UUID]], None] | None = None,
 ) -> int:
     """Serve the deployments until SIGTERM or Ctrl-C: scheduled and ad-hoc runs execute in
     subprocesses of this process (at most ``limit`` at a time). Needs a Prefect API
-    (PREFECT_API_URL) that outlives it.
+    (PREFECT_API_URL) that outlives it. ``on_deployed`` is called with {deployment name: id} once
+    the deployments exist on the API, before serving starts (e.g. to install automations that
+    run them).
 
     Stopping takes at most ``shutdown_timeout_s`` seconds: runs in flight are asked to stop and
     the schedules are paused while the API answers; when it does not, they are left as they are.
@@ -178,8 +193,12 @@ def serve(
             asyncio.get_running_loop().create_task(self.astop())
 
     runner = BoundedRunner(pause_on_shutdown=True, limit=limit)
-    for deployment in build_deployments(specs, task_runner):
-        runner.add_deployment(deployment)
+    deployed = {
+        deployment.name: runner.add_deployment(deployment)
+        for deployment in build_deployments(specs, task_runner)
+    }
+    if on_deployed is not None:
+        on_deployed(deployed)
     # Ctrl-C goes through the guard too (asyncio keeps a handler that is not Python's default).
     previous = signal.signal(signal.SIGINT, lambda *_: runner.stop_serving("Ctrl-C"))
     try:

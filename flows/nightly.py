@@ -6,7 +6,9 @@ Wiring only: every step is a task in tasks/. One night is::
     list incoming -> tonight's batches (a date, or everything not scored yet)
       -> validate each -> quarantine or score (exactly once per batch) -> score summary
       -> drift of each scored batch against the champion's training reference -> drift report
-      -> retraining triggers (drift, champion age) -> `retrain` subflow when one fires
+      -> flag precision from analysts' verdicts (tasks.flag_precision)
+      -> retraining triggers (drift, champion age, feedback) -> event aeflow.drift.detected when
+         a batch drifted -> `retrain` subflow when a trigger fires
       -> nightly summary (JSON under <root>/reports/<dataset>/nightly/ and a Prefect artifact)
 """
 
@@ -24,6 +26,8 @@ from flows.preflight import check_config_columns
 from flows.retrain import ensure_drift_reference, retrain_flow
 from flows.score import batch_id_of, summarize_run, validate_and_score
 from tasks.drift import measure_drift_task, retrain_triggers_task
+from tasks.events import drift_detected, drift_retraining, emit
+from tasks.flag_precision import champion_precision, flag_precision_task
 from tasks.io import scan_incoming_task
 from tasks.records import DriftReport, NightlyRecord
 from tasks.registry import champion_challenged_at_task, champion_task, resolve_version_task
@@ -35,7 +39,8 @@ from tasks.window import select_nightly_batches_task
 def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> dict[str, Any]:
     """One night: score the night's batches (those dated ``date``, YYYY-MM-DD, by
     ``columns.batch_date``; or every batch not scored yet) with the champion, measure their drift,
-    and retrain when drift or the champion's age calls for it (unless ``retrain`` is false).
+    and retrain when drift, the champion's age or its flag precision from analysts' verdicts
+    (below ``feedback.precision_floor``) calls for it (unless ``retrain`` is false).
     Returns the night's summary.
     """
     logger = get_run_logger()
@@ -87,8 +92,18 @@ def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> 
                 logger.warning("drift in %s: %s", report.batch_id, "; ".join(report.reasons))
     publish_drift_task(cfg.dataset, drift_reports)
 
+    # Analysts' verdicts so far: the champion's flag precision (the feedback trigger) and the
+    # precision over time for the night's summary.
+    feedback = flag_precision_task(
+        storage, feedback=cfg.feedback, model_version=version, until=date
+    )
+    precision = champion_precision(feedback)
     since = champion_challenged_at_task(storage, version) if version else None
-    decision = retrain_triggers_task(drift_reports, since, cfg.retrain)
+    decision = retrain_triggers_task(drift_reports, since, cfg.retrain, precision)
+    retraining = drift_retraining(
+        on_drift=cfg.retrain.on_drift, retrains_in_run=decision.retrain and retrain
+    )
+    emit(drift_detected(cfg.dataset, drift_reports, retraining=retraining))
     retrained = None
     if decision.retrain and retrain:
         # The window ends with the night: its date, or the newest event date among its batches.
@@ -108,6 +123,7 @@ def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> 
         scored_before=[batch_id_of(m) for m in scored_before],
         drift=drift_reports,
         retrain_decision=decision,
+        feedback=feedback,
         retrain=retrained,
         champion_after=champion_task(storage),
         failures=processed.failures,

@@ -6,9 +6,12 @@ holdout -> gate -> report), with two differences:
 - the window is the accepted batches (validated and scored, never quarantined) of the last
   ``retrain.window_days`` days, not whatever lies in incoming/;
 - with ``retrain.exclude_flagged`` the rows the champion flagged are left out of the *training*
-  rows (after the split, so the holdout the gate compares on is untouched).
+  rows (after the split, so the holdout the gate compares on is untouched), except those analysts
+  marked false positives; rows analysts confirmed as anomalies are always left out
+  (``feedback.*``, tasks.row_filter).
 
-Every run records why it ran (the trigger: drift, model age, the weekly schedule or a person) and
+Every run records why it ran (the trigger: drift, model age, flag precision from analysts'
+feedback, the weekly schedule or a person) and
 why the challenger was promoted or kept, in ``<root>/reports/<dataset>/<run>/retrain.json``, in the
 registry (the challenger's entry and champion.json's history) and as a Prefect artifact.
 """
@@ -25,9 +28,11 @@ from flows.preflight import check_config_columns
 from flows.train import train_evaluate_gate
 from tasks.drift import ensure_reference_task
 from tasks.evaluate import new_run_id
+from tasks.events import emit, retrain_skipped
 from tasks.io import Storage
 from tasks.records import RetrainRecord, RetrainWindow
 from tasks.registry import champion_task
+from tasks.row_filter import RowFilter
 from tasks.run_reports import announce_retrain, publish_retrain_task
 from tasks.window import nothing_to_retrain_on, training_window_task
 
@@ -55,7 +60,7 @@ def retrain_flow(
 ) -> dict[str, Any]:
     """Train a challenger on the accepted batches of the last ``retrain.window_days`` days up to
     ``until`` (YYYY-MM-DD; the newest accepted batch by default) and promote it only through the
-    gate. ``trigger`` says why (drift, model_age, schedule, manual) and ``trigger_reasons`` the
+    gate. ``trigger`` says why (drift, model_age, feedback, schedule, manual) and ``trigger_reasons`` the
     details; ``exclude_flagged`` overrides ``retrain.exclude_flagged``; ``promote=False`` records
     the gate's decision without applying it. Returns the retraining record.
     """
@@ -74,7 +79,12 @@ def retrain_flow(
         trigger_reasons=list(trigger_reasons or []),
         champion_before=champion_before,
         window=RetrainWindow.of(
-            window, days=window_days, until=until, exclude_flagged=leave_out_flagged
+            window,
+            days=window_days,
+            until=until,
+            exclude_flagged=leave_out_flagged,
+            exclude_confirmed=cfg.feedback.exclude_confirmed,
+            keep_false_positives=cfg.feedback.keep_false_positives,
         ),
     )
     if not window:
@@ -83,6 +93,7 @@ def retrain_flow(
         logger.info("retraining skipped: %s", reason)
         skipped = record.replace(skipped_reason=reason, champion_after=champion_task(storage))
         stored = publish_retrain_task(skipped, storage)
+        emit(retrain_skipped(skipped))
         announce_retrain(stored)
         return stored
 
@@ -92,7 +103,12 @@ def retrain_flow(
         window,
         promote=promote,
         run=record.run,
-        flagged_window=window if leave_out_flagged else None,
+        row_filter=RowFilter(
+            window=window,
+            leave_out_flagged=leave_out_flagged,
+            leave_out_confirmed=cfg.feedback.exclude_confirmed,
+            keep_false_positives=cfg.feedback.keep_false_positives,
+        ),
         gate_context={"trigger": trigger},
     )
     if trained.gate.promoted:

@@ -32,6 +32,7 @@ from flows.config import PipelineConfig, load_config, storage_of
 from flows.errors import raise_failures
 from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
+from tasks.events import batch_quarantined, batch_scored, emit
 from tasks.incoming import BatchRef, IgnoredInput, RejectedBatch
 from tasks.io import Storage, scan_incoming_task
 from tasks.records import SCORED, QuarantineRecord, ScoreMarker
@@ -98,7 +99,9 @@ def validate_and_score(
     """Validate each batch (mapped over the task runner), quarantine the rejected ones and score
     each accepted one with ``model_version`` as soon as its own validation passes (as the score
     flow does); quarantine the ``rejected`` batches (refused ids, see tasks.incoming) unvalidated.
-    Storage work is retried on transient errors (the config's storage.retries). Call inside a flow.
+    Storage work is retried on transient errors (the config's storage.retries). Each batch scored
+    or quarantined here (not skipped) is announced as a Prefect event once its output is
+    committed (tasks.events; from the flow's process, whatever runs the tasks). Call inside a flow.
     """
     result = BatchResults()
     retrying = storage.retry_options()
@@ -140,14 +143,22 @@ def validate_and_score(
         except Exception as exc:  # reported at the end of the run; the other batches go on
             result.failed(batch_id, exc)
             continue
-        (result.scored if marker.status == SCORED else result.skipped).append(marker)
+        if marker.status == SCORED:
+            result.scored.append(marker)
+            emit(batch_scored(cfg.dataset, marker))
+        else:
+            result.skipped.append(marker)
     for batch_id, future in quarantining:
         try:
             moved = future.result()
         except Exception as exc:
             result.failed(batch_id, exc)
             continue
-        (result.quarantined if moved.status == QUARANTINED else result.skipped).append(moved)
+        if moved.status == QUARANTINED:
+            result.quarantined.append(moved)
+            emit(batch_quarantined(cfg.dataset, moved))
+        else:
+            result.skipped.append(moved)
     for found in (result.scored, result.skipped, result.quarantined, result.warnings):
         found.sort(key=batch_id_of)
     return result

@@ -21,7 +21,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.config import PipelineConfig, load_config, storage_of
+from flows.config import PipelineConfig, load_config, storage_of, with_model_params
 from flows.prefect_api import API_WATCH_HOOKS
 from flows.preflight import check_config_columns
 from flows.score import validate_batches
@@ -32,6 +32,7 @@ from tasks.io import Storage, list_batches_task
 from tasks.records import ScoreMarker, TrainingRun
 from tasks.registry import champion_task, record_report_task
 from tasks.report import report_task
+from tasks.row_filter import RowFilter, RowsLeftOut, filter_training_rows_task
 from tasks.run_reports import announce_train
 from tasks.training import (
     discard_training_split_task,
@@ -39,7 +40,6 @@ from tasks.training import (
     select_training_batches_task,
     split_training_window_task,
 )
-from tasks.window import without_flagged_rows_task
 
 
 def train_evaluate_gate(
@@ -49,16 +49,17 @@ def train_evaluate_gate(
     *,
     promote: bool = True,
     run: str | None = None,
-    flagged_window: Sequence[ScoreMarker] | None = None,
+    row_filter: RowFilter | None = None,
     gate_context: dict[str, Any] | None = None,
 ) -> TrainingRun:
     """Split, fit, evaluate, gate and report on already accepted batches (call it inside a flow;
     the retrain flow reuses it).
 
     ``batches``: references to the batches (their ``path``, or a marker's ``input_path``);
-    ``flagged_window``: scored batches whose flagged rows are left out of the training part (never
-    the holdout, so the gate compares on rows neither model chose); ``gate_context`` is recorded
-    with the gate decision (e.g. the retraining trigger).
+    ``row_filter``: which training rows a retraining leaves out (the champion's flags, confirmed
+    anomalies; never from the holdout, so the gate compares on rows neither model chose; see
+    tasks.row_filter); ``gate_context`` is recorded with the gate decision (e.g. the retraining
+    trigger).
     """
     run = run or new_run_id()
     batch_ids = [b.batch_id for b in batches]
@@ -70,12 +71,12 @@ def train_evaluate_gate(
         run=run,
         storage=storage,
     )
-    rows_before_filter, rows_left_out = split.train_rows, 0
-    if flagged_window is not None:
-        filtered = without_flagged_rows_task(
-            split=split, window=list(flagged_window), columns=cfg.columns, run=run, storage=storage
+    filtered = RowsLeftOut(split=split, rows_before=split.train_rows, rows_left_out=0)
+    if row_filter is not None:
+        filtered = filter_training_rows_task(
+            split=split, row_filter=row_filter, columns=cfg.columns, run=run, storage=storage
         )
-        split, rows_left_out = filtered.split, filtered.rows_left_out
+        split = filtered.split
     trained = fit_model_task(
         split=split,
         training_batches=batch_ids,
@@ -83,6 +84,7 @@ def train_evaluate_gate(
         training=cfg.training,
         detector_params=cfg.detector_params(),
         storage=storage,
+        threshold=cfg.threshold,
     )
     champion_before = champion_task(storage)
     identical = trained.version if trained.reused and trained.version == champion_before else None
@@ -127,29 +129,21 @@ def train_evaluate_gate(
         models_root=storage.models,
         bundle=storage.model_version(trained.version),
         report=report,
-        rows_before_filter=rows_before_filter,
-        rows_left_out=rows_left_out,
+        rows_before_filter=filtered.rows_before,
+        rows_left_out=filtered.rows_left_out,
+        flagged_left_out=filtered.flagged_left_out,
+        confirmed_left_out=filtered.confirmed_left_out,
+        false_positives_kept=filtered.false_positives_kept,
     )
 
 
-@flow(name="aeflow-train", log_prints=True, **API_WATCH_HOOKS)
-def train_flow(
-    config: str,
-    until: str | None = None,
-    batches: list[str] | None = None,
-    promote: bool = True,
-) -> dict[str, Any]:
-    """Train a detector on the batches dated in the last `training.window_days` days up to `until`
-    (YYYY-MM-DD; the newest batch's date by default), or on the explicit `batches`, evaluate it on a holdout, and make it the champion when the promotion gate
-    lets it (`promote=False` records the gate's decision without applying it).
-
-    Batches failing validation are left out of training (and left in incoming/ for the score flow,
-    which quarantines them).
-    """
+def accepted_training_window(
+    cfg: PipelineConfig, storage: Storage, until: str | None, batches: list[str] | None
+) -> tuple[list[BatchRef], list[Any]]:
+    """(the training window's batches that pass validation, the validation outcomes of those that
+    do not): the window is ``training.window_days`` up to ``until``, or ``batches``; the left-out
+    batches are logged (the train and tune flows use it)."""
     logger = get_run_logger()
-    cfg = load_config(config)
-    check_config_columns(cfg, against_model=False)
-    storage = storage_of(cfg)
     available = list_batches_task(storage)
     window = select_training_batches_task(
         available,
@@ -170,6 +164,32 @@ def train_flow(
     rejected = [o for o in outcomes if not o.accepted]
     for outcome in rejected:
         logger.warning("left out of training: %s (%s)", outcome.batch_id, outcome.reason)
+    return accepted, rejected
+
+
+@flow(name="aeflow-train", log_prints=True, **API_WATCH_HOOKS)
+def train_flow(
+    config: str,
+    until: str | None = None,
+    batches: list[str] | None = None,
+    promote: bool = True,
+    params: str | None = None,
+) -> dict[str, Any]:
+    """Train a detector on the batches dated in the last `training.window_days` days up to `until`
+    (YYYY-MM-DD; the newest batch's date by default), or on the explicit `batches`, evaluate it on a holdout, and make it the champion when the promotion gate
+    lets it (`promote=False` records the gate's decision without applying it).
+
+    Batches failing validation are left out of training (and left in incoming/ for the score flow,
+    which quarantines them). `params`: a parameters file (a [model] table, such as the
+    best-params.toml of `aeflow tune`) laid over the config's model section.
+    """
+    logger = get_run_logger()
+    cfg = load_config(config)
+    if params:
+        cfg = with_model_params(cfg, params)
+    check_config_columns(cfg, against_model=False)
+    storage = storage_of(cfg)
+    accepted, rejected = accepted_training_window(cfg, storage, until, batches)
     trained = train_evaluate_gate(cfg, storage, accepted, promote=promote)
     announce_train(trained)
     logger.info(

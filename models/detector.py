@@ -28,8 +28,9 @@ from models.explanations import (
     top_indices,
 )
 from models.fast_preprocessing import FastPreprocessor
+from models.label_thresholds import validation_split
 from models.latent import LatentRotation
-from models.network import Architecture, ColumnErrors, MixedAutoencoder, pad_rows
+from models.network import Architecture, ColumnErrors, MixedAutoencoder, level_blocks, pad_rows
 from models.persistence import SavedState, read_bundle, save_detector
 from models.preprocessing import (
     INPUT_CLIP,
@@ -196,7 +197,7 @@ class AutoencoderDetector(BaseEstimator):
         """Frame/array -> (n, n_features) float32 tensor on the detector's device."""
         frame = as_frame(X)
         check_columns_present(frame, self.feature_names_in_)
-        fast = self._fast_preprocessor()
+        fast = self.fast_preprocessor()
         if fast is not None:
             if len(frame) == 0:
                 return torch.zeros((0, self.layout_.n_features), device=self.device_)
@@ -208,7 +209,7 @@ class AutoencoderDetector(BaseEstimator):
         features = clipped_features(self.preprocessor_, normalised)
         return torch.from_numpy(features).to(self.device_)
 
-    def _fast_preprocessor(self) -> FastPreprocessor | None:
+    def fast_preprocessor(self) -> FastPreprocessor | None:
         """The numpy replay of ``preprocessor_`` (rebuilt when ``preprocessor_`` is replaced), or
         ``None`` when it is not one :func:`build_preprocessor` makes or its width disagrees with
         ``layout_``; ``_features`` then uses ``preprocessor_.transform``."""
@@ -269,17 +270,8 @@ class AutoencoderDetector(BaseEstimator):
             for network in self.networks_:
                 self._set_unseen_fill(network, torch.as_tensor(shares, device=self.device_))
 
-    def _first_level(self) -> int:
-        blocks = self.layout_.categorical_blocks
-        return blocks[0][0] if blocks else self.layout_.n_features
-
     def _set_unseen_fill(self, network: MixedAutoencoder, shares: torch.Tensor) -> None:
-        first = self._first_level()
-        membership = torch.zeros(
-            self.layout_.n_features - first, len(self.layout_.categorical_blocks)
-        )
-        for block, (start, stop, _) in enumerate(self.layout_.categorical_blocks):
-            membership[start - first : stop - first, block] = 1.0
+        first, membership = level_blocks(self.layout_)
         network.set_unseen_fill(first, membership.to(self.device_), shares)
 
     # ------------------------------------------------------------------ fitting
@@ -312,11 +304,9 @@ class AutoencoderDetector(BaseEstimator):
         normalised = normalise_frame(frame, numeric, categorical)
         self.device_ = resolve_device(self.device)
 
-        order = np.random.default_rng(self.random_state).permutation(len(normalised))
-        n_validation = min(
-            len(normalised) - 1, max(1, round(self.validation_fraction * len(normalised)))
+        validation_rows, train_rows = validation_split(
+            len(normalised), self.validation_fraction, self.random_state
         )
-        validation_rows, train_rows = order[:n_validation], order[n_validation:]
 
         training_part = normalised.iloc[train_rows]
         flags = binary_columns(training_part, numeric) if self.binary_columns else []
@@ -379,7 +369,9 @@ class AutoencoderDetector(BaseEstimator):
                 network = self._build_network(member, self.layout_.n_features).to(self.device_)
                 if self.clip_inputs:
                     network.set_input_bounds(train.amin(dim=0), train.amax(dim=0))
-                    self._set_unseen_fill(network, train[:, self._first_level() :].mean(dim=0))
+                    self._set_unseen_fill(
+                        network, train[:, level_blocks(self.layout_)[0] :].mean(0)
+                    )
                 generator = torch.Generator(device=self.device_).manual_seed(seed)
                 history = train_network(
                     network,
@@ -467,6 +459,15 @@ class AutoencoderDetector(BaseEstimator):
         contributions, _ = self._forward(self._features(X))
         return contributions.sum(axis=1, dtype=np.float64)
 
+    def set_threshold(self, threshold: float, calibration_record: dict) -> AutoencoderDetector:
+        """Replace the fitted threshold, e.g. by one chosen from labels
+        (:mod:`models.label_thresholds`); ``calibration_record`` says where it came from and
+        becomes ``metadata_["calibration"]``. Percentiles keep their reference. Returns self."""
+        check_is_fitted(self)
+        self.threshold_ = float(threshold)
+        self.metadata_ = {**self.metadata_, "calibration": dict(calibration_record)}
+        return self
+
     def predict(self, X) -> np.ndarray:
         """(n,) int64: 1 where the score exceeds ``threshold_``, else 0."""
         return (self.decision_function(X) > self.threshold_).astype(np.int64)
@@ -532,8 +533,18 @@ class AutoencoderDetector(BaseEstimator):
     def score(self, X, top_k: int = 3) -> ScoreResult:
         """Score ``X`` for the scoring job in one forward pass; see :class:`ScoreResult`."""
         check_is_fitted(self)
+        return self.score_preprocessed(self._features(X), top_k)
+
+    def score_preprocessed(
+        self, features: np.ndarray | torch.Tensor, top_k: int = 3
+    ) -> ScoreResult:
+        """:meth:`score` of rows already preprocessed: ``features`` (n, n_features) float32 as
+        :meth:`fast_preprocessor`'s ``transform(frame, clip=INPUT_CLIP)`` gives them."""
+        check_is_fitted(self)
         self._check_top_k(top_k)
-        contributions, latent = self._forward(self._features(X))
+        if isinstance(features, np.ndarray):
+            features = torch.from_numpy(features).to(self.device_)
+        contributions, latent = self._forward(features)
         scores = contributions.sum(axis=1, dtype=np.float64)
         names = [str(c) for c in self.feature_names_in_]
         top_features = top_feature_strings(top_indices(contributions, top_k), names)

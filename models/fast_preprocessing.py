@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.pipeline import Pipeline
@@ -202,14 +201,45 @@ class FastPreprocessor:
         ``[-clip, clip]`` (the other features are 0/1 already).
         """
         columns = {str(c): c for c in frame.columns}
-        n_rows = len(frame)
+        return self.transform_columns(
+            len(frame),
+            [_numeric_values(frame[columns[name]], name) for name in self.numeric],
+            [_numeric_values(frame[columns[name]], name) for name in self.binary],
+            [
+                self._level_positions(frame[columns[name]], j)
+                for j, name in enumerate(self.categorical)
+            ],
+            clip,
+        )
+
+    def transform_columns(
+        self,
+        n_rows: int,
+        numeric: Sequence[np.ndarray],
+        binary: Sequence[np.ndarray],
+        level_positions: Sequence[np.ndarray],
+        clip: float | None = None,
+    ) -> np.ndarray:
+        """The columns already read -> (n_rows, n_features) float32 preprocessed matrix.
+
+        Args:
+            n_rows: rows.
+            numeric: (n_rows,) float64 per column of :attr:`numeric` (that order), NaN for missing
+                (infinities included: see :func:`models.preprocessing._numeric_values`).
+            binary: the same for each column of :attr:`binary`.
+            level_positions: (n_rows,) int64 per column of :attr:`categorical`: each value's
+                one-hot position (:meth:`level_lookup`), -1 for none.
+            clip: limits the scaled numeric values to ``[-clip, clip]``.
+
+        Every step works on whole columns, so a row's values do not depend on the rows beside it.
+        """
         features = np.zeros((n_rows, self.n_features), dtype=np.float32)
         missing = None
         if self.numeric:
             # Column-major: each column is written contiguously; the arithmetic is elementwise.
             values = np.empty((n_rows, len(self.numeric)), dtype=np.float64, order="F")
-            for j, name in enumerate(self.numeric):
-                values[:, j] = _numeric_values(frame[columns[name]], name)
+            for j, column in enumerate(numeric):
+                values[:, j] = column
             missing = np.isnan(values)
             np.copyto(values, self.impute_values, where=missing)
             scaled, offset = {}, 0
@@ -237,8 +267,7 @@ class FastPreprocessor:
         flat = features.reshape(-1)
         row_offsets = np.arange(n_rows, dtype=np.int64) * self.n_features
         offset = binary_start
-        for name, levels in zip(self.binary, self.binary_levels, strict=True):
-            flag = _numeric_values(frame[columns[name]], name)
+        for flag, levels in zip(binary, self.binary_levels, strict=True):
             position = np.full(n_rows, -1, dtype=np.int64)
             for index, level in enumerate(levels):
                 position[np.isnan(flag) if np.isnan(level) else flag == level] = offset + index
@@ -247,14 +276,26 @@ class FastPreprocessor:
             offset += len(levels)
         if self.categorical:
             row_offsets = row_offsets + categorical_start
-            for j, name in enumerate(self.categorical):
-                position = self._level_positions(frame[columns[name]], j)
+            for position in level_positions:
                 present = position >= 0
                 if present.all():
                     flat[row_offsets + position] = 1.0
                 else:
                     flat[row_offsets[present] + position[present]] = 1.0
         return features
+
+    def level_lookup(self, j: int, levels: Sequence) -> np.ndarray:
+        """(len(levels) + 1,) int64: the one-hot position (within the categorical features) of each
+        of ``levels`` (distinct values of categorical column ``j``, matched by their ``str()``),
+        then of a missing value (:data:`MISSING_LEVEL`); an unseen level gets the rare group's
+        position, or -1 without one. Index it with a column's codes (-1 for missing)."""
+        positions = self.level_positions[j]
+        unknown = self.unknown_positions[j]
+        return np.array(
+            [positions.get(str(level), unknown) for level in levels]
+            + [positions.get(MISSING_LEVEL, unknown)],
+            dtype=np.int64,
+        )
 
     def _level_positions(self, series: pd.Series, j: int) -> np.ndarray:
         """(n,) int64 one-hot position of each value of categorical column ``j`` within the
@@ -267,15 +308,8 @@ class FastPreprocessor:
             as_text[missing] = MISSING_LEVEL
             series = pd.Series(as_text, dtype=object)
         codes, uniques = pd.factorize(series, use_na_sentinel=True)
-        positions = self.level_positions[j]
-        unknown = self.unknown_positions[j]
-        # The last entry is for code -1 (a missing value), which stands for MISSING_LEVEL.
-        lookup = np.array(
-            [positions.get(str(level), unknown) for level in uniques]
-            + [positions.get(MISSING_LEVEL, unknown)],
-            dtype=np.int64,
-        )
-        return lookup[codes]
+        # The last entry is for code -1 (a missing value).
+        return self.level_lookup(j, uniques)[codes]
 
 
 def _is_nan(value) -> bool:
@@ -308,9 +342,41 @@ def _scale(scaler, values: np.ndarray) -> np.ndarray:
         values += scaler.min_
         return values
     if kind is PowerTransformer:
-        # scikit-learn's own per-column call, on the block's columns.
+        # scikit-learn calls scipy's transform per column; the same arithmetic on all columns at
+        # once, without scipy's per-call overhead (bit for bit: tested against scipy).
         with np.errstate(over="ignore", invalid="ignore"):
-            for j, lmbda in enumerate(scaler.lambdas_):
-                values[:, j] = stats.yeojohnson(values[:, j], lmbda)
-        return values
+            return yeojohnson(values, np.asarray(scaler.lambdas_, dtype=np.float64))
     return scaler.transform(values)
+
+
+_EPS = np.finfo(np.float64).eps
+
+
+def yeojohnson(x: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
+    """(n, d) float64 and (d,) lambdas -> (n, d) float64: column j is
+    ``scipy.stats.yeojohnson(x[:, j], lambdas[j])``, bit for bit.
+
+    scipy's own elementwise operations in its order (each element meets the same ufuncs with
+    the same operands), on every column at once instead of one call per column.
+    """
+    out = np.zeros_like(x)
+    lam = np.broadcast_to(lambdas, x.shape)
+    positive = x >= 0
+    negative = ~positive
+    near_zero = np.abs(lambdas) < _EPS
+    near_two = ~(np.abs(lambdas - 2) > _EPS)
+    general = positive & ~near_zero
+    if general.any():
+        g = lam[general]
+        out[general] = np.expm1(g * np.log1p(x[general])) / g
+    if near_zero.any():
+        zero = positive & near_zero
+        out[zero] = np.log1p(x[zero])
+    general = negative & ~near_two
+    if general.any():
+        g = 2 - lam[general]
+        out[general] = -np.expm1(g * np.log1p(-x[general])) / g
+    if near_two.any():
+        two = negative & near_two
+        out[two] = -np.log1p(-x[two])
+    return out

@@ -114,6 +114,17 @@ class Architecture:
     clip_inputs: bool = False
 
 
+def level_blocks(layout) -> tuple[int, torch.Tensor]:
+    """(the first one-hot feature, (n_levels, n_blocks) float32 membership: 1 where a level
+    belongs to a categorical block) of a feature layout; no categorical block: (n_features, empty)."""
+    blocks = layout.categorical_blocks
+    first = blocks[0][0] if blocks else layout.n_features
+    membership = torch.zeros(layout.n_features - first, len(blocks))
+    for block, (start, stop, _) in enumerate(blocks):
+        membership[start - first : stop - first, block] = 1.0
+    return first, membership
+
+
 class MixedAutoencoder(nn.Module):
     """Fully connected autoencoder: ``n_features -> hidden_sizes -> latent_dim -> reversed -> out``.
 

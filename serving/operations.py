@@ -2,31 +2,29 @@
 
 Each takes the request's checked record batch (:meth:`serving.rules.InputContract.check`) and
 returns an Arrow table: the passthrough columns the request sent (id, timestamp), the operation's
-columns, then ``model_version``. Scoring and encoding run :func:`tasks.scored_output.score_chunk`, the
-function batch scoring streams every chunk through, so a row gets the same bits online and in a
-batch; explain uses the same feature frame and forward pass (``detector.score``) for its
-contributions.
+columns, then ``model_version``. Scoring and encoding run :func:`tasks.row_scoring.score_rows`,
+the function batch scoring runs on every chunk (:func:`tasks.scored_output.score_chunk`), so a row gets
+the same bits online and in a batch; explain uses the same feature frame and forward pass
+(``detector.score``) for its contributions.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from models.explanations import ScoreResult
 from models.reconstruction import decode as decode_rows
 from models.reconstruction import reconstruct
 from tasks.frames import feature_frame
-from tasks.scored_output import SCORE_COLUMNS, ChunkScoring, output_schema, score_chunk
+from tasks.row_scoring import score_rows
 
 if TYPE_CHECKING:
     from serving.model_holder import ServedModel
 
-# The batch id that online rows carry inside score_chunk (not returned).
-ONLINE_BATCH_ID = "online"
 OPERATIONS = ("score", "encode", "explain", "reconstruct", "decode")
 
 
@@ -47,36 +45,41 @@ def _with_version(
     return pa.Table.from_arrays(arrays, names=names)
 
 
-def _scored(served: ServedModel, batch: pa.RecordBatch, top_k: int) -> pa.RecordBatch:
-    """``batch`` through batch scoring's :func:`score_chunk`: the scored file's columns."""
+def _scored(served: ServedModel, batch: pa.RecordBatch, top_k: int) -> ScoreResult:
+    """``batch`` scored by :func:`tasks.row_scoring.score_rows`, what batch scoring runs on each
+    chunk (the same preprocessing replay and forward pass)."""
     contract = served.contract
-    passthrough = _passthrough(served, batch)
-    schema = output_schema(batch.schema, passthrough, int(served.detector.latent_dim_))
-    chunk = ChunkScoring(
-        model_version=served.version,
-        batch_id=ONLINE_BATCH_ID,
-        passthrough=tuple(passthrough),
-        numeric=tuple(contract.numeric),
-        categorical=tuple(contract.categorical),
-        scored_at=dt.datetime.now(dt.UTC),
-        missing_tokens=tuple(contract.missing_tokens),
-        top_k=top_k,
+    return score_rows(
+        batch,
+        served.detector,
+        contract.numeric,
+        contract.categorical,
+        contract.missing_tokens,
+        top_k,
     )
-    return score_chunk(batch, detector=served.detector, schema=schema, chunk=chunk)
 
 
 def score(served: ServedModel, batch: pa.RecordBatch, top_k: int) -> pa.Table:
     """Passthrough, anomaly_score, anomaly_percentile, is_anomaly, threshold, top_features,
-    model_version: the scored file's values for these rows."""
-    scored = _scored(served, batch, top_k)
-    return _with_version(served, batch, {name: scored.column(name) for name in SCORE_COLUMNS})
+    model_version: the scored file's values for these rows (:func:`tasks.scored_output.score_chunk`
+    writes the same arrays)."""
+    result = _scored(served, batch, top_k)
+    threshold = float(served.detector.threshold_)
+    columns = {
+        "anomaly_score": pa.array(np.asarray(result.scores, dtype=np.float64)),
+        "anomaly_percentile": pa.array(np.asarray(result.percentiles, dtype=np.float64)),
+        "is_anomaly": pa.array(np.asarray(result.is_anomaly, dtype=bool)),
+        "threshold": pa.array(np.full(batch.num_rows, threshold), type=pa.float64()),
+        "top_features": pa.array(result.top_features, type=pa.string()),
+    }
+    return _with_version(served, batch, columns)
 
 
 def encode(served: ServedModel, batch: pa.RecordBatch, top_k: int) -> pa.Table:
     """Passthrough, z_0..z_{k-1} (float32), model_version: the scored file's encoded features."""
-    scored = _scored(served, batch, top_k)
-    latent = [name for name in scored.schema.names if name.startswith("z_")]
-    return _with_version(served, batch, {name: scored.column(name) for name in latent})
+    latent = np.asarray(_scored(served, batch, top_k).latent, dtype=np.float32)
+    columns = {f"z_{i}": pa.array(latent[:, i]) for i in range(latent.shape[1])}
+    return _with_version(served, batch, columns)
 
 
 def _features(served: ServedModel, batch: pa.RecordBatch) -> pd.DataFrame:

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from models.preprocessing import MISSING_LEVEL
-from tasks.frames import null_missing_tokens
+from tasks.frames import null_tokens
 
 UNSEEN_POLICIES = ("reject", "score")
 # Row numbers named per problem; the count says how many there were in all.
@@ -189,6 +189,13 @@ class InputContract:
         kept = tuple(ColumnRule(name, "passthrough", not_null.get(name)) for name in passthrough)
         return cls(features, kept, latent, tuple(missing_tokens))
 
+    @functools.cached_property
+    def token_set(self) -> pa.Array | None:
+        """The missing-value tokens as an Arrow array (None: no tokens), built once."""
+        if not self.missing_tokens:
+            return None
+        return pa.array(sorted(set(self.missing_tokens)), type=pa.string())
+
     @property
     def numeric(self) -> list[str]:
         return [r.name for r in self.features if r.kind == "numeric"]
@@ -224,10 +231,11 @@ class InputContract:
                 if rule.kind != "passthrough":
                     problems.append(_missing_column(rule))
                 continue
-            column = table.column(rule.name).combine_chunks()
+            chunked = table.column(rule.name)
+            column = chunked.chunk(0) if chunked.num_chunks == 1 else chunked.combine_chunks()
             if pa.types.is_dictionary(column.type):
                 column = column.dictionary_decode()
-            found = _check_column(rule, column, self.missing_tokens, unseen)
+            found = _check_column(rule, column, self.token_set, unseen)
             problems += found
             names.append(rule.name)
             arrays.append(column)
@@ -261,7 +269,7 @@ def _missing_column(rule: ColumnRule) -> InputProblem:
 
 
 def _check_column(
-    rule: ColumnRule, column: pa.Array, missing_tokens: Sequence[str], unseen: str
+    rule: ColumnRule, column: pa.Array, token_set: pa.Array | None, unseen: str
 ) -> list[InputProblem]:
     """The rules ``column`` breaks (empty when none)."""
     kind, name = rule.kind, rule.name
@@ -288,8 +296,8 @@ def _check_column(
     missing = None
     if kind == "categorical":
         levels = column if pa.types.is_string(column.type) else column.cast(pa.string())
-        if missing_tokens:
-            levels = null_missing_tokens(pa.table({name: levels}), missing_tokens).column(0)
+        if token_set is not None:
+            levels = null_tokens(levels, token_set)
         if unseen == "reject" and rule.levels:
             new = ~pc.is_in(levels, value_set=rule.known).to_numpy(zero_copy_only=False)
             if levels.null_count:

@@ -54,7 +54,7 @@ from tasks.psi import (
     psi,
     psi_status,
 )
-from tasks.records import DriftReport, RetrainDecision, ScoreMarker
+from tasks.records import DriftReport, FlagPrecision, RetrainDecision, ScoreMarker
 from tasks.settings import ColumnsSettings, DriftSettings, RetrainingSettings
 
 PROFILE_FORMAT = 1
@@ -438,12 +438,15 @@ def retrain_triggers(
     champion_since: str | None,
     now: dt.datetime,
     retraining: RetrainingSettings,
+    flag_precision: FlagPrecision | None = None,
 ) -> RetrainDecision:
     """Whether tonight's results call for retraining, and why.
 
-    Triggers: a drifted batch (when ``retraining.on_drift``), and a champion older than
+    Triggers: a drifted batch (when ``retraining.on_drift``), a champion older than
     ``retraining.max_model_age_days`` at ``now``, counted from ``champion_since`` (see
-    :func:`champion_challenged_at`).
+    :func:`champion_challenged_at`), and the champion's flag precision from analysts' verdicts
+    below ``feedback.precision_floor`` (``flag_precision``, see
+    :func:`tasks.flag_precision.precision_check`).
     """
     max_model_age_days = retraining.max_model_age_days
     triggers, reasons = [], []
@@ -460,11 +463,15 @@ def retrain_triggers(
             reasons.append(
                 f"champion unchallenged for {age_days:.1f} days (limit {max_model_age_days} days)"
             )
+    if flag_precision is not None and flag_precision.below_floor:
+        triggers.append("feedback")
+        reasons.append(flag_precision.reason)
     return RetrainDecision(
         retrain=bool(triggers),
         triggers=triggers,
         reasons=reasons,
         model_age_days=None if age_days is None else round(age_days, 3),
+        flag_precision=flag_precision.to_dict() if flag_precision is not None else None,
     )
 
 
@@ -477,7 +484,11 @@ measure_drift_task = task(measure_batch_drift, name="measure-drift", cache_polic
 
 @task(name="retrain-triggers", cache_policy=NO_CACHE)
 def retrain_triggers_task(
-    drift_reports: list[DriftReport], champion_since: str | None, retraining: RetrainingSettings
+    drift_reports: list[DriftReport],
+    champion_since: str | None,
+    retraining: RetrainingSettings,
+    flag_precision: FlagPrecision | None = None,
 ) -> RetrainDecision:
     """:func:`retrain_triggers` now."""
-    return retrain_triggers(drift_reports, champion_since, dt.datetime.now(dt.UTC), retraining)
+    now = dt.datetime.now(dt.UTC)
+    return retrain_triggers(drift_reports, champion_since, now, retraining, flag_precision)

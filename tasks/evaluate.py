@@ -38,7 +38,14 @@ from tasks.anchors import baseline_rows, fit_baselines
 from tasks.data_quality import data_quality
 from tasks.explanation_check import explanation_check
 from tasks.fit_checks import flag_rate_warning, training_warnings
-from tasks.holdout_metrics import json_number, label_metrics, score_summary, threshold_policies
+from tasks.flag_precision import feedback_summary
+from tasks.holdout_metrics import (
+    configured_policy,
+    json_number,
+    label_metrics,
+    score_summary,
+    threshold_policies,
+)
 from tasks.io import Storage, read_table, write_parquet_atomic
 from tasks.reconstruction_errors import (
     reconstruction_errors,
@@ -151,10 +158,11 @@ def evaluate_challenger(
     fit_scores = detector.decision_function(fit_frame)
     history = detector.history_
     metadata = getattr(detector, "metadata_", {})
+    method, value = configured_policy(detector)
     metrics["model"] = {
         "version": version,
-        "threshold_method": detector.threshold_method,
-        "threshold_value": float(detector.threshold_value),
+        "threshold_method": method,
+        "threshold_value": value,
         "threshold": json_number(detector.threshold_),
         "latent_dim": int(detector.latent_dim_),
         "n_members": len(detector.networks_),
@@ -171,8 +179,11 @@ def evaluate_challenger(
         "train_loss": [json_number(v) for v in history.get("train_loss", [])],
         "val_loss": [json_number(v) for v in history.get("val_loss", [])],
     }
+    labelled = None
+    if train_labels is not None and 0 < train_labels.sum() < len(train_labels):
+        labelled = (detector.decision_function(train_frame), train_labels)
     metrics["threshold_policies"] = threshold_policies(
-        detector, result.scores, holdout_labels, fit_scores
+        detector, result.scores, holdout_labels, fit_scores, labelled=labelled
     )
     per_row = (
         holdout_passthrough.reset_index(drop=True).copy()
@@ -227,10 +238,8 @@ def fit_warnings(
     if holdout_labels is not None:
         flags = flags[np.asarray(holdout_labels) == 0]
     where = "the holdout" if holdout_labels is None else "the holdout's normal rows"
-    flag_warning = flag_rate_warning(
-        int(flags.sum()), int(flags.size), detector.threshold_method,
-        float(detector.threshold_value), where,
-    )  # fmt: skip
+    method, value = configured_policy(detector)
+    flag_warning = flag_rate_warning(int(flags.sum()), int(flags.size), method, value, where)
     return [*warnings, *([flag_warning] if flag_warning else [])]
 
 
@@ -299,6 +308,8 @@ def evaluate_version(
         detector, version, rows, evaluation=evaluation, seed=seed
     )
     metrics["split"] = split.description()
+    # What analysts said about earlier models' flags, for the report (tasks.flag_precision).
+    metrics["feedback"] = feedback_summary(storage, feedback=None)
     if metrics["split"]["label_note"]:
         metrics["data_quality"]["warnings"].append(metrics["split"]["label_note"])
     metrics["split"]["evaluation_train_rows"] = int(len(window_rows))

@@ -90,11 +90,20 @@ def calibration_text(calibration: Mapping[str, Any] | None) -> str:
     if not calibration:
         return "validation rows (not recorded)"
     rows, source = calibration["rows"], calibration["source"]
+    method = calibration.get("method")
     text = {
         "validation": f"{rows} validation rows",
         "fit": f"{rows} training and validation rows",
         "fixed": "a fixed value",
+        "labels": f"{rows} labelled validation rows ({method})",
+        "feedback": f"{rows} analysts' verdicts ({method})",
     }.get(source, f"a {source} tail fitted to {rows} training and validation rows")
-    if calibration.get("note"):
+    fallback = calibration.get("fallback")
+    if fallback:
+        text += (
+            f" with the {fallback['method']} {fallback['value']} fallback: "
+            f"{method} had too few labels"
+        )
+    elif calibration.get("note") and source not in ("labels", "feedback"):
         text += f" (fallback: only {calibration['validation_rows']} validation rows)"
     return text

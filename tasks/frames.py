@@ -28,14 +28,34 @@ def null_missing_tokens(
     arrays = []
     for column, field in zip(data.columns, data.schema, strict=True):
         if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
-            values = column.cast(pa.string()) if pa.types.is_large_string(field.type) else column
-            stripped = pc.utf8_trim_whitespace(values)
-            is_token = pc.is_in(stripped, value_set=token_set)
-            column = pc.if_else(is_token, pa.scalar(None, type=values.type), values)
+            column = null_tokens(column, token_set)
         arrays.append(column)
     if isinstance(data, pa.RecordBatch):
         return pa.RecordBatch.from_arrays(arrays, schema=data.schema)
     return pa.Table.from_arrays(arrays, schema=data.schema)
+
+
+def null_tokens(column: pa.Array | pa.ChunkedArray, token_set: pa.Array) -> pa.Array:
+    """A text column (string or large_string) with the values in ``token_set`` (whitespace
+    around them ignored) as null; large_string comes back as string."""
+    values = column.cast(pa.string()) if pa.types.is_large_string(column.type) else column
+    is_token = pc.is_in(pc.utf8_trim_whitespace(values), value_set=token_set)
+    return pc.if_else(is_token, pa.scalar(None, type=values.type), values)
+
+
+def missing_columns_error(missing: Sequence[str], present: Sequence[str]) -> ValueError:
+    return ValueError(
+        f"batch lacks feature column(s) {list(missing)}; present: {list(present)}. "
+        "Fix the batch or the config's columns section."
+    )
+
+
+def numeric_cast_error(name: str, column: pa.Array | pa.ChunkedArray) -> ValueError:
+    sample = column.slice(0, 3).to_pylist()
+    return ValueError(
+        f"numeric column {name!r} cannot be read as numbers (type {column.type}, "
+        f"first values {sample}); fix the data or list the column as categorical"
+    )
 
 
 def feature_frame(
@@ -51,10 +71,7 @@ def feature_frame(
     """
     missing = [c for c in (*numeric, *categorical) if c not in data.schema.names]
     if missing:
-        raise ValueError(
-            f"batch lacks feature column(s) {missing}; present: {data.schema.names}. "
-            "Fix the batch or the config's columns section."
-        )
+        raise missing_columns_error(missing, data.schema.names)
     data = null_missing_tokens(data.select([*numeric, *categorical]), missing_tokens)
     frame: dict[str, object] = {}
     for name in numeric:
@@ -62,11 +79,7 @@ def feature_frame(
         try:
             values = column.cast(pa.float64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            sample = column.slice(0, 3).to_pylist()
-            raise ValueError(
-                f"numeric column {name!r} cannot be read as numbers (type {column.type}, "
-                f"first values {sample}); fix the data or list the column as categorical"
-            ) from exc
+            raise numeric_cast_error(name, column) from exc
         frame[name] = values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
     for name in categorical:
         column = data.column(name)

@@ -19,6 +19,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.events import emit, model_gated
 from tasks.io import Storage
 from tasks.records import ChampionEvaluation, Evaluation, GateDecision
 from tasks.settings import EvaluationSettings
@@ -229,17 +230,20 @@ def gate_task(
 ) -> GateDecision:
     """Decide (:func:`gate_decision`) and apply (:func:`apply_gate`) the promotion of the
     challenger ``evaluation`` measured; ``context`` (the run, the retraining trigger) is recorded
-    with its headline metrics in the registry entry."""
+    with its headline metrics in the registry entry. A promotion or a refusal is announced as a
+    Prefect event (tasks.events) once the registry records it."""
     decision = gate_decision(
         evaluation.metrics,
         champion,
         evaluation=settings,
         identical_champion=identical_champion,
     )
-    return apply_gate(
+    applied = apply_gate(
         version=evaluation.version,
         decision=decision,
         promote=promote,
         evaluation={**evaluation.headline, **context},
         storage=storage,
     )
+    emit(model_gated(storage.dataset, evaluation.version, applied, context))
+    return applied

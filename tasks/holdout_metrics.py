@@ -9,9 +9,12 @@ from typing import Any
 import numpy as np
 
 from models import calibration
+from models.label_thresholds import LABEL_THRESHOLD_METHODS, calibrate_from_labels
 
 # Policies shown beside the configured one: (method, value); contamination uses the label share.
 COMPARED_POLICIES = (("fpr", 0.01), ("fpr", 0.05), ("mean_std", 3.0))
+# With labelled training rows, the label policies too (chosen there, applied to the holdout).
+COMPARED_LABEL_POLICIES = (("max_f1", 0.0), ("target_precision", 0.9), ("target_recall", 0.9))
 
 
 def json_number(value: Any) -> float | None:
@@ -102,34 +105,61 @@ def score_summary(
 
 
 # -------------------------------------------------------------------------- threshold policies
+def configured_policy(detector: Any) -> tuple[str, float]:
+    """(method, value) of the threshold rule the detector's threshold came from: a label method
+    when one chose it, or fell back (its calibration record), else its label-free parameters."""
+    calibrated = (getattr(detector, "metadata_", None) or {}).get("calibration") or {}
+    if calibrated.get("method") in LABEL_THRESHOLD_METHODS:
+        return calibrated["method"], float(calibrated["value"])
+    return detector.threshold_method, float(detector.threshold_value)
+
+
 def threshold_policies(
     detector: Any,
     holdout_scores: np.ndarray,
     labels: np.ndarray | None,
     fit_scores: np.ndarray,
     contamination: float | None = None,
+    labelled: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
     """The configured threshold and the common alternatives, each calibrated the way the detector
     does it (on its validation score distribution; contamination on ``fit_scores``, the scores of
     training rows), with the holdout flag rate and, with labels, precision / recall / F1.
 
-    ``contamination`` defaults to the holdout's label share (1% without labels).
+    ``contamination`` defaults to the holdout's label share (1% without labels). ``labelled``:
+    (scores, 0/1 labels) of labelled rows other than the holdout (the training window's); with
+    them the label policies of :data:`COMPARED_LABEL_POLICIES` are chosen there and applied to
+    the holdout (``fitted_on`` says where each threshold was chosen).
     """
     validation = np.asarray(detector.reference_scores_, dtype=np.float64)
     if contamination is None:
         share = float(np.mean(labels)) if labels is not None and len(labels) else 0.0
         contamination = min(0.5, share) if share > 0 else 0.01
-    configured = (detector.threshold_method, float(detector.threshold_value))
+    configured = configured_policy(detector)
     candidates = [configured, *COMPARED_POLICIES, ("contamination", round(contamination, 6))]
+    if labelled is not None:
+        candidates += list(COMPARED_LABEL_POLICIES)
     rows, seen = [], set()
     for method, value in candidates:
-        if (method, value) in seen:
+        key = (method, 0.0 if method == "max_f1" else value)  # max_f1 has no value
+        if key in seen:
             continue
-        seen.add((method, value))
+        seen.add(key)
+        fitted_on = "validation scores"
         if (method, value) == configured:
             threshold = float(detector.threshold_)
+            fitted_on = "the model's calibration"
+        elif method in LABEL_THRESHOLD_METHODS:
+            threshold, _ = calibrate_from_labels(
+                method, value, *labelled, min_anomalies=1, min_normals=1
+            )
+            fitted_on = "labelled training-window rows"
+            if threshold is None:
+                continue
         else:
             threshold = calibration.fit_threshold(method, value, validation, fit_scores)
+            if method == "contamination":
+                fitted_on = "training rows' scores"
         flags = holdout_scores > threshold
         row: dict[str, Any] = {
             "method": method,
@@ -137,6 +167,7 @@ def threshold_policies(
             "configured": (method, value) == configured,
             "threshold": json_number(threshold),
             "flag_rate": json_number(flags.mean()) if flags.size else None,
+            "fitted_on": fitted_on,
         }
         if labels is not None:
             scored = label_metrics(labels, holdout_scores, threshold)

@@ -65,7 +65,7 @@ DRIFT_REFERENCE_FILE = "drift_reference.json"  # beside a model's bundle
 # A training run's rows (tasks.training, tasks.window) and per-row holdout results
 # (tasks.evaluate), in its report folder.
 TRAINING_ROWS_FILE = "train.parquet"
-FILTERED_TRAINING_ROWS_FILE = "train-without-flagged.parquet"
+FILTERED_TRAINING_ROWS_FILE = "train-filtered.parquet"
 HOLDOUT_ROWS_FILE = "holdout.parquet"
 HOLDOUT_SCORES_FILE = "holdout_scores.parquet"
 SUCCESS_FOLDER = "_success"  # pyarrow.dataset and Hive readers skip names starting with "_"
@@ -212,6 +212,20 @@ class Storage:
         base = join(self.root, "reports", self.dataset)
         return join(base, run) if run else base
 
+    def tuning(self, study: str) -> str:
+        """A hyperparameter study's folder (study storage, trials, best parameters, report)."""
+        return join(self.root, "reports", self.dataset, "tuning", study)
+
+    def tuning_file(self, study: str, name: str) -> str:
+        """A file of a study's folder (``reports/<dataset>/tuning/<study>/<name>``)."""
+        return join(self.tuning(study), name)
+
+    def tuning_split_run(self, study: str) -> str:
+        """The run name a study's search splits its window under (``tuning/<study>/split``), so
+        :meth:`training_rows` and :meth:`holdout_rows` of it lie in the study's folder: the split
+        the train flow makes, made again (both files are removed once read)."""
+        return f"tuning/{study}/split"
+
     def report_file(self, run: str, name: str) -> str:
         """A file of run ``run``'s report folder (``reports/<dataset>/<run>/<name>``)."""
         return join(self.reports(run), name)
@@ -221,7 +235,8 @@ class Storage:
         return self.report_file(run, TRAINING_ROWS_FILE)
 
     def filtered_training_rows(self, run: str) -> str:
-        """The training part of run ``run``'s split without the rows the champion flagged."""
+        """The training part of run ``run``'s split without the rows a retraining leaves out (the
+        champion's flags, confirmed anomalies: :mod:`tasks.row_filter`)."""
         return self.report_file(run, FILTERED_TRAINING_ROWS_FILE)
 
     def holdout_rows(self, run: str) -> str:
@@ -254,6 +269,15 @@ class Storage:
     def under_root(self, relative: str) -> str:
         """The URL of ``relative`` ('/'-separated, as :meth:`relative` gives it) under the root."""
         return join(self.root, *relative.split("/"))
+
+    @property
+    def feedback(self) -> str:
+        """Analysts' verdict submissions (``feedback/<dataset>/``, one Parquet file each)."""
+        return join(self.root, "feedback", self.dataset)
+
+    def feedback_submission(self, submission_id: str) -> str:
+        """One verdict submission (``feedback/<dataset>/<submission_id>.parquet``)."""
+        return join(self.feedback, f"{submission_id}{PARQUET_SUFFIX}")
 
     def remove(self, url: str) -> None:
         """Remove a file or folder of this storage (nothing when it does not exist)."""

@@ -266,8 +266,10 @@ class TrainingRun:
 
     ``training_batches``: the ids of the batches it was trained on; ``bundle``: the registered
     version's folder; ``report``: the report's URLs (``html``, ``metrics``) when one was written;
-    ``rows_before_filter`` / ``rows_left_out``: training rows before the champion's flagged rows
-    were left out (retraining), and how many were.
+    ``rows_before_filter`` / ``rows_left_out``: training rows before a retraining left rows out
+    (tasks.row_filter), and how many it did: ``flagged_left_out`` the champion flagged,
+    ``confirmed_left_out`` analysts confirmed as anomalies; ``false_positives_kept`` flagged rows
+    kept because analysts marked them false positives.
     """
 
     dataset: str
@@ -281,6 +283,9 @@ class TrainingRun:
     report: dict[str, str] | None = None
     rows_before_filter: int = 0
     rows_left_out: int = 0
+    flagged_left_out: int = 0
+    confirmed_left_out: int = 0
+    false_positives_kept: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The run as JSON: the train flow's result (without its ``left_out`` batches)."""
@@ -300,6 +305,9 @@ class TrainingRun:
             "warnings": self.evaluation.warnings,
             "rows_before_filter": self.rows_before_filter,
             "rows_left_out": self.rows_left_out,
+            "flagged_left_out": self.flagged_left_out,
+            "confirmed_left_out": self.confirmed_left_out,
+            "false_positives_kept": self.false_positives_kept,
         }
 
 
@@ -349,12 +357,15 @@ class DriftReport(Record):
 @dataclass(frozen=True)
 class RetrainDecision(Record):
     """Whether a night's results call for retraining: the ``triggers`` that fired ("drift",
-    "model_age"), a reason for each, and the champion's age in days (None: unknown)."""
+    "model_age", "feedback"), a reason for each, the champion's age in days (None: unknown) and the
+    champion's flag precision from analysts' verdicts (a :class:`FlagPrecision` as a dict; None
+    when not measured)."""
 
     retrain: bool
     triggers: list[str]
     reasons: list[str]
     model_age_days: float | None = None
+    flag_precision: dict[str, Any] | None = None
 
 
 # ------------------------------------------------------------------------------------ nightly
@@ -364,7 +375,8 @@ class NightlyRecord:
 
     ``score``: the night's score-run summary (tasks.report.run_summary); ``scored_before``: ids of
     the night's batches an earlier run scored; ``drift``: the drift report of each batch measured;
-    ``retrain``: the retraining record (retrain.json's content) when the retrain flow ran, else
+    ``feedback``: what analysts' verdicts say (tasks.flag_precision.feedback_summary; None without
+    verdicts); ``retrain``: the retraining record (retrain.json's content) when the retrain flow ran, else
     None; ``champion_after``: the champion once the night is done; ``failures``: one message per
     batch that could not be processed; ``report``: where the record is stored, once it is.
 
@@ -380,6 +392,7 @@ class NightlyRecord:
     scored_before: list[str]
     drift: list[DriftReport]
     retrain_decision: RetrainDecision
+    feedback: dict[str, Any] | None
     retrain: dict[str, Any] | None
     champion_after: str | None
     failures: list[str]
@@ -402,7 +415,9 @@ class NightlyRecord:
 class RetrainWindow(Record):
     """The accepted batches a retraining trains on: ``days`` up to ``until`` (None: the newest
     accepted batch), their dates and ids; ``exclude_flagged``: the champion's flagged rows are
-    left out of the training rows."""
+    left out of the training rows, ``exclude_confirmed``: so are rows analysts confirmed as
+    anomalies, ``keep_false_positives``: flagged rows analysts marked false positives are kept
+    (tasks.row_filter)."""
 
     days: int
     until: str | None
@@ -410,10 +425,19 @@ class RetrainWindow(Record):
     last_date: str | None
     batches: list[str]
     exclude_flagged: bool
+    exclude_confirmed: bool = True
+    keep_false_positives: bool = True
 
     @classmethod
     def of(
-        cls, window: Sequence[ScoreMarker], *, days: int, until: str | None, exclude_flagged: bool
+        cls,
+        window: Sequence[ScoreMarker],
+        *,
+        days: int,
+        until: str | None,
+        exclude_flagged: bool,
+        exclude_confirmed: bool = True,
+        keep_false_positives: bool = True,
     ) -> RetrainWindow:
         """The window of the scored batches ``window`` (their markers)."""
         dates = [m.date for m in window]
@@ -424,6 +448,8 @@ class RetrainWindow(Record):
             last_date=max(dates) if window else None,
             batches=[m.batch_id for m in window],
             exclude_flagged=exclude_flagged,
+            exclude_confirmed=exclude_confirmed,
+            keep_false_positives=keep_false_positives,
         )
 
 
@@ -460,6 +486,9 @@ class RetrainRecord:
                 **self.window.to_dict(),
                 "rows_before_filter": trained.rows_before_filter if trained else 0,
                 "rows_left_out": trained.rows_left_out if trained else 0,
+                "flagged_left_out": trained.flagged_left_out if trained else 0,
+                "confirmed_left_out": trained.confirmed_left_out if trained else 0,
+                "false_positives_kept": trained.false_positives_kept if trained else 0,
             },
         }
         if trained is None:
@@ -487,3 +516,68 @@ class RetrainRecord:
     def replace(self, **changes: Any) -> RetrainRecord:
         """A copy with ``changes`` (records are frozen)."""
         return dataclasses.replace(self, **changes)
+
+
+# ----------------------------------------------------------------------------------- feedback
+CONFIRMED = "confirmed"
+FALSE_POSITIVE = "false_positive"
+VERDICTS = (CONFIRMED, FALSE_POSITIVE)
+
+
+@dataclass(frozen=True)
+class VerdictSubmission(Record):
+    """Analysts' verdict on scored rows, as submitted (``aeflow feedback add``, the feedback flow).
+
+    ``rows``: ``[batch_id, row_id]`` pairs (row ids as text); ``submission_id``: None to derive it
+    from the content, so a resubmission of the same verdicts is recognised and not recorded twice.
+    """
+
+    verdict: str
+    rows: list[list[str]]
+    note: str | None = None
+    analyst: str | None = None
+    submission_id: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackSubmission(Record):
+    """A verdict submission as stored under ``feedback/<dataset>/<submission_id>.parquet``.
+
+    ``status``: "recorded" (written now) or "already_recorded" (the same submission was stored
+    before, at ``submitted_at``; nothing written). ``superseded_rows``: rows of it that a later
+    submission gave another verdict.
+    """
+
+    submission_id: str
+    dataset: str
+    status: str
+    verdict: str
+    rows: int
+    batches: list[str]
+    submitted_at: str
+    path: str
+    note: str | None = None
+    analyst: str | None = None
+    flagged_rows: int = 0
+    superseded_rows: int = 0
+
+
+@dataclass(frozen=True)
+class FlagPrecision(Record):
+    """The share of a model's reviewed flags that analysts confirmed, over batch dates
+    ``first_date``..``last_date``: ``precision`` = confirmed / reviewed (None when nothing was
+    reviewed). ``below_floor``: the feedback retraining trigger fires (a floor is set, at least
+    ``min_verdicts`` flags were reviewed, and the precision is below ``floor``); ``reason`` says
+    why it fired or not."""
+
+    model_version: str | None
+    first_date: str | None
+    last_date: str | None
+    reviewed: int
+    confirmed: int
+    false_positives: int
+    precision: float | None
+    floor: float | None
+    min_verdicts: int
+    below_floor: bool
+    reason: str

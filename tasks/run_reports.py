@@ -14,6 +14,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.artifacts import artifact_key
+from tasks.flag_precision import feedback_lines
 from tasks.io import Storage, write_json_atomic
 from tasks.markdown import md_code, md_text
 from tasks.records import DriftReport, NightlyRecord, RetrainRecord, TrainingRun
@@ -68,6 +69,19 @@ def announce_train(trained: TrainingRun) -> str:
     line = f"{trained.dataset} trained {version} ({status}): {'; '.join(gate.reasons)}"
     payload = {"version": version, "promoted": gate.promoted, "reused": trained.model.reused}
     publish_result("train", trained.dataset, line, payload)
+    return line
+
+
+def announce_tune(dataset: str, summary: dict[str, Any]) -> str:
+    """Say what a tune run found in one line (the objective's best value against the config's
+    defaults, the winner), as a Prefect event; returns the line (see :func:`announce_score`).
+    ``summary``: the study's summary.json content (tasks.tuning.results)."""
+    study, objective = summary["study"], summary["objective"]["name"]
+    line = (
+        f"{dataset} study {study}: {objective} best {summary['best_value']} "
+        f"(config defaults {summary['default_value']}); winner: {summary['winner']}"
+    )
+    publish_result("tune", dataset, line, {"study": study, "best_value": summary["best_value"]})
     return line
 
 
@@ -165,6 +179,7 @@ def nightly_markdown(result: dict[str, Any]) -> str:
             f"| {md_code(d['report'], in_table=True)} |"
             for d in result["drift"]
         ]
+    lines += feedback_lines(result.get("feedback"))
     decision = result["retrain_decision"]
     lines += ["", "## Retraining", ""]
     if not decision["retrain"]:
@@ -255,7 +270,9 @@ def retrain_markdown(record: dict[str, Any]) -> str:
         "",
         f"**Window:** {len(window['batches'])} accepted batches, {window['first_date']} .. "
         f"{window['last_date']} ({window['days']} days up to {window['until'] or 'the newest'})",
-        f"**Rows left out (flagged by the champion):** {window['rows_left_out']}",
+        f"**Rows left out:** {window['rows_left_out']} ({window.get('flagged_left_out', 0)} "
+        f"flagged by the champion, {window.get('confirmed_left_out', 0)} confirmed anomalies); "
+        f"{window.get('false_positives_kept', 0)} flagged rows kept as analysts' false positives",
         f"**Challenger:** `{record['version']}`, {outcome}",
         f"**Champion before / after:** `{record['champion_before']}` / `{record['champion_after']}`",
         "",

@@ -1,8 +1,9 @@
 """The scored file: its schema, and one input record batch scored into one output record batch.
 
-Batch scoring (tasks/scoring.py) streams every chunk of a batch through :func:`score_chunk`; the
-online API (serving/) scores each request with the same function, so a row gets the same bits
-online and in a batch. The columns and their units are in docs/outputs.md.
+Batch scoring (tasks/scoring.py) streams every chunk of a batch through :func:`score_chunk`, which
+scores its rows with :func:`tasks.row_scoring.score_rows`; the online API (serving/) scores each
+request with that same function, so a row gets the same bits online and in a batch. The columns
+and their units are in docs/outputs.md.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.frames import feature_frame
+from tasks.row_scoring import score_rows
 from tasks.settings import ColumnsSettings
 from tasks.streaming import ordered_map
 
@@ -112,8 +113,9 @@ def score_chunk(
     n = record_batch.num_rows
     passthrough = chunk.passthrough
     latent_dim = sum(1 for name in schema.names[len(passthrough) :] if name.startswith("z_"))
-    features = feature_frame(record_batch, chunk.numeric, chunk.categorical, chunk.missing_tokens)
-    result = detector.score(features, top_k=chunk.top_k)
+    result = score_rows(
+        record_batch, detector, chunk.numeric, chunk.categorical, chunk.missing_tokens, chunk.top_k
+    )
     latent = np.asarray(result.latent, dtype=np.float32)
     if latent.shape != (n, latent_dim):
         raise ValueError(

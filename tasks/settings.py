@@ -193,28 +193,119 @@ class IngestSettings(Section):
         return self
 
 
-class ThresholdSettings(Section):
-    """How the anomaly threshold is calibrated on held-out validation scores."""
+LABEL_FREE_METHODS = ("fpr", "quantile", "mean_std", "contamination", "fixed")
+LABEL_METHODS = ("max_f1", "target_precision", "target_recall")
 
-    method: Literal["fpr", "quantile", "mean_std", "contamination", "fixed"] = "fpr"
+
+class ThresholdSettings(Section):
+    """How the anomaly threshold is chosen: on held-out validation scores without labels (fpr,
+    quantile, mean_std, contamination, fixed), or from labels (max_f1, target_precision,
+    target_recall; see docs/feedback.md), with a label-free fallback when the labels are too few."""
+
+    method: Literal[
+        "fpr",
+        "quantile",
+        "mean_std",
+        "contamination",
+        "fixed",
+        "max_f1",
+        "target_precision",
+        "target_recall",
+    ] = "fpr"
     value: float = Field(
         0.01,
         description=(
             "fpr/contamination: share in (0, 0.5]; quantile: in (0.5, 1); mean_std: k >= 0; "
-            "fixed: the score threshold"
+            "fixed: the score threshold; target_precision/target_recall: the target share in "
+            "(0, 1]; max_f1: not used"
         ),
     )
+    labels: Literal["auto", "validation", "feedback"] = Field(
+        "auto",
+        description="label methods: which labels choose the threshold: 'validation' (the "
+        "labelled rows the model held out for validation), 'feedback' (analysts' verdicts, "
+        "`aeflow feedback add`), or 'auto' (validation when the training window is labelled, "
+        "else feedback)",
+    )
+    min_anomalies: int = Field(
+        10, ge=1, description="label methods: labelled anomalies needed, else the fallback is used"
+    )
+    min_normals: int = Field(
+        10, ge=1, description="label methods: labelled normal rows needed, else the fallback"
+    )
+    fallback_method: Literal["fpr", "quantile", "mean_std", "contamination", "fixed"] = Field(
+        "fpr", description="label methods: the label-free method used when labels are too few"
+    )
+    fallback_value: float = Field(0.01, description="the fallback method's value (see value)")
 
     @model_validator(mode="after")
     def _value_fits_method(self) -> ThresholdSettings:
+        _check_label_free(self.fallback_method, self.fallback_value, "threshold.fallback_value")
         v, m = self.value, self.method
-        if m in ("fpr", "contamination") and not 0 < v <= 0.5:
-            raise ValueError(f"threshold.value for method {m!r} must be in (0, 0.5], got {v}")
-        if m == "quantile" and not 0.5 < v < 1:
-            raise ValueError(f"threshold.value for method 'quantile' must be in (0.5, 1), got {v}")
-        if m == "mean_std" and v < 0:
-            raise ValueError(f"threshold.value for method 'mean_std' must be >= 0, got {v}")
+        if m in LABEL_METHODS:
+            if m != "max_f1" and "value" not in self.model_fields_set:
+                raise ValueError(
+                    f"threshold.method {m!r} needs its target in threshold.value, e.g. value = 0.9"
+                )
+            if m != "max_f1" and not 0 < v <= 1:
+                raise ValueError(
+                    f"threshold.value for method {m!r} is the target share, in (0, 1], got {v}; "
+                    "e.g. value = 0.9"
+                )
+            return self
+        _check_label_free(m, v, "threshold.value")
         return self
+
+    @property
+    def uses_labels(self) -> bool:
+        return self.method in LABEL_METHODS
+
+    @property
+    def label_free(self) -> tuple[str, float]:
+        """(method, value) the detector calibrates on its validation scores: the configured
+        ones, or the fallback of a label method."""
+        if self.uses_labels:
+            return self.fallback_method, self.fallback_value
+        return self.method, self.value
+
+
+def _check_label_free(method: str, value: float, key: str) -> None:
+    if method in ("fpr", "contamination") and not 0 < value <= 0.5:
+        raise ValueError(f"{key} for method {method!r} must be in (0, 0.5], got {value}")
+    if method == "quantile" and not 0.5 < value < 1:
+        raise ValueError(f"{key} for method 'quantile' must be in (0.5, 1), got {value}")
+    if method == "mean_std" and value < 0:
+        raise ValueError(f"{key} for method 'mean_std' must be >= 0, got {value}")
+
+
+class FeedbackSettings(Section):
+    """What analysts' verdicts on flagged rows change (`aeflow feedback`, docs/feedback.md)."""
+
+    exclude_confirmed: bool = Field(
+        True,
+        description="retraining leaves out rows analysts confirmed as anomalies (flagged or not)",
+    )
+    keep_false_positives: bool = Field(
+        True,
+        description="retraining keeps rows analysts marked false positive, even when "
+        "retrain.exclude_flagged leaves the other flagged rows out",
+    )
+    precision_floor: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="the 'feedback' retraining trigger fires when the champion's flag precision "
+        "from verdicts (confirmed / reviewed flags) over the last precision_days falls below "
+        "this (null: no feedback trigger)",
+    )
+    precision_days: int = Field(
+        7, ge=1, description="days of batches (by batch date) the flag precision is measured over"
+    )
+    min_verdicts: int = Field(
+        20,
+        ge=1,
+        description="reviewed flags needed before the precision trigger may fire (fewer: noise)",
+    )
 
 
 class TrainingSettings(Section):

@@ -33,7 +33,12 @@ from tasks.io import (
     write_parquet_atomic,
 )
 from tasks.records import ModelReference, TrainingSplit
-from tasks.settings import ColumnsSettings, EvaluationSettings, TrainingSettings
+from tasks.settings import (
+    ColumnsSettings,
+    EvaluationSettings,
+    ThresholdSettings,
+    TrainingSettings,
+)
 from tasks.window import date_window
 
 # The CLI installs a progress bar here before it runs a flow in-process; Prefect flow parameters must
@@ -300,18 +305,15 @@ def load_split(
     return feature_frame(table, numeric, categorical), labels
 
 
-def fit_and_register(
+def fit_detector(
     features: pd.DataFrame,
     labels: np.ndarray | None,
     *,
     detector_params: dict[str, Any],
-    training_batches: Sequence[str],
-    storage: Storage,
     progress: ProgressCallback | None = None,
-) -> ModelReference:
-    """Fit an AutoencoderDetector, save it and register it in the storage's registry; the model
-    reference is ``reused`` when an identical model was registered already (its version is
-    returned and nothing new is registered)."""
+) -> tuple[AutoencoderDetector, dict[str, Any]]:
+    """Fit an AutoencoderDetector; returns it and the fit's numbers (train_rows, fit_seconds,
+    threshold, calibration, and with labels train_auroc / train_auprc / train_label_share)."""
     started = time.perf_counter()
     detector = AutoencoderDetector(**detector_params).fit(features, progress=progress)
     fit_seconds = time.perf_counter() - started
@@ -328,6 +330,20 @@ def fit_and_register(
         metrics["train_auroc"] = float(roc_auc_score(labels, scores))
         metrics["train_auprc"] = float(average_precision_score(labels, scores))
         metrics["train_label_share"] = float(labels.mean())
+    return detector, metrics
+
+
+def register_detector(
+    detector: AutoencoderDetector,
+    metrics: dict[str, Any],
+    *,
+    detector_params: dict[str, Any],
+    training_batches: Sequence[str],
+    storage: Storage,
+) -> ModelReference:
+    """Save a fitted detector and register it in the storage's registry; the model reference is
+    ``reused`` when an identical model was registered already (its version is returned and nothing
+    new is registered)."""
     with tempfile.TemporaryDirectory(prefix="aeflow-bundle-") as bundle:
         detector.save(bundle)
         registry = storage.registry()
@@ -347,6 +363,28 @@ def fit_and_register(
     return ModelReference(version=version, reused=False, metrics=metrics)
 
 
+def fit_and_register(
+    features: pd.DataFrame,
+    labels: np.ndarray | None,
+    *,
+    detector_params: dict[str, Any],
+    training_batches: Sequence[str],
+    storage: Storage,
+    progress: ProgressCallback | None = None,
+) -> ModelReference:
+    """:func:`fit_detector`, then :func:`register_detector`."""
+    detector, metrics = fit_detector(
+        features, labels, detector_params=detector_params, progress=progress
+    )
+    return register_detector(
+        detector,
+        metrics,
+        detector_params=detector_params,
+        training_batches=training_batches,
+        storage=storage,
+    )
+
+
 def fit_from_split(
     *,
     split: TrainingSplit,
@@ -355,11 +393,13 @@ def fit_from_split(
     training: TrainingSettings,
     detector_params: dict[str, Any],
     storage: Storage,
-    progress: ProgressCallback | None = None,
+    threshold: ThresholdSettings | None = None,
 ) -> ModelReference:
     """Fit and register a detector on the training rows of a split (at most
     ``training.max_rows``, labelled anomalies left out with
-    ``training.exclude_labelled_anomalies``); see :func:`fit_and_register`."""
+    ``training.exclude_labelled_anomalies``), reporting each epoch to the progress hooks; with a
+    label threshold method (``threshold``), the threshold is then chosen from labels
+    (:mod:`tasks.label_threshold`). See :func:`fit_and_register`."""
     features, labels = load_split(
         split.train_path, columns.numeric, columns.categorical, split.label_column, storage.options
     )
@@ -370,16 +410,30 @@ def fit_from_split(
         training.max_rows,
         training.seed,
     )
+    fit_features, fit_labels = features, labels
     if not keep.all():
-        features = features.loc[keep].reset_index(drop=True)
-        labels = labels[keep] if labels is not None else None
-    return fit_and_register(
-        features,
-        labels,
+        fit_features = features.loc[keep].reset_index(drop=True)
+        fit_labels = labels[keep] if labels is not None else None
+    detector, metrics = fit_detector(
+        fit_features, fit_labels, detector_params=detector_params, progress=_report_progress
+    )
+    if threshold is not None and threshold.uses_labels:
+        from tasks.label_threshold import FitRows, threshold_from_labels
+
+        metrics["calibration"] = threshold_from_labels(
+            detector,
+            FitRows(features=features, labels=labels, keep=keep, seed=training.seed),
+            threshold=threshold,
+            columns=columns,
+            storage=storage,
+        )
+        metrics["threshold"] = float(detector.threshold_)
+    return register_detector(
+        detector,
+        metrics,
         detector_params=detector_params,
         training_batches=training_batches,
         storage=storage,
-        progress=progress,
     )
 
 
@@ -408,23 +462,4 @@ discard_training_split_task = task(
 )
 
 
-@task(name="train-model", cache_policy=NO_CACHE)
-def fit_model_task(
-    *,
-    split: TrainingSplit,
-    training_batches: list[str],
-    columns: ColumnsSettings,
-    training: TrainingSettings,
-    detector_params: dict[str, Any],
-    storage: Storage,
-) -> ModelReference:
-    """:func:`fit_from_split`, reporting each epoch to the progress hooks the CLI installed."""
-    return fit_from_split(
-        split=split,
-        training_batches=training_batches,
-        columns=columns,
-        training=training,
-        detector_params=detector_params,
-        storage=storage,
-        progress=_report_progress,
-    )
+fit_model_task = task(fit_from_split, name="train-model", cache_policy=NO_CACHE)

@@ -4,9 +4,8 @@ A batch is *accepted* once it passed validation and was scored: its success mark
 (``scored/<dataset>/_success/<batch_id>.json``) exists and records the batch's date
 (:mod:`tasks.batch_dates`: its timestamp column, a date in its id, or its arrival).
 Quarantined batches leave incoming/ and never get a marker, so they are never part of a window. The
-retraining window is the accepted batches whose date falls in the last N days up to a given date;
-optionally the challenger's training rows leave out those their scored output flags as anomalies, so
-it learns normal behaviour only.
+retraining window is the accepted batches whose date falls in the last N days up to a given date
+(which of its rows the challenger trains on: :mod:`tasks.row_filter`).
 
 Plain functions do the work; tasks are the same functions with Prefect settings.
 """
@@ -18,16 +17,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.batch_dates import batch_dates, date_in_id
 from tasks.incoming import BatchRef
-from tasks.io import Storage, list_batches, read_table, write_parquet_atomic
+from tasks.io import Storage, list_batches
 from tasks.markers import read_marker, records_bytes_of
-from tasks.records import SCORED, ScoreMarker, TrainingSplit
+from tasks.records import SCORED, ScoreMarker
 from tasks.settings import ColumnsSettings
 
 
@@ -159,61 +156,6 @@ def training_window(
     return date_window(accepted, {b.batch_id: b.date for b in accepted}, window_days, until)
 
 
-def flagged_ids(window: Sequence[ScoreMarker], id_column: str, storage: Storage) -> pa.ChunkedArray:
-    """The ids (as strings) of the rows the window's scored outputs flag as anomalies, each batch
-    as flagged by the model that scored it."""
-    parts = []
-    for batch in window:
-        scored = read_table(batch.output, storage.options, columns=[id_column, "is_anomaly"])
-        flags = pc.fill_null(scored.column("is_anomaly"), False)
-        parts.append(scored.column(id_column).filter(flags).cast(pa.string()))
-    return pa.chunked_array(parts, type=pa.string())
-
-
-@dataclass(frozen=True)
-class FlaggedRowsLeftOut:
-    """A training split whose training rows no longer hold the rows the champion flagged."""
-
-    split: TrainingSplit
-    rows_before: int
-    rows_left_out: int
-
-
-def without_flagged_rows(
-    *,
-    split: TrainingSplit,
-    window: Sequence[ScoreMarker],
-    columns: ColumnsSettings,
-    run: str,
-    storage: Storage,
-) -> FlaggedRowsLeftOut:
-    """The split with its training rows whose id was flagged in the window's scored outputs left
-    out (written atomically in run ``run``'s report folder beside them,
-    :meth:`tasks.io.Storage.filtered_training_rows`; the unfiltered training rows are removed).
-
-    Only the training rows are filtered, never the holdout: the promotion gate must compare the
-    challenger and the champion on rows neither of them chose.
-    """
-    id_column, options = columns.id, storage.options
-    table = read_table(split.train_path, options)
-    if id_column not in table.schema.names:
-        raise ValueError(
-            f"the training rows in {split.train_path} lack the id column {id_column!r}, so "
-            "flagged rows cannot be matched; set retrain.exclude_flagged = false"
-        )
-    flagged = pc.unique(flagged_ids(window, id_column, storage).combine_chunks())
-    is_flagged = pc.is_in(table.column(id_column).cast(pa.string()), value_set=flagged)
-    kept = table.filter(pc.invert(pc.fill_null(is_flagged, False)))
-    destination = storage.filtered_training_rows(run)
-    write_parquet_atomic(kept, destination, schema=table.schema, options=options)
-    storage.remove(split.train_path)
-    return FlaggedRowsLeftOut(
-        split=split.replace(train_path=destination, train_rows=kept.num_rows),
-        rows_before=table.num_rows,
-        rows_left_out=table.num_rows - kept.num_rows,
-    )
-
-
 def nothing_to_retrain_on(until: str | None, window_days: int) -> str:
     """Why a retraining has nothing to train on: no batch of its window was validated and scored."""
     if until:
@@ -255,8 +197,3 @@ def training_window_task(
 ) -> list[ScoreMarker]:
     """:func:`training_window` over the dataset's :func:`accepted_batches`."""
     return training_window(accepted_batches(storage), window_days, until)
-
-
-without_flagged_rows_task = task(
-    without_flagged_rows, name="leave-out-flagged-rows", cache_policy=NO_CACHE
-)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import logging
 import os
 
 from flows.commands import add_config_argument
 
 TOKEN_ENV = "AEFLOW_API_TOKEN"
+# With --workers N, each uvicorn worker process builds its own service from the parsed arguments,
+# which the parent hands over in this environment variable (JSON).
+ARGUMENTS_ENV = "AEFLOW_API_ARGUMENTS"
 
 
 def _usable_cpus() -> int:
@@ -58,7 +62,7 @@ def build_service(args: argparse.Namespace):
         token=os.environ.get(TOKEN_ENV) or None,
         top_k=cfg.scoring.top_k,
         unseen=args.unseen_levels,
-        compute_threads=args.compute_threads or _usable_cpus(),
+        compute_threads=args.compute_threads or max(1, _usable_cpus() // args.workers),
         torch_threads=args.torch_threads,
     )
     return create_app(holder, settings), holder, settings
@@ -67,7 +71,11 @@ def build_service(args: argparse.Namespace):
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    for name, value, low in (("--max-rows", args.max_rows, 1), ("--port", args.port, 0)):
+    for name, value, low in (
+        ("--max-rows", args.max_rows, 1),
+        ("--port", args.port, 0),
+        ("--workers", args.workers, 1),
+    ):
         if value < low:
             raise ValueError(f"{name} must be at least {low}, got {value}")
     if args.max_body_mb <= 0 or args.poll_s <= 0:
@@ -78,21 +86,19 @@ def cmd_api(args: argparse.Namespace) -> int:
             f"set {TOKEN_ENV} to the bearer token clients must send, or pass --insecure-no-token "
             "(a private network you trust)"
         )
-    # The service's own logger only: the libraries' loggers keep their levels.
-    log = logging.getLogger("aeflow.api")
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(getattr(logging, args.log_level.upper()))
-    log.propagate = False
+    log = _configure_log(args.log_level)
+    # Everything is checked, and the model loaded and verified, before anything listens: with
+    # --workers each worker process loads its own copy afterwards.
     app, holder, settings = build_service(args)
     follows = f"pinned version {args.model_version}" if args.model_version else "the champion"
     log.info(
-        "serving model %s (%s) on http://%s:%d; docs at /docs; bearer token %s",
+        "serving model %s (%s) on http://%s:%d with %d worker process(es); docs at /docs; "
+        "bearer token %s",
         holder.current.version,
         follows,
         args.host,
         args.port,
+        args.workers,
         "required" if settings.token else f"not set ({TOKEN_ENV})",
     )
     if not _is_loopback(args.host) and not settings.token:
@@ -101,8 +107,16 @@ def cmd_api(args: argparse.Namespace) -> int:
             "port can score rows",
             args.host,
         )
+    served: object = app
+    if args.workers > 1:
+        del app, holder  # the workers build their own
+        arguments = {k: v for k, v in vars(args).items() if k != "handler"}
+        os.environ[ARGUMENTS_ENV] = json.dumps(arguments)
+        served = f"{__name__}:app_from_environment"
     uvicorn.run(
-        app,
+        served,
+        factory=args.workers > 1,
+        workers=args.workers,
         host=args.host,
         port=args.port,
         log_level=args.log_level,
@@ -110,6 +124,30 @@ def cmd_api(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=30,
     )
     return 0
+
+
+def _configure_log(level: str) -> logging.Logger:
+    """The service's own logger only: the libraries' loggers keep their levels."""
+    log = logging.getLogger("aeflow.api")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+        )
+        log.addHandler(handler)
+    log.setLevel(getattr(logging, level.upper()))
+    log.propagate = False
+    return log
+
+
+def app_from_environment():
+    """The application of one ``--workers`` process (uvicorn's factory): the service built from
+    the arguments the parent ``aeflow api`` left in ``AEFLOW_API_ARGUMENTS``."""
+    args = argparse.Namespace(**json.loads(os.environ[ARGUMENTS_ENV]))
+    log = _configure_log(args.log_level)
+    app, holder, _settings = build_service(args)
+    log.info("worker process ready: model %s loaded", holder.current.version)
+    return app
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -153,9 +191,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="seconds between two reads of the champion alias (2)",
     )
     api.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the port, each with its own copy of the model that "
+        "follows the champion on its own; one per CPU for throughput (1)",
+    )
+    api.add_argument(
         "--compute-threads",
         type=int,
-        help="requests computed at once; others queue (default: the usable CPUs)",
+        help="requests computed at once per worker; others queue (default: the usable CPUs "
+        "divided among the workers)",
     )
     api.add_argument(
         "--torch-threads", type=int, default=1, help="torch threads per compute thread (1)"

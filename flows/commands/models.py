@@ -101,6 +101,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         f"training rows     {metrics.get('train_rows', '-')} (fit in "
         f"{metrics.get('fit_seconds', '-')} s, threshold {_number(metrics.get('threshold'))})",
     ]
+    if metrics.get("calibration"):
+        from tasks.fit_checks import calibration_text
+
+        lines.append(f"threshold from    {calibration_text(metrics['calibration'])}")
     evaluation = entry.get("evaluation")
     if evaluation:
         lines.append(

@@ -26,7 +26,14 @@ def format_retrain_summary(result: dict[str, Any]) -> str:
     ]
     if window["rows_left_out"]:
         lines.append(
-            f"left out          {window['rows_left_out']} rows the champion had flagged as anomalies"
+            f"left out          {window['rows_left_out']} rows: "
+            f"{window.get('flagged_left_out', 0)} the champion had flagged as anomalies, "
+            f"{window.get('confirmed_left_out', 0)} analysts confirmed as anomalies"
+        )
+    if window.get("false_positives_kept"):
+        lines.append(
+            f"kept              {window['false_positives_kept']} flagged rows analysts marked "
+            "false positives"
         )
     outcome = "promoted to champion" if result["promoted"] else "kept as challenger (not promoted)"
     lines += [
@@ -58,6 +65,9 @@ def format_nightly_summary(result: dict[str, Any]) -> str:
             f"drift             {drift['batch_id']}: {drift['status']} (drifted columns: {columns}; "
             f"score PSI {drift['score_psi'] if drift['score_psi'] is not None else 'n/a'})"
         )
+    feedback = result.get("feedback")
+    if feedback:
+        lines.append(f"flag precision    {feedback['champion']['reason']}")
     decision = result["retrain_decision"]
     if not decision["retrain"]:
         lines.append("retrain trigger   none")
@@ -230,6 +240,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from flows.deployments import deployment_specs, serve, trigger_help
     from flows.prefect_api import require_prefect_api
 
+    if args.notify and args.automations is None:
+        raise ValueError("--notify names the block the automations notify: add --automations")
     specs = deployment_specs(args.config, args.nightly_cron, args.retrain_cron, args.timezone)
     require_prefect_api()
     print(trigger_help(specs, args.config))
@@ -244,8 +256,45 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from flows.config import load_config
 
         runner = _task_runner(args.dask, args.workers, load_config(args.config).scoring.workers)
+    on_deployed = None
+    if args.automations is not None:
+        on_deployed = _automation_installer(args, specs)
     print("\nserving; stop with Ctrl-C or SIGTERM", flush=True)
-    return serve(specs, limit=args.limit, task_runner=runner, shutdown_timeout_s=args.stop_timeout)
+    return serve(
+        specs,
+        limit=args.limit,
+        task_runner=runner,
+        shutdown_timeout_s=args.stop_timeout,
+        on_deployed=on_deployed,
+    )
+
+
+def _automation_installer(args: argparse.Namespace, specs: list[Any]) -> Any:
+    """What `serve --automations` does once its deployments exist: install the automations with
+    the served retrain deployment (flows/automations.py) and say what changed. The definitions
+    file and the notification blocks are checked now, before anything is served."""
+    from prefect.client.orchestration import get_client
+
+    from flows.automations import (
+        AutomationRequest,
+        default_automations_file,
+        install_for_config,
+        load_definitions,
+        resolve_block,
+    )
+
+    [retrain] = [spec.name for spec in specs if spec.flow_name == "aeflow-retrain"]
+    load_definitions(args.automations or default_automations_file())
+    with get_client(sync_client=True) as client:
+        blocks = tuple(str(resolve_block(client, reference)) for reference in args.notify)
+
+    def install(deployed: dict[str, Any]) -> None:
+        request = AutomationRequest(
+            file=args.automations or None, notify=blocks, retrain_deployment=deployed[retrain]
+        )
+        print("\n".join(["", *install_for_config(args.config, request)]), flush=True)
+
+    return install
 
 
 # ---------------------------------------------------------------------------------- parser
@@ -273,6 +322,7 @@ def _add_runner(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     from flows.cli import add_fail_on_quarantine
+    from flows.commands.automations import add_notify_argument
 
     nightly = subparsers.add_parser(
         "nightly",
@@ -280,7 +330,8 @@ def register(subparsers: Any) -> None:
         description="Run the nightly flow: validate and score the night's batches with the "
         "champion (quarantining what fails the contract), measure drift against the champion's "
         "training data (reports under <root>/reports/<dataset>/drift/), and retrain when a batch "
-        "drifted or the champion is older than retrain.max_model_age_days. The challenger is "
+        "drifted, the champion is older than retrain.max_model_age_days, or its flag precision "
+        "from analysts' verdicts fell below feedback.precision_floor. The challenger is "
         "promoted only through the promotion gate.",
     )
     add_config_argument(nightly)
@@ -302,8 +353,10 @@ def register(subparsers: Any) -> None:
         help="train a challenger on the recent accepted batches and gate it",
         description="Run the retrain flow: train a challenger on the accepted (validated and "
         "scored) batches of the last retrain.window_days days, leaving out rows the champion "
-        "flagged unless --keep-flagged, evaluate it against the champion on the same holdout and "
-        "promote it only when the gate passes. The decision and its reasons are recorded.",
+        "flagged unless --keep-flagged (but keeping those analysts marked false positives) and "
+        "rows analysts confirmed as anomalies (feedback.exclude_confirmed), evaluate it against "
+        "the champion on the same holdout and promote it only when the gate passes. The decision "
+        "and its reasons are recorded.",
     )
     add_config_argument(retrain)
     retrain.add_argument(
@@ -357,7 +410,8 @@ def register(subparsers: Any) -> None:
         "and run their scheduled and ad-hoc runs in this process until interrupted: "
         "<dataset>-nightly (schedule.nightly, 02:00 by default), <dataset>-retrain "
         "(schedule.retrain, weekly), <dataset>-backfill and <dataset>-score (on demand, e.g. "
-        "`prefect deployment run aeflow-nightly/<dataset>-nightly`).",
+        "`prefect deployment run aeflow-nightly/<dataset>-nightly`). With --automations, also "
+        "the Prefect automations that act on aeflow's events (docs/events.md).",
     )
     add_config_argument(serve)
     serve.add_argument("--nightly-cron", metavar="CRON", help="override schedule.nightly")
@@ -373,5 +427,16 @@ def register(subparsers: Any) -> None:
         "exit code 0 after a clean stop (runs in flight stopped, schedules paused), 5 when the "
         "Prefect API did not answer (schedules left active) or the stop ran out of time",
     )
+    serve.add_argument(
+        "--automations",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="also install the Prefect automations of FILE (infra/automations.yaml by default) "
+        "for this dataset: notify on a quarantined batch and on a refused challenger (with "
+        "--notify), run <dataset>-retrain on drift a night did not retrain on; installing again "
+        "updates them, never duplicates (docs/events.md)",
+    )
+    add_notify_argument(serve)
     _add_runner(serve)
     serve.set_defaults(handler=cmd_serve)

@@ -169,9 +169,30 @@ def _score_columns(rows: pd.DataFrame) -> list[tuple[str, str]]:
     return columns
 
 
-def _curve_figure(rows: pd.DataFrame, kind: str) -> bytes:
+def _operating_points(ax, policies: list[dict[str, Any]]) -> None:
+    """Each threshold policy's (recall, precision) on the holdout, marked on the PR curve (the
+    configured one as a star)."""
+    markers = "osD^vP<>"
+    for number, policy in enumerate(p for p in policies if p.get("precision") is not None):
+        value = "" if policy["method"] == "max_f1" else f" {policy['value']:g}"
+        ax.scatter(
+            [policy["recall"]],
+            [policy["precision"]],
+            marker="*" if policy["configured"] else markers[number % len(markers)],
+            s=160 if policy["configured"] else 45,
+            edgecolors="black",
+            linewidths=0.6,
+            zorder=3,
+            label=f"{policy['method']}{value}" + (" (configured)" if policy["configured"] else ""),
+        )
+
+
+def _curve_figure(
+    rows: pd.DataFrame, kind: str, policies: list[dict[str, Any]] | None = None
+) -> bytes:
     """One curve per score column against the label: ``kind`` "roc" (false-positive rate against
-    recall, with the diagonal) or "pr" (recall against precision, with the label share)."""
+    recall, with the diagonal) or "pr" (recall against precision, with the label share and each
+    threshold policy's operating point)."""
     from sklearn import metrics
 
     figure, ax = _new_figure(width=5.5, height=5.0)
@@ -191,10 +212,11 @@ def _curve_figure(rows: pd.DataFrame, kind: str) -> bytes:
         ax.legend(loc="lower right")
     else:
         ax.axhline(labels.mean(), color="grey", linestyle=":", label="chance (label share)")
+        _operating_points(ax, policies or [])
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")
         ax.set_ylim(0, 1.02)
-        ax.legend(loc="upper right")
+        ax.legend(loc="lower left", fontsize="small")
     ax.grid(alpha=0.3)
     return _png(figure)
 
@@ -212,5 +234,5 @@ def render_figures(metrics: dict[str, Any], rows: pd.DataFrame) -> dict[str, byt
     labels = metrics.get("labels")
     if labels and labels["positives"] and labels["negatives"]:
         figures["roc_curve"] = _curve_figure(rows, "roc")
-        figures["pr_curve"] = _curve_figure(rows, "pr")
+        figures["pr_curve"] = _curve_figure(rows, "pr", metrics.get("threshold_policies"))
     return figures

@@ -136,7 +136,44 @@ def _policies(metrics: dict[str, Any], label_cells: Any) -> dict[str, Any]:
     ]
     label_header = ["precision", "recall", "F1"] if metrics.get("labels") else []
     header = ["policy", "value", "threshold", "holdout flag rate", *label_header]
+    if any("fitted_on" in p for p in metrics["threshold_policies"]):
+        header.append("chosen on")
+        for row, policy in zip(rows, metrics["threshold_policies"], strict=True):
+            row.append(html.escape(policy.get("fitted_on") or ""))
     return _table(header, rows, "numbers")
+
+
+def _feedback(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """Flag precision per batch date from analysts' verdicts (None: no verdict yet)."""
+    feedback = metrics.get("feedback")
+    if not feedback:
+        return None
+    rows = [
+        [
+            html.escape(e["date"]),
+            e["reviewed"],
+            e["confirmed"],
+            e["false_positives"],
+            pct(e["precision"]),
+            e["missed"],
+            html.escape(", ".join(e.get("models") or [])),
+        ]
+        for e in feedback["over_time"]
+    ]
+    overall = feedback["overall"]
+    rows.append(
+        [
+            "all dates",
+            overall["reviewed"],
+            overall["confirmed"],
+            overall["false_positives"],
+            pct(overall["precision"]),
+            overall["missed"],
+            "",
+        ]
+    )
+    header = ["batch date", "reviewed flags", "confirmed", "false positives", "precision"]
+    return _table([*header, "missed anomalies", "scored by"], rows, "numbers")
 
 
 def _columns(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -220,7 +257,8 @@ def _split_and_training(metrics: dict[str, Any]) -> dict[str, Any]:
         ["holdout period", f"{fmt(split['holdout_start'])} – {fmt(split['holdout_end'])}"],
         [
             "threshold policy",
-            f"{html.escape(model['threshold_method'])} {model['threshold_value']}",
+            html.escape(model["threshold_method"])
+            + ("" if model["threshold_method"] == "max_f1" else f" {model['threshold_value']}"),
         ],
         ["threshold calibrated on", html.escape(calibration_text(training.get("calibration")))],
         [
@@ -278,6 +316,7 @@ def render_html(metrics: dict[str, Any], figures: dict[str, bytes]) -> str:
         anchors=_anchors(metrics, label_cells),
         explanations=_explanations(metrics.get("explanations")),
         policies=_policies(metrics, label_cells),
+        feedback=_feedback(metrics),
         columns=_columns(metrics),
         **_data_quality(metrics["data_quality"]),
         split=_split_and_training(metrics),

@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from tasks.flag_precision import feedback_lines
 from tasks.io import is_local
 from tasks.markdown import md_text
 from tasks.report.headline import headline_rows
@@ -49,6 +50,8 @@ def report_markdown(metrics: dict[str, Any], html_url: str) -> str:
     warnings = metrics["data_quality"]["warnings"]
     if warnings:
         lines += ["", "## Warnings", "", *[f"- {md_text(w)}" for w in warnings]]
+    if metrics.get("feedback"):
+        lines += feedback_lines(metrics["feedback"])
     return "\n".join(lines) + "\n"
 
 

@@ -59,6 +59,8 @@ def build_metrics(
     ]
     holdout_scores = evaluation.get("holdout_scores_path")
     optional = {"explanations": evaluation.get("explanations")}
+    if evaluation.get("feedback"):
+        optional["feedback"] = evaluation["feedback"]
     return {
         "schema_version": SCHEMA_VERSION,
         "dataset": dataset,

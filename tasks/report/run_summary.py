@@ -222,20 +222,20 @@ def score_line(summary: dict[str, Any]) -> str:
 def publish_result(kind: str, dataset: str, line: str, payload: dict[str, Any]) -> None:
     """Say what a flow run did in one line, as its last log line and as a Prefect event
     ``aeflow.<kind>.finished`` whose resource name is that line (so `prefect deployment run
-    --watch` ends with the result, not only with the run's state). No-op outside a run."""
+    --watch` ends with the result, not only with the run's state), with the model version the run
+    scored with or trained as a related resource (tasks.events). No-op outside a run."""
     from prefect.context import FlowRunContext
-    from prefect.events import emit_event
+
+    from tasks.events import emit, run_finished
 
     if FlowRunContext.get() is None:
         return
     from prefect import get_run_logger
 
     get_run_logger().info("result: %s", line)
-    emit_event(
-        event=f"aeflow.{kind}.finished",
-        resource={
-            "prefect.resource.id": f"aeflow.dataset.{dataset}",
-            "prefect.resource.name": line,
-        },
-        payload=payload,
+    version = payload.get("model_version") or payload.get("version")
+    emit(
+        run_finished(
+            kind, dataset, line, payload, model_version=None if version == "none" else version
+        )
     )

@@ -82,7 +82,7 @@ def test_serve_stops_within_seconds_on_sigterm_while_the_prefect_api_is_down(tmp
     with prefect_server_process(tmp_path / "server") as (api, server):
         command = [AEFLOW, "serve", "--config", str(config)]
         with started(command, client_env(tmp_path, api), log) as serving:
-            wait_until(lambda: deployment_count(api) == 4, 90, "the 4 deployments", log)
+            wait_until(lambda: deployment_count(api) == 5, 90, "the 5 deployments", log)
             time.sleep(2)  # the runner is polling for runs
             kill_server(server)
             serving.send_signal(signal.SIGTERM)

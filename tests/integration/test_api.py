@@ -1,8 +1,9 @@
 """`aeflow api` as a user runs it: a real uvicorn server on loopback, spoken to with httpx.
 
 One server for the module (started once, with a bearer token, small limits and a fast champion
-poll), on a demo dataset scored once by the score flow (`aeflow score`'s code, under the session's
-Prefect harness). The swap tests run last: they move the champion and put it back.
+poll), on a demo dataset scored once by `aeflow score` run as a user runs it (the console script in
+a subprocess, reporting to the session's Prefect test server). The swap tests run last: they move
+the champion and put it back.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import concurrent.futures
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -26,10 +28,11 @@ from model_support import register_tiny_champion
 from subprocess_support import AEFLOW, free_port, stop_process_group
 
 from flows.config import load_config
-from flows.score import run_score
 from tasks.demo_data import generate_demo_data
 from tasks.frames import feature_frame
 from tasks.io import Storage
+from tasks.markers import read_marker
+from tasks.records import SCORED
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-4f1c"
@@ -63,7 +66,7 @@ def _json_rows(table: pa.Table) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory):
+def api(tmp_path_factory, prefect_server):
     work = tmp_path_factory.mktemp("api")
     _strict_amount_suite(REPO_ROOT / "expectations" / "demo.json", work / "demo.json")
     text = (REPO_ROOT / "configs" / "demo.toml").read_text()
@@ -91,9 +94,16 @@ def api(tmp_path_factory):
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        # The batch run scores while the server starts.
-        summary = run_score(str(config))
-        assert summary["batches_scored"] == 2 and summary["model_version"] == v1
+        # `aeflow score` scores the batches while the server starts.
+        scoring = subprocess.run(
+            [AEFLOW, "score", "--config", str(config)],
+            env={**os.environ, "PREFECT_API_URL": prefect_server},
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert scoring.returncode == 0, scoring.stdout[-3000:] + scoring.stderr[-3000:]
+        markers = {batch: read_marker(layout, batch) for batch in manifest.batch_ids}
+        assert {m.status for m in markers.values()} == {SCORED}
+        assert {m.model_version for m in markers.values()} == {v1}
         deadline = time.monotonic() + 120
         while True:
             try:
@@ -106,7 +116,7 @@ def api(tmp_path_factory):
             time.sleep(0.5)
         batch_id = manifest.batch_ids[1]
         incoming = pq.read_table(Path(layout.incoming) / f"{batch_id}.parquet")
-        scored = pq.read_table(next(Path(layout.scored).rglob(f"{batch_id}.parquet")))
+        scored = pq.read_table(markers[batch_id].output)  # the CLI's scored Parquet file
         with httpx.Client(
             base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
         ) as client:
@@ -437,3 +447,44 @@ def test_a_bundle_that_fails_verification_is_not_served(api, tmp_path):
         assert client.post("/score", json=_one_row(api)).json()["model_version"] == v1
     finally:
         registry.promote(v1, "test: restore")
+
+
+def test_several_worker_processes_serve_and_all_follow_a_promotion(api):
+    v1, v2 = api["v1"], api["v2"]
+    port = free_port()
+    log_path = api["log"].with_name("workers.log")
+    env = {**os.environ, "AEFLOW_API_TOKEN": TOKEN}
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [AEFLOW, "api", "--config", str(api["config"]), "--port", str(port),
+             "--workers", "2", "--poll-s", "0.2"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    base, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {TOKEN}"}
+    row = _one_row(api)
+
+    def versions(count: int) -> set[str]:
+        # A fresh connection each time, so the requests spread over the worker processes.
+        seen = set()
+        for _ in range(count):
+            answer = httpx.post(f"{base}/score", json=row, headers=headers, timeout=30)
+            assert answer.status_code == 200, answer.text
+            seen.add(answer.json()["model_version"])
+        return seen
+
+    registry = api["layout"].registry()
+    try:
+        deadline = time.monotonic() + 180
+        ready = re.compile(r"aeflow\.api\[(\d+)\]: worker process ready: model (\S+) loaded")
+        while len({pid for pid, _ in ready.findall(log_path.read_text())}) < 2:
+            assert server.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "two workers did not get ready in 180 s"
+            time.sleep(0.5)
+        assert {version for _, version in ready.findall(log_path.read_text())} == {v1}
+        assert versions(20) == {v1}
+        registry.promote(v2, "test: promotion seen by every worker")
+        time.sleep(2.0)  # each worker reads the alias every 0.2 s and swaps once loaded
+        assert versions(30) == {v2}
+    finally:
+        registry.promote(v1, "test: restore")
+        stop_process_group(server)

@@ -8,6 +8,7 @@ promoted or kept, with the reason recorded), and every valid batch written exact
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import shutil
 import tomllib
@@ -16,14 +17,19 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from events_support import read_events, related
+from subprocess_support import wait_until
 
 from flows.backfill import backfill_flow
 from flows.config import load_config
+from flows.feedback import feedback_flow
 from flows.nightly import nightly_flow
 from flows.retrain import retrain_flow
 from flows.train import train_flow
 from tasks.demo_data import generate_demo_data
+from tasks.feedback import record_feedback
 from tasks.io import Storage, read_table
+from tasks.records import VerdictSubmission
 from tasks.validation import draft_suite, suite_json
 
 pytestmark = pytest.mark.slow
@@ -62,6 +68,7 @@ def draft_demo_suite(cfg, reference_paths: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory):
+    started = dt.datetime.now(dt.UTC)
     workdir = tmp_path_factory.mktemp("nightly")
     config = write_config(workdir)
     cfg = load_config(config)
@@ -80,6 +87,7 @@ def nights(tmp_path_factory):
         "manifest": manifest,
         "trained": trained,
         "results": results,
+        "started": started,
     }
 
 
@@ -145,7 +153,7 @@ def test_the_challenger_is_promoted_or_kept_with_a_recorded_reason(nights):
     run_dir = Path(layout.reports(retrained["run"]))
     assert (run_dir / "holdout.parquet").is_file()
     assert not (run_dir / "train.parquet").exists()
-    assert not (run_dir / "train-without-flagged.parquet").exists()
+    assert not (run_dir / "train-filtered.parquet").exists()
 
 
 def test_every_valid_batch_is_written_exactly_once(nights):
@@ -190,7 +198,78 @@ def test_every_night_leaves_reports_and_artifacts(nights):
     assert "**Trigger:** drift" in asyncio.run(latest("demo-retrain"))
 
 
+def test_each_step_is_a_prefect_event_naming_dataset_batch_and_model(nights):
+    """Read back from the server's events API: the resources and counts docs/events.md names."""
+    manifest, trained = nights["manifest"], nights["trained"]
+    drifted, malformed = manifest.drift_batch_id, manifest.malformed_batch_id
+    retrained = nights["results"][drifted]["retrain"]
+    outcome = "aeflow.model.promoted" if retrained["promoted"] else "aeflow.model.refused"
+    wanted = {"aeflow.batch.scored", "aeflow.batch.quarantined", "aeflow.drift.detected", outcome}
+
+    def by_name():
+        found: dict[str, list] = {}
+        for event in read_events("demo", since=nights["started"]):
+            found.setdefault(event.event, []).append(event)
+        nightly_done = len(found.get("aeflow.nightly.finished", [])) >= len(manifest.batch_ids)
+        return found if wanted <= set(found) and nightly_done else None
+
+    found = wait_until(by_name, 30, "the nightly story's events on the Prefect server")
+    for event in [e for events in found.values() for e in events]:
+        assert event.resource.id == "aeflow.dataset.demo"
+        assert related(event, "flow-run"), event.event  # Prefect ties each to its run
+
+    scored = {related(e, "batch")[0]: e for e in found["aeflow.batch.scored"]}
+    for day in manifest.batch_ids:
+        if day == malformed:
+            assert f"aeflow.batch.demo/{day}" not in scored
+            continue
+        event = scored[f"aeflow.batch.demo/{day}"]
+        assert event.payload["rows_scored"] == ROWS_PER_DAY == event.payload["rows_in"]
+        version = event.payload["model_version"]
+        assert related(event, "model-version") == [f"aeflow.model.demo/{version}"]
+
+    [quarantined] = found["aeflow.batch.quarantined"]  # once: a re-run finds it in quarantine
+    assert related(quarantined, "batch") == [f"aeflow.batch.demo/{malformed}"]
+    [record] = nights["results"][malformed]["score"]["quarantined"]
+    assert quarantined.payload["rows"] == record["rows"] and quarantined.payload["reason"]
+
+    [drift] = [
+        e for e in found["aeflow.drift.detected"] if e.payload["drifted"][0]["batch_id"] == drifted
+    ]
+    assert related(drift, "batch") == [f"aeflow.batch.demo/{drifted}"]
+    assert related(drift, "model-version") == [f"aeflow.model.demo/{trained['version']}"]
+    assert drift.resource["aeflow.retrain"] == "started"  # the night retrained itself
+    assert drift.payload["batches_drifted"] == 1 and "amount" in drift.payload["reason"]
+
+    first = [
+        e for e in found["aeflow.model.promoted"] if e.payload["version"] == trained["version"]
+    ]
+    assert first and related(first[0], "model-version") == [
+        f"aeflow.model.demo/{trained['version']}"
+    ]
+    [gated] = [e for e in found[outcome] if e.payload["version"] == retrained["version"]]
+    assert gated.payload["trigger"] == "drift" and gated.payload["reason"]
+    assert related(gated, "champion") == [f"aeflow.model.demo/{trained['version']}"]
+
+
+def scored_rows(layout: Storage, batch_id: str):
+    """The batch's scored output (id, flag, model version) as a DataFrame."""
+    (path,) = Path(layout.scored).glob(f"date=*/{batch_id}.parquet")
+    columns = ["transaction_id", "is_anomaly", "model_version"]
+    return pq.read_table(path, columns=columns).to_pandas()
+
+
 def test_a_manual_retrain_can_keep_the_flagged_rows(nights):
+    """Flagged rows stay in with --keep-flagged; rows analysts confirmed as anomalies still leave
+    (docs/feedback.md)."""
+    cfg, layout = nights["cfg"], nights["layout"]
+    oldest = nights["manifest"].batch_ids[2]  # the window's oldest day: its rows train
+    unflagged = scored_rows(layout, oldest).query("not is_anomaly")["transaction_id"][:20]
+    record_feedback(
+        VerdictSubmission(verdict="confirmed", rows=[[oldest, str(i)] for i in unflagged]),
+        storage=layout,
+        columns=cfg.columns,
+    )
     retrained = retrain_flow(
         config=str(nights["config"]),
         trigger="manual",
@@ -199,7 +278,9 @@ def test_a_manual_retrain_can_keep_the_flagged_rows(nights):
         promote=False,
     )
     assert retrained["trigger"] == "manual" and retrained["trigger_reasons"] == ["test"]
-    assert retrained["window"]["rows_left_out"] == 0 and not retrained["promoted"]
+    window = retrained["window"]
+    assert (window["rows_left_out"], window["confirmed_left_out"]) == (20, 20)
+    assert window["flagged_left_out"] == 0 and not retrained["promoted"]
     assert retrained["gate"]["applied"] is False
     # the newest accepted day ends the window; the quarantined day is never part of it
     manifest = nights["manifest"]
@@ -207,7 +288,37 @@ def test_a_manual_retrain_can_keep_the_flagged_rows(nights):
     assert manifest.malformed_batch_id not in retrained["window"]["batches"]
 
 
+def test_false_positives_on_the_champions_flags_fire_the_feedback_trigger(nights):
+    layout = nights["layout"]
+    champion = layout.registry().champion()
+    day = next(
+        b
+        for b in reversed(nights["manifest"].batch_ids)
+        if b != nights["manifest"].malformed_batch_id
+        and (scored_rows(layout, b)["model_version"] == champion).all()
+    )
+    flagged = scored_rows(layout, day).query("is_anomaly")["transaction_id"]
+    # the verdicts through the feedback flow, as a deployment or another system would send them
+    rows = [[day, str(i)] for i in flagged]
+    recorded = feedback_flow(config=str(nights["config"]), verdict="false_positive", rows=rows)
+    assert recorded["status"] == "recorded" and recorded["rows"] == len(flagged)
+    again = feedback_flow(config=str(nights["config"]), verdict="false_positive", rows=rows)
+    assert again["status"] == "already_recorded"
+    data = yaml.safe_load(Path(nights["config"]).read_text())
+    data["feedback"] = {"precision_floor": 0.5, "min_verdicts": 3}
+    config = Path(nights["config"]).with_name("demo-feedback.yaml")
+    config.write_text(yaml.safe_dump(data))
+    night = nightly_flow(config=str(config), date=day, retrain=False)
+    decision = night["retrain_decision"]
+    assert "feedback" in decision["triggers"] and night["retrain"] is None
+    precision = decision["flag_precision"]
+    assert precision["model_version"] == champion and precision["precision"] == 0.0
+    assert precision["reviewed"] == len(flagged) >= 3
+    assert night["feedback"]["over_time"][-1]["date"] == day
+
+
 def test_retraining_without_accepted_batches_is_skipped_with_a_reason(tmp_path):
+    since = dt.datetime.now(dt.UTC)
     config = write_config(tmp_path)
     skipped = retrain_flow(config=str(config), until="2026-01-05")
     assert skipped["version"] is None and skipped["decision"] == "skipped"
@@ -215,6 +326,14 @@ def test_retraining_without_accepted_batches_is_skipped_with_a_reason(tmp_path):
         "nothing to retrain on: no batch dated 2026-01-01..2026-01-05 has been validated and scored"
     )
     assert Path(skipped["record"]).is_file()
+
+    def skip_event():
+        found = read_events("demo", since, prefix="aeflow.retrain.skipped")
+        return [e for e in found if e.payload["run"] == skipped["run"]]
+
+    [event] = wait_until(skip_event, 30, "the aeflow.retrain.skipped event")
+    assert event.payload["reason"] == skipped["reason"] and event.payload["until"] == "2026-01-05"
+    assert event.payload["trigger"] == "manual" and event.payload["window_days"] == 5
 
 
 def test_backfill_rescores_a_date_range_in_place(nights):

@@ -29,6 +29,7 @@ def test_specs_follow_the_config_schedule_and_name_the_deployments(config):
         "aeflow-retrain/demo-retrain",
         "aeflow-backfill/demo-backfill",
         "aeflow-score/demo-score",
+        "aeflow-tune/demo-tune",
     ]
     assert (specs["aeflow-nightly"].cron, specs["aeflow-nightly"].timezone) == (
         "30 1 * * *",
@@ -60,6 +61,7 @@ def test_runner_deployments_carry_the_cron_schedules_and_parameters(config):
     assert "aeflow" in nightly.tags and "demo" in nightly.tags
     assert deployments["demo-backfill"].schedules == []
     assert deployments["demo-retrain"].parameters["trigger"] == "schedule"
+    assert deployments["demo-tune"].schedules == []  # a search runs when someone asks for it
 
 
 def test_trigger_help_shows_how_to_run_each_deployment_by_hand(config):

@@ -176,3 +176,28 @@ def test_force_rescoring_a_copied_prefix_leaves_the_original_prefix_alone(s3_pip
         assert fs.exists(marker.output)
     fs.invalidate_cache()
     assert {path: fs.info(path)["ETag"] for path in fs.find(original)} == before
+
+
+def test_verdicts_on_s3_are_stored_once_and_read_back(s3_pipeline, s3_options):
+    from tasks.feedback import latest_verdicts, record_feedback
+    from tasks.records import VerdictSubmission
+
+    fs, manifest = s3_pipeline["fs"], s3_pipeline["manifest"]
+    storage = Storage(f"s3://{BUCKET}/aeflow", "demo", options=s3_options)
+    columns = load_config(s3_pipeline["config"]).columns
+    batch = manifest.batch_ids[0]
+    scored = read_json(storage.success_marker(batch), s3_options)["output"]
+    ids = ds.dataset(f"{BUCKET}/aeflow/{scored}", filesystem=fs).to_table(columns=[columns.id])[
+        columns.id
+    ][:3]
+    submission = VerdictSubmission(
+        verdict="confirmed", rows=[[batch, str(i)] for i in ids.to_pylist()]
+    )
+    first = record_feedback(submission, storage=storage, columns=columns)
+    again = record_feedback(submission, storage=storage, columns=columns)
+    assert (first.status, again.status) == ("recorded", "already_recorded")
+    assert first.path == f"s3://{BUCKET}/aeflow/feedback/demo/{first.submission_id}.parquet"
+    assert fs.find(f"{BUCKET}/aeflow/feedback") == [first.path.removeprefix("s3://")]
+    latest = latest_verdicts(storage)
+    assert latest["row_id"].tolist() == sorted(str(i) for i in ids.to_pylist())
+    assert set(latest["verdict"]) == {"confirmed"}

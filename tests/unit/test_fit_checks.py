@@ -76,3 +76,15 @@ def test_the_run_summary_warns_per_batch_and_for_the_run():
         summarize_score_run("shop", "v1", RunBatches(scored=fine), threshold=FPR_1)["flag_warnings"]
         == []
     )
+
+
+def test_the_source_of_a_label_threshold_is_named():
+    chosen = {"rows": 120, "source": "feedback", "method": "target_precision", "note": None}
+    assert calibration_text(chosen) == "120 analysts' verdicts (target_precision)"
+    fallback = {
+        "rows": 80, "source": "validation", "method": "max_f1", "validation_rows": 80,
+        "note": "max_f1 not used: ...", "fallback": {"method": "fpr", "value": 0.01},
+    }  # fmt: skip
+    assert calibration_text(fallback) == (
+        "80 validation rows with the fpr 0.01 fallback: max_f1 had too few labels"
+    )

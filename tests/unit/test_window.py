@@ -7,54 +7,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from window_support import DAYS, split_of, write_batch, write_scored
 
-from tasks.io import Storage, checksum, list_batches, write_json_atomic
-from tasks.records import TrainingSplit
+from tasks.io import Storage, list_batches
+from tasks.row_filter import RowFilter, filter_training_rows, flagged_ids
 from tasks.settings import ColumnsSettings
 from tasks.window import (
     accepted_batches,
-    flagged_ids,
     select_date_range,
     select_nightly_batches,
     training_window,
-    without_flagged_rows,
 )
-
-DAYS = ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04", "2026-01-05"]
-
-
-def write_batch(layout: Storage, batch_id: str, n: int = 6, offset: int = 0) -> str:
-    path = Path(layout.incoming, f"{batch_id}.parquet")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ids = [f"{batch_id}-{i + offset}" for i in range(n)]
-    pq.write_table(pa.table({"id": ids, "amount": [float(i) for i in range(n)]}), path)
-    return str(path)
-
-
-def write_scored(layout: Storage, batch_id: str, path: str, flagged: list[bool]) -> str:
-    """A scored output and its success marker, as the score task writes them."""
-    source = pq.read_table(path)
-    output = Path(layout.scored_file(batch_id, batch_id))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(
-        pa.table({"id": source.column("id"), "is_anomaly": pa.array(flagged)}), str(output)
-    )
-    write_json_atomic(
-        {
-            "batch_id": batch_id,
-            "status": "scored",
-            "rows_in": source.num_rows,
-            "rows_out": source.num_rows,
-            "flagged": sum(flagged),
-            "input_path": path,
-            "input_sha256": checksum(path),
-            "model_version": "v1",
-            "output": str(output),
-            "date": batch_id,
-        },
-        layout.success_marker(batch_id),
-    )
-    return str(output)
 
 
 @pytest.fixture
@@ -64,22 +27,6 @@ def layout(tmp_path: Path) -> Storage:
 
 def batches(layout: Storage) -> list:
     return list_batches(layout.incoming)
-
-
-def split_of(train: Path) -> TrainingSplit:
-    """A training split whose training rows are ``train`` (no holdout needed here)."""
-    return TrainingSplit(
-        method="time",
-        train_path=str(train),
-        holdout_path=str(train.with_name("holdout.parquet")),
-        train_rows=pq.read_metadata(train).num_rows,
-        holdout_rows=0,
-        holdout_fraction=0.2,
-        seed=0,
-        timestamp_column=None,
-        label_column=None,
-        label_note=None,
-    )
 
 
 def test_tonight_is_the_dated_batches_not_yet_scored(layout):
@@ -170,12 +117,16 @@ def test_rows_flagged_in_the_scored_outputs_are_left_out_of_the_training_rows(la
     pq.write_table(rows, train)
     columns = ColumnsSettings(id="id", numeric=["amount"])
 
-    result = without_flagged_rows(
-        split=split_of(train), window=window, columns=columns, run="split", storage=layout
+    result = filter_training_rows(
+        split=split_of(train),
+        row_filter=RowFilter(window=window, leave_out_flagged=True),
+        columns=columns,
+        run="split",
+        storage=layout,
     )
     destination = layout.filtered_training_rows("split")
     assert Path(destination).parent == train.parent  # beside the training rows it replaces
-    assert (result.rows_before, result.rows_left_out) == (6, 3)
+    assert (result.rows_before, result.rows_left_out, result.flagged_left_out) == (6, 3, 3)
     assert (result.split.train_path, result.split.train_rows) == (destination, 3)
     assert not train.exists()  # the unfiltered training rows are not kept
     assert pq.read_table(destination).column("id").to_pylist() == [
@@ -192,9 +143,9 @@ def test_training_rows_without_the_id_column_cannot_be_matched(layout):
     pq.write_table(pq.read_table(path).drop_columns(["id"]), train)
     window = training_window(accepted_batches(layout), 1)
     with pytest.raises(ValueError, match="lack the id column 'id'"):
-        without_flagged_rows(
+        filter_training_rows(
             split=split_of(train),
-            window=window,
+            row_filter=RowFilter(window=window, leave_out_flagged=True),
             columns=ColumnsSettings(id="id", numeric=["amount"]),
             run="split",
             storage=layout,
