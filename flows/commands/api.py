@@ -86,19 +86,19 @@ def cmd_api(args: argparse.Namespace) -> int:
             f"set {TOKEN_ENV} to the bearer token clients must send, or pass --insecure-no-token "
             "(a private network you trust)"
         )
-    log = _configure_log(args.log_level)
+    log = _configure_log(args.log_level, with_pid=args.workers > 1)
     # Everything is checked, and the model loaded and verified, before anything listens: with
     # --workers each worker process loads its own copy afterwards.
     app, holder, settings = build_service(args)
     follows = f"pinned version {args.model_version}" if args.model_version else "the champion"
+    workers = f" in {args.workers} worker processes" if args.workers > 1 else ""
     log.info(
-        "serving model %s (%s) on http://%s:%d with %d worker process(es); docs at /docs; "
-        "bearer token %s",
+        "serving model %s (%s) on http://%s:%d%s; docs at /docs; bearer token %s",
         holder.current.version,
         follows,
         args.host,
         args.port,
-        args.workers,
+        workers,
         "required" if settings.token else f"not set ({TOKEN_ENV})",
     )
     if not _is_loopback(args.host) and not settings.token:
@@ -126,14 +126,14 @@ def cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
-def _configure_log(level: str) -> logging.Logger:
-    """The service's own logger only: the libraries' loggers keep their levels."""
+def _configure_log(level: str, with_pid: bool = False) -> logging.Logger:
+    """The service's own logger only: the libraries' loggers keep their levels. With several
+    worker processes each line names its process: ``aeflow.api[pid]``."""
     log = logging.getLogger("aeflow.api")
     if not log.handlers:
+        name = "%(name)s[%(process)d]" if with_pid else "%(name)s"
         handler = logging.StreamHandler()
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
-        )
+        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {name}: %(message)s"))
         log.addHandler(handler)
     log.setLevel(getattr(logging, level.upper()))
     log.propagate = False
@@ -144,7 +144,7 @@ def app_from_environment():
     """The application of one ``--workers`` process (uvicorn's factory): the service built from
     the arguments the parent ``aeflow api`` left in ``AEFLOW_API_ARGUMENTS``."""
     args = argparse.Namespace(**json.loads(os.environ[ARGUMENTS_ENV]))
-    log = _configure_log(args.log_level)
+    log = _configure_log(args.log_level, with_pid=True)
     app, holder, _settings = build_service(args)
     log.info("worker process ready: model %s loaded", holder.current.version)
     return app
