@@ -54,7 +54,13 @@ def tune_flow(
     opts = storage.options
     accepted, _ = accepted_training_window(cfg, storage, until, None)
     study_dir = storage.tuning(tuning.study)
-    data = prepare_search_task([b.path for b in accepted], cfg, tuning, tuning.objective, storage)
+    data = prepare_search_task(
+        [b.path for b in accepted],
+        config=cfg,
+        tuning=tuning,
+        objective=tuning.objective,
+        storage=storage,
+    )
     goal = OBJECTIVES[data.objective]
     logger.info("objective: %s (%s): %s", goal.name, goal.direction, goal.statement)
     plan = plan_for(tuning, cfg.detector_params(), cfg.training.seed, goal.name)

@@ -365,9 +365,4 @@ def submissions(verdicts: pd.DataFrame) -> list[dict[str, Any]]:
     return listed
 
 
-@task(name="record-feedback", cache_policy=NO_CACHE)
-def record_feedback_task(
-    submission: VerdictSubmission, *, storage: Storage, columns: ColumnsSettings
-) -> FeedbackSubmission:
-    """:func:`record_feedback` now."""
-    return record_feedback(submission, storage=storage, columns=columns)
+record_feedback_task = task(record_feedback, name="record-feedback", cache_policy=NO_CACHE)

@@ -177,9 +177,4 @@ def feedback_lines(feedback: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-@task(name="flag-precision", cache_policy=NO_CACHE)
-def flag_precision_task(
-    storage: Storage, *, feedback: FeedbackSettings, model_version: str | None, until: str | None
-) -> dict[str, Any] | None:
-    """:func:`feedback_summary` for the nightly flow."""
-    return feedback_summary(storage, feedback=feedback, model_version=model_version, until=until)
+flag_precision_task = task(feedback_summary, name="flag-precision", cache_policy=NO_CACHE)
