@@ -165,7 +165,7 @@ def evaluate_challenger(
         "threshold_value": value,
         "threshold": json_number(detector.threshold_),
         "latent_dim": int(detector.latent_dim_),
-        "n_members": len(detector.networks_),
+        "n_members": detector.n_members,
         "columns": {"numeric": numeric, "categorical": categorical},
     }
     metrics["training"] = {
