@@ -12,6 +12,7 @@ serving process (or a worker) must see the same file at the same path.
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -148,6 +149,37 @@ def build_deployments(specs: list[DeploymentSpec], task_runner: Any = None) -> l
     return deployments
 
 
+def bounded_runner(guard: Any, limit: int | None = None) -> Any:
+    """A Prefect runner (at most ``limit`` runs at a time) whose SIGTERM and Ctrl-C go through
+    ``guard`` (:class:`flows.prefect_api.ShutdownGuard`)."""
+    import asyncio
+
+    from prefect.runner import Runner
+
+    class BoundedRunner(Runner):
+        """Prefect's runner, stopped through the guard: Prefect's own SIGTERM handler exits
+        without stopping the runs and then pauses the schedules with retries that last minutes
+        when the API is down."""
+
+        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+            self.stop_serving("SIGTERM")
+
+        def stop_serving(self, signal_name: str) -> None:
+            client = getattr(self, "_client", None)
+            api_url = str(client.api_url).rstrip("/") if client is not None else None
+            if not self.started:
+                # Still starting: nothing to stop yet. The guard still checks the API (from the
+                # environment until the runner has a client), so a lost API exits with its code.
+                guard.begin(signal_name, api_url or os.environ.get("PREFECT_API_URL") or None)
+                raise KeyboardInterrupt
+            if not guard.begin(signal_name, api_url):
+                return
+            self.pause_on_shutdown = guard.pause_schedules
+            asyncio.get_running_loop().create_task(self.astop())
+
+    return BoundedRunner(pause_on_shutdown=True, limit=limit)
+
+
 def serve(
     specs: list[DeploymentSpec],
     limit: int | None = None,
@@ -168,31 +200,10 @@ def serve(
     """
     import asyncio
 
-    from prefect.runner import Runner
-
     from flows.prefect_api import ShutdownGuard
 
     guard = ShutdownGuard(shutdown_timeout_s)
-
-    class BoundedRunner(Runner):
-        """Prefect's runner, stopped through the guard: Prefect's own SIGTERM handler exits
-        without stopping the runs and then pauses the schedules with retries that last minutes
-        when the API is down."""
-
-        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
-            self.stop_serving("SIGTERM")
-
-        def stop_serving(self, signal_name: str) -> None:
-            if not self.started:  # still starting: nothing to stop yet
-                raise KeyboardInterrupt
-            client = getattr(self, "_client", None)
-            api_url = str(client.api_url).rstrip("/") if client is not None else None
-            if not guard.begin(signal_name, api_url):
-                return
-            self.pause_on_shutdown = guard.pause_schedules
-            asyncio.get_running_loop().create_task(self.astop())
-
-    runner = BoundedRunner(pause_on_shutdown=True, limit=limit)
+    runner = bounded_runner(guard, limit)
     deployed = {
         deployment.name: runner.add_deployment(deployment)
         for deployment in build_deployments(specs, task_runner)
@@ -203,6 +214,9 @@ def serve(
     previous = signal.signal(signal.SIGINT, lambda *_: runner.stop_serving("Ctrl-C"))
     try:
         asyncio.run(runner.start())
+    except KeyboardInterrupt:
+        if not guard.exit_code:
+            raise  # interrupted while starting, the API answering: the CLI says so (130)
     finally:
         signal.signal(signal.SIGINT, previous)
     return guard.exit_code

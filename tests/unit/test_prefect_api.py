@@ -94,3 +94,22 @@ def test_a_command_that_runs_flows_fails_at_once_when_its_prefect_api_does_not_a
     err = capsys.readouterr().err
     assert f"aeflow: error: the Prefect API at {api} (PREFECT_API_URL) does not answer" in err
     assert "connection refused" in err
+
+
+@pytest.mark.parametrize("api_answers", [False, True])
+def test_sigterm_while_serve_is_still_starting_names_a_lost_api(monkeypatch, api_answers):
+    """A SIGTERM that arrives after the deployments exist but before the runner has started (a
+    busy machine stretches that window) used to leave as 'interrupted' (130) even with the
+    Prefect API gone; it must say the API is lost (5), as it does once serving."""
+    from flows.deployments import bounded_runner
+    from flows.prefect_api import ShutdownGuard
+
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
+    if api_answers:
+        monkeypatch.setattr("flows.prefect_api.api_problem", lambda *a, **k: None)
+    guard = ShutdownGuard(timeout_s=1e9)  # its exit timer must never fire inside pytest
+    runner = bounded_runner(guard)
+    assert not runner.started
+    with pytest.raises(KeyboardInterrupt):
+        runner.stop_serving("SIGTERM")
+    assert guard.exit_code == (0 if api_answers else EXIT_PREFECT_API_LOST)
