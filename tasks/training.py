@@ -363,28 +363,6 @@ def register_detector(
     return ModelReference(version=version, reused=False, metrics=metrics)
 
 
-def fit_and_register(
-    features: pd.DataFrame,
-    labels: np.ndarray | None,
-    *,
-    detector_params: dict[str, Any],
-    training_batches: Sequence[str],
-    storage: Storage,
-    progress: ProgressCallback | None = None,
-) -> ModelReference:
-    """:func:`fit_detector`, then :func:`register_detector`."""
-    detector, metrics = fit_detector(
-        features, labels, detector_params=detector_params, progress=progress
-    )
-    return register_detector(
-        detector,
-        metrics,
-        detector_params=detector_params,
-        training_batches=training_batches,
-        storage=storage,
-    )
-
-
 def fit_from_split(
     *,
     split: TrainingSplit,
@@ -399,7 +377,7 @@ def fit_from_split(
     ``training.max_rows``, labelled anomalies left out with
     ``training.exclude_labelled_anomalies``), reporting each epoch to the progress hooks; with a
     label threshold method (``threshold``), the threshold is then chosen from labels
-    (:mod:`tasks.label_threshold`). See :func:`fit_and_register`."""
+    (:mod:`tasks.label_threshold`). See :func:`fit_detector` and :func:`register_detector`."""
     features, labels = load_split(
         split.train_path, columns.numeric, columns.categorical, split.label_column, storage.options
     )

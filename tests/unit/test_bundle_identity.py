@@ -10,7 +10,7 @@ from models.bundle_identity import content_digest
 from tasks.gate import apply_gate, gate_decision
 from tasks.io import Storage
 from tasks.settings import EvaluationSettings
-from tasks.training import fit_and_register
+from tasks.training import fit_detector, register_detector
 
 FRAME = pd.DataFrame(
     {
@@ -43,8 +43,13 @@ def test_a_reproduced_model_reuses_its_version_and_stays_champion(tmp_path):
 
     def fit(seed: int):
         params = {**PARAMS, "random_state": seed}
-        return fit_and_register(
-            FRAME, None, detector_params=params, training_batches=["2026-01-01"], storage=storage
+        detector, metrics = fit_detector(FRAME, None, detector_params=params)
+        return register_detector(
+            detector,
+            metrics,
+            detector_params=params,
+            training_batches=["2026-01-01"],
+            storage=storage,
         )
 
     first = fit(0)
