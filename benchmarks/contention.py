@@ -179,7 +179,7 @@ def prepare(workdir: Path, score_rows: int) -> Path:
         )  # fmt: skip
     root = workdir / f"root-{score_rows}"
     layout = Storage(str(root), DATASET)
-    if not (Path(layout.models) / "champion.json").is_file():
+    if not Path(layout.champion_file).is_file():
         incoming = Path(layout.incoming)
         generate_demo_data(
             incoming, days=1, rows_per_day=score_rows, seed=1, start_date="2026-02-01",
