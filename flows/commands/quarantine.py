@@ -40,18 +40,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from tasks.io import exists, filesystem, read_json
-    from tasks.records import QUARANTINED
-    from tasks.validation import ReleaseError, read_quarantine
+    from tasks.validation import ReleaseError
 
     _, storage = _context(args.config)
-    record = read_quarantine(storage, args.batch_id)
-    if record is None or record.status != QUARANTINED:
+    # The whole report (failures, inputs and their sha256), as stored beside the input; without
+    # it the batch is not quarantined (or its move was interrupted: `quarantine list` says so).
+    report = read_json(storage.quarantine_report(args.batch_id), storage.options)
+    if report is None:
         raise ReleaseError(
             f"no quarantined batch {args.batch_id!r} in {storage.quarantine()}; "
             "see `aeflow quarantine list`"
         )
-    # The whole report (failures, inputs and their sha256), as stored beside the input.
-    report = read_json(storage.quarantine_report(args.batch_id), storage.options)
     markdown = storage.quarantine_markdown(args.batch_id)
     if args.json or not exists(markdown, storage.options):
         print(json.dumps(report, indent=2, sort_keys=True))
