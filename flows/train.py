@@ -98,6 +98,7 @@ def train_evaluate_gate(
         storage=storage,
     )
     champion = evaluate_champion_task(
+        champion_version=champion_before,
         challenger_version=trained.version,
         split=split,
         scales=evaluation.reconstruction_scales,

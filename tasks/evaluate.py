@@ -327,23 +327,25 @@ def evaluate_version(
 
 def evaluate_champion(
     *,
+    champion_version: str | None,
     challenger_version: str,
     split: TrainingSplit,
     scales: dict[str, float],
     storage: Storage,
 ) -> ChampionEvaluation | None:
-    """The champion on the challenger's holdout rows, with the challenger's error units.
+    """The champion ``champion_version`` (as the run read it: the gate refuses a promotion when
+    the champion changed since, :func:`tasks.gate.apply_gate`) on the challenger's holdout rows,
+    with the challenger's error units.
 
     None when there is no champion (or the challenger already is it); ``error`` (and no metrics)
     when the champion cannot score these rows, e.g. it was fitted on columns the data no longer
     has.
     """
-    registry = storage.registry()
-    version = registry.champion()
+    version = champion_version
     if version is None or version == challenger_version:
         return None
     try:
-        detector, _ = registry.load(version)
+        detector, _ = storage.registry().load(version)
         frame, labels = load_split(
             split.holdout_path,
             list(detector.numeric_columns_),

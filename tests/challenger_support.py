@@ -82,6 +82,7 @@ def evaluate_and_gate(
         storage=storage,
     )
     champion = evaluate_champion(
+        champion_version=storage.registry().champion(),
         challenger_version=version,
         split=split,
         scales=evaluated.reconstruction_scales,

@@ -355,7 +355,11 @@ def test_a_champion_that_cannot_score_the_holdout_reports_why(trained, tmp_path)
 
     def champion(challenger, storage):
         return evaluate_champion(
-            challenger_version=challenger, split=split, scales={}, storage=storage
+            champion_version=storage.registry().champion(),
+            challenger_version=challenger,
+            split=split,
+            scales={},
+            storage=storage,
         )
 
     result = champion("a-challenger", here)
