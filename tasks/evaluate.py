@@ -52,7 +52,7 @@ from tasks.reconstruction_errors import (
     reconstruction_metrics,
     reference_scales,
 )
-from tasks.records import ChampionEvaluation, Evaluation, TrainingSplit, headline  # noqa: F401
+from tasks.records import ChampionEvaluation, Evaluation, TrainingSplit
 from tasks.settings import ColumnsSettings, EvaluationSettings, TrainingSettings
 from tasks.training import fit_row_mask, load_split
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from model_support import demo_columns
 
 from tasks.demo_data import CATEGORICAL_COLUMNS, LABEL_COLUMN, NUMERIC_COLUMNS, DemoManifest
-from tasks.evaluate import evaluate_champion, evaluate_version, headline
+from tasks.evaluate import evaluate_champion, evaluate_version
 from tasks.gate import apply_gate, gate_decision
 from tasks.io import Storage
 from tasks.records import ChampionEvaluation, Evaluation, GateDecision, TrainingSplit
@@ -93,7 +93,7 @@ def evaluate_and_gate(
         version=version,
         decision=decision,
         promote=promote,
-        evaluation=headline(evaluated.metrics),
+        evaluation=evaluated.headline,
         storage=storage,
     )
     return GatedChallenger(evaluated, champion, gate)

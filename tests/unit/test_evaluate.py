@@ -26,7 +26,7 @@ from tasks.demo_data import (
     TIMESTAMP_COLUMN,
     generate_demo_data,
 )
-from tasks.evaluate import evaluate_champion, evaluate_version, headline, latent_projection
+from tasks.evaluate import evaluate_champion, evaluate_version, latent_projection
 from tasks.holdout_metrics import label_metrics, score_summary, threshold_policies
 from tasks.io import Storage
 from tasks.reconstruction_errors import (
@@ -34,6 +34,7 @@ from tasks.reconstruction_errors import (
     reconstruction_metrics,
     reference_scales,
 )
+from tasks.records import headline
 from tasks.settings import EvaluationSettings, TrainingSettings
 from tasks.training import (
     discard_training_split,
