@@ -94,8 +94,8 @@ class QuarantineRecord(Record):
     """One batch in quarantine: made when a rejected batch is moved there
     (tasks.validation: ``quarantine_task``), stored in the batch's
     ``quarantine/<dataset>/<batch_id>/report.json`` beside the validation report it was rejected
-    with, and read back from there (``read_quarantine``, ``list_quarantined``: the `aeflow
-    quarantine` commands).
+    with, and read back from there (``read_quarantine``, ``list_quarantined``: `aeflow quarantine
+    list`).
 
     ``status``: "quarantined"; "quarantined_elsewhere" when another run moved it first (nothing
     was done by this one); "interrupted" for a folder whose move stopped before its report.
