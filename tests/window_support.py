@@ -15,7 +15,7 @@ DAYS = ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04", "2026-01-05"]
 
 
 def write_batch(layout: Storage, batch_id: str, n: int = 6, offset: int = 0) -> str:
-    path = Path(layout.incoming, f"{batch_id}.parquet")
+    path = Path(layout.incoming_file(batch_id))
     path.parent.mkdir(parents=True, exist_ok=True)
     ids = [f"{batch_id}-{i + offset}" for i in range(n)]
     pq.write_table(pa.table({"id": ids, "amount": [float(i) for i in range(n)]}), path)
