@@ -214,7 +214,7 @@ class Storage:
 
     def tuning(self, study: str) -> str:
         """A hyperparameter study's folder (study storage, trials, best parameters, report)."""
-        return join(self.root, "reports", self.dataset, "tuning", study)
+        return join(self.reports("tuning"), study)
 
     def tuning_file(self, study: str, name: str) -> str:
         """A file of a study's folder (``reports/<dataset>/tuning/<study>/<name>``)."""
