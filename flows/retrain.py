@@ -91,8 +91,7 @@ def retrain_flow(
         reason = nothing_to_retrain_on(until, window_days)
         # Not an error: an empty window is a normal state (a new dataset, a quiet period).
         logger.info("retraining skipped: %s", reason)
-        # Nothing was trained, so nothing changed the champion.
-        skipped = record.replace(skipped_reason=reason, champion_after=champion_before)
+        skipped = record.replace(skipped_reason=reason)
         stored = publish_retrain_task(skipped, storage)
         emit(retrain_skipped(skipped))
         announce_retrain(stored)
@@ -115,8 +114,7 @@ def retrain_flow(
     if trained.gate.promoted:
         # The new champion's drift reference, built now while its training batches are at hand.
         ensure_drift_reference(cfg, storage, trained.model.version)
-    # The champion the gate left (the registry is not read again for it).
-    retrained = record.replace(trained=trained, champion_after=trained.gate.champion_after)
+    retrained = record.replace(trained=trained)
     stored = publish_retrain_task(retrained, storage)
     announce_retrain(stored)
     logger.info(

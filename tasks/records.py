@@ -468,9 +468,14 @@ class RetrainRecord:
     trigger_reasons: list[str]
     champion_before: str | None
     window: RetrainWindow
-    champion_after: str | None = None
     trained: TrainingRun | None = None
     skipped_reason: str | None = None
+
+    @property
+    def champion_after(self) -> str | None:
+        """The champion once the run is done: the one the gate left, or the champion before when
+        nothing was trained."""
+        return self.trained.gate.champion_after if self.trained else self.champion_before
 
     def to_dict(self) -> dict[str, Any]:
         """The stored (JSON) form: the challenger's version, the gate's decision and reasons, its
