@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
+from model_support import fit_tiny_detector
 
-from models import AutoencoderDetector
 from tasks.demo_data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, generate_demo_data
 from tasks.frames import feature_frame
 from tasks.io import read_table
@@ -23,16 +23,7 @@ def fitted(tmp_path_factory):
         folder, days=2, rows_per_day=1200, seed=5, drift_day=None, malformed_day=None
     )
     tables = [read_table(str(folder / f"{b}.parquet")) for b in manifest.batch_ids]
-    detector = AutoencoderDetector(
-        numeric_columns=NUMERIC,
-        categorical_columns=CATEGORICAL,
-        hidden_sizes=(16,),
-        latent_dim=3,
-        epochs=2,
-        random_state=0,
-        device="cpu",
-    ).fit(feature_frame(tables[0], NUMERIC, CATEGORICAL))
-    return detector, tables[1]
+    return fit_tiny_detector(tables[0]), tables[1]
 
 
 def _awkward(table: pa.Table) -> pa.Table:
@@ -129,3 +120,4 @@ def test_other_columns_than_the_models_fall_back_to_the_frame_path(fitted):
         score_rows(table, detector, NUMERIC[::-1], CATEGORICAL[::-1]),
         detector.score(feature_frame(table, NUMERIC, CATEGORICAL)),
     )
+
