@@ -121,3 +121,15 @@ def test_other_columns_than_the_models_fall_back_to_the_frame_path(fitted):
         detector.score(feature_frame(table, NUMERIC, CATEGORICAL)),
     )
 
+
+def test_a_refitted_detector_gets_a_replay_of_its_new_preprocessing(fitted):
+    _, table = fitted
+    detector = fit_tiny_detector(table.slice(0, 400), epochs=1)
+    first = replay_for(detector, NUMERIC, CATEGORICAL)
+    score_rows(table, detector, NUMERIC, CATEGORICAL)
+    detector.fit(feature_frame(table.slice(400), NUMERIC, CATEGORICAL))  # a new preprocessor_
+    assert replay_for(detector, NUMERIC, CATEGORICAL) is not first
+    _assert_same(
+        score_rows(table, detector, NUMERIC, CATEGORICAL),
+        detector.score(feature_frame(table, NUMERIC, CATEGORICAL)),
+    )
