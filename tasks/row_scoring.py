@@ -29,7 +29,13 @@ import pyarrow.compute as pc
 from models.detector import INPUT_CLIP
 from models.explanations import ScoreResult
 from models.fast_preprocessing import FastPreprocessor
-from tasks.frames import feature_frame, missing_columns_error, null_tokens, numeric_cast_error
+from tasks.frames import (
+    feature_frame,
+    missing_columns_error,
+    null_tokens,
+    numeric_cast_error,
+    token_array,
+)
 
 
 def _is_text(arrow_type: pa.DataType) -> bool:
@@ -50,9 +56,7 @@ class ArrowReplay:
     ):
         self.fast = fast
         self.columns = list(columns)
-        self.tokens = (
-            pa.array(sorted(set(missing_tokens)), type=pa.string()) if missing_tokens else None
-        )
+        self.tokens = token_array(missing_tokens)
 
     def features(self, data: pa.RecordBatch | pa.Table) -> np.ndarray:
         """(n rows) -> (n, n_features) float32, the matrix the detector's forward pass takes.
