@@ -50,18 +50,56 @@ def load_average() -> str:
     return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds so far of process ``pid`` and every process in its process group
-    (a server started in its own session, with its worker processes; Linux /proc)."""
-    total = 0
+def server_processes(pid: int) -> list[int]:
+    """Process ``pid`` and every process in its process group (a server started in its own
+    session, with its worker processes; Linux /proc): one scan of /proc, made before a
+    measurement starts."""
+    found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue  # the process ended meanwhile
         if int(fields[2]) == pid or stat.parent.name == str(pid):
-            total += int(fields[11]) + int(fields[12])
+            found.append(int(stat.parent.name))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds so far of the processes ``pids`` (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
+
+
+class Meter:
+    """Wall seconds, the server's CPU seconds (``pids``: :func:`server_processes`) and this
+    process's CPU seconds, from its creation to :meth:`summary`."""
+
+    def __init__(self, pids: list[int]):
+        self.pids = pids
+        self.server, self.client = cpu_seconds(pids), time.process_time()
+        self.started = time.perf_counter()
+
+    def summary(self, latencies: list[float], requests: int) -> dict:
+        """p50 and p99 of ``latencies`` (ms), wall seconds, CPU ms per request (server, client)."""
+        wall = time.perf_counter() - self.started
+        client = time.process_time() - self.client
+        server = cpu_seconds(self.pids) - self.server
+        values = np.asarray(latencies)
+        return {
+            "p50": float(np.percentile(values, 50)),
+            "p99": float(np.percentile(values, 99)),
+            "wall": wall,
+            "requests": requests,
+            "cpu_ms_per_request": server / requests * 1000,
+            "client_cpu_ms_per_request": client / requests * 1000,
+        }
 
 
 def prepare(work: Path, train_rows: int, batch_rows: int, epochs: int) -> dict:
@@ -186,18 +224,6 @@ def bodies(batch: Path, rows: int) -> dict[str, tuple[bytes, str]]:
     return {"json": (orjson.dumps(payload), "application/json"), "arrow": (sink.getvalue(), ARROW)}
 
 
-def _summary(latencies: list[float], wall: float, requests: int, cpu: float, client_cpu: float):
-    values = np.asarray(latencies)
-    return {
-        "p50": float(np.percentile(values, 50)),
-        "p99": float(np.percentile(values, 99)),
-        "wall": wall,
-        "requests": requests,
-        "cpu_ms_per_request": cpu / requests * 1000,
-        "client_cpu_ms_per_request": client_cpu / requests * 1000,
-    }
-
-
 def measure(url: str, body: bytes, media: str, concurrency: int, requests: int, pid: int) -> dict:
     """``requests`` POSTs of ``body`` from ``concurrency`` lean clients at once (one keep-alive
     ``http.client`` connection per thread, after a warm-up); latencies in ms, wall seconds, the
@@ -236,23 +262,17 @@ def measure(url: str, body: bytes, media: str, concurrency: int, requests: int, 
 
     shares = [requests // concurrency + (i < requests % concurrency) for i in range(concurrency)]
     threads = [threading.Thread(target=client, args=(n,)) for n in shares]
+    pids = server_processes(pid)
     for thread in threads:
         thread.start()
     start_line.wait()
-    cpu_before, client_before = cpu_seconds(pid), time.process_time()
-    started = time.perf_counter()
+    meter = Meter(pids)
     for thread in threads:
         thread.join()
-    wall = time.perf_counter() - started
+    summary = meter.summary(latencies, requests)
     if failures:
         raise SystemExit(failures[0])
-    return _summary(
-        latencies,
-        wall,
-        requests,
-        cpu_seconds(pid) - cpu_before,
-        time.process_time() - client_before,
-    )
+    return summary
 
 
 async def measure_httpx(url: str, body: bytes, media: str, requests: int, pid: int) -> dict:
@@ -262,25 +282,18 @@ async def measure_httpx(url: str, body: bytes, media: str, requests: int, pid: i
 
     headers = {"Content-Type": media, "Accept": media}
     latencies: list[float] = []
+    pids = server_processes(pid)
     async with httpx.AsyncClient(timeout=120) as client:
         for _ in range(3):
             await client.post(url, content=body, headers=headers)
-        cpu_before, client_before = cpu_seconds(pid), time.process_time()
-        started = time.perf_counter()
+        meter = Meter(pids)
         for _ in range(requests):
             begun = time.perf_counter()
             answer = await client.post(url, content=body, headers=headers)
             latencies.append((time.perf_counter() - begun) * 1000)
             if answer.status_code != 200:
                 raise SystemExit(f"{url}: {answer.status_code} {answer.text[:500]}")
-        wall = time.perf_counter() - started
-    return _summary(
-        latencies,
-        wall,
-        requests,
-        cpu_seconds(pid) - cpu_before,
-        time.process_time() - client_before,
-    )
+        return meter.summary(latencies, requests)
 
 
 NOOP_APP = """

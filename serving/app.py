@@ -24,7 +24,6 @@ from typing import Any
 import anyio
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from serving import codecs, operations
@@ -287,18 +286,6 @@ def create_app(holder: ModelHolder, settings: ApiSettings | None = None) -> Fast
             "defaults": {"top_k": settings.top_k, "unseen": settings.unseen},
         }
         return _json(200, document, {VERSION_HEADER: served.version})
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_parameters(_request: Request, error: RequestValidationError) -> Response:
-        problems = [
-            {
-                "column": None,
-                "rule": f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}",
-                "fix": "see GET /docs for the parameters this endpoint takes",
-            }
-            for e in error.errors()
-        ]
-        return _json(422, {"detail": problems})
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception) -> Response:

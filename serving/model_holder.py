@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
+import pyarrow as pa
 
 from models.registry import ModelRegistry
 from serving.rules import InputContract
@@ -65,18 +65,20 @@ class ServedModel:
 
 
 def warm_up(served: ServedModel) -> None:
-    """Score, encode and reconstruct one made-up row, so the first request does not pay for the
-    lazily built preprocessing replay and torch's first call."""
-    from models.reconstruction import reconstruct
+    """Score, encode and reconstruct one made-up row the way a request does (an Arrow record
+    batch through :mod:`serving.operations`), so the first request does not pay for the lazily
+    built preprocessing replay and Arrow's and torch's first calls."""
+    from serving import operations
 
-    detector = served.detector
-    row: dict[str, list[Any]] = {name: [0.0] for name in served.contract.numeric}
+    row: dict[str, list[Any]] = {}
     for rule in served.contract.features:
-        if rule.kind == "categorical":
+        if rule.kind == "numeric":
+            row[rule.name] = [0.0]
+        else:
             row[rule.name] = [min(rule.levels) if rule.levels else None]
-    frame = pd.DataFrame(row)
-    detector.score(frame)
-    reconstruct(detector, frame)
+    batch = pa.RecordBatch.from_pydict(row)
+    for operation in ("score", "reconstruct"):
+        operations.HANDLERS[operation](served, batch, 1)
 
 
 class ModelHolder:

@@ -21,6 +21,7 @@ from models.reconstruction import decode as decode_rows
 from models.reconstruction import reconstruct
 from tasks.frames import feature_frame
 from tasks.row_scoring import score_rows
+from tasks.scored_output import SCORE_COLUMNS, latent_arrays, score_arrays
 
 if TYPE_CHECKING:
     from serving.model_holder import ServedModel
@@ -61,25 +62,16 @@ def _scored(served: ServedModel, batch: pa.RecordBatch, top_k: int) -> ScoreResu
 
 def score(served: ServedModel, batch: pa.RecordBatch, top_k: int) -> pa.Table:
     """Passthrough, anomaly_score, anomaly_percentile, is_anomaly, threshold, top_features,
-    model_version: the scored file's values for these rows (:func:`tasks.scored_output.score_chunk`
-    writes the same arrays)."""
-    result = _scored(served, batch, top_k)
-    threshold = float(served.detector.threshold_)
-    columns = {
-        "anomaly_score": pa.array(np.asarray(result.scores, dtype=np.float64)),
-        "anomaly_percentile": pa.array(np.asarray(result.percentiles, dtype=np.float64)),
-        "is_anomaly": pa.array(np.asarray(result.is_anomaly, dtype=bool)),
-        "threshold": pa.array(np.full(batch.num_rows, threshold), type=pa.float64()),
-        "top_features": pa.array(result.top_features, type=pa.string()),
-    }
-    return _with_version(served, batch, columns)
+    model_version: the scored file's values for these rows (the arrays
+    :func:`tasks.scored_output.score_chunk` writes)."""
+    arrays = score_arrays(_scored(served, batch, top_k), served.detector.threshold_)
+    return _with_version(served, batch, dict(zip(SCORE_COLUMNS, arrays, strict=True)))
 
 
 def encode(served: ServedModel, batch: pa.RecordBatch, top_k: int) -> pa.Table:
     """Passthrough, z_0..z_{k-1} (float32), model_version: the scored file's encoded features."""
-    latent = np.asarray(_scored(served, batch, top_k).latent, dtype=np.float32)
-    columns = {f"z_{i}": pa.array(latent[:, i]) for i in range(latent.shape[1])}
-    return _with_version(served, batch, columns)
+    arrays = latent_arrays(_scored(served, batch, top_k).latent)
+    return _with_version(served, batch, {f"z_{i}": a for i, a in enumerate(arrays)})
 
 
 def _features(served: ServedModel, batch: pa.RecordBatch) -> pd.DataFrame:

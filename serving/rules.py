@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from models.preprocessing import MISSING_LEVEL
-from tasks.frames import null_tokens
+from tasks.frames import null_tokens, token_array
 
 UNSEEN_POLICIES = ("reject", "score")
 # Row numbers named per problem; the count says how many there were in all.
@@ -192,9 +192,7 @@ class InputContract:
     @functools.cached_property
     def token_set(self) -> pa.Array | None:
         """The missing-value tokens as an Arrow array (None: no tokens), built once."""
-        if not self.missing_tokens:
-            return None
-        return pa.array(sorted(set(self.missing_tokens)), type=pa.string())
+        return token_array(self.missing_tokens)
 
     @property
     def numeric(self) -> list[str]:

@@ -22,9 +22,9 @@ def null_missing_tokens(
     data: pa.Table | pa.RecordBatch, tokens: Sequence[str]
 ) -> pa.Table | pa.RecordBatch:
     """Replace the given tokens by null in every string column (whitespace around values ignored)."""
-    if not tokens:
+    token_set = token_array(tokens)
+    if token_set is None:
         return data
-    token_set = pa.array(sorted(set(tokens)), type=pa.string())
     arrays = []
     for column, field in zip(data.columns, data.schema, strict=True):
         if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
@@ -33,6 +33,11 @@ def null_missing_tokens(
     if isinstance(data, pa.RecordBatch):
         return pa.RecordBatch.from_arrays(arrays, schema=data.schema)
     return pa.Table.from_arrays(arrays, schema=data.schema)
+
+
+def token_array(tokens: Sequence[str]) -> pa.Array | None:
+    """The missing-value tokens as the value set :func:`null_tokens` takes (None: no tokens)."""
+    return pa.array(sorted(set(tokens)), type=pa.string()) if tokens else None
 
 
 def null_tokens(column: pa.Array | pa.ChunkedArray, token_set: pa.Array) -> pa.Array:

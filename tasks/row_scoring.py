@@ -29,7 +29,13 @@ import pyarrow.compute as pc
 from models.detector import INPUT_CLIP
 from models.explanations import ScoreResult
 from models.fast_preprocessing import FastPreprocessor
-from tasks.frames import feature_frame, missing_columns_error, null_tokens, numeric_cast_error
+from tasks.frames import (
+    feature_frame,
+    missing_columns_error,
+    null_tokens,
+    numeric_cast_error,
+    token_array,
+)
 
 
 def _is_text(arrow_type: pa.DataType) -> bool:
@@ -50,9 +56,7 @@ class ArrowReplay:
     ):
         self.fast = fast
         self.columns = list(columns)
-        self.tokens = (
-            pa.array(sorted(set(missing_tokens)), type=pa.string()) if missing_tokens else None
-        )
+        self.tokens = token_array(missing_tokens)
 
     def features(self, data: pa.RecordBatch | pa.Table) -> np.ndarray:
         """(n rows) -> (n, n_features) float32, the matrix the detector's forward pass takes.
@@ -109,11 +113,14 @@ class ArrowReplay:
         return lookup[codes.to_numpy(zero_copy_only=False)]
 
 
-# Replays built per model: {detector: {(numeric, categorical, tokens): replay or None}}. Weak
-# keys, so a model swapped out of the online service or the batch cache is not held here.
-_replays: weakref.WeakKeyDictionary[Any, dict[tuple, ArrowReplay | None]] = (
-    weakref.WeakKeyDictionary()
-)
+# Replays built per model: {detector: (its fast preprocessor, {(numeric, categorical, tokens):
+# replay or None})}. Each replay wraps the detector's own :meth:`fast_preprocessor` (that cache
+# is the one source): when the detector rebuilds it (a refit replaced ``preprocessor_``), the
+# replays built on the old one are dropped. Weak keys, so a model swapped out of the online
+# service or the batch cache is not held here.
+_replays: weakref.WeakKeyDictionary[
+    Any, tuple[FastPreprocessor, dict[tuple, ArrowReplay | None]]
+] = weakref.WeakKeyDictionary()
 _replays_lock = threading.Lock()
 
 
@@ -124,23 +131,29 @@ def replay_for(
     missing_tokens: Sequence[str] = (),
 ) -> ArrowReplay | None:
     """The :class:`ArrowReplay` of ``detector`` for these columns (built on first use, then
-    reused), or None when the model has no numpy replay or was fitted on other columns (the
-    caller then scores through the frame)."""
-    key = (tuple(numeric), tuple(categorical), tuple(missing_tokens))
-    with _replays_lock:
-        built = _replays.setdefault(detector, {})
-        if key not in built:
-            built[key] = _build(detector, numeric, categorical, missing_tokens)
-        return built[key]
-
-
-def _build(
-    detector: Any, numeric: Sequence[str], categorical: Sequence[str], tokens: Sequence[str]
-) -> ArrowReplay | None:
+    reused while the detector keeps its preprocessor), or None when the model has no numpy
+    replay or was fitted on other columns (the caller then scores through the frame)."""
     get_fast = getattr(detector, "fast_preprocessor", None)
     fast = get_fast() if get_fast is not None else None
     if fast is None:
         return None
+    key = (tuple(numeric), tuple(categorical), tuple(missing_tokens))
+    with _replays_lock:
+        owner, built = _replays.get(detector, (None, None))
+        if owner is not fast or built is None:
+            built = {}
+            _replays[detector] = (fast, built)
+        if key not in built:
+            built[key] = _build(fast, numeric, categorical, missing_tokens)
+        return built[key]
+
+
+def _build(
+    fast: FastPreprocessor,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    tokens: Sequence[str],
+) -> ArrowReplay | None:
     if sorted([*fast.numeric, *fast.binary]) != sorted(numeric) or sorted(
         fast.categorical
     ) != sorted(categorical):

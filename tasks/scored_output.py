@@ -105,6 +105,24 @@ class ChunkScoring:
         return list(dict.fromkeys([*self.passthrough, *self.numeric, *self.categorical]))
 
 
+def score_arrays(result: Any, threshold: float) -> list[pa.Array]:
+    """The :data:`SCORE_COLUMNS` of scored rows (a :class:`models.explanations.ScoreResult`), in
+    that order: what the scored file holds and ``aeflow api``'s /score answers."""
+    return [
+        pa.array(np.asarray(result.scores, dtype=np.float64)),
+        pa.array(np.asarray(result.percentiles, dtype=np.float64)),
+        pa.array(np.asarray(result.is_anomaly, dtype=bool)),
+        pa.repeat(pa.scalar(float(threshold), pa.float64()), len(result.scores)),
+        pa.array(result.top_features, type=pa.string()),
+    ]
+
+
+def latent_arrays(latent: np.ndarray) -> list[pa.Array]:
+    """z_0..z_{k-1}: one float32 array per column of the (n, k) encoded features."""
+    latent = np.asarray(latent, dtype=np.float32)
+    return [pa.array(latent[:, i]) for i in range(latent.shape[1])]
+
+
 def score_chunk(
     record_batch: pa.RecordBatch, *, detector: Any, schema: pa.Schema, chunk: ChunkScoring
 ) -> pa.RecordBatch:
@@ -123,14 +141,8 @@ def score_chunk(
             f"expects ({n}, {latent_dim}); the model and the schema are out of step"
         )
     arrays = [record_batch.column(name) for name in passthrough]
-    arrays += [
-        pa.array(np.asarray(result.scores, dtype=np.float64)),
-        pa.array(np.asarray(result.percentiles, dtype=np.float64)),
-        pa.array(np.asarray(result.is_anomaly, dtype=bool)),
-        pa.repeat(pa.scalar(float(detector.threshold_), pa.float64()), n),
-        pa.array(result.top_features, type=pa.string()),
-    ]
-    arrays += [pa.array(latent[:, i]) for i in range(latent_dim)]
+    arrays += score_arrays(result, detector.threshold_)
+    arrays += latent_arrays(latent)
     arrays += [
         pa.repeat(pa.scalar(chunk.model_version, pa.string()), n),
         pa.repeat(pa.scalar(chunk.batch_id, pa.string()), n),

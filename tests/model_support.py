@@ -33,6 +33,19 @@ def scoring_settings(chunk_rows: int = 65_536, top_k: int = 3) -> ScoringSetting
     return ScoringSettings.model_construct(workers=1, chunk_rows=chunk_rows, top_k=top_k)
 
 
+def fit_tiny_detector(table, *, seed: int = 0, epochs: int = 2) -> AutoencoderDetector:
+    """A small detector (hidden 16, latent 3, CPU) fitted on the demo columns of ``table``."""
+    return AutoencoderDetector(
+        numeric_columns=list(NUMERIC_COLUMNS),
+        categorical_columns=list(CATEGORICAL_COLUMNS),
+        hidden_sizes=(16,),
+        latent_dim=3,
+        epochs=epochs,
+        random_state=seed,
+        device="cpu",
+    ).fit(feature_frame(table, NUMERIC_COLUMNS, CATEGORICAL_COLUMNS))
+
+
 def register_tiny_champion(
     layout: Storage,
     batch_path: str,
@@ -47,16 +60,7 @@ def register_tiny_champion(
     register it in ``layout``'s model registry (on the storage ``options`` address) and make it
     the champion; returns its version. The bundle is written to a fresh folder under ``work_dir``
     and removed once registered."""
-    frame = feature_frame(read_table(batch_path), NUMERIC_COLUMNS, CATEGORICAL_COLUMNS)
-    detector = AutoencoderDetector(
-        numeric_columns=list(NUMERIC_COLUMNS),
-        categorical_columns=list(CATEGORICAL_COLUMNS),
-        hidden_sizes=(16,),
-        latent_dim=3,
-        epochs=epochs,
-        random_state=seed,
-        device="cpu",
-    ).fit(frame)
+    detector = fit_tiny_detector(read_table(batch_path), seed=seed, epochs=epochs)
     with tempfile.TemporaryDirectory(dir=work_dir) as bundle:
         detector.save(bundle)
         registry = dataclasses.replace(layout, options=options).registry()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
+from model_support import fit_tiny_detector
 
-from models import AutoencoderDetector
 from tasks.demo_data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, generate_demo_data
 from tasks.frames import feature_frame
 from tasks.io import read_table
@@ -23,16 +23,7 @@ def fitted(tmp_path_factory):
         folder, days=2, rows_per_day=1200, seed=5, drift_day=None, malformed_day=None
     )
     tables = [read_table(str(folder / f"{b}.parquet")) for b in manifest.batch_ids]
-    detector = AutoencoderDetector(
-        numeric_columns=NUMERIC,
-        categorical_columns=CATEGORICAL,
-        hidden_sizes=(16,),
-        latent_dim=3,
-        epochs=2,
-        random_state=0,
-        device="cpu",
-    ).fit(feature_frame(tables[0], NUMERIC, CATEGORICAL))
-    return detector, tables[1]
+    return fit_tiny_detector(tables[0]), tables[1]
 
 
 def _awkward(table: pa.Table) -> pa.Table:
@@ -127,5 +118,18 @@ def test_other_columns_than_the_models_fall_back_to_the_frame_path(fitted):
     assert shuffled is not None
     _assert_same(
         score_rows(table, detector, NUMERIC[::-1], CATEGORICAL[::-1]),
+        detector.score(feature_frame(table, NUMERIC, CATEGORICAL)),
+    )
+
+
+def test_a_refitted_detector_gets_a_replay_of_its_new_preprocessing(fitted):
+    _, table = fitted
+    detector = fit_tiny_detector(table.slice(0, 400), epochs=1)
+    first = replay_for(detector, NUMERIC, CATEGORICAL)
+    score_rows(table, detector, NUMERIC, CATEGORICAL)
+    detector.fit(feature_frame(table.slice(400), NUMERIC, CATEGORICAL))  # a new preprocessor_
+    assert replay_for(detector, NUMERIC, CATEGORICAL) is not first
+    _assert_same(
+        score_rows(table, detector, NUMERIC, CATEGORICAL),
         detector.score(feature_frame(table, NUMERIC, CATEGORICAL)),
     )
