@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from models.search_space import SearchSpaceError, build_space
-from tasks.settings import Section
+from tasks.settings import Section, folder_name
 
 OBJECTIVES = ("auto", "auprc", "reconstruction", "downstream")
 
@@ -75,11 +75,7 @@ class TuningSettings(Section):
     @field_validator("study")
     @classmethod
     def _study_is_a_folder_name(cls, value: str) -> str:
-        if not value or any(ch in value for ch in "/\\ ") or value.startswith("."):
-            raise ValueError(
-                f"tuning.study must be a plain folder name (no '/', spaces or leading '.'), got {value!r}"
-            )
-        return value
+        return folder_name(value, "tuning.study")
 
     @field_validator("space")
     @classmethod
