@@ -104,7 +104,7 @@ def prepare_search_data(
     """
     cols, evaluation, training = config.columns, config.evaluation, config.training
     options = storage.options
-    seed = training.seed if tuning.seed is None else tuning.seed
+    seed = tuning.search_seed(training.seed)
     split = split_training_window(
         batch_paths=batch_paths,
         columns=cols,

@@ -36,6 +36,7 @@ from tasks.tuning.records import (
     TrialOutcome,
     TrialSpec,
 )
+from tasks.tuning.settings import TuningSettings
 
 RunRound = Callable[[list[TrialSpec]], list[TrialOutcome]]
 STATES = {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED, FAILED: TrialState.FAIL}
@@ -59,7 +60,7 @@ class SearchPlan:
 
 
 def plan_for(
-    tuning: Any, base_params: dict[str, Any], training_seed: int, objective: str
+    tuning: TuningSettings, base_params: dict[str, Any], training_seed: int, objective: str
 ) -> SearchPlan:
     """The plan of a search from the tuning settings and the config's detector parameters.
 
@@ -69,7 +70,7 @@ def plan_for(
     overrides = dict(tuning.space)
     if objective == "reconstruction":
         overrides["scaling"] = base_params.get("scaling", "auto")
-    seed = training_seed if tuning.seed is None else tuning.seed
+    seed = tuning.search_seed(training_seed)
     return SearchPlan(
         trials=tuning.trials,
         seed=seed,

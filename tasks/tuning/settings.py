@@ -72,6 +72,11 @@ class TuningSettings(Section):
         "or one fixed value (see models/search_space.py for the defaults)",
     )
 
+    def search_seed(self, training_seed: int) -> int:
+        """The search's seed (its row samples and splits, the sampler, every trial's detector):
+        ``seed``, or the config's ``training.seed`` when unset."""
+        return training_seed if self.seed is None else self.seed
+
     @field_validator("study")
     @classmethod
     def _study_is_a_folder_name(cls, value: str) -> str:
