@@ -32,7 +32,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import nslkdd  # noqa: E402
 from benchmarks._common import (  # noqa: E402
     adbench_split,
     auroc_auprc,
@@ -42,6 +41,7 @@ from benchmarks._common import (  # noqa: E402
     require_datasets,
     write_report,
 )
+from benchmarks._tables import Table, nslkdd_contaminated  # noqa: E402
 from flows.config import PipelineConfig  # noqa: E402
 from models import AutoencoderDetector  # noqa: E402
 from tasks.io import Storage  # noqa: E402
@@ -56,7 +56,9 @@ from tasks.tuning.study_store import open_study  # noqa: E402
 BENCH_SPACE = {"n_members": 1, "epochs": {"low": 15, "high": 60, "log": True}}
 
 
-def adbench_parts(path: Path, seed: int):
+def adbench_table(path: Path, seed: int) -> Table:
+    """ADBench's split of ``seed`` (:func:`benchmarks._common.adbench_split`), with the training
+    part's labels, which the labelled search needs."""
     X, y = load_npz(path)
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import MinMaxScaler
@@ -69,31 +71,12 @@ def adbench_parts(path: Path, seed: int):
     train = pd.DataFrame(scaler.transform(X_train), columns=columns)
     test = pd.DataFrame(scaler.transform(X_test), columns=columns)
     assert np.allclose(adbench_split(X, y, seed)[1], test.to_numpy())  # ADBench's own protocol
-    return train, y_train, test, y_test, columns, []
+    return Table(path.stem, train, test, y_train, y_test, columns, [])
 
 
-def nslkdd_parts(seed: int):
-    folder = require_datasets("nslkdd")
-    train, labels = nslkdd.load(folder / "KDDTrain+_20Percent.txt")
-    test, test_labels = nslkdd.load(folder / "KDDTest+.txt")
-    rng = np.random.default_rng(seed)
-    normal = np.flatnonzero(labels == 0)
-    attacks = rng.choice(
-        np.flatnonzero(labels == 1), round(len(normal) * 0.05 / 0.95), replace=False
-    )
-    keep = np.sort(np.concatenate([normal, attacks]))
-    return (
-        train.iloc[keep].reset_index(drop=True),
-        labels[keep],
-        test,
-        test_labels,
-        nslkdd.NUMERIC,
-        nslkdd.CATEGORICAL,
-    )
-
-
-def tune_one(name: str, parts, args) -> dict:
-    train, y_train, test, y_test, numeric, categorical = parts
+def tune_one(name: str, table: Table, args) -> dict:
+    train, y_train, test, y_test = table.train, table.y_train, table.test, table.y_test
+    numeric, categorical = table.numeric, table.categorical
     with tempfile.TemporaryDirectory(prefix=f"aeflow-tune-{name}-") as folder:
         frame = train.copy()
         frame.insert(0, "row_id", np.arange(len(frame)))
@@ -174,12 +157,12 @@ def main(argv=None) -> None:
     for name in names:
 
         def run(name=name):
-            parts = (
-                nslkdd_parts(0)
+            table = (
+                nslkdd_contaminated(0)
                 if name == "nslkdd"
-                else adbench_parts(require_datasets("adbench") / f"{name}.npz", 0)
+                else adbench_table(require_datasets("adbench") / f"{name}.npz", 0)
             )
-            return tune_one(name, parts, args)
+            return tune_one(name, table, args)
 
         results[name] = cached(
             args.cache, f"tuning-{args.trials}-{args.per_round}-{args.max_rows}/{name}", run

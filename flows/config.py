@@ -31,6 +31,7 @@ from tasks.settings import (
     ThresholdSettings,
     TrainingSettings,
     ValidationSettings,
+    folder_name,
 )
 from tasks.tuning.settings import TuningSettings
 
@@ -88,11 +89,7 @@ class PipelineConfig(Section):
     @field_validator("dataset")
     @classmethod
     def _dataset_is_a_folder_name(cls, value: str) -> str:
-        if not value or any(ch in value for ch in "/\\ ") or value.startswith("."):
-            raise ValueError(
-                f"dataset must be a plain folder name (no '/', spaces or leading '.'), got {value!r}"
-            )
-        return value
+        return folder_name(value, "dataset")
 
     @field_validator("model")
     @classmethod

@@ -22,6 +22,16 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
 
 
+def folder_name(value: str, key: str) -> str:
+    """``value`` when it can name one folder of the storage layout (the dataset, a tuning study);
+    raises ValueError naming ``key`` otherwise."""
+    if not value or any(ch in value for ch in "/\\ ") or value.startswith("."):
+        raise ValueError(
+            f"{key} must be a plain folder name (no '/', spaces or leading '.'), got {value!r}"
+        )
+    return value
+
+
 class StorageSettings(Section):
     """Where batches, models and outputs live: a local folder or an fsspec URL (s3://, gs://, ...)."""
 

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from tasks.frames import feature_frame
 from tasks.io import Storage, StorageOptions, read_table, remove, write_parquet_atomic
 from tasks.training import fit_row_mask, label_vector, split_training_window
 from tasks.tuning.records import SearchData
@@ -105,7 +104,7 @@ def prepare_search_data(
     """
     cols, evaluation, training = config.columns, config.evaluation, config.training
     options = storage.options
-    seed = training.seed if tuning.seed is None else tuning.seed
+    seed = tuning.search_seed(training.seed)
     split = split_training_window(
         batch_paths=batch_paths,
         columns=cols,
@@ -162,11 +161,3 @@ def prepare_search_data(
         notes=notes,
         options=dict(options or {}),
     )
-
-
-def load_search_rows(data: SearchData, path: str):
-    """(features (n, n_features) DataFrame, 0/1 labels (n,) int8 or None) of a search file."""
-    columns = [*data.numeric, *data.categorical, *([data.label] if data.label else [])]
-    table = read_table(path, data.options or None, columns=columns)
-    labels = table.column(data.label).to_numpy().astype(np.int8) if data.label else None
-    return feature_frame(table, data.numeric, data.categorical), labels

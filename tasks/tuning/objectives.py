@@ -133,11 +133,12 @@ def run_trial(spec: TrialSpec, data: SearchData) -> TrialOutcome:
     A trial whose validation curve trails (see :func:`should_prune`) stops early as ``pruned``; a
     trial whose parameters fail (a ValueError from the detector) is ``failed`` with the reason.
     """
-    from tasks.tuning.data import load_search_rows
+    from tasks.training import load_split  # the search files hold rows as the training split does
 
     started = time.perf_counter()
-    fit_rows, _ = load_search_rows(data, data.fit_path)
-    validation, labels = load_search_rows(data, data.validation_path)
+    columns = (data.numeric, data.categorical, data.label, data.options or None)
+    fit_rows, _ = load_split(data.fit_path, *columns)
+    validation, labels = load_split(data.validation_path, *columns)
     key = comparability_key(spec.params)
     val_curve: list[float] = []
     train_curve: list[float] = []

@@ -100,9 +100,7 @@ def summarize(
         "best_value": best_value,
         "default_value": default_value,
         "params": {name: params[name] for name in searched if name in params},
-        "best_curves": (best.user_attrs.get("outcome", {}) if tuned_wins else defaults)
-        if (best or defaults)
-        else {},
+        "best_curves": best.user_attrs.get("outcome", {}) if tuned_wins else defaults,
         "trials": counts,
         **{k: v for k, v in context.items() if k != "base_params"},
     }

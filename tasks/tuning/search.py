@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -36,6 +36,7 @@ from tasks.tuning.records import (
     TrialOutcome,
     TrialSpec,
 )
+from tasks.tuning.settings import TuningSettings
 
 RunRound = Callable[[list[TrialSpec]], list[TrialOutcome]]
 STATES = {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED, FAILED: TrialState.FAIL}
@@ -44,7 +45,8 @@ DEFAULTS_ATTR = "defaults"  # study user attribute: the outcome of the config's 
 
 @dataclass(frozen=True)
 class SearchPlan:
-    """What to run. ``base_params`` are the config's detector parameters (columns, threshold and
+    """What to run (:func:`plan_for` builds it from the tuning settings, which hold the defaults).
+    ``base_params`` are the config's detector parameters (columns, threshold and
     seed included), which every trial starts from; ``space`` is the declared space with the
     config's overrides."""
 
@@ -52,14 +54,14 @@ class SearchPlan:
     seed: int
     space: dict[str, Dimension]
     base_params: dict[str, Any]
-    trials_per_round: int = 4
-    startup_trials: int = 10
-    timeout_s: float | None = None
-    pruning: PruningRule = field(default_factory=lambda: PruningRule(True, 5, 4))
+    trials_per_round: int
+    startup_trials: int
+    timeout_s: float | None
+    pruning: PruningRule
 
 
 def plan_for(
-    tuning: Any, base_params: dict[str, Any], training_seed: int, objective: str
+    tuning: TuningSettings, base_params: dict[str, Any], training_seed: int, objective: str
 ) -> SearchPlan:
     """The plan of a search from the tuning settings and the config's detector parameters.
 
@@ -69,7 +71,7 @@ def plan_for(
     overrides = dict(tuning.space)
     if objective == "reconstruction":
         overrides["scaling"] = base_params.get("scaling", "auto")
-    seed = training_seed if tuning.seed is None else tuning.seed
+    seed = tuning.search_seed(training_seed)
     return SearchPlan(
         trials=tuning.trials,
         seed=seed,

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from models.search_space import SearchSpaceError, build_space
-from tasks.settings import Section
+from tasks.settings import Section, folder_name
 
 OBJECTIVES = ("auto", "auprc", "reconstruction", "downstream")
 
@@ -72,14 +72,15 @@ class TuningSettings(Section):
         "or one fixed value (see models/search_space.py for the defaults)",
     )
 
+    def search_seed(self, training_seed: int) -> int:
+        """The search's seed (its row samples and splits, the sampler, every trial's detector):
+        ``seed``, or the config's ``training.seed`` when unset."""
+        return training_seed if self.seed is None else self.seed
+
     @field_validator("study")
     @classmethod
     def _study_is_a_folder_name(cls, value: str) -> str:
-        if not value or any(ch in value for ch in "/\\ ") or value.startswith("."):
-            raise ValueError(
-                f"tuning.study must be a plain folder name (no '/', spaces or leading '.'), got {value!r}"
-            )
-        return value
+        return folder_name(value, "tuning.study")
 
     @field_validator("space")
     @classmethod

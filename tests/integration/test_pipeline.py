@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from demo_config_support import private_demo_config
 from sklearn.metrics import roc_auc_score
 
 from flows.config import load_config
@@ -16,22 +16,17 @@ from flows.train import train_flow
 from tasks.demo_data import LABEL_COLUMN, generate_demo_data
 from tasks.io import Storage
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DAYS, ROWS_PER_DAY, TRAIN_DAYS = 6, 2500, 3
 
 
 @pytest.fixture(scope="module")
 def demo_pipeline(tmp_path_factory):
     """A demo config on a private storage root, with generated data, trained and scored once."""
-    workdir = tmp_path_factory.mktemp("pipeline")
-    shutil.copy(REPO_ROOT / "expectations" / "demo.json", workdir / "demo.json")
-    text = (REPO_ROOT / "configs" / "demo.toml").read_text()
-    text = text.replace('root = "../data"', 'root = "data"')
-    text = text.replace('suite = "../expectations/demo.json"', 'suite = "demo.json"')
     # Small and quick: a few epochs are enough for the planted anomalies.
-    text = text.replace("[threshold]", "[model]\nepochs = 15\n\n[threshold]")
-    config = workdir / "demo.toml"
-    config.write_text(text)
+    config = private_demo_config(
+        tmp_path_factory.mktemp("pipeline"),
+        lambda text: text.replace("[threshold]", "[model]\nepochs = 15\n\n[threshold]"),
+    )
     cfg = load_config(config)
     layout = Storage(cfg.storage_root, cfg.dataset)
     manifest = generate_demo_data(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 import tomllib
 from pathlib import Path
 
 import pytest
+from demo_config_support import private_demo_config
 
 from flows.cli import build_parser
 from flows.config import load_config
@@ -16,7 +16,6 @@ from flows.tune import run_tune
 from tasks.demo_data import generate_demo_data
 from tasks.io import Storage
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TUNING = """
 [model]
 epochs = 4
@@ -44,13 +43,7 @@ variant = { choices = ["plain", "denoising"] }
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("tune")
-    shutil.copy(REPO_ROOT / "expectations" / "demo.json", workdir / "demo.json")
-    text = (REPO_ROOT / "configs" / "demo.toml").read_text()
-    text = text.replace('root = "../data"', 'root = "data"')
-    text = text.replace('suite = "../expectations/demo.json"', 'suite = "demo.json"')
-    config = workdir / "demo.toml"
-    config.write_text(text + TUNING)
+    config = private_demo_config(tmp_path_factory.mktemp("tune"), lambda text: text + TUNING)
     cfg = load_config(config)
     layout = Storage.from_settings(cfg.storage, cfg.dataset)
     generate_demo_data(
