@@ -27,7 +27,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from models.label_thresholds import calibrate_from_labels, validation_split
+from models.detector_params import validation_split
+from models.label_thresholds import calibrate_from_labels
 from tasks.feedback import BATCH_COLUMN, ROW_COLUMN, latest_verdicts
 from tasks.frames import feature_frame, null_missing_tokens
 from tasks.io import Storage, read_table
