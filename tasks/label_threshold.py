@@ -76,7 +76,8 @@ def feedback_labelled_rows(storage: Storage, columns: ColumnsSettings) -> Labell
     """The rows analysts gave a verdict on, read from their batches in incoming/ (verdicts on
     batches no longer there are counted in ``detail`` and not used)."""
     latest = latest_verdicts(storage)
-    inputs = {m.batch_id: m.input_path for m in accepted_batches(storage)}
+    among = set(latest[BATCH_COLUMN])
+    inputs = {m.batch_id: m.input_path for m in accepted_batches(storage, among)}
     frames, labels, missing = [], [], 0
     features = [*columns.numeric, *columns.categorical]
     for batch_id, verdicts in latest.groupby(BATCH_COLUMN, sort=True):
