@@ -5,20 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from flows.commands import add_config_argument
-
-
-def _context(config_path: str):
-    from flows.config import load_config, storage_of
-
-    cfg = load_config(config_path)
-    return cfg, storage_of(cfg)
+from flows.commands import add_config_argument, config_and_storage
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     from tasks.validation import list_quarantined
 
-    _, storage = _context(args.config)
+    _, storage = config_and_storage(args.config)
     records = list_quarantined(storage)
     if args.json:
         print(json.dumps([r.to_dict() for r in records], indent=2, sort_keys=True))
@@ -43,7 +36,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from tasks.records import QUARANTINED
     from tasks.validation import ReleaseError, read_quarantine
 
-    _, storage = _context(args.config)
+    _, storage = config_and_storage(args.config)
     record = read_quarantine(storage, args.batch_id)
     if record is None or record.status != QUARANTINED:
         raise ReleaseError(
@@ -65,7 +58,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_release(args: argparse.Namespace) -> int:
     from tasks.validation import release_quarantined, validate_batch
 
-    cfg, storage = _context(args.config)
+    cfg, storage = config_and_storage(args.config)
 
     def revalidate(batch):
         return validate_batch(
