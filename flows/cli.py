@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from flows.commands import add_config_argument
+from flows.commands import add_config_argument, config_and_storage
 from flows.errors import (
     EXIT_BATCHES_FAILED,
     EXIT_CODES_HELP,
@@ -162,13 +162,6 @@ def format_score_summary(summary: dict[str, Any], scored_root: str, quarantine_r
 
 
 # ---------------------------------------------------------------------------------- handlers
-def _layout(config_path: str):
-    from flows.config import load_config, storage_of
-
-    cfg = load_config(config_path)
-    return cfg, storage_of(cfg)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from flows.config import with_model_params
     from flows.prefect_api import require_prefect_api
@@ -176,7 +169,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from flows.train import train_flow
     from tasks.window import parse_date
 
-    cfg, _ = _layout(args.config)  # fail fast on a bad config or date, before Prefect starts
+    # fail fast on a bad config or date, before Prefect starts
+    cfg, _ = config_and_storage(args.config)
     if args.params:
         with_model_params(cfg, args.params)
     if args.until:
@@ -221,7 +215,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from flows.preflight import check_config_columns
     from flows.score import run_score
 
-    cfg, layout = _layout(args.config)
+    cfg, layout = config_and_storage(args.config)
     check_model_version(cfg, layout, args.model_version)
     check_storage_access(cfg, layout)
     check_config_columns(cfg, args.model_version)  # before Prefect starts or a batch is touched
@@ -285,7 +279,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from flows.train import train_flow
     from tasks.io import remove
 
-    cfg, layout = _layout(args.config)
+    cfg, layout = config_and_storage(args.config)
     if not 1 <= args.train_days <= args.days:
         raise ValueError(
             f"--train-days must be between 1 and --days ({args.days}), got {args.train_days}"

@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from models import calibration
 from models.column_scores import ColumnScorer
-from models.detector_params import check_params, library_versions, resolve_device
+from models.detector_params import check_params, library_versions, resolve_device, validation_split
 from models.explanations import (
     ScoreResult,
     explanation_details,
@@ -28,7 +28,6 @@ from models.explanations import (
     top_indices,
 )
 from models.fast_preprocessing import FastPreprocessor
-from models.label_thresholds import validation_split
 from models.latent import LatentRotation
 from models.network import Architecture, ColumnErrors, MixedAutoencoder, level_blocks, pad_rows
 from models.persistence import SavedState, read_bundle, save_detector

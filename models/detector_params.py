@@ -91,6 +91,18 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+def validation_split(
+    n_rows: int, validation_fraction: float, random_state: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(validation row indices, training row indices) of ``n_rows`` fit rows: the seeded split
+    :class:`models.AutoencoderDetector` makes with its ``validation_fraction`` and
+    ``random_state`` (validation rows never take a gradient step), so a caller can find the labels
+    of the rows the detector held out (:mod:`tasks.label_threshold`)."""
+    order = np.random.default_rng(random_state).permutation(n_rows)
+    n_validation = min(n_rows - 1, max(1, round(validation_fraction * n_rows)))
+    return order[:n_validation], order[n_validation:]
+
+
 def check_params(detector: AutoencoderDetector) -> None:
     """Raise ``ValueError`` naming the first parameter of ``detector`` that is not valid."""
 

@@ -46,17 +46,6 @@ def check_label_threshold(method: str, value: float) -> None:
         )
 
 
-def validation_split(
-    n_rows: int, validation_fraction: float, random_state: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(validation row indices, training row indices) of ``n_rows`` fit rows: the seeded split
-    :class:`models.AutoencoderDetector` makes (validation rows never take a gradient step), so a
-    caller can find the labels of the rows the detector held out."""
-    order = np.random.default_rng(random_state).permutation(n_rows)
-    n_validation = min(n_rows - 1, max(1, round(validation_fraction * n_rows)))
-    return order[:n_validation], order[n_validation:]
-
-
 @dataclass(frozen=True)
 class OperatingPoints:
     """Every threshold the labelled rows allow, highest first: flagging the top ``flags[i]`` rows

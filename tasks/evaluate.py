@@ -181,7 +181,10 @@ def evaluate_challenger(
     }
     labelled = None
     if train_labels is not None and 0 < train_labels.sum() < len(train_labels):
-        labelled = (detector.decision_function(train_frame), train_labels)
+        train_scores = (
+            fit_scores if fit_frame is train_frame else detector.decision_function(train_frame)
+        )
+        labelled = (train_scores, train_labels)
     metrics["threshold_policies"] = threshold_policies(
         detector, result.scores, holdout_labels, fit_scores, labelled=labelled
     )
@@ -296,13 +299,17 @@ def evaluate_version(
         if passthrough
         else None
     )
+    # Nothing left out of fitting: the same rows, so None (evaluate_challenger scores them once).
+    fit_frame = None
+    if not np.array_equal(fit_rows, window_rows):
+        fit_frame = train_frame.iloc[fit_rows].reset_index(drop=True)
     rows = EvaluationRows(
         train_frame=train_frame.iloc[window_rows].reset_index(drop=True),
         train_labels=train_labels[window_rows] if train_labels is not None else None,
         holdout_frame=holdout_frame,
         holdout_labels=holdout_labels,
         holdout_passthrough=holdout_passthrough,
-        fit_frame=train_frame.iloc[fit_rows].reset_index(drop=True),
+        fit_frame=fit_frame,
     )
     metrics, per_row = evaluate_challenger(
         detector, version, rows, evaluation=evaluation, seed=seed

@@ -251,7 +251,7 @@ def record_feedback(
     submission_id = submission.submission_id or submission_id_of(storage.dataset, submission)
     url = storage.feedback_submission(submission_id)
     if exists(url, storage.options):
-        return _already_recorded(storage, url, submission_id)
+        return _already_recorded(storage, url)
     by_batch: dict[str, list[str]] = {}
     for batch_id, row_id in _unique(submission.rows):
         by_batch.setdefault(batch_id, []).append(row_id)
@@ -281,22 +281,12 @@ def record_feedback(
         schema=FEEDBACK_SCHEMA,
     )
     write_parquet_atomic(table, url, schema=FEEDBACK_SCHEMA, options=storage.options)
-    return FeedbackSubmission(
-        submission_id=submission_id,
-        dataset=storage.dataset,
-        status="recorded",
-        verdict=submission.verdict,
-        rows=n,
-        batches=sorted(by_batch),
-        submitted_at=submitted_at,
-        path=url,
-        note=submission.note,
-        analyst=submission.analyst,
-        flagged_rows=int(pc.sum(pc.fill_null(table.column("is_anomaly"), False)).as_py() or 0),
-    )
+    (summary,) = submissions(table.to_pandas())
+    return FeedbackSubmission(dataset=storage.dataset, status="recorded", path=url, **summary)
 
 
-def _already_recorded(storage: Storage, url: str, submission_id: str) -> FeedbackSubmission:
+def _already_recorded(storage: Storage, url: str) -> FeedbackSubmission:
+    """The stored submission ``url``, and how many of its rows a later submission overrode."""
     stored = read_table(url, storage.options).to_pandas()
     (summary,) = submissions(stored)
     latest = latest_verdicts(storage)[[BATCH_COLUMN, ROW_COLUMN, "submission_id"]]

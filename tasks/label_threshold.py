@@ -27,7 +27,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from models.label_thresholds import calibrate_from_labels, validation_split
+from models.detector_params import validation_split
+from models.label_thresholds import calibrate_from_labels
 from tasks.feedback import BATCH_COLUMN, ROW_COLUMN, latest_verdicts
 from tasks.frames import feature_frame, null_missing_tokens
 from tasks.io import Storage, read_table
@@ -75,7 +76,8 @@ def feedback_labelled_rows(storage: Storage, columns: ColumnsSettings) -> Labell
     """The rows analysts gave a verdict on, read from their batches in incoming/ (verdicts on
     batches no longer there are counted in ``detail`` and not used)."""
     latest = latest_verdicts(storage)
-    inputs = {m.batch_id: m.input_path for m in accepted_batches(storage)}
+    among = set(latest[BATCH_COLUMN])
+    inputs = {m.batch_id: m.input_path for m in accepted_batches(storage, among)}
     frames, labels, missing = [], [], 0
     features = [*columns.numeric, *columns.categorical]
     for batch_id, verdicts in latest.groupby(BATCH_COLUMN, sort=True):

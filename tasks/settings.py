@@ -203,7 +203,6 @@ class IngestSettings(Section):
         return self
 
 
-LABEL_FREE_METHODS = ("fpr", "quantile", "mean_std", "contamination", "fixed")
 LABEL_METHODS = ("max_f1", "target_precision", "target_recall")
 
 

@@ -13,7 +13,7 @@ Plain functions do the work; tasks are the same functions with Prefect settings.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -132,12 +132,15 @@ def date_window(
 
 
 # --------------------------------------------------------------------------- training window
-def accepted_batches(storage: Storage) -> list[ScoreMarker]:
+def accepted_batches(storage: Storage, among: Collection[str] | None = None) -> list[ScoreMarker]:
     """Batches in incoming/ that passed validation and were scored, by batch id: their success
     markers, with ``input_path`` the batch's path in incoming/ now (``date`` is the batch's date,
-    ``output`` its scored file)."""
+    ``output`` its scored file). ``among``: only these batch ids (the other markers are not read).
+    """
     accepted = []
     for batch in list_batches(storage.incoming, storage.options):
+        if among is not None and batch.batch_id not in among:
+            continue
         marker = read_marker(storage, batch.batch_id)
         if marker is None or marker.status != SCORED or marker.output is None:
             continue

@@ -8,14 +8,7 @@ import json
 import sys
 from typing import Any
 
-from flows.commands import add_config_argument
-
-
-def _context(config_path: str):
-    from flows.config import load_config, storage_of
-
-    cfg = load_config(config_path)
-    return cfg, storage_of(cfg)
+from flows.commands import add_config_argument, config_and_storage
 
 
 def _analyst(given: str | None) -> str | None:
@@ -31,7 +24,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     from tasks.feedback import read_id_rows, record_feedback
     from tasks.records import VerdictSubmission
 
-    cfg, storage = _context(args.config)
+    cfg, storage = config_and_storage(args.config)
     rows = read_id_rows(args.ids, id_column=cfg.columns.id, batch=args.batch, stdin=sys.stdin)
     submission = VerdictSubmission(
         verdict=args.verdict,
@@ -71,7 +64,7 @@ def _text(value: Any) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     from tasks.feedback import all_verdicts, latest_verdicts, submissions
 
-    _, storage = _context(args.config)
+    _, storage = config_and_storage(args.config)
     verdicts = all_verdicts(storage)
     if args.rows:
         latest = latest_verdicts(storage, verdicts)
@@ -108,7 +101,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_summary(args: argparse.Namespace) -> int:
     from tasks.flag_precision import feedback_summary
 
-    cfg, storage = _context(args.config)
+    cfg, storage = config_and_storage(args.config)
     champion = storage.registry().champion()
     summary = feedback_summary(storage, feedback=cfg.feedback, model_version=champion)
     if args.json:

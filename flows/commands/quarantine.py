@@ -5,20 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from flows.commands import add_config_argument
-
-
-def _context(config_path: str):
-    from flows.config import load_config, storage_of
-
-    cfg = load_config(config_path)
-    return cfg, storage_of(cfg)
+from flows.commands import add_config_argument, config_and_storage
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     from tasks.validation import list_quarantined
 
-    _, storage = _context(args.config)
+    _, storage = config_and_storage(args.config)
     records = list_quarantined(storage)
     if args.json:
         print(json.dumps([r.to_dict() for r in records], indent=2, sort_keys=True))
@@ -42,7 +35,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from tasks.io import exists, filesystem, read_json
     from tasks.validation import ReleaseError
 
-    _, storage = _context(args.config)
+    _, storage = config_and_storage(args.config)
     # The whole report (failures, inputs and their sha256), as stored beside the input; without
     # it the batch is not quarantined (or its move was interrupted: `quarantine list` says so).
     report = read_json(storage.quarantine_report(args.batch_id), storage.options)
@@ -64,7 +57,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_release(args: argparse.Namespace) -> int:
     from tasks.validation import release_quarantined, validate_batch
 
-    cfg, storage = _context(args.config)
+    cfg, storage = config_and_storage(args.config)
 
     def revalidate(batch):
         return validate_batch(

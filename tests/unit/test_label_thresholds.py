@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from models.detector_params import validation_split
 from models.label_thresholds import (
     calibrate_from_labels,
     check_label_threshold,
     operating_points,
-    validation_split,
 )
 
 ANOMALY_SHARE = 0.05
