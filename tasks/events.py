@@ -15,7 +15,9 @@ Prefect adds the flow run, flow, deployment and task run of the emitting code as
 resources. Counts that are not known are ``null`` in a payload, never 0.
 
 Emitting never fails a run: :func:`emit` logs what went wrong and returns False, and every call
-site emits after the outputs it announces are committed.
+site emits after the outputs it announces are committed. :func:`wait_until_sent` lets a run's
+last event (its result, tasks.report.run_summary.publish_result) reach the API before the
+run's final state does.
 """
 
 from __future__ import annotations
@@ -318,3 +320,24 @@ def emit(event: PipelineEvent | None) -> bool:
         )
         return False
     return sent is not None
+
+
+def wait_until_sent(timeout_s: float = 10.0) -> None:
+    """Wait (``timeout_s`` at most) until Prefect's events worker has sent every event this
+    process emitted.
+
+    Events go out from a background queue while a run's final state goes to the API directly,
+    so the state could arrive first, and `prefect deployment run --watch` stops at the final
+    state without the run's last events (its result line). A bounded wait: an API that does not
+    answer never holds the run for longer."""
+    import threading
+
+    try:
+        from prefect.events.worker import EventsWorker
+
+        worker = EventsWorker.instance()
+    except Exception:  # no events worker to wait for: nothing was queued
+        return
+    waiting = threading.Thread(target=worker.wait_until_empty, daemon=True)
+    waiting.start()
+    waiting.join(timeout_s)

@@ -16,16 +16,23 @@ from flows.commands import add_config_argument
 T = TypeVar("T")
 
 
-def _on_the_api(config: str, action: Callable[[Any, str], T]) -> T:
-    """``action(client, dataset)`` with a sync client of the Prefect API, once the config loaded
-    (a bad one fails before the API is asked) and the API answers."""
-    from prefect.client.orchestration import get_client
-
+def _checked_dataset(config: str) -> str:
+    """The config's dataset, once the config loaded (a bad one fails before the API is asked)
+    and the Prefect API answers."""
     from flows.config import load_config
     from flows.prefect_api import require_prefect_api
 
     dataset = load_config(config).dataset
     require_prefect_api()
+    return dataset
+
+
+def _on_the_api(config: str, action: Callable[[Any, str], T]) -> T:
+    """``action(client, dataset)`` with a sync client of the Prefect API (see
+    :func:`_checked_dataset`)."""
+    from prefect.client.orchestration import get_client
+
+    dataset = _checked_dataset(config)
     with get_client(sync_client=True) as client:
         return action(client, dataset)
 
@@ -36,7 +43,8 @@ def cmd_install(args: argparse.Namespace) -> int:
     request = AutomationRequest(
         file=args.file, notify=tuple(args.notify), retrain_deployment=args.retrain_deployment
     )
-    lines = _on_the_api(args.config, lambda *_: install_for_config(args.config, request))
+    _checked_dataset(args.config)  # install_for_config opens its own client
+    lines = install_for_config(args.config, request)
     print("\n".join(lines))
     return 0
 

@@ -226,7 +226,7 @@ def publish_result(kind: str, dataset: str, line: str, payload: dict[str, Any]) 
     scored with or trained as a related resource (tasks.events). No-op outside a run."""
     from prefect.context import FlowRunContext
 
-    from tasks.events import emit, run_finished
+    from tasks.events import emit, run_finished, wait_until_sent
 
     if FlowRunContext.get() is None:
         return
@@ -240,24 +240,5 @@ def publish_result(kind: str, dataset: str, line: str, payload: dict[str, Any]) 
         )
     )
     if sent:
-        _wait_for_events_sent()
-
-
-def _wait_for_events_sent(timeout_s: float = 10.0) -> None:
-    """Wait (``timeout_s`` at most) until Prefect's events worker has sent what this run emitted.
-
-    Events go out from a background queue while the run's final state goes to the API directly,
-    so the state could arrive first, and `prefect deployment run --watch` stops at the final
-    state without the result line. A bounded wait: an API that does not answer never holds the
-    run for longer."""
-    import threading
-
-    try:
-        from prefect.events.worker import EventsWorker
-
-        worker = EventsWorker.instance()
-    except Exception:  # no events worker to wait for: nothing was queued
-        return
-    waiting = threading.Thread(target=worker.wait_until_empty, daemon=True)
-    waiting.start()
-    waiting.join(timeout_s)
+        # The run's last event: once it is out, so is every event the run emitted before it.
+        wait_until_sent()
