@@ -37,10 +37,23 @@ ERROR_NORMALIZATIONS = ("surprise", "none", "validation_mean")
 # Median of a chi-square variable with one degree of freedom: a normal residual's squared error
 # divided by its variance has this median.
 CHI2_MEDIAN = 0.45493642311957283
-# Typical squared errors below this (in scaled units, i.e. a residual standard deviation of 0.1% of
-# the column's robust spread) are floored: such a column is reconstructed exactly and a rounding
-# difference would otherwise count as a huge surprise.
+# The default floor of a numeric column's typical squared error (in scaled units: a residual standard
+# deviation of 10% of the column's spread; the detector's ``typical_error_floor``). A column
+# reconstructed almost exactly would otherwise count a rounding difference as a huge surprise. Chosen
+# by ablation (docs/benchmarks/ablation.md): lower and higher floors both cost ADBench AUROC.
 MIN_TYPICAL_ERROR = 1e-2
+
+
+@dataclass(frozen=True)
+class ScorerSettings:
+    """The detector's choices a :class:`ColumnScorer` is fitted with (its parameters of the same
+    names): ``normalization`` (``error_normalization``), ``marginal_weight``, ``column_weights``
+    ((n_columns,) user weights) and ``typical_error_floor``."""
+
+    normalization: str
+    marginal_weight: float
+    column_weights: np.ndarray
+    typical_error_floor: float = MIN_TYPICAL_ERROR
 
 
 @dataclass(frozen=True)
@@ -80,13 +93,12 @@ class ColumnScorer:
         member_errors: list[np.ndarray],
         features: np.ndarray,
         validation_rows: np.ndarray,
-        *,
-        normalization: str,
-        marginal_weight: float,
-        column_weights: np.ndarray,
+        settings: ScorerSettings,
     ) -> ColumnScorer:
         """Fit on the raw errors of each member (n_fit, n_columns) and the preprocessed fit rows
         (n_fit, n_features); ``validation_rows`` index the held-out rows among them."""
+        normalization, marginal_weight = settings.normalization, settings.marginal_weight
+        column_weights, typical_error_floor = settings.column_weights, settings.typical_error_floor
         if normalization not in ERROR_NORMALIZATIONS:
             raise ValueError(
                 f"error_normalization must be one of {ERROR_NORMALIZATIONS}, got {normalization!r}"
@@ -95,7 +107,8 @@ class ColumnScorer:
         scales, offsets = [], []
         for errors in member_errors:
             if normalization == "surprise":
-                typical = np.maximum(np.median(errors, axis=0) / CHI2_MEDIAN, MIN_TYPICAL_ERROR)
+                typical = np.median(errors, axis=0) / CHI2_MEDIAN
+                typical = np.maximum(typical, typical_error_floor)
                 scale = np.where(squared, 2.0 * typical, 1.0)
                 offset = np.median(errors / scale, axis=0)
             elif normalization == "validation_mean":

@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from models import calibration
-from models.column_scores import ColumnScorer
+from models.column_scores import ColumnScorer, ScorerSettings
 from models.detector_params import check_params, library_versions, resolve_device, validation_split
 from models.explanations import (
     ScoreResult,
@@ -112,6 +112,7 @@ class AutoencoderDetector(BaseEstimator):
         column_weights: dict[str, float] | None = None,
         error_normalization: str = "surprise",
         marginal_weight: float = 0.5,
+        typical_error_floor: float = 0.01,
         threshold_method: str = "fpr",
         threshold_value: float = 0.01,
         whiten_latent: bool = True,
@@ -148,15 +149,12 @@ class AutoencoderDetector(BaseEstimator):
         self.column_weights = column_weights
         self.error_normalization = error_normalization
         self.marginal_weight = marginal_weight
+        self.typical_error_floor = typical_error_floor
         self.threshold_method = threshold_method
         self.threshold_value = threshold_value
         self.whiten_latent = whiten_latent
         self.random_state = random_state
         self.device = device
-
-    # ------------------------------------------------------------------ validation
-    def _check_params(self) -> None:
-        check_params(self)
 
     # ------------------------------------------------------------------ helpers
     def _member_hidden_sizes(self, member: int) -> list[int]:
@@ -289,7 +287,7 @@ class AutoencoderDetector(BaseEstimator):
             self
         """
         started = time.perf_counter()
-        self._check_params()
+        check_params(self)
         frame = as_frame(X)
         numeric, categorical = resolve_columns(
             frame, self.numeric_columns, self.categorical_columns
@@ -402,9 +400,12 @@ class AutoencoderDetector(BaseEstimator):
             [errors.double().cpu().numpy() for errors in member_errors],
             feature_matrix,
             validation_rows,
-            normalization=self.error_normalization,
-            marginal_weight=self.marginal_weight,
-            column_weights=self.column_weights_,
+            ScorerSettings(
+                self.error_normalization,
+                self.marginal_weight,
+                self.column_weights_,
+                self.typical_error_floor,
+            ),
         )
         self.latent_rotation_ = (
             LatentRotation.fit(codes[train_rows], feature_matrix[train_rows])

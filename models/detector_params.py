@@ -46,6 +46,9 @@ Scoring
         its typical value on the training rows (:class:`models.column_scores.ColumnScorer`);
         ``"validation_mean"`` divides each column's error by its mean on the validation rows;
         ``"none"`` keeps the raw errors (squared errors and cross-entropies as they are).
+    typical_error_floor: the smallest typical squared error (scaled units, > 0) a numeric column's
+        reconstruction surprise is measured against (``"surprise"`` only): a column reconstructed
+        almost exactly would otherwise make any small error a huge surprise.
     marginal_weight: weight (>= 0) of each column's marginal surprise (how far its value lies
         from the column's bulk, or how rare its level is) added to its reconstruction surprise.
     threshold_method, threshold_value: see :func:`models.calibration.fit_threshold`.
@@ -163,6 +166,8 @@ def check_params(detector: AutoencoderDetector) -> None:
     for name in ("weight_decay", "grad_clip", "kl_weight", "patience", "marginal_weight"):
         if not getattr(detector, name) >= 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(detector, name)}")
+    if not detector.typical_error_floor > 0:
+        raise ValueError(f"typical_error_floor must be > 0, got {detector.typical_error_floor}")
     calibration.check_threshold(detector.threshold_method, detector.threshold_value)
     resolve_device(detector.device)
 

@@ -356,3 +356,24 @@ def test_a_row_gets_the_same_bits_alone_and_in_any_chunk(fitted):
                 getattr(part, field), getattr(whole, field)[start:stop], err_msg=field
             )
         assert part.top_features == whole.top_features[start:stop]
+
+
+def test_the_typical_error_floor_bounds_the_surprise_of_an_exactly_reconstructed_column():
+    """A column that is one value on most rows (bank's ``pdays``) is reconstructed almost exactly
+    on them, so its typical error is near 0; its surprise is measured against
+    ``typical_error_floor`` instead, so a small error stays a small surprise."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400)})
+    frame["mostly"] = np.where(rng.random(400) < 0.9, 0.0, rng.normal(5, 1, size=400))
+    rows = frame[frame["mostly"] == 0].iloc[:50].copy()
+    rows["mostly"] = 0.2  # a small move from the modal value
+    scales, surprises = {}, {}
+    for floor in (0.01, 0.1):
+        detector = AutoencoderDetector(**FAST, typical_error_floor=floor).fit(frame)
+        column = list(detector.feature_names_in_).index("mostly")
+        scales[floor] = detector.column_scorer_.recon_scale[0, column]
+        surprises[floor] = detector.explain(rows, top_k=None)["mostly"].median()
+    assert scales[0.1] == pytest.approx(2 * 0.1) and scales[0.01] < scales[0.1] / 3
+    assert surprises[0.01] > 3 * surprises[0.1]
+    with pytest.raises(ValueError, match="typical_error_floor must be > 0"):
+        AutoencoderDetector(**FAST, typical_error_floor=0).fit(frame)
