@@ -165,6 +165,10 @@ def main(argv=None) -> None:
                 _mean(numeric),
                 _mean(categorical),
                 _mean([r["direction"] for r in runs]),
+                float(np.mean([r["typical"]["rows"] / max(1, r["rows"]) for r in runs])),
+                _mean([r["typical"]["top1"] for r in runs]),
+                _mean([r["typical"]["by_kind"].get("numeric") for r in runs]),
+                _mean([r["typical"]["by_kind"].get("categorical") for r in runs]),
             ]
         )
     sections = [
@@ -182,12 +186,21 @@ def main(argv=None) -> None:
                 "top-1 numeric",
                 "top-1 categorical",
                 "direction right (numeric)",
+                "typical before planting",
+                "top-1, typical rows",
+                "numeric, typical rows",
+                "categorical, typical rows",
             ],
             rows,
         ),  # fmt: skip
         "",
         "Tables below the target: "
         + (", ".join(f"{r[0]} ({r[2]:.3f})" for r in rows if r[2] < TARGET) or "none"),
+        "",
+        "Over the rows typical before the planting (every numeric value inside the central 99% "
+        "of its training values, every level held by at least 2% of the training rows; "
+        "tasks/explanation_check.py), tables below the target: "
+        + (", ".join(f"{r[0]} ({r[8]:.3f})" for r in rows if r[8] < TARGET) or "none"),
         "",
     ]
     if not args.no_demo:

@@ -13,6 +13,13 @@ Each sampled row gets exactly one column changed (the protocol of issue 14):
 The check is the share of planted rows whose first ``top_features`` column is the planted one
 (and the share where it is among the first three), and for numeric plantings the share whose
 ``explain(details=True)`` direction matches the move (``"above"`` for up, ``"below"`` for down).
+
+The same shares are reported over the rows that were *typical before the planting*
+(:func:`typical_rows`, no model involved): every numeric value inside the central
+``1 - 2 * TYPICAL_TAIL`` of its training values and every level held by at least
+``RARE_LEVEL_SHARE`` of the training rows. Only there is the planted column the row's one unusual
+value; a row that was already unusual (a test set that drifted from training, a rare level of its
+own) carries two anomalies, and which one an explanation should name first is not defined.
 Used by the evaluation report (:func:`explanation_check`) and ``benchmarks/explanations.py``.
 """
 
@@ -27,6 +34,9 @@ import pandas as pd
 
 ROBUST_SHIFT = 8.0
 RARE_LEVEL_SHARE = 0.02
+# A typical row's numeric values lie between the training values' TYPICAL_TAIL and
+# 1 - TYPICAL_TAIL quantiles.
+TYPICAL_TAIL = 0.005
 NORMAL_IQR = 1.3489795003921634
 
 
@@ -40,12 +50,14 @@ class Planting:
         kind: (n,) ``"numeric"`` or ``"categorical"``.
         direction: (n,) ``"above"`` / ``"below"`` for numeric plantings, ``"unexpected level"``
             for categorical ones.
+        typical: (n,) bool, the row was typical before the planting (:func:`typical_rows`).
     """
 
     rows: pd.DataFrame
     column: np.ndarray
     kind: np.ndarray
     direction: np.ndarray
+    typical: np.ndarray
 
 
 def robust_std(values: np.ndarray) -> float:
@@ -72,6 +84,28 @@ def plantable_columns(
     return usable
 
 
+def typical_rows(
+    train: pd.DataFrame, rows: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
+) -> np.ndarray:
+    """(n,) bool: each row of ``rows`` has every numeric value between the training values'
+    ``TYPICAL_TAIL`` and ``1 - TYPICAL_TAIL`` quantiles (a missing value counts as typical when at
+    least ``RARE_LEVEL_SHARE`` of the training values are missing) and every categorical level held
+    by at least ``RARE_LEVEL_SHARE`` of the training rows."""
+    typical = np.ones(len(rows), dtype=bool)
+    for name in numeric:
+        values = pd.to_numeric(train[name], errors="coerce")
+        low, high = values.quantile(TYPICAL_TAIL), values.quantile(1 - TYPICAL_TAIL)
+        current = pd.to_numeric(rows[name], errors="coerce")
+        missing_is_common = values.isna().mean() >= RARE_LEVEL_SHARE
+        inside = current.between(low, high) | (current.isna() & missing_is_common)
+        typical &= inside.to_numpy(dtype=bool)
+    for name in categorical:
+        shares = train[name].astype(str).value_counts(normalize=True)
+        held = rows[name].astype(str).map(shares).fillna(0.0).to_numpy(dtype=float)
+        typical &= held >= RARE_LEVEL_SHARE
+    return typical
+
+
 def plant(
     train: pd.DataFrame,
     rows: pd.DataFrame,
@@ -90,6 +124,7 @@ def plant(
     rng = np.random.default_rng(seed)
     picked = np.sort(rng.choice(len(rows), size=min(max_rows, len(rows)), replace=False))
     planted = rows.iloc[picked].reset_index(drop=True).copy()
+    typical = typical_rows(train, planted, numeric, categorical)
     column = rng.choice(np.asarray(usable, dtype=object), size=len(planted))
     sign = rng.choice([-1.0, 1.0], size=len(planted))
     direction = np.where(sign > 0, "above", "below").astype(object)
@@ -112,13 +147,14 @@ def plant(
             current = planted.loc[chosen, name].astype(str)
             planted.loc[chosen, name] = np.where(current == rarest, second, rarest)
             direction[chosen] = "unexpected level"
-    return Planting(planted, column, kind, direction)
+    return Planting(planted, column, kind, direction, typical)
 
 
 def check(detector: Any, planting: Planting, top_k: int = 3) -> dict[str, Any]:
     """Score the planted rows; returns ``{"rows", "top1", "top3", "direction", "by_kind":
-    {kind: {"rows", "top1"}}, "by_column": {column: {"rows", "top1"}}}`` (shares in [0, 1];
-    ``direction`` over numeric plantings, None without any)."""
+    {kind: {"rows", "top1"}}, "by_column": {column: {"rows", "top1"}}, "typical": {"rows",
+    "top1", "top3", "by_kind"}}`` (shares in [0, 1], None over no rows; ``direction`` over
+    numeric plantings; ``typical`` over the rows typical before the planting)."""
     details = detector.explain(planting.rows, top_k=top_k, details=True)
     ranked = details.pivot(index="row", columns="rank", values="column").sort_index()
     first = ranked[1].to_numpy(dtype=object)
@@ -134,6 +170,8 @@ def check(detector: Any, planting: Planting, top_k: int = 3) -> dict[str, Any]:
 
     def share(mask: np.ndarray) -> float | None:
         return float(mask.mean()) if mask.size else None
+
+    typical = planting.typical
 
     return {
         "rows": int(len(hit1)),
@@ -154,6 +192,16 @@ def check(detector: Any, planting: Planting, top_k: int = 3) -> dict[str, Any]:
                 "top1": share(hit1[planting.column == name]),
             }
             for name in sorted(set(planting.column))
+        },
+        "typical": {
+            "rows": int(typical.sum()),
+            "top1": share(hit1[typical]),
+            "top3": share(hit3[typical]),
+            "by_kind": {
+                kind: share(hit1[typical & (planting.kind == kind)])
+                for kind in ("numeric", "categorical")
+                if (typical & (planting.kind == kind)).any()
+            },
         },
     }
 

@@ -82,6 +82,16 @@ def _explanations(check: dict[str, Any] | None) -> dict[str, Any] | None:
             for kind, part in sorted(kinds.items())
         ),
     ]
+    typical = check.get("typical")
+    if typical:  # reports written before it have none
+        rows.append(
+            [
+                "rows typical before planting",
+                typical["rows"],
+                pct(typical["top1"]),
+                pct(typical["top3"]),
+            ]
+        )
     weak = sorted(
         name for name, part in (check.get("by_column") or {}).items() if (part["top1"] or 0) < 0.9
     )

@@ -4,7 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.explanation_check import ROBUST_SHIFT, check, plant, plantable_columns, robust_std
+from tasks.explanation_check import (
+    ROBUST_SHIFT,
+    check,
+    plant,
+    plantable_columns,
+    robust_std,
+    typical_rows,
+)
 
 
 def _train(n: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -74,6 +81,38 @@ def test_check_counts_hits_and_directions():
     result = check(_Oracle(wrong_column, flipped), planting, top_k=1)
     assert result["top1"] == 0.0 and result["direction"] == 0.0
     assert result["by_kind"]["numeric"]["rows"] == (planting.kind == "numeric").sum()
+
+
+def test_a_row_is_typical_only_when_every_value_is_in_the_training_bulk():
+    train = _train()
+    train.loc[:49, "amount"] = np.nan  # 5% missing: a missing amount is common, so typical
+    rows = pd.DataFrame(
+        {
+            "amount": [100.0, 100.0, 100.0 + 10 * 15, np.nan, 100.0],
+            "constant": 1.0,
+            "kind": ["a", "b", "a", "a", "unseen"],
+            "even": "x",
+        }
+    )
+    typical = typical_rows(train, rows, ["amount", "constant"], ["kind", "even"])
+    # a 1% level, a value 10 standard deviations out and a level never seen are not typical
+    assert typical.tolist() == [True, False, False, True, False]
+    assert typical_rows(train.fillna(100.0), rows, ["amount"], [])[3] == np.False_
+
+
+def test_check_reports_the_rows_typical_before_planting_apart():
+    train = _train()
+    rows = _train(200, seed=4)
+    rows["kind"] = "a"
+    rows["amount"] = np.where(rows.index < 100, 1000.0, 100.0)  # half unusual before planting
+    planting = plant(train, rows, ["amount"], ["kind"], seed=0, max_rows=200)
+    assert planting.typical.sum() == 100
+    # An explainer that is right only on the rows that were typical before the planting.
+    answer = np.where(planting.typical, planting.column, "other")
+    result = check(_Oracle(answer, planting.direction), planting, top_k=1)
+    assert result["top1"] == 0.5
+    assert result["typical"]["rows"] == 100 and result["typical"]["top1"] == 1.0
+    assert set(result["typical"]["by_kind"]) <= {"numeric", "categorical"}
 
 
 def test_nothing_to_plant_is_a_clear_error():
