@@ -172,7 +172,8 @@ def main(argv=None) -> None:
             ]
         )
     sections = [
-        f"Tables: {', '.join(args.tables)}; seeds {args.seeds}; aeflow defaults; protocol in the "
+        f"Tables: {', '.join(args.tables)}; seeds {args.seeds}; aeflow "
+        f"{'with ' + json.dumps(args.params) if args.params else 'defaults'}; protocol in the "
         "script's docstring. Target (issue 14): top-1 at least 90% on every table.",
         "",
         "## Planted single-column anomalies",
