@@ -362,6 +362,18 @@ CHILDREN = {
 }
 
 
+def _linked(source: Path, target: Path) -> Path:
+    """``target``, a hard link to ``source`` (a copy where links are not possible)."""
+    if not target.exists():
+        try:
+            os.link(source, target)
+        except OSError:
+            import shutil
+
+            shutil.copyfile(source, target)
+    return target
+
+
 def run_child(kind: str, *args: str) -> dict:
     """Run one measurement in a fresh interpreter and return its JSON result."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GX_ANALYTICS_ENABLED": "false"}
@@ -626,6 +638,10 @@ def main() -> None:
     root = workdir / "root"
     version = train_champion(batches[0], root)
     print(f"champion {version}", flush=True)
+    # Batches are scored from <root>/incoming/<dataset>/ (score_batch refuses others): link them.
+    incoming = root / "incoming" / DATASET
+    incoming.mkdir(parents=True, exist_ok=True)
+    batches = [_linked(path, incoming / path.name) for path in batches]
 
     sizes = []
     for rows, path in zip(args.sizes, batches, strict=True):

@@ -156,6 +156,13 @@ def score_batch(
     """
     _check_positive("chunk_rows", scoring.chunk_rows)
     _check_positive("top_k", scoring.top_k)
+    if storage.relative(batch.path) is None:
+        # Its marker could not name it relative to the root: refuse before any output is written.
+        raise ValueError(
+            f"batch {batch.batch_id!r} at {batch.path} is outside the storage root {storage.root}: "
+            f"batches are scored from {storage.incoming}; move or copy it there (`aeflow ingest` "
+            "does both) and score again"
+        )
     with storage_errors(storage.models, "loading the model"):
         detector, version = load_model(storage, model_version)
     with storage_errors(batch.path, f"scoring batch {batch.batch_id!r}"):

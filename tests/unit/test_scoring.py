@@ -77,6 +77,23 @@ def files_under(folder: str) -> list[str]:
     )
 
 
+def test_a_batch_outside_the_storage_root_is_refused_before_anything_is_written(store, tmp_path):
+    """Its marker stores the input relative to the root, so it could not be committed: scoring it
+    used to write the output, then fail on the marker, leaving an output no marker names."""
+    import shutil
+
+    from tasks.io import BatchRef
+
+    layout, batch = store["layout"], store["batches"][0]
+    elsewhere = tmp_path / "elsewhere" / "batch.parquet"
+    elsewhere.parent.mkdir()
+    shutil.copy(batch.path, elsewhere)
+    before = files_under(layout.root)
+    with pytest.raises(ValueError, match="outside the storage root .* move or copy it there"):
+        score(layout, BatchRef("batch", str(elsewhere), elsewhere.stat().st_size))
+    assert files_under(layout.root) == before
+
+
 # --------------------------------------------------------------------------------- the contract
 def test_scored_file_follows_the_output_contract(store):
     layout, batch = store["layout"], store["batches"][0]
