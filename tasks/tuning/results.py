@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from models.storage import join, write_json_atomic, write_text_atomic
 from tasks.io import StorageOptions
+from tasks.markdown import md_text
 from tasks.tuning.objectives import OBJECTIVES
 from tasks.tuning.records import COMPLETE, SearchData
 from tasks.tuning.search import DEFAULTS_ATTR
@@ -136,19 +137,23 @@ def params_snippet(summary: dict[str, Any]) -> str:
 
 
 def _markdown(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+    """trials.md: every value escaped (a trial's note is an error message, the study a user's name:
+    a ``|`` in either would break the table, a ``[x](url)`` would become a link)."""
     objective = summary["objective"]
     header = list(rows[0]) if rows else ["number"]
     lines = [
-        f"# Trials of study {summary['study']} ({summary['dataset']})",
+        f"# Trials of study {md_text(summary['study'])} ({md_text(summary['dataset'])})",
         "",
-        f"Objective: **{objective['name']}** ({objective['direction']}): {objective['statement']}.",
-        f"Limits: {objective['limits']}",
+        f"Objective: **{md_text(objective['name'])}** ({md_text(objective['direction'])}): "
+        f"{md_text(objective['statement'])}.",
+        f"Limits: {md_text(objective['limits'])}",
         "",
-        "| " + " | ".join(header) + " |",
+        "| " + " | ".join(md_text(h) for h in header) + " |",
         "|" + "---|" * len(header),
     ]
     lines += [
-        "| " + " | ".join("" if r[h] is None else str(r[h]) for h in header) + " |" for r in rows
+        "| " + " | ".join("" if r[h] is None else md_text(r[h]) for h in header) + " |"
+        for r in rows
     ]
     return "\n".join(lines) + "\n"
 

@@ -6,6 +6,7 @@ Trials are tiny (a few hundred rows, 15 epochs of 32-row steps) so the whole mod
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from tasks.tuning import search as search_module
 from tasks.tuning.data import prepare_search_data
 from tasks.tuning.objectives import run_trial, should_prune
 from tasks.tuning.records import PruningRule
-from tasks.tuning.results import write_results
+from tasks.tuning.results import _markdown, write_results
 from tasks.tuning.search import plan_for, run_search
 from tasks.tuning.study_store import FsspecJournalBackend, open_study
 
@@ -284,3 +285,21 @@ def test_a_downstream_label_selects_the_downstream_objective(window, tmp_path):
     assert all(0 <= t.value <= 1 for t in study.get_trials())
     with pytest.raises(ValueError, match="tuning.downstream_label"):
         search(tmp_path, batches, "bad", make_config(trials=1), objective="downstream")
+
+
+def test_trials_markdown_escapes_notes_and_names_so_the_table_holds():
+    """A failed trial's note is an error message and the study a user's name: a ``|`` must not add
+    a cell, a ``[x](url)`` must not become a link."""
+    rows = [
+        {"number": 0, "state": "complete", "value": 0.5, "note": ""},
+        {"number": 1, "state": "fail", "value": None, "note": "column 'a|b' [x](http://e.x)"},
+    ]
+    objective = {"name": "auprc", "direction": "maximize", "statement": "s", "limits": "none"}
+    text = _markdown(
+        rows, {"study": "night|ly [x](http://e.x)", "dataset": "d", "objective": objective}
+    )
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    unescaped_pipes = [len(re.findall(r"(?<!\\)\|", line)) for line in table]
+    assert len(set(unescaped_pipes)) == 1 and unescaped_pipes[0] == 5
+    assert "](http" not in text.replace("\\]", "")
+    assert "a\\|b" in text and "night\\|ly" in text
