@@ -238,39 +238,61 @@ class TorchColumnScorer:
         self.first_level = self.blocks[0][0] if self.blocks else layout.n_features
         self.level_surprise = tensor(scorer.level_surprise)
         self.unknown_surprise = tensor(scorer.unknown_surprise)
-        level_column, level_block = [], []
-        for block, (start, stop, column) in enumerate(self.blocks):
-            level_column += [column] * (stop - start)
-            level_block += [block] * (stop - start)
-        self.level_column = torch.tensor(level_column, dtype=torch.long, device=device)
-        self.level_block = torch.tensor(level_block, dtype=torch.long, device=device)
         self.block_column = torch.tensor(
             [column for _, _, column in self.blocks], dtype=torch.long, device=device
         )
+        # Each block's rows in the transposed (n_levels, n) one-hot matrix.
+        self.block_rows = [(a - self.first_level, b - self.first_level) for a, b, _ in self.blocks]
         self.marginal_offset = tensor(scorer.marginal_offset)
 
-    def unseen_surprise(self, features: torch.Tensor) -> torch.Tensor:
+    def _block_sums(
+        self, levels: torch.Tensor, weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(n_levels, n) transposed one-hot rows -> (n, n_blocks): each block's sum of its levels
+        (times ``weights`` (n_levels,)). A block is a contiguous run of rows there, so each sum
+        runs along the n rows; a scatter over the row-major matrix costs several times more. With
+        one-hot values the sums are exact, whatever the order."""
+        sums = levels.new_empty(len(self.blocks), levels.shape[1])
+        for block, (start, stop) in enumerate(self.block_rows):
+            part = levels[start:stop]
+            if weights is not None:
+                part = part * weights[start:stop, None]
+            torch.sum(part, dim=0, out=sums[block])
+        return sums.t()
+
+    def _levels(self, features: torch.Tensor) -> torch.Tensor:
+        """(n, n_features) -> (n_levels, n): the one-hot features, transposed."""
+        return features[:, self.first_level :].t().contiguous()
+
+    def unseen_surprise(
+        self, features: torch.Tensor, levels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(n, n_features) preprocessed rows -> (n, n_blocks): the surprise of a level never seen
-        at fit where a block is all zero (a value not seen and not grouped as rare), else 0."""
-        levels = features[:, self.first_level :]
-        present = levels.new_zeros(features.shape[0], len(self.blocks)).index_add_(
-            1, self.level_block, levels
-        )
+        at fit where a block is all zero (a value not seen and not grouped as rare), else 0
+        (``levels``: :meth:`_levels` of the rows when the caller has it)."""
+        present = self._block_sums(self._levels(features) if levels is None else levels)
         return (1.0 - present).clamp_(min=0.0) * self.unknown_surprise
 
-    def marginal(self, features: torch.Tensor, unseen: torch.Tensor | None = None) -> torch.Tensor:
+    def marginal(
+        self,
+        features: torch.Tensor,
+        unseen: torch.Tensor | None = None,
+        levels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """(n, n_features) preprocessed rows -> (n, n_columns) marginal surprise in nats
-        (``unseen``: :meth:`unseen_surprise` of the rows when the caller has it)."""
+        (``unseen``: :meth:`unseen_surprise` of the rows, ``levels``: their :meth:`_levels`, when
+        the caller has them)."""
         n_rows = features.shape[0]
         surprise = features.new_zeros(n_rows, self.n_columns)
         if self.n_values:
             z = (features[:, : self.n_values] - self.value_center) / self.value_scale
             surprise.index_add_(1, self.value_column, z.square_().mul_(0.5))
         if self.blocks:
-            levels = features[:, self.first_level :]
-            surprise.index_add_(1, self.level_column, levels * self.level_surprise)
+            if levels is None:
+                levels = self._levels(features)
+            surprise.index_add_(1, self.block_column, self._block_sums(levels, self.level_surprise))
             if unseen is None:
-                unseen = self.unseen_surprise(features)
+                unseen = self.unseen_surprise(features, levels)
             surprise.index_add_(1, self.block_column, unseen)
         return surprise
 
@@ -280,7 +302,8 @@ class TorchColumnScorer:
         # cross-entropy (the least likely known level's) understates it, so its reconstruction
         # surprise is at least that of an unseen level's share (half a row): otherwise a set
         # flag that 3% of rows have would outrank a level nobody has.
-        unseen = self.unseen_surprise(features) if self.blocks and self.excess else None
+        levels = self._levels(features) if self.blocks else None
+        unseen = self.unseen_surprise(features, levels) if self.blocks and self.excess else None
         total = None
         for member, errors in enumerate(member_errors):
             normalised = errors / self.recon_scale[member]
@@ -292,7 +315,7 @@ class TorchColumnScorer:
             total = normalised if total is None else total.add_(normalised)
         total = total.div_(len(member_errors))
         if self.marginal_weight > 0:
-            marginal = self.marginal(features, unseen)
+            marginal = self.marginal(features, unseen, levels)
             if self.excess:
                 marginal = marginal.sub_(self.marginal_offset).clamp_(min=0.0)
             total = total.add_(marginal, alpha=self.marginal_weight)
