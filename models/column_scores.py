@@ -296,13 +296,20 @@ class TorchColumnScorer:
             surprise.index_add_(1, self.block_column, unseen)
         return surprise
 
-    def __call__(self, member_errors: list[torch.Tensor], features: torch.Tensor) -> torch.Tensor:
-        """Raw errors of each member (n, n_columns) and the rows -> (n, n_columns) contributions."""
+    def __call__(
+        self,
+        member_errors: list[torch.Tensor],
+        features: torch.Tensor,
+        levels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Raw errors of each member (n, n_columns) and the rows -> (n, n_columns) contributions
+        (``levels``: :meth:`_levels` of the rows when the caller has them)."""
         # A level never seen at fit has no probability under the network's softmax; its
         # cross-entropy (the least likely known level's) understates it, so its reconstruction
         # surprise is at least that of an unseen level's share (half a row): otherwise a set
         # flag that 3% of rows have would outrank a level nobody has.
-        levels = self._levels(features) if self.blocks else None
+        if levels is None and self.blocks:
+            levels = self._levels(features)
         unseen = self.unseen_surprise(features, levels) if self.blocks and self.excess else None
         total = None
         for member, errors in enumerate(member_errors):

@@ -222,14 +222,16 @@ class AutoencoderDetector(BaseEstimator):
         return cached[1]
 
     @torch.inference_mode()
-    def _member_passes(self, features: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """(n, n_features) -> raw errors of each member (n, n_columns) and codes (n, latent_dim_)."""
+    def _member_passes(self, features: torch.Tensor) -> tuple[list, torch.Tensor, torch.Tensor]:
+        """(n, n_features) -> raw errors of each member (n, n_columns), codes (n, latent_dim_) and
+        the transposed one-hot features (``ColumnErrors.target_levels``, None without any)."""
         errors, codes = [], []
+        levels = self._column_errors.target_levels(features)
         for network in self.networks_:
             output, mean, _ = network(features)
-            errors.append(self._column_errors(output, features))
+            errors.append(self._column_errors(output, features, levels))
             codes.append(mean.float())
-        return errors, torch.cat(codes, dim=1)
+        return errors, torch.cat(codes, dim=1), levels
 
     @torch.inference_mode()
     def _forward(self, features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -245,9 +247,9 @@ class AutoencoderDetector(BaseEstimator):
             chunk = features[start : start + chunk_rows]
             stop = start + chunk.shape[0]
             chunk = pad_rows(chunk)  # a row's bits must not depend on the rows beside it
-            errors, code = self._member_passes(chunk)
+            errors, code, levels = self._member_passes(chunk)
             rows = stop - start
-            contributions[start:stop] = self._scorer(errors, chunk)[:rows].cpu().numpy()
+            contributions[start:stop] = self._scorer(errors, chunk, levels)[:rows].cpu().numpy()
             codes[start:stop] = code[:rows].cpu().numpy()
         return contributions, self._encoded(codes)
 
@@ -389,7 +391,7 @@ class AutoencoderDetector(BaseEstimator):
         # the latent rotation and the calibration scores.
         member_errors, codes = [], []
         for chunk in features.split(INFERENCE_CHUNK_ROWS):
-            errors, code = self._member_passes(chunk)
+            errors, code, _ = self._member_passes(chunk)
             member_errors.append(errors)
             codes.append(code)
         member_errors = [torch.cat(parts) for parts in zip(*member_errors, strict=True)]

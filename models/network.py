@@ -274,7 +274,19 @@ class ColumnErrors:
             [column for _, _, column in layout.categorical_blocks], dtype=torch.long, device=device
         )
 
-    def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def target_levels(self, target: torch.Tensor) -> torch.Tensor | None:
+        """(n, n_features) targets -> (n_levels, n) their one-hot features transposed (the layout
+        the scoring reductions run in), or None without categorical blocks. Computed once per
+        chunk and shared by every member's errors and the column scorer."""
+        if not self.blocks:
+            return None
+        return target[:, self.blocks[0][0] :].t().contiguous()
+
+    def __call__(
+        self, output: torch.Tensor, target: torch.Tensor, levels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(n, n_features) outputs and targets -> (n, n_columns) errors; ``levels``:
+        :meth:`target_levels` of ``target`` when the caller has it (scoring only)."""
         output = output.float()
         if self.identity:
             return (output - target).pow(2)
@@ -286,7 +298,7 @@ class ColumnErrors:
             if output.requires_grad:
                 cross_entropies = self._cross_entropies(output, target)
             else:
-                cross_entropies = self._cross_entropies_transposed(output, target)
+                cross_entropies = self._cross_entropies_transposed(output, target, levels)
             errors = errors.index_add(1, self.categorical_column, cross_entropies)
         return errors
 
@@ -303,7 +315,7 @@ class ColumnErrors:
         return torch.stack(cross_entropies, 1)
 
     def _cross_entropies_transposed(
-        self, output: torch.Tensor, target: torch.Tensor
+        self, output: torch.Tensor, target: torch.Tensor, levels: torch.Tensor | None = None
     ) -> torch.Tensor:
         """The same values as :meth:`_cross_entropies` (up to float rounding), for scoring.
 
@@ -313,7 +325,7 @@ class ColumnErrors:
         """
         first = self.blocks[0][0]
         logits = output[:, first:].t().contiguous()
-        one_hots = target[:, first:].t().contiguous()
+        one_hots = self.target_levels(target) if levels is None else levels
         cross_entropies = output.new_empty(len(self.blocks), output.shape[0])
         for index, (start, stop) in enumerate(self.blocks):
             log_probs = functional.log_softmax(logits[start - first : stop - first], dim=0)
