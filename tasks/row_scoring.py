@@ -1,6 +1,7 @@
 """Scoring Arrow rows: the one path that batch scoring's chunks and the online service's requests take.
 
-:func:`score_rows` turns an Arrow record batch (n rows) into a :class:`models.explanations.ScoreResult`.
+:func:`score_rows` turns an Arrow record batch (n rows) into a :class:`models.explanations.ScoreResult`;
+:func:`preprocess_rows` is its first step alone (batch scoring runs it in its reading thread).
 Its preprocessing is an :class:`ArrowReplay`, built once per model and column set and kept with
 the model: it reads each feature column from Arrow straight into the numpy replay of the fitted
 preprocessor (:meth:`models.fast_preprocessing.FastPreprocessor.transform_columns`), with the
@@ -161,6 +162,20 @@ def _build(
     return ArrowReplay(fast, [*numeric, *categorical], tokens)
 
 
+def preprocess_rows(
+    data: pa.RecordBatch | pa.Table,
+    detector: Any,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    missing_tokens: Sequence[str] = (),
+) -> np.ndarray | None:
+    """``data``'s (n, n_features) float32 preprocessed matrix, what :func:`score_rows` scores, or
+    None when the model has no :class:`ArrowReplay` for these columns (it is then scored through
+    a frame). Raises what :meth:`ArrowReplay.features` raises for a bad column."""
+    replay = replay_for(detector, numeric, categorical, missing_tokens)
+    return None if replay is None else replay.features(data)
+
+
 def score_rows(
     data: pa.RecordBatch | pa.Table,
     detector: Any,
@@ -168,11 +183,17 @@ def score_rows(
     categorical: Sequence[str],
     missing_tokens: Sequence[str] = (),
     top_k: int = 3,
+    features: np.ndarray | None = None,
 ) -> ScoreResult:
     """``data``'s n rows scored by ``detector``: scores, percentiles, flags, encoded features,
-    top features and contributions (:class:`ScoreResult`, rows in ``data``'s order)."""
-    replay = replay_for(detector, numeric, categorical, missing_tokens)
-    if replay is None:
+    top features and contributions (:class:`ScoreResult`, rows in ``data``'s order).
+
+    ``features``: :func:`preprocess_rows` of ``data`` when the caller has it (batch scoring
+    computes it in its reading thread); the result is the same bits either way.
+    """
+    if features is None:
+        features = preprocess_rows(data, detector, numeric, categorical, missing_tokens)
+    if features is None:
         frame = feature_frame(data, numeric, categorical, missing_tokens)
         return detector.score(frame, top_k=top_k)
-    return detector.score_preprocessed(replay.features(data), top_k=top_k)
+    return detector.score_preprocessed(features, top_k=top_k)

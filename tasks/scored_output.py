@@ -1,9 +1,12 @@
 """The scored file: its schema, and one input record batch scored into one output record batch.
 
-Batch scoring (tasks/scoring.py) streams every chunk of a batch through :func:`score_chunk`, which
-scores its rows with :func:`tasks.row_scoring.score_rows`; the online API (serving/) scores each
-request with that same function, so a row gets the same bits online and in a batch. The columns
-and their units are in docs/outputs.md.
+Batch scoring (tasks/scoring.py) streams every chunk of a batch through the three stages of
+:func:`score_chunk`, each on its own thread: :func:`prepare_chunk` (the Arrow replay into the
+preprocessed matrix, in the reading thread), :func:`score_prepared` (the model, in the scoring
+threads) and :func:`chunk_output` (the output record batch, in the writing thread). The rows are
+scored with :func:`tasks.row_scoring.score_rows`; the online API (serving/) scores each request
+with that same function, so a row gets the same bits online and in a batch. The columns and their
+units are in docs/outputs.md.
 """
 
 from __future__ import annotations
@@ -11,13 +14,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from tasks.row_scoring import score_rows
+from models.explanations import ScoreResult
+from tasks.row_scoring import preprocess_rows, score_rows
 from tasks.settings import ColumnsSettings
 from tasks.streaming import ordered_map
 
@@ -123,17 +126,63 @@ def latent_arrays(latent: np.ndarray) -> list[pa.Array]:
     return [pa.array(latent[:, i]) for i in range(latent.shape[1])]
 
 
-def score_chunk(
-    record_batch: pa.RecordBatch, *, detector: Any, schema: pa.Schema, chunk: ChunkScoring
+class PreparedChunk(NamedTuple):
+    """An input record batch and its preprocessed matrix (:func:`prepare_chunk`; ``features`` is
+    None when the model scores it through a frame, or when it has no rows)."""
+
+    record_batch: pa.RecordBatch
+    features: np.ndarray | None
+
+
+def prepare_chunk(
+    record_batch: pa.RecordBatch, *, detector: Any, chunk: ChunkScoring
+) -> PreparedChunk:
+    """The reading stage's part of scoring a chunk: its Arrow columns replayed into the model's
+    preprocessed matrix (:func:`tasks.row_scoring.preprocess_rows`). Raises ValueError naming the
+    column for a missing feature column or a numeric one that cannot be read as numbers."""
+    if not record_batch.num_rows:
+        return PreparedChunk(record_batch, None)
+    features = preprocess_rows(
+        record_batch, detector, chunk.numeric, chunk.categorical, chunk.missing_tokens
+    )
+    return PreparedChunk(record_batch, features)
+
+
+def prepare_chunks(
+    record_batches: Iterable[pa.RecordBatch], *, detector: Any, chunk: ChunkScoring
+) -> Iterator[PreparedChunk]:
+    """:func:`prepare_chunk` of each record batch, in order (run in the reading thread)."""
+    for record_batch in record_batches:
+        yield prepare_chunk(record_batch, detector=detector, chunk=chunk)
+
+
+def score_prepared(prepared: PreparedChunk, *, detector: Any, chunk: ChunkScoring) -> ScoreResult:
+    """The scoring stage's part: the chunk's rows scored (:func:`tasks.row_scoring.score_rows`
+    from the prepared matrix: the same bits as from the record batch)."""
+    return score_rows(
+        prepared.record_batch,
+        detector,
+        chunk.numeric,
+        chunk.categorical,
+        chunk.missing_tokens,
+        chunk.top_k,
+        features=prepared.features,
+    )
+
+
+def chunk_output(
+    record_batch: pa.RecordBatch,
+    result: ScoreResult,
+    *,
+    threshold: float,
+    schema: pa.Schema,
+    chunk: ChunkScoring,
 ) -> pa.RecordBatch:
-    """One input record batch (n rows) -> one output record batch of ``schema`` (n rows, same
-    order): the passthrough columns, then ``detector.score``'s outputs, then the constants."""
+    """The writing stage's part: one output record batch of ``schema`` (n rows, same order): the
+    passthrough columns of ``record_batch``, then ``result``'s outputs, then the constants."""
     n = record_batch.num_rows
     passthrough = chunk.passthrough
     latent_dim = sum(1 for name in schema.names[len(passthrough) :] if name.startswith("z_"))
-    result = score_rows(
-        record_batch, detector, chunk.numeric, chunk.categorical, chunk.missing_tokens, chunk.top_k
-    )
     latent = np.asarray(result.latent, dtype=np.float32)
     if latent.shape != (n, latent_dim):
         raise ValueError(
@@ -141,7 +190,7 @@ def score_chunk(
             f"expects ({n}, {latent_dim}); the model and the schema are out of step"
         )
     arrays = [record_batch.column(name) for name in passthrough]
-    arrays += score_arrays(result, detector.threshold_)
+    arrays += score_arrays(result, threshold)
     arrays += latent_arrays(latent)
     arrays += [
         pa.repeat(pa.scalar(chunk.model_version, pa.string()), n),
@@ -151,8 +200,21 @@ def score_chunk(
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+def score_chunk(
+    record_batch: pa.RecordBatch, *, detector: Any, schema: pa.Schema, chunk: ChunkScoring
+) -> pa.RecordBatch:
+    """One input record batch (n rows) -> one output record batch of ``schema`` (n rows, same
+    order): the passthrough columns, then ``detector.score``'s outputs, then the constants. The
+    three stages in one call; :func:`score_record_batches` runs them on three threads."""
+    prepared = prepare_chunk(record_batch, detector=detector, chunk=chunk)
+    result = score_prepared(prepared, detector=detector, chunk=chunk)
+    return chunk_output(
+        record_batch, result, threshold=detector.threshold_, schema=schema, chunk=chunk
+    )
+
+
 def score_record_batches(
-    record_batches: Iterable[pa.RecordBatch],
+    prepared_chunks: Iterable[PreparedChunk],
     *,
     detector: Any,
     schema: pa.Schema,
@@ -161,8 +223,10 @@ def score_record_batches(
     scoring_threads: int = 1,
     torch_threads: int | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Score input record batches into output record batches of ``schema`` (one per non-empty
-    input, rows in the same order), with ``scoring_threads`` chunks scored at once.
+    """Score prepared chunks (:func:`prepare_chunks`, typically run in a reading thread) into
+    output record batches of ``schema`` (one per non-empty input, rows in the same order), with
+    ``scoring_threads`` chunks scored at once; each output batch is assembled in the thread that
+    iterates (the writer's).
 
     ``counters`` (when given) accumulates ``rows_in``, ``rows_out`` and ``flagged``.
     ``torch_threads`` sets the intra-op threads of each scoring thread.
@@ -171,11 +235,11 @@ def score_record_batches(
     for key in ("rows_in", "rows_out", "flagged"):
         counters.setdefault(key, 0)
 
-    def non_empty() -> Iterator[pa.RecordBatch]:
-        for record_batch in record_batches:
-            counters["rows_in"] += record_batch.num_rows
-            if record_batch.num_rows:
-                yield record_batch
+    def non_empty() -> Iterator[PreparedChunk]:
+        for prepared in prepared_chunks:
+            counters["rows_in"] += prepared.record_batch.num_rows
+            if prepared.record_batch.num_rows:
+                yield prepared
 
     def set_torch_threads() -> None:
         if torch_threads is not None:
@@ -183,10 +247,15 @@ def score_record_batches(
 
             torch.set_num_threads(torch_threads)  # this thread's OpenMP pool only
 
-    def score_one(record_batch: pa.RecordBatch) -> pa.RecordBatch:
-        return score_chunk(record_batch, detector=detector, schema=schema, chunk=chunk)
+    def score_one(prepared: PreparedChunk) -> tuple[pa.RecordBatch, ScoreResult]:
+        # Only the record batch goes on: the preprocessed matrix is freed once scored.
+        return prepared.record_batch, score_prepared(prepared, detector=detector, chunk=chunk)
 
-    for scored in ordered_map(score_one, non_empty(), scoring_threads, set_torch_threads, "score"):
+    threshold = detector.threshold_
+    for record_batch, result in ordered_map(
+        score_one, non_empty(), scoring_threads, set_torch_threads, "score"
+    ):
+        scored = chunk_output(record_batch, result, threshold=threshold, schema=schema, chunk=chunk)
         counters["rows_out"] += scored.num_rows
-        counters["flagged"] += int(pc.sum(scored.column("is_anomaly")).as_py() or 0)
+        counters["flagged"] += int(np.count_nonzero(result.is_anomaly))
         yield scored

@@ -68,6 +68,7 @@ from tasks.scored_output import (
     DICTIONARY_COLUMNS,
     ChunkScoring,
     output_schema,
+    prepare_chunks,
     score_record_batches,
 )
 from tasks.settings import ColumnsSettings, ScoringSettings
@@ -244,16 +245,22 @@ def _score_locked(job: _Job, detector: Any) -> ScoreMarker:
             hasher = stages.enter_context(ThreadPoolExecutor(1, "aeflow-sha256"))
             # The checksum reads the input once more; it runs beside the scoring, not before it.
             input_sha256 = hasher.submit(checksum, batch.path, options)
-            # A pipeline: a reading thread, `scoring_threads` scoring threads, and this thread
-            # writing; each stage is closed on the way out, so an error anywhere stops them all.
+            # A pipeline: a reading thread (Parquet decoding and the Arrow replay into the model's
+            # preprocessed matrix), `scoring_threads` scoring threads (the model), and this thread
+            # assembling and writing the output; each stage is closed on the way out, so an error
+            # anywhere stops them all.
             chunks = stages.enter_context(
                 contextlib.closing(
                     prefetch(
-                        iter_record_batches(
-                            batch.path,
-                            options,
-                            columns=chunk.input_columns,
-                            batch_rows=job.scoring.chunk_rows,
+                        prepare_chunks(
+                            iter_record_batches(
+                                batch.path,
+                                options,
+                                columns=chunk.input_columns,
+                                batch_rows=job.scoring.chunk_rows,
+                            ),
+                            detector=detector,
+                            chunk=chunk,
                         ),
                         name="read",
                     )
