@@ -192,17 +192,32 @@ class MixedAutoencoder(nn.Module):
 
     def _encode_distribution(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.clip_inputs:
-            x = torch.maximum(torch.minimum(x, self.input_high), self.input_low)
+            # One pass (the bounds are ordered: the same values as max(min(x, high), low)); a
+            # new tensor, so the fill below may write into it.
+            x = torch.clamp(x, self.input_low, self.input_high)
             if self.level_fill is not None and self.level_fill.numel():
-                levels = x[:, self.first_level :]
-                unseen = (levels @ self.block_membership < 0.5).to(levels.dtype)
-                filled = levels + (unseen @ self.block_membership.T) * self.level_fill
-                x = torch.cat([x[:, : self.first_level], filled], dim=1)
+                self._fill_unseen(x)
         encoded = self.encoder(x)
         if not self.variational:
             return encoded, None
         mean, log_var = encoded.chunk(2, dim=1)
         return mean, log_var.clamp(-10.0, 10.0)
+
+    def _fill_unseen(self, x: torch.Tensor) -> None:
+        """In place: each all-zero one-hot block of (n, n_features) ``x`` set to its level shares.
+
+        Only the rows with such a block are written (most rows have none); a row's values are
+        those of ``levels + (unseen @ membership.T) * level_fill`` over all rows, because the
+        blocks are disjoint (each product sums one 0/1 term) and a row without an unseen block
+        would only have 0 added.
+        """
+        levels = x[:, self.first_level :]
+        unseen = (levels @ self.block_membership < 0.5).to(levels.dtype)
+        rows = unseen.amax(dim=1).nonzero().squeeze(1) if unseen.numel() else None
+        if rows is None or not len(rows):
+            return
+        fill = (unseen[rows] @ self.block_membership.T) * self.level_fill
+        levels[rows] = levels[rows] + fill
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(n, n_features) -> (n, latent_dim) latent code (the mean for the variational variant)."""

@@ -96,3 +96,51 @@ def test_dropout_rate_that_rounds_to_every_level_uses_torch_dropout():
 def test_dropout_rate_out_of_range_is_named():
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.0"):
         Dropout(1.0)
+
+
+# Columns: "amount" (value + missing indicator), "city" (3 levels), "tier" (2 levels).
+TWO_BLOCKS = FeatureLayout(
+    columns=("amount", "city", "tier"),
+    n_features=7,
+    n_regression=2,
+    regression_column=(0, 0),
+    categorical_blocks=((2, 5, 1), (5, 7, 2)),
+    levels=(("a", "b", "c"), ("x", "y")),
+)
+
+
+def _one_hot_rows(n_rows: int, seed: int) -> torch.Tensor:
+    """(n_rows, 7) rows of TWO_BLOCKS: values beyond the fit range, and each block all zero (an
+    unseen level) in about a fifth of the rows."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.zeros(n_rows, 7)
+    rows[:, 0] = torch.randn(n_rows, generator=generator) * 4
+    rows[:, 1] = (torch.rand(n_rows, generator=generator) < 0.1).float()
+    for start, stop, _ in TWO_BLOCKS.categorical_blocks:
+        level = torch.randint(start, stop + 1, (n_rows,), generator=generator)  # stop: unseen
+        seen = level < stop
+        rows[seen.nonzero().squeeze(1), level[seen]] = 1.0
+    return rows
+
+
+def test_clipped_inputs_fill_only_unseen_blocks_with_the_same_bits_as_over_all_rows():
+    from models.network import level_blocks
+
+    torch.manual_seed(0)
+    network = MixedAutoencoder(7, Architecture((16,), 3, clip_inputs=True)).eval()
+    network.set_input_bounds(torch.tensor([-2.0, 0, 0, 0, 0, 0, 0]), torch.full((7,), 1.0))
+    first, membership = level_blocks(TWO_BLOCKS)
+    shares = torch.tensor([0.5, 0.3, 0.2, 0.9, 0.1])
+    network.set_unseen_fill(first, membership, shares)
+    x = _one_hot_rows(256, seed=1)
+    # The fill as it was: every row, clipped with maximum(minimum(...)) and concatenated.
+    clipped = torch.maximum(torch.minimum(x, network.input_high), network.input_low)
+    levels = clipped[:, first:]
+    unseen = (levels @ membership < 0.5).float()
+    assert 0 < int(unseen.amax(dim=1).sum()) < len(x)
+    filled = torch.cat([clipped[:, :first], levels + (unseen @ membership.T) * shares], dim=1)
+    with torch.no_grad():
+        assert torch.equal(network.encode(x), network.encoder(filled))
+        assert torch.equal(network.encode(x[:0]), network.encoder(filled[:0]))
+        seen_only = x[unseen.amax(dim=1) == 0]
+        assert torch.equal(network.encode(seen_only), network.encoder(seen_only.clamp(-2.0, 1.0)))
