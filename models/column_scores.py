@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from models.network import OneHotLevels, block_sums
 from models.preprocessing import NORMAL_IQR, FeatureLayout
 
 ERROR_NORMALIZATIONS = ("surprise", "none", "validation_mean")
@@ -245,39 +246,24 @@ class TorchColumnScorer:
         self.block_rows = [(a - self.first_level, b - self.first_level) for a, b, _ in self.blocks]
         self.marginal_offset = tensor(scorer.marginal_offset)
 
-    def _block_sums(
-        self, levels: torch.Tensor, weights: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """(n_levels, n) transposed one-hot rows -> (n, n_blocks): each block's sum of its levels
-        (times ``weights`` (n_levels,)). A block is a contiguous run of rows there, so each sum
-        runs along the n rows; a scatter over the row-major matrix costs several times more. With
-        one-hot values the sums are exact, whatever the order."""
-        sums = levels.new_empty(len(self.blocks), levels.shape[1])
-        for block, (start, stop) in enumerate(self.block_rows):
-            part = levels[start:stop]
-            if weights is not None:
-                part = part * weights[start:stop, None]
-            torch.sum(part, dim=0, out=sums[block])
-        return sums.t()
-
-    def _levels(self, features: torch.Tensor) -> torch.Tensor:
-        """(n, n_features) -> (n_levels, n): the one-hot features, transposed."""
-        return features[:, self.first_level :].t().contiguous()
+    def _levels(self, features: torch.Tensor) -> OneHotLevels:
+        """(n, n_features) -> their :class:`OneHotLevels`."""
+        return OneHotLevels.of(features, self.first_level, self.block_rows)
 
     def unseen_surprise(
-        self, features: torch.Tensor, levels: torch.Tensor | None = None
+        self, features: torch.Tensor, levels: OneHotLevels | None = None
     ) -> torch.Tensor:
         """(n, n_features) preprocessed rows -> (n, n_blocks): the surprise of a level never seen
         at fit where a block is all zero (a value not seen and not grouped as rare), else 0
         (``levels``: :meth:`_levels` of the rows when the caller has it)."""
-        present = self._block_sums(self._levels(features) if levels is None else levels)
+        present = (self._levels(features) if levels is None else levels).present.t()
         return (1.0 - present).clamp_(min=0.0) * self.unknown_surprise
 
     def marginal(
         self,
         features: torch.Tensor,
         unseen: torch.Tensor | None = None,
-        levels: torch.Tensor | None = None,
+        levels: OneHotLevels | None = None,
     ) -> torch.Tensor:
         """(n, n_features) preprocessed rows -> (n, n_columns) marginal surprise in nats
         (``unseen``: :meth:`unseen_surprise` of the rows, ``levels``: their :meth:`_levels`, when
@@ -290,7 +276,8 @@ class TorchColumnScorer:
         if self.blocks:
             if levels is None:
                 levels = self._levels(features)
-            surprise.index_add_(1, self.block_column, self._block_sums(levels, self.level_surprise))
+            level_sums = block_sums(levels.transposed, self.block_rows, self.level_surprise)
+            surprise.index_add_(1, self.block_column, level_sums.t())
             if unseen is None:
                 unseen = self.unseen_surprise(features, levels)
             surprise.index_add_(1, self.block_column, unseen)
@@ -300,7 +287,7 @@ class TorchColumnScorer:
         self,
         member_errors: list[torch.Tensor],
         features: torch.Tensor,
-        levels: torch.Tensor | None = None,
+        levels: OneHotLevels | None = None,
     ) -> torch.Tensor:
         """Raw errors of each member (n, n_columns) and the rows -> (n, n_columns) contributions
         (``levels``: :meth:`_levels` of the rows when the caller has them)."""

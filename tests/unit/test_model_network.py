@@ -5,7 +5,16 @@ import math
 import pytest
 import torch
 
-from models.network import Architecture, ColumnErrors, Dropout, MixedAutoencoder, kl_divergence
+from models.network import (
+    Architecture,
+    ColumnErrors,
+    Dropout,
+    MixedAutoencoder,
+    OneHotLevels,
+    block_sums,
+    kl_divergence,
+    transposed_copy,
+)
 from models.preprocessing import FeatureLayout
 
 # Columns: "amount" (value + missing indicator), "count", "city" (3 levels).
@@ -144,3 +153,40 @@ def test_clipped_inputs_fill_only_unseen_blocks_with_the_same_bits_as_over_all_r
         assert torch.equal(network.encode(x[:0]), network.encoder(filled[:0]))
         seen_only = x[unseen.amax(dim=1) == 0]
         assert torch.equal(network.encode(seen_only), network.encoder(seen_only.clamp(-2.0, 1.0)))
+
+
+def test_block_sums_and_one_hot_levels_of_the_transposed_one_hots():
+    rows = _one_hot_rows(64, seed=2)
+    levels = OneHotLevels.of(rows, 2, [(0, 3), (3, 5)])
+    assert torch.equal(levels.transposed, rows[:, 2:].t())
+    assert levels.transposed.is_contiguous()
+    assert torch.equal(levels.present[0], rows[:, 2:5].sum(dim=1))
+    assert torch.equal(levels.present[1], rows[:, 5:7].sum(dim=1))
+    weights = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    weighted = block_sums(levels.transposed, [(0, 3), (3, 5)], weights)
+    torch.testing.assert_close(weighted[0], rows[:, 2:5] @ weights[:3])
+    torch.testing.assert_close(weighted[1], rows[:, 5:7] @ weights[3:])
+    matrix = torch.randn(5, 3, requires_grad=True)
+    assert torch.equal(transposed_copy(matrix), matrix.t())  # the torch path with a gradient
+
+
+def test_scoring_cross_entropies_match_the_per_block_loop_bit_for_bit():
+    generator = torch.Generator().manual_seed(3)
+    target = _one_hot_rows(256, seed=3)
+    output = torch.randn(256, 7, generator=generator) * 3
+    errors = ColumnErrors(TWO_BLOCKS, "cpu")
+    # The scoring path as it was: every reduction per block over the transposed features.
+    logits, one_hots = output[:, 2:].t().contiguous(), target[:, 2:].t().contiguous()
+    expected = []
+    for start, stop in ((0, 3), (3, 5)):
+        log_probs = torch.log_softmax(logits[start:stop], dim=0)
+        one_hot = one_hots[start:stop]
+        observed = -(one_hot * log_probs).sum(dim=0)
+        expected.append(torch.where(one_hot.sum(dim=0) > 0.5, observed, -log_probs.amin(dim=0)))
+    expected = torch.stack(expected, 1)
+    with torch.no_grad():
+        got = errors._cross_entropies_transposed(output, target)
+        assert torch.equal(got, expected)
+        seen = (target[:, 2:5].sum(1) > 0) & (target[:, 5:].sum(1) > 0)  # no unseen level
+        assert torch.equal(errors._cross_entropies_transposed(output[seen], target[seen]), got[seen])
+    torch.testing.assert_close(got, errors._cross_entropies(output, target))  # the training loss
