@@ -75,3 +75,23 @@ def test_a_rare_level_and_a_set_rare_flag_are_named_first(fitted):
     flags["flag0"] = 1  # the rarest flag (3% of rows) set on rows with no other flag
     named = detector.explain(flags, top_k=3, details=True)
     assert (named.groupby("row")["column"].apply(lambda c: "flag0" in set(c))).mean() >= 0.9
+
+
+@pytest.mark.parametrize("top_k", [1, 3, 8, 9, 40])
+def test_top_indices_is_the_stable_order_of_the_largest_for_every_path(top_k):
+    from models.explanations import top_indices
+
+    rng = np.random.default_rng(0)
+    contributions = rng.exponential(size=(500, 12)).astype(np.float32)
+    contributions[rng.random(contributions.shape) < 0.5] = 0.0  # many ties at 0
+    contributions[:20, :6] = 1.5  # ties above 0
+    contributions[20:40] = 0.0
+    # Largest first, equal values in column order: a stable sort of the negated values.
+    expected = np.argsort(-contributions, axis=1, kind="stable")[:, :top_k]
+    np.testing.assert_array_equal(top_indices(contributions, top_k), expected)
+    # -infinity (and float64) take the partition path: the same order.
+    with_minus_infinity = contributions.astype(np.float64)
+    with_minus_infinity[40:60, 3] = -np.inf
+    expected = np.argsort(-with_minus_infinity, axis=1, kind="stable")[:, :top_k]
+    np.testing.assert_array_equal(top_indices(with_minus_infinity, top_k), expected)
+    assert top_indices(contributions[:0], top_k).shape == (0, min(top_k, 12))
