@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.network import OneHotLevels, block_sums
+from models.network import ColumnSet, OneHotLevels, block_sums
 from models.preprocessing import NORMAL_IQR, FeatureLayout
 
 ERROR_NORMALIZATIONS = ("surprise", "none", "validation_mean")
@@ -234,14 +234,12 @@ class TorchColumnScorer:
         self.n_values = len(layout.value_columns)
         self.value_center = tensor(scorer.value_center)
         self.value_scale = tensor(scorer.value_scale)
-        self.value_column = torch.tensor(layout.value_columns, dtype=torch.long, device=device)
+        self.value_columns = ColumnSet(layout.value_columns, device)
         self.blocks = layout.categorical_blocks
         self.first_level = self.blocks[0][0] if self.blocks else layout.n_features
         self.level_surprise = tensor(scorer.level_surprise)
         self.unknown_surprise = tensor(scorer.unknown_surprise)
-        self.block_column = torch.tensor(
-            [column for _, _, column in self.blocks], dtype=torch.long, device=device
-        )
+        self.block_columns = ColumnSet([column for _, _, column in self.blocks], device)
         # Each block's rows in the transposed (n_levels, n) one-hot matrix.
         self.block_rows = [(a - self.first_level, b - self.first_level) for a, b, _ in self.blocks]
         self.marginal_offset = tensor(scorer.marginal_offset)
@@ -272,15 +270,15 @@ class TorchColumnScorer:
         surprise = features.new_zeros(n_rows, self.n_columns)
         if self.n_values:
             z = (features[:, : self.n_values] - self.value_center) / self.value_scale
-            surprise.index_add_(1, self.value_column, z.square_().mul_(0.5))
+            self.value_columns.add_(surprise, z.square_().mul_(0.5))
         if self.blocks:
             if levels is None:
                 levels = self._levels(features)
             level_sums = block_sums(levels.transposed, self.block_rows, self.level_surprise)
-            surprise.index_add_(1, self.block_column, level_sums.t())
+            self.block_columns.add_(surprise, level_sums.t())
             if unseen is None:
                 unseen = self.unseen_surprise(features, levels)
-            surprise.index_add_(1, self.block_column, unseen)
+            self.block_columns.add_(surprise, unseen)
         return surprise
 
     def __call__(
@@ -302,8 +300,7 @@ class TorchColumnScorer:
         for member, errors in enumerate(member_errors):
             normalised = errors / self.recon_scale[member]
             if unseen is not None:
-                blocks = normalised[:, self.block_column]
-                normalised[:, self.block_column] = torch.maximum(blocks, unseen)
+                self.block_columns.maximum_(normalised, unseen)
             if self.excess:
                 normalised = normalised.sub_(self.recon_offset[member]).clamp_(min=0.0)
             total = normalised if total is None else total.add_(normalised)

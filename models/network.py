@@ -289,6 +289,32 @@ def block_sums(
     return sums
 
 
+class ColumnSet:
+    """Column indices of an (n, n_columns) matrix, added to as one slice when they are one
+    increasing run (a categorical column per block, a value per numeric column usually are): an
+    indexed add over the columns costs several times a slice's. The same arithmetic either way
+    (each element of the run gets its own source value added once)."""
+
+    def __init__(self, indices: Sequence[int], device: torch.device | str):
+        indices = [int(i) for i in indices]
+        self.index = torch.tensor(indices, dtype=torch.long, device=device)
+        run = indices and indices == list(range(indices[0], indices[0] + len(indices)))
+        self.run = slice(indices[0], indices[0] + len(indices)) if run else None
+
+    def add_(self, target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """``target[:, columns] += source`` in place; returns ``target``."""
+        if self.run is None:
+            return target.index_add_(1, self.index, source)
+        target[:, self.run] += source
+        return target
+
+    def maximum_(self, target: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+        """``target[:, columns] = maximum(target[:, columns], floor)`` in place; returns ``target``."""
+        key = self.index if self.run is None else self.run
+        target[:, key] = torch.maximum(target[:, key], floor)
+        return target
+
+
 class OneHotLevels(NamedTuple):
     """A chunk's one-hot features in the layout the scoring reductions run in: ``transposed``
     (n_levels, n), and ``present`` (n_blocks, n) each categorical block's sum of its levels (1 for
@@ -329,6 +355,9 @@ class ColumnErrors:
         self.categorical_column = torch.tensor(
             [column for _, _, column in layout.categorical_blocks], dtype=torch.long, device=device
         )
+        self.categorical_columns = ColumnSet(
+            [column for _, _, column in layout.categorical_blocks], device
+        )
         # Each block's rows in the transposed (n_levels, n) one-hot matrix.
         self.first_level = self.blocks[0][0] if self.blocks else layout.n_features
         self.level_rows = [(a - self.first_level, b - self.first_level) for a, b in self.blocks]
@@ -356,9 +385,10 @@ class ColumnErrors:
         if self.blocks:
             if output.requires_grad:
                 cross_entropies = self._cross_entropies(output, target)
+                errors = errors.index_add(1, self.categorical_column, cross_entropies)
             else:
                 cross_entropies = self._cross_entropies_transposed(output, target, levels)
-            errors = errors.index_add(1, self.categorical_column, cross_entropies)
+                errors = self.categorical_columns.add_(errors, cross_entropies)
         return errors
 
     def _cross_entropies(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

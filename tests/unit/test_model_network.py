@@ -8,6 +8,7 @@ import torch
 from models.network import (
     Architecture,
     ColumnErrors,
+    ColumnSet,
     Dropout,
     MixedAutoencoder,
     OneHotLevels,
@@ -188,5 +189,22 @@ def test_scoring_cross_entropies_match_the_per_block_loop_bit_for_bit():
         got = errors._cross_entropies_transposed(output, target)
         assert torch.equal(got, expected)
         seen = (target[:, 2:5].sum(1) > 0) & (target[:, 5:].sum(1) > 0)  # no unseen level
-        assert torch.equal(errors._cross_entropies_transposed(output[seen], target[seen]), got[seen])
+        assert torch.equal(
+            errors._cross_entropies_transposed(output[seen], target[seen]), got[seen]
+        )
     torch.testing.assert_close(got, errors._cross_entropies(output, target))  # the training loss
+
+
+@pytest.mark.parametrize("columns", [[2, 3, 4], [4, 1, 2], [3, 3]])
+def test_column_set_adds_and_floors_like_the_indexed_operations(columns):
+    generator = torch.Generator().manual_seed(4)
+    target = torch.randn(64, 6, generator=generator)
+    source = torch.randn(len(columns), 64, generator=generator).t()  # a transposed view
+    column_set = ColumnSet(columns, "cpu")
+    assert (column_set.run is not None) == (columns == [2, 3, 4])
+    expected = target.index_add(1, torch.tensor(columns), source)
+    assert torch.equal(column_set.add_(target.clone(), source), expected)
+    if len(set(columns)) == len(columns):
+        floored = target.clone()
+        floored[:, columns] = torch.maximum(floored[:, columns], source)
+        assert torch.equal(column_set.maximum_(target.clone(), source), floored)
