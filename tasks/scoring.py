@@ -262,6 +262,9 @@ def _score_locked(job: _Job, detector: Any) -> ScoreMarker:
                             detector=detector,
                             chunk=chunk,
                         ),
+                        # One prepared chunk waiting (64 MB for 65,536 rows of 246 features):
+                        # the replay is faster than the model, so more would only hold memory.
+                        depth=1,
                         name="read",
                     )
                 )
