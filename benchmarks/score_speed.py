@@ -563,18 +563,23 @@ NOTES = """
 - The floor is the least any scorer must do with the file: decode every column and encode it again.
   Scoring reads the same columns, runs the model and writes 26 columns (ids, scores, flags,
   explanations, 8 latent features).
-- Memory is flat: a reading thread keeps 2 decoded chunks ready, the scoring thread holds one chunk
-  and the writer one; the Parquet reader holds one row group. Peak RSS does not grow with the
-  number of rows: most of it is the interpreter with torch, scikit-learn and pandas loaded plus the
-  model ("RSS before the batch"), the rest is one chunk going through the detector (its 65,536 x
-  246 preprocessed matrix alone is 129 MB in float64, then 64 MB in float32). A smaller
-  `scoring.chunk_rows` lowers the peak proportionally.
+- The pipeline (`tasks.scoring`): a reading thread decodes each chunk and replays its Arrow
+  columns into the model's preprocessed float32 matrix (`tasks.scored_output.prepare_chunk`), the
+  scoring thread runs the model on that matrix (`score_prepared`), and the main thread assembles
+  the output record batch (`chunk_output`) and writes it, with the checksum thread beside them.
+  Splitting the work this way keeps the scoring thread, the slowest stage, to the model alone.
+- Memory is flat: the reading thread keeps one prepared chunk ready, the scoring stage holds the
+  chunk it scores and the next, and the writer one output chunk; the Parquet reader holds one row
+  group. Peak RSS does not grow with the number of rows: most of it is the interpreter with torch,
+  scikit-learn and pandas loaded plus the model ("RSS before the batch"), the rest is the chunks
+  in flight, each with its 65,536 x 246 preprocessed matrix (64 MB in float32; up to four at once
+  since the replay moved to the reading thread: 1,156 MB peak against 941 MB when the scoring
+  thread built its own). A smaller `scoring.chunk_rows` lowers the peak proportionally.
 - Throughput: the scoring module's own work (Arrow output, the Parquet write, the
-  reading thread and the checksum beside it) costs about as much as the floor; the gap to the
-  floor is `detector.score` (models/), which spends its time as the step table shows. On CPU the
-  floor-share target (1/3 in issue 6, 0.4 in issue 14) cannot be met by the pipeline around the model; it needs the model's
-  scoring path to get cheaper. The model's scoring path was reworked after the first measurement
-  (9.6 -> 3.0 µs/row for `detector.score` in one thread, outputs unchanged to float rounding):
+  reading thread and the checksum beside it) costs about as much as the floor; the rest is the
+  model (`detector.score`, models/), which spends its time as the step table shows. The model's
+  scoring path was reworked after the first measurement (9.6 -> 3.0 µs/row for `detector.score`
+  in one thread, outputs unchanged to float rounding):
   1. the fitted `ColumnTransformer` is replayed in numpy from its fitted parameters
      (`models.fast_preprocessing.FastPreprocessor`, bit-identical to scikit-learn's output, tested),
      encoding each categorical column with one hash pass (Arrow's dictionary encoding) and a
@@ -582,11 +587,26 @@ NOTES = """
   2. Arrow columns go straight into that replay (`tasks.row_scoring.ArrowReplay`, what batch
      scoring and `aeflow api` both run), without a pandas frame in between;
   3. top-k names are joined once per distinct column combination, all combinations at once;
-  4. the forward pass runs in cache-sized chunks of 2,048 rows on the CPU, and the per-column
-     errors of scoring reduce over contiguous blocks: each chunk's one-hot features are transposed
-     once and shared by every member's cross-entropies and by the column scorer's level terms
-     (these two changes came after the run above; outputs bit-identical, the scorer's part
-     1.31 -> 0.68 µs/row).
+  4. the forward pass runs in cache-sized pieces of rows on the CPU, and the per-column errors of
+     scoring reduce over contiguous blocks: each piece's one-hot features are transposed once and
+     shared by every member's cross-entropies and by the column scorer's level terms.
+- What brought scoring from 0.27 to 0.43 of the floor (issue 14's 0.4; every change bit-identical:
+  the scored file hashes the same as before them, checked on this batch): the replay moved from
+  the scoring thread to the reading thread and the output assembly to the writing thread (the
+  scoring thread's CPU 6.5 -> 3.7 s for 1M rows with the changes below, in the pair of runs
+  quoted at the end of this item); the clipped encoder
+  input in one clamp pass, its unseen-level fill only on the rows that have an unseen level (almost
+  none) instead of a matrix product and a concatenation over every row; per block only the
+  log-softmax and one sum in the cross-entropies, the known-level test shared with the scorer and
+  the least likely level only taken when a piece has an unseen level; transposing copies through
+  numpy; each block's and value's column added as a slice instead of an indexed add; top-k by
+  repeated argmax instead of a partition; and pieces of 4,096 rows instead of 2,048 (half the torch
+  calls, each a GIL hand-off beside the reading thread). The step profile run alternately on the
+  code before and after (load 3.3-3.8, before the 4,096-row pieces): forward pass + column errors
+  4.35-4.39 -> 3.52-3.61 µs/row, top-k and names 0.78-0.81 -> 0.38-0.41 (this run: 3.01 and 0.36).
+  The share is close to the target and moves with the machine's load (this run had the lead's
+  jobs stopped, another engineer's tests ran at nice 10): an alternating pair of runs right
+  after it (floor 1.9 s each time) gave 0.36 against 0.27 for the code before these changes.
 - Torch threads: the forward pass is run with 1 torch thread per scoring thread on this machine
   (`tasks.scoring.default_torch_threads`: the CPUs left after one for reading and writing, shared
   by the batches scored at once). OpenMP workers spin while they wait, so an all-CPU pool next to
