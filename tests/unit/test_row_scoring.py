@@ -10,7 +10,7 @@ from model_support import fit_tiny_detector
 from tasks.demo_data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, generate_demo_data
 from tasks.frames import feature_frame
 from tasks.io import read_table
-from tasks.row_scoring import ArrowReplay, replay_for, score_rows
+from tasks.row_scoring import ArrowReplay, preprocess_rows, replay_for, score_rows
 
 NUMERIC, CATEGORICAL = list(NUMERIC_COLUMNS), list(CATEGORICAL_COLUMNS)
 TOKENS = ["?", "unknown"]
@@ -133,3 +133,16 @@ def test_a_refitted_detector_gets_a_replay_of_its_new_preprocessing(fitted):
         score_rows(table, detector, NUMERIC, CATEGORICAL),
         detector.score(feature_frame(table, NUMERIC, CATEGORICAL)),
     )
+
+
+def test_rows_preprocessed_first_score_to_the_same_bits(fitted):
+    detector, table = fitted
+    table = _awkward(table)
+    features = preprocess_rows(table, detector, NUMERIC, CATEGORICAL, TOKENS)
+    assert features.dtype == np.float32 and features.shape[0] == table.num_rows
+    _assert_same(
+        score_rows(table, detector, NUMERIC, CATEGORICAL, TOKENS, features=features),
+        score_rows(table, detector, NUMERIC, CATEGORICAL, TOKENS),
+    )
+    # A model without a replay for these columns is scored through the frame.
+    assert preprocess_rows(table, detector, NUMERIC[1:], CATEGORICAL) is None
