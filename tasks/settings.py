@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tasks.output_names import OUTPUT_COLUMNS, PARTITION_COLUMN, reserved_output_name
+
 
 class Section(BaseModel):
     """A settings section: unknown keys are errors, and a section never changes once built."""
@@ -99,6 +101,16 @@ class ColumnsSettings(Section):
             name = getattr(self, role)
             if name is not None and name in features:
                 raise ValueError(f"the {role} column {name!r} must not also be a feature column")
+        for role in ("id", "timestamp"):
+            name = getattr(self, role)
+            if name is not None and reserved_output_name(name):
+                raise ValueError(
+                    f"columns.{role} {name!r} is also the name of a column aeflow writes to every "
+                    f"scored row ({', '.join(OUTPUT_COLUMNS)}, z_0.., and the '{PARTITION_COLUMN}' "
+                    "partition of scored/): the scored files would hold two columns of that name, "
+                    "which pandas and pyarrow cannot read. Rename the column in the batches (or "
+                    "in the CSV export before aeflow ingest) and in this config"
+                )
         if self.label_positive and self.label_negative:
             raise ValueError("give label_positive or label_negative, not both")
         if self.batch_date == "timestamp" and self.timestamp is None:
