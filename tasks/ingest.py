@@ -25,7 +25,7 @@ import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from tasks.csv_records import csv_records
 from tasks.io import Storage, StorageOptions, filesystem, remove
 from tasks.settings import ColumnsSettings
 
@@ -93,15 +94,6 @@ def csv_stem(csv_path: str) -> str:
 
 
 # ------------------------------------------------------------------------------------ reading
-def _data_lines(handle: IO[bytes], comment_prefix: str | None) -> Iterator[bytes]:
-    """The file's lines without comment lines and blank lines, each ending in a newline."""
-    prefix = comment_prefix.encode("utf-8") if comment_prefix else None
-    for line in handle:
-        if not line.strip() or (prefix is not None and line.startswith(prefix)):
-            continue
-        yield line if line.endswith(b"\n") else line + b"\n"
-
-
 def _header_names(line: bytes, fmt: CsvFormat) -> list[str]:
     names = next(csv.reader([line.decode("utf-8")], delimiter=fmt.separator))
     return [n.strip() for n in names] if fmt.strip_whitespace else names
@@ -113,7 +105,7 @@ def _parse_chunk(lines: list[bytes], names: list[str], fmt: CsvFormat, first_row
         table = pacsv.read_csv(
             pa.py_buffer(b"".join(lines)),
             read_options=pacsv.ReadOptions(column_names=names),
-            parse_options=pacsv.ParseOptions(delimiter=fmt.separator),
+            parse_options=pacsv.ParseOptions(delimiter=fmt.separator, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types={name: pa.string() for name in names},
                 null_values=[""],
@@ -243,7 +235,7 @@ def read_csv_tables(
     missing = pa.array(sorted(set(columns.missing_values)), type=pa.string())
     dates = _DateFromParts(*fmt.date_from_parts) if fmt.date_from_parts else None
     with fs.open(inner, "rb") as handle:
-        lines = _data_lines(handle, fmt.comment_prefix)
+        lines = csv_records(handle, fmt.separator, fmt.comment_prefix)
         absent: list[str] = []
         if fmt.header:
             first = next(lines, None)

@@ -358,3 +358,32 @@ def test_nsl_kdd_drops_the_label_leaking_difficulty(shared_datasets):
     )
     assert "difficulty" not in table.column_names and len(table.column_names) == 43
     assert table.schema.field("src_bytes").type == pa.float64()
+
+
+def test_a_bom_and_quoted_newlines_survive_any_chunking(tmp_path):
+    # Excel's "CSV UTF-8" starts with a byte-order mark: it must not become part of the first
+    # column's name (ingest then generated ids of its own beside a '\ufeffid' column). A quoted
+    # value may hold newlines, blank lines, the separator and doubled quotes; a quote inside an
+    # unquoted value is literal; a record is never split between two chunks, and rows are
+    # counted as records, not lines.
+    csv = tmp_path / "export.csv"
+    csv.write_bytes(
+        "\ufeffid;amount;note\n"
+        'r1;1.5;plain\nr2;2;"two\nlines"\nr3;3;"blank\n\nline; and ""quotes"""\n'
+        'r4;4;12" pizza\nr5;5;last\n'.encode()
+    )
+    notes = ["plain", "two\nlines", 'blank\n\nline; and "quotes"', '12" pizza', "last"]
+    for chunk_rows in (1, 2, 1000):
+        table = pa.concat_tables(
+            read_csv_tables(
+                str(csv), CsvFormat(separator=";"), cols("id", None, ["amount"]),
+                chunk_rows=chunk_rows,
+            )
+        )  # fmt: skip
+        assert table.column_names == ["id", "amount", "note"]
+        assert table.column("id").to_pylist() == ["r1", "r2", "r3", "r4", "r5"]
+        assert table.column("amount").to_pylist() == [1.5, 2.0, 3.0, 4.0, 5.0]
+        assert table.column("note").to_pylist() == notes
+    csv.write_bytes(csv.read_bytes().replace(b"r4;4;", b"r4;four;"))
+    with pytest.raises(IngestError, match=r"data row 4, column 'amount': 'four'"):
+        list(read_csv_tables(str(csv), CsvFormat(separator=";"), cols("id", None, ["amount"])))
