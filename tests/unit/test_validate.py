@@ -310,3 +310,34 @@ def test_the_label_is_optional_in_every_batch(tmp_path, suite_path):
         label="label",
     )
     assert missing_feature.status == "quarantined" and "visits" in missing_feature.reason
+
+
+def test_parts_that_disagree_name_the_columns_and_types_that_differ(tmp_path):
+    # A folder batch of 300 columns whose parts "have a different schema" leaves the user
+    # diffing schemas by hand: the reason names each differing column, its types and its part.
+    from tasks.validation.prechecks import read_batch
+
+    table = make_table(40)
+    folder = tmp_path / "2026-01-05"
+    folder.mkdir()
+    pq.write_table(table.slice(0, 10), folder / "part-0.parquet")
+    pq.write_table(
+        table.slice(10, 10).set_column(
+            3, "visits", table.column("visits").slice(10, 10).cast("double")
+        ),
+        folder / "part-1.parquet",
+    )
+    pq.write_table(table.slice(20, 10).drop_columns(["channel"]), folder / "part-2.parquet")
+    pq.write_table(
+        table.slice(30, 10).append_column("extra", pa.array([1] * 10)), folder / "part-3.parquet"
+    )
+    _, failure = read_batch(BatchRef("2026-01-05", str(folder), 0), None)
+    assert failure["bad_parts"] == ["part-1.parquet", "part-2.parquet", "part-3.parquet"]
+    assert failure["footer_rows"] == 40
+    for said in (
+        "part-1.parquet: 'visits' is double (int64 in part-0.parquet)",
+        "part-2.parquet: 'channel' is absent",
+        "part-3.parquet: 'extra' is not in part-0.parquet",
+        "re-export the batch with one schema",
+    ):
+        assert said in failure["why"], failure["why"]
