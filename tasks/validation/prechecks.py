@@ -271,11 +271,17 @@ def schema_prechecks(
                 why = f"numeric column {name!r} holds text that is not a number"
             else:
                 why = f"numeric column {name!r} is stored as text (the values parse as numbers)"
+        elif pa.types.is_boolean(kind):
+            why = (
+                f"numeric column {name!r} holds booleans; list it under columns.categorical in "
+                "the config (a flag is a two-level category) and redraft the suite, or export "
+                "it as 0/1 numbers"
+            )
         else:
             why = f"numeric column {name!r} has type {kind}, not a number type"
-        failures.append(
-            precheck_failure("numeric_type", why + "; fix the export's column type", **detail)
-        )
+        if not pa.types.is_boolean(kind):
+            why += "; fix the export's column type"
+        failures.append(precheck_failure("numeric_type", why, **detail))
     for name in numeric:
         if name not in present or not pa.types.is_floating(table.schema.field(name).type):
             continue

@@ -341,3 +341,14 @@ def test_parts_that_disagree_name_the_columns_and_types_that_differ(tmp_path):
         "re-export the batch with one schema",
     ):
         assert said in failure["why"], failure["why"]
+
+
+def test_a_boolean_listed_as_numeric_is_told_to_be_categorical():
+    # "has type bool, not a number type; fix the export's column type" sent users to re-export a
+    # flag; listing it as categorical (a two-level category) is the fix in the config.
+    from tasks.validation.prechecks import schema_prechecks
+
+    table = make_table(20).append_column("vip", pa.array([True, False] * 10))
+    (failure,) = schema_prechecks(table, [], None, ["amount", "vip"], "tx_id")
+    assert failure["type"] == "precheck.numeric_type" and failure["column"] == "vip"
+    assert "holds booleans" in failure["why"] and "columns.categorical" in failure["why"]
