@@ -352,3 +352,17 @@ def test_a_boolean_listed_as_numeric_is_told_to_be_categorical():
     (failure,) = schema_prechecks(table, [], None, ["amount", "vip"], "tx_id")
     assert failure["type"] == "precheck.numeric_type" and failure["column"] == "vip"
     assert "holds booleans" in failure["why"] and "columns.categorical" in failure["why"]
+
+
+def test_a_timestamp_without_its_time_zone_is_named_as_such(tmp_path, suite_path):
+    # The reason said only "expect_column_values_to_be_of_type on event_time: observed
+    # datetime64": what the suite wanted (timestamps with a time zone) was left to the report.
+    table = make_table()
+    naive = table.column("event_time").cast(pa.timestamp("us"))
+    batch = write(table.set_column(1, "event_time", naive), tmp_path / "2026-01-02.parquet")
+    outcome = check(batch, suite_path)
+    assert outcome.status == "quarantined"
+    assert (
+        "expect_column_values_to_be_of_type on event_time: observed datetime64, expected "
+        "timestamps with a time zone" in outcome.reason
+    ), outcome.reason
