@@ -101,6 +101,14 @@ class ColumnsSettings(Section):
             name = getattr(self, role)
             if name is not None and name in features:
                 raise ValueError(f"the {role} column {name!r} must not also be a feature column")
+        with_commas = [c for c in features if "," in c]
+        if with_commas:
+            raise ValueError(
+                f"feature column(s) {with_commas} contain ',': top_features names the columns "
+                "that explain a row joined by ',', so a reader could not split it. Rename the "
+                "column in the batches (or in the CSV export before aeflow ingest) and in this "
+                "config"
+            )
         for role in ("id", "timestamp"):
             name = getattr(self, role)
             if name is not None and reserved_output_name(name):

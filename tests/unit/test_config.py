@@ -168,3 +168,11 @@ def test_the_reserved_names_are_the_scored_files_columns():
     schema = output_schema(pa.schema([("my_id", pa.string())]), ["my_id"], latent_dim=12)
     assert all(reserved_output_name(name) for name in [*schema.names[1:], "date"])
     assert not any(reserved_output_name(n) for n in ["my_id", "z", "z_", "z_1a", "dates"])
+
+
+def test_a_feature_name_with_a_comma_is_refused(tmp_path):
+    # top_features joins the names of the columns that explain a row with ',': a column called
+    # "amount, eur" made "amount, eur,country" unsplittable for every alerting job.
+    text = MINIMAL.replace('numeric = ["amount"]', 'numeric = ["amount, eur"]')
+    with pytest.raises(ConfigError, match=r"'amount, eur'.*top_features.*Rename the column"):
+        load_config(write(tmp_path, text))
