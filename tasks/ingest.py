@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from tasks.csv_records import csv_records
+from tasks.csv_text import IngestError, csv_records, text_to_float
 from tasks.io import Storage, StorageOptions, filesystem, remove
 from tasks.settings import ColumnsSettings
 
@@ -47,10 +47,6 @@ SPLITS = ("day", "week", "month")
 CADENCES = ("daily", "weekly", "monthly")
 CSV_EXTENSIONS = ("csv", "txt", "tsv", "dat")
 UTC_MICROS = pa.timestamp("us", tz="UTC")
-
-
-class IngestError(ValueError):
-    """A CSV that cannot be converted as configured; the message names the row and the fix."""
 
 
 @dataclass(frozen=True)
@@ -70,10 +66,18 @@ class CsvFormat:
     drop_columns: tuple[str, ...] = ()
     replace: dict[str, dict[str, str]] = field(default_factory=dict)
     date_from_parts: tuple[str, str, int] | None = None
+    decimal: str = "."
+    thousands: str | None = None
 
     def __post_init__(self) -> None:
         if len(self.separator) != 1:
             raise ValueError(f"separator must be one character, got {self.separator!r}")
+        if len(self.decimal) != 1 or (self.thousands is not None and len(self.thousands) != 1):
+            raise ValueError("the decimal and thousands separators are one character each")
+        if self.decimal == self.thousands:
+            raise ValueError(
+                f"the decimal and thousands separators must differ, both {self.decimal!r}"
+            )
         if not self.header and not self.column_names:
             raise ValueError("a CSV without a header needs column_names (the columns, in order)")
 
@@ -133,26 +137,6 @@ def _replace_values(column: pa.ChunkedArray, mapping: dict[str, str]) -> pa.Chun
     for old, new in mapping.items():
         column = pc.if_else(pc.equal(column, old), pa.scalar(new), column)
     return column
-
-
-def _to_float(
-    column: pa.ChunkedArray, name: str, missing: pa.Array, first_row: int
-) -> pa.ChunkedArray:
-    """Text to float64, missing-value tokens to null; raises naming the first bad row."""
-    column = pc.if_else(pc.is_in(column, value_set=missing), pa.scalar(None, pa.string()), column)
-    try:
-        return column.cast(pa.float64())
-    except pa.ArrowInvalid:
-        for offset, value in enumerate(column.to_pylist()):
-            try:
-                float("nan" if value is None else value)
-            except ValueError:
-                raise IngestError(
-                    f"data row {first_row + offset}, column {name!r}: {value!r} is not a number; "
-                    "fix the CSV, add the token to columns.missing_values, or list the column as "
-                    "categorical"
-                ) from None
-        raise
 
 
 def _to_timestamp(column: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
@@ -353,7 +337,9 @@ def _convert(lines: list[bytes], plan: _ChunkPlan, first_row: int) -> pa.Table:
         if name in fmt.replace:
             column = _replace_values(column, fmt.replace[name])
         if name in numeric:
-            column = _to_float(column, name, missing, first_row)
+            column = text_to_float(
+                column, name, missing, first_row, decimal=fmt.decimal, thousands=fmt.thousands
+            )
         elif name == timestamp_column:
             column = _to_timestamp(column, name)
         arrays[name] = column

@@ -207,6 +207,14 @@ class IngestSettings(Section):
         None,
         description="build the timestamp column from month/day columns (see DatePartsSettings)",
     )
+    decimal: str = Field(
+        ".", description="decimal mark of numeric columns, one character (',' for 12,5)"
+    )
+    thousands: str | None = Field(
+        None,
+        description="thousands separator of numeric columns, removed before reading them "
+        "('.' for 12.345,67; ',' for \"12,345.67\")",
+    )
 
     @model_validator(mode="after")
     def _csv_layout_is_complete(self) -> IngestSettings:

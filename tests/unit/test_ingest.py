@@ -387,3 +387,27 @@ def test_a_bom_and_quoted_newlines_survive_any_chunking(tmp_path):
     csv.write_bytes(csv.read_bytes().replace(b"r4;4;", b"r4;four;"))
     with pytest.raises(IngestError, match=r"data row 4, column 'amount': 'four'"):
         list(read_csv_tables(str(csv), CsvFormat(separator=";"), cols("id", None, ["amount"])))
+
+
+def test_numbers_with_a_decimal_comma_and_thousands_separators_are_read(tmp_path):
+    # A German export writes 12.345,67; an American one 12,345.67 in quotes. Both stopped ingest
+    # ("is not a number") with no way in the config to read them.
+    csv = tmp_path / "de.csv"
+    csv.write_text("id;Betrag\nr1;12.345,67\nr2;-0,5\nr3;\nr4;1.000.000\n")
+    fmt = CsvFormat(separator=";", decimal=",", thousands=".")
+    table = pa.concat_tables(read_csv_tables(str(csv), fmt, cols("id", None, ["Betrag"])))
+    assert table.column("Betrag").to_pylist() == [12345.67, -0.5, None, 1000000.0]
+    csv.write_text('id,amount\nr1,"12,345.67"\nr2,0.5\n')
+    fmt = CsvFormat(thousands=",")
+    table = pa.concat_tables(read_csv_tables(str(csv), fmt, cols("id", None, ["amount"])))
+    assert table.column("amount").to_pylist() == [12345.67, 0.5]
+    with pytest.raises(IngestError, match=r"'12,345.67' is not a number.*ingest.thousands"):
+        list(read_csv_tables(str(csv), CsvFormat(), cols("id", None, ["amount"])))
+    with pytest.raises(ValueError, match="decimal and thousands separators must differ"):
+        CsvFormat(decimal=",", thousands=",")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        'dataset = "de"\n[columns]\nid = "id"\nnumeric = ["Betrag"]\n[validation]\n'
+        'suite = "s.json"\n[ingest]\nseparator = ";"\ndecimal = ","\nthousands = "."\n'
+    )
+    assert csv_format(load_config(cfg)) == CsvFormat(separator=";", decimal=",", thousands=".")

@@ -1,17 +1,25 @@
-"""A CSV export as a stream of records, for :mod:`tasks.ingest`.
+"""A CSV export's text, for :mod:`tasks.ingest`: its records, and numbers as it writes them.
 
 A record is one line, or several when a quoted value holds line breaks; ingest converts records in
 chunks, and a record must never be cut between two chunks. Quoting follows Arrow's CSV parser,
 which parses the chunks: a ``"`` opens a quoted value only at the start of a field (``12" pizza``
-is literal text), and inside one ``""`` is a quote.
+is literal text), and inside one ``""`` is a quote. Numbers may be written with a decimal comma
+and thousands separators (``12.345,67``); :func:`text_to_float` reads them as the config says.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 UTF8_BOM = b"\xef\xbb\xbf"
 QUOTE = b'"'
+
+
+class IngestError(ValueError):
+    """A CSV that cannot be converted as configured; the message names the row and the fix."""
 
 
 def csv_records(
@@ -68,3 +76,38 @@ def _ends_in_quotes(line: bytes, sep: bytes, in_quotes: bool) -> bool:
         elif found == 0 or line[found - len(sep) : found] == sep:
             in_quotes = True
         position = found + 1
+
+
+def text_to_float(
+    column: pa.ChunkedArray,
+    name: str,
+    missing: pa.Array,
+    first_row: int,
+    *,
+    decimal: str = ".",
+    thousands: str | None = None,
+) -> pa.ChunkedArray:
+    """A text column -> float64: missing-value tokens null, ``thousands`` separators removed and
+    the ``decimal`` mark read as a point; raises :class:`IngestError` naming the first bad row."""
+    column = pc.if_else(pc.is_in(column, value_set=missing), pa.scalar(None, pa.string()), column)
+    written = column
+    if thousands:
+        column = pc.replace_substring(column, thousands, "")
+    if decimal != ".":
+        column = pc.replace_substring(column, decimal, ".")
+    try:
+        return column.cast(pa.float64())
+    except pa.ArrowInvalid:
+        for offset, (value, read) in enumerate(
+            zip(written.to_pylist(), column.to_pylist(), strict=True)
+        ):
+            try:
+                float("nan" if read is None else read)
+            except ValueError:
+                raise IngestError(
+                    f"data row {first_row + offset}, column {name!r}: {value!r} is not a number; "
+                    "fix the CSV, add the token to columns.missing_values, list the column as "
+                    "categorical, or for numbers written like 12.345,67 or 12,345.67 set "
+                    "ingest.decimal and ingest.thousands"
+                ) from None
+        raise
