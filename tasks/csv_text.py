@@ -9,6 +9,7 @@ and thousands separators (``12.345,67``); :func:`text_to_float` reads them as th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
@@ -16,6 +17,10 @@ import pyarrow.compute as pc
 
 UTF8_BOM = b"\xef\xbb\xbf"
 QUOTE = b'"'
+UTC_MICROS = pa.timestamp("us", tz="UTC")
+# A time of day followed by a zone offset (Z, +02:00, +0200, -05): the text Arrow reads as an
+# instant. A date alone ('2026-05-01') has none, whatever its '-01' looks like.
+_OFFSET = r"[T ]\d{2}(:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)$"
 
 
 class IngestError(ValueError):
@@ -111,3 +116,30 @@ def text_to_float(
                     "ingest.decimal and ingest.thousands"
                 ) from None
         raise
+
+
+def text_to_timestamp(column: pa.ChunkedArray, name: str, first_row: int) -> pa.ChunkedArray:
+    """ISO-8601 text -> UTC timestamps: values with a zone offset (``Z``, ``+02:00``) are converted
+    to UTC, values without one are taken as UTC, and one column may mix both. Raises
+    :class:`IngestError` naming the first row whose value is not an ISO-8601 date or date-time."""
+    has_offset = pc.match_substring_regex(column, _OFFSET)
+    no_text = pa.scalar(None, pa.string())
+    try:
+        with_offset = pc.if_else(has_offset, column, no_text).cast(UTC_MICROS)
+        without = pc.if_else(has_offset, no_text, column).cast(pa.timestamp("us"))
+    except pa.ArrowInvalid:
+        for offset, value in enumerate(column.to_pylist()):
+            if value is None:
+                continue
+            kind = UTC_MICROS if re.search(_OFFSET, value) else pa.timestamp("us")
+            try:
+                pa.scalar(value).cast(kind)
+            except pa.ArrowInvalid:
+                raise IngestError(
+                    f"data row {first_row + offset}, column {name!r}: {value!r} is not an "
+                    "ISO-8601 date or date-time (YYYY-MM-DD, optionally THH:MM[:SS[.ffffff]] and "
+                    "a zone offset such as Z or +02:00; without one it is taken as UTC); fix "
+                    "the export"
+                ) from None
+        raise
+    return pc.if_else(has_offset, with_offset, without.cast(UTC_MICROS))

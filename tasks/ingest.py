@@ -33,7 +33,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from tasks.csv_text import IngestError, csv_records, text_to_float
+from tasks.csv_text import (
+    UTC_MICROS,
+    IngestError,
+    csv_records,
+    text_to_float,
+    text_to_timestamp,
+)
 from tasks.io import Storage, StorageOptions, filesystem, remove
 from tasks.settings import ColumnsSettings
 
@@ -46,7 +52,6 @@ MONTHS = {
 SPLITS = ("day", "week", "month")
 CADENCES = ("daily", "weekly", "monthly")
 CSV_EXTENSIONS = ("csv", "txt", "tsv", "dat")
-UTC_MICROS = pa.timestamp("us", tz="UTC")
 
 
 @dataclass(frozen=True)
@@ -137,20 +142,6 @@ def _replace_values(column: pa.ChunkedArray, mapping: dict[str, str]) -> pa.Chun
     for old, new in mapping.items():
         column = pc.if_else(pc.equal(column, old), pa.scalar(new), column)
     return column
-
-
-def _to_timestamp(column: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
-    """ISO-8601 text to UTC timestamps (text without an offset is taken as UTC)."""
-    try:
-        return column.cast(UTC_MICROS)
-    except pa.ArrowInvalid:
-        pass
-    try:
-        return column.cast(pa.timestamp("us")).cast(UTC_MICROS)
-    except pa.ArrowInvalid as exc:
-        raise IngestError(
-            f"timestamp column {name!r} holds values that are not ISO-8601 dates: {exc}"
-        ) from None
 
 
 class _DateFromParts:
@@ -341,7 +332,7 @@ def _convert(lines: list[bytes], plan: _ChunkPlan, first_row: int) -> pa.Table:
                 column, name, missing, first_row, decimal=fmt.decimal, thousands=fmt.thousands
             )
         elif name == timestamp_column:
-            column = _to_timestamp(column, name)
+            column = text_to_timestamp(column, name, first_row)
         arrays[name] = column
     return pa.table(arrays)
 

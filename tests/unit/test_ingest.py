@@ -411,3 +411,26 @@ def test_numbers_with_a_decimal_comma_and_thousands_separators_are_read(tmp_path
         'suite = "s.json"\n[ingest]\nseparator = ";"\ndecimal = ","\nthousands = "."\n'
     )
     assert csv_format(load_config(cfg)) == CsvFormat(separator=";", decimal=",", thousands=".")
+
+
+def test_timestamps_with_and_without_an_offset_mix_and_a_bad_one_is_named(tmp_path):
+    # One export held local times with their offset and some without (taken as UTC): ingest
+    # stopped saying the ISO-8601 value '2026-05-01T10:00:00+02:00' was "not ISO-8601".
+    csv = tmp_path / "mixed.csv"
+    csv.write_text(
+        "id,ts,x\na,2026-05-01 10:00:00,1\nb,2026-05-01T10:00:00+02:00,2\nc,,3\n"
+        "d,2026-05-01T23:30Z,4\ne,2026-05-02,5\n"
+    )
+    columns = cols("id", "ts", ["x"])
+    table = pa.concat_tables(read_csv_tables(str(csv), CsvFormat(), columns))
+    assert table.schema.field("ts").type == pa.timestamp("us", tz="UTC")
+    assert [v and v.isoformat() for v in table.column("ts").to_pylist()] == [
+        "2026-05-01T10:00:00+00:00",
+        "2026-05-01T08:00:00+00:00",
+        None,
+        "2026-05-01T23:30:00+00:00",
+        "2026-05-02T00:00:00+00:00",
+    ]
+    csv.write_text(csv.read_text() + "f,01/05/2026 10:00,6\n")
+    with pytest.raises(IngestError, match=r"data row 6, column 'ts': '01/05/2026 10:00' is not"):
+        list(read_csv_tables(str(csv), CsvFormat(), columns))
