@@ -26,8 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
+from tasks.csv_text import iso_to_utc
 from tasks.incoming import BatchRef
 from tasks.io import (
     Storage,
@@ -119,8 +121,12 @@ def earliest_timestamp_date(
     """The UTC date of the batch's earliest timestamp, or None when the column is absent, empty
     or not a date/time. Statistics first; without them the one column is scanned."""
     try:
-        if timestamp_column not in read_schema(path, options).names:
+        schema = read_schema(path, options)
+        if timestamp_column not in schema.names:
             return None
+        kind = schema.field(timestamp_column).type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            return _earliest_iso_text_date(path, timestamp_column, options)
         earliest = _earliest_from_statistics(path, timestamp_column, options)
         if earliest is None:
             minima = [
@@ -138,6 +144,22 @@ def earliest_timestamp_date(
     if isinstance(earliest, dt.date):
         return earliest
     return None
+
+
+def _earliest_iso_text_date(path: str, column: str, options: StorageOptions) -> dt.date | None:
+    """The UTC date of the earliest value of a timestamp column written as ISO-8601 text (an
+    offset converted, none taken as UTC, as ingest reads it), or None when it holds other text
+    or no value. Text sorts by its characters, not its instants, so every value is parsed."""
+    earliest = None
+    for record_batch in iter_record_batches(path, options, columns=[column]):
+        try:
+            stamps = iso_to_utc(record_batch.column(0))
+        except pa.ArrowInvalid:
+            return None
+        found = pc.min(stamps).as_py()
+        if found is not None and (earliest is None or found < earliest):
+            earliest = found
+    return earliest.date() if earliest is not None else None
 
 
 def modified_date(path: str, options: StorageOptions = None) -> dt.date:

@@ -122,11 +122,8 @@ def text_to_timestamp(column: pa.ChunkedArray, name: str, first_row: int) -> pa.
     """ISO-8601 text -> UTC timestamps: values with a zone offset (``Z``, ``+02:00``) are converted
     to UTC, values without one are taken as UTC, and one column may mix both. Raises
     :class:`IngestError` naming the first row whose value is not an ISO-8601 date or date-time."""
-    has_offset = pc.match_substring_regex(column, _OFFSET)
-    no_text = pa.scalar(None, pa.string())
     try:
-        with_offset = pc.if_else(has_offset, column, no_text).cast(UTC_MICROS)
-        without = pc.if_else(has_offset, no_text, column).cast(pa.timestamp("us"))
+        return iso_to_utc(column)
     except pa.ArrowInvalid:
         for offset, value in enumerate(column.to_pylist()):
             if value is None:
@@ -142,4 +139,15 @@ def text_to_timestamp(column: pa.ChunkedArray, name: str, first_row: int) -> pa.
                     "the export"
                 ) from None
         raise
+
+
+def iso_to_utc(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """ISO-8601 text -> timestamp[us, UTC], values with a zone offset converted and the others
+    taken as UTC (see :func:`text_to_timestamp`); raises ``pa.ArrowInvalid`` on other text."""
+    if pa.types.is_large_string(column.type):
+        column = column.cast(pa.string())
+    has_offset = pc.match_substring_regex(column, _OFFSET)
+    no_text = pa.scalar(None, pa.string())
+    with_offset = pc.if_else(has_offset, column, no_text).cast(UTC_MICROS)
+    without = pc.if_else(has_offset, no_text, column).cast(pa.timestamp("us"))
     return pc.if_else(has_offset, with_offset, without.cast(UTC_MICROS))
