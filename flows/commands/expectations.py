@@ -104,6 +104,12 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(
             f"left out {len(dropped)} that no batch could fail (listed under meta.aeflow.dropped)"
         )
+    untyped = suite["meta"]["aeflow"].get("untyped", [])
+    if untyped:
+        print(
+            f"no type check for {untyped}: no reference holds a value of them (listed under "
+            "meta.aeflow.untyped); draft from a batch that has values, or add the check by hand"
+        )
     failed = 0
     for path, reference in zip(args.reference, references, strict=True):
         outcome = _self_check(cfg, reference, output)

@@ -366,3 +366,22 @@ def test_a_timestamp_without_its_time_zone_is_named_as_such(tmp_path, suite_path
         "expect_column_values_to_be_of_type on event_time: observed datetime64, expected "
         "timestamps with a time zone" in outcome.reason
     ), outcome.reason
+
+
+def test_a_reference_column_without_any_value_is_drafted_without_a_type(tmp_path):
+    # pandas writes an all-None object column as Arrow's null type: init stopped with "cannot
+    # draft a type check for Arrow type null" without naming the column, and no suite at all.
+    table = make_table(50).append_column("promo_code", pa.nulls(50))
+    suite = draft_suite(table, name="shop", columns=COLUMNS)
+    assert suite["meta"]["aeflow"]["untyped"] == ["promo_code"]
+    on_promo = [e for e in suite["expectations"] if e["kwargs"].get("column") == "promo_code"]
+    assert "type" not in " ".join(e["type"] for e in on_promo)
+    path = tmp_path / "shop.json"
+    path.write_text(suite_json(suite))
+    later = make_table(50, seed=1).append_column("promo_code", pa.array(["X1"] * 50))
+    assert check(write(later, tmp_path / "later.parquet"), str(path)).accepted
+    with pytest.raises(ValueError, match=r"column 'when': cannot draft a type check"):
+        draft_suite(
+            make_table(5).append_column("when", pa.array([1, 2, 3, 4, 5], pa.time32("s"))),
+            name="shop", columns=COLUMNS,
+        )  # fmt: skip
