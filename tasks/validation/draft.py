@@ -464,6 +464,16 @@ def draft_suite(
                         mostly=_floor_share(0.5 * (1 - null_share)),
                     )
                 )
+            if all(c.null_count == len(c) for c in columns):
+                expectations.append(
+                    _expectation(
+                        "expect_column_values_to_be_null",
+                        "warning",
+                        "no reference holds a value: values arriving here are new to the model, "
+                        "which learnt nothing from this column",
+                        column=column_name,
+                    )
+                )
             allowed = _null_allowance(null_share, settings.null_margin)
             rule = f"2 x {emptiest} ({null_share:.4f}) + {settings.null_margin:g}"
             if allowed < 2 * null_share + settings.null_margin:
