@@ -162,6 +162,30 @@ def _earliest_iso_text_date(path: str, column: str, options: StorageOptions) -> 
     return earliest.date() if earliest is not None else None
 
 
+def timestamp_dating_problem(column: pa.ChunkedArray | pa.Array, name: str) -> str | None:
+    """Why a reference's timestamp column ``name`` cannot date batches (not a date/time, nor
+    ISO-8601 text), or None when it can."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind) or pa.types.is_null(kind):
+        return None
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        try:
+            iso_to_utc(column.cast(pa.string()))
+            return None
+        except pa.ArrowInvalid:
+            what = "text that is not ISO-8601"
+    else:
+        what = f"{kind}"
+    return (
+        f"columns.timestamp {name!r} is {what} in the reference, not a date/time: it cannot date "
+        "batches, which are then dated by a date in their id, else their arrival (the day the "
+        "file was written). Export it as a timestamp or ISO-8601 text (aeflow ingest converts "
+        "ISO text), or leave columns.timestamp out"
+    )
+
+
 def modified_date(path: str, options: StorageOptions = None) -> dt.date:
     """The UTC date the batch was last written: the newest modification time of its files."""
     fs, _ = filesystem(path, options)

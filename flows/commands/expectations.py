@@ -71,6 +71,7 @@ def _self_check(cfg: PipelineConfig, reference: pa.Table, suite_path: str) -> An
 
 def cmd_init(args: argparse.Namespace) -> int:
     from flows.config import load_config
+    from tasks.batch_dates import timestamp_dating_problem
     from tasks.io import exists, write_text_atomic
     from tasks.validation import DraftSettings, describe_failures, draft_suite, suite_json
 
@@ -104,6 +105,11 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(
             f"left out {len(dropped)} that no batch could fail (listed under meta.aeflow.dropped)"
         )
+    timestamp = cfg.columns.timestamp
+    if timestamp and timestamp in references[0].schema.names:
+        problem = timestamp_dating_problem(references[0].column(timestamp), timestamp)
+        if problem:
+            print(f"warning: {problem}")
     untyped = suite["meta"]["aeflow"].get("untyped", [])
     if untyped:
         print(
