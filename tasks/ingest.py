@@ -17,6 +17,7 @@ been read, so a failed ingest never leaves half a file to be scored.
 from __future__ import annotations
 
 import calendar
+import codecs
 import csv
 import datetime as dt
 import itertools
@@ -73,8 +74,16 @@ class CsvFormat:
     date_from_parts: tuple[str, str, int] | None = None
     decimal: str = "."
     thousands: str | None = None
+    encoding: str = "utf-8"
 
     def __post_init__(self) -> None:
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding {self.encoding!r}; use a Python codec name such as 'utf-8', "
+                "'cp1252' or 'latin-1'"
+            ) from None
         if len(self.separator) != 1:
             raise ValueError(f"separator must be one character, got {self.separator!r}")
         if len(self.decimal) != 1 or (self.thousands is not None and len(self.thousands) != 1):
@@ -210,7 +219,13 @@ def read_csv_tables(
     missing = pa.array(sorted(set(columns.missing_values)), type=pa.string())
     dates = _DateFromParts(*fmt.date_from_parts) if fmt.date_from_parts else None
     with fs.open(inner, "rb") as handle:
-        lines = csv_records(handle, fmt.separator, fmt.comment_prefix)
+        lines = csv_records(
+            handle,
+            fmt.separator,
+            fmt.comment_prefix,
+            encoding=fmt.encoding,
+            source=posixpath.basename(str(csv_path)),
+        )
         absent: list[str] = []
         if fmt.header:
             first = next(lines, None)

@@ -210,6 +210,9 @@ class IngestSettings(Section):
     decimal: str = Field(
         ".", description="decimal mark of numeric columns, one character (',' for 12,5)"
     )
+    encoding: str = Field(
+        "utf-8", description="the file's text encoding, e.g. 'cp1252' or 'latin-1' (utf-8)"
+    )
     thousands: str | None = Field(
         None,
         description="thousands separator of numeric columns, removed before reading them "

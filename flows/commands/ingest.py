@@ -29,6 +29,7 @@ def csv_format(cfg: PipelineConfig) -> CsvFormat:
         date_from_parts=(parts.month, parts.day, parts.first_year) if parts else None,
         decimal=ingest.decimal,
         thousands=ingest.thousands,
+        encoding=ingest.encoding,
     )
 
 

@@ -434,3 +434,19 @@ def test_timestamps_with_and_without_an_offset_mix_and_a_bad_one_is_named(tmp_pa
     csv.write_text(csv.read_text() + "f,01/05/2026 10:00,6\n")
     with pytest.raises(IngestError, match=r"data row 6, column 'ts': '01/05/2026 10:00' is not"):
         list(read_csv_tables(str(csv), CsvFormat(), columns))
+
+
+def test_a_file_in_another_encoding_is_named_and_read_with_ingest_encoding(tmp_path):
+    # A Latin-1 export stopped ingest with "'utf-8' codec can't decode byte 0xf6 in position 5"
+    # (no file, no line, no fix).
+    csv = tmp_path / "latin1.csv"
+    csv.write_bytes("id;Größe;Stadt\nr1;1,5;München\nr2;2;Köln\n".encode("latin-1"))
+    columns = ColumnsSettings(id="id", numeric=["Größe"], categorical=["Stadt"])
+    with pytest.raises(IngestError, match=r"latin1.csv line 1 is not UTF-8.*ingest.encoding"):
+        list(read_csv_tables(str(csv), CsvFormat(separator=";", decimal=","), columns))
+    fmt = CsvFormat(separator=";", decimal=",", encoding="latin-1")
+    table = pa.concat_tables(read_csv_tables(str(csv), fmt, columns))
+    assert table.column_names == ["id", "Größe", "Stadt"]
+    assert table.column("Stadt").to_pylist() == ["München", "Köln"]
+    with pytest.raises(ValueError, match="unknown encoding 'latin-9000'"):
+        CsvFormat(encoding="latin-9000")
