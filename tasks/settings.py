@@ -11,6 +11,7 @@ flows -> tasks -> models. Every section forbids unknown keys, so a typo is an er
 
 from __future__ import annotations
 
+import codecs
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -230,6 +231,18 @@ class IngestSettings(Section):
         if self.header and self.column_names:
             raise ValueError(
                 "give ingest.column_names only for a CSV without a header (set header = false)"
+            )
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(
+                f"ingest.encoding: unknown encoding {self.encoding!r}; use a Python codec name "
+                "such as 'utf-8', 'cp1252' or 'latin-1'"
+            ) from None
+        if len(self.decimal) != 1 or self.decimal == self.thousands:
+            raise ValueError(
+                "ingest.decimal is one character, and ingest.thousands another (or none), got "
+                f"{self.decimal!r} and {self.thousands!r}"
             )
         return self
 

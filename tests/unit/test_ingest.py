@@ -450,3 +450,10 @@ def test_a_file_in_another_encoding_is_named_and_read_with_ingest_encoding(tmp_p
     assert table.column("Stadt").to_pylist() == ["München", "Köln"]
     with pytest.raises(ValueError, match="unknown encoding 'latin-9000'"):
         CsvFormat(encoding="latin-9000")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        'dataset = "de"\n[columns]\nid = "id"\nnumeric = ["x"]\n[validation]\nsuite = "s.json"\n'
+        '[ingest]\nencoding = "latin-9000"\n'
+    )
+    with pytest.raises(ValueError, match=r"ingest.encoding.*unknown encoding 'latin-9000'"):
+        load_config(cfg)
