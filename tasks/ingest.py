@@ -112,9 +112,15 @@ def csv_stem(csv_path: str) -> str:
 
 
 # ------------------------------------------------------------------------------------ reading
+# A header field without a name (a trailing separator) becomes this, then column <n>; its values
+# must all be empty, and it is not carried into the batches.
+UNNAMED = "\x00unnamed column "
+
+
 def _header_names(line: bytes, fmt: CsvFormat) -> list[str]:
     names = next(csv.reader([line.decode("utf-8")], delimiter=fmt.separator))
-    return [n.strip() for n in names] if fmt.strip_whitespace else names
+    names = [n.strip() for n in names] if fmt.strip_whitespace else names
+    return [n if n.strip() else f"{UNNAMED}{i}" for i, n in enumerate(names, 1)]
 
 
 def _parse_chunk(lines: list[bytes], names: list[str], fmt: CsvFormat, first_row: int) -> pa.Table:
@@ -337,7 +343,13 @@ def _convert(lines: list[bytes], plan: _ChunkPlan, first_row: int) -> pa.Table:
     if dates is not None:
         arrays[timestamp_column] = dates(raw, first_row)
     for name in names:
-        if name in fmt.drop_columns:
+        if name.startswith(UNNAMED) and raw.column(name).null_count < raw.num_rows:
+            row = pc.index(pc.is_valid(raw.column(name)), True).as_py()
+            raise IngestError(
+                f"data row {first_row + row}: column {name.removeprefix(UNNAMED)} has no name "
+                f"but a value, {raw.column(name)[row].as_py()!r}; name it in the CSV's header"
+            )
+        if name in fmt.drop_columns or name.startswith(UNNAMED):
             continue
         column = raw.column(name)
         if name in fmt.replace:

@@ -457,3 +457,16 @@ def test_a_file_in_another_encoding_is_named_and_read_with_ingest_encoding(tmp_p
     )
     with pytest.raises(ValueError, match=r"ingest.encoding.*unknown encoding 'latin-9000'"):
         load_config(cfg)
+
+
+def test_a_trailing_separator_adds_no_nameless_column(tmp_path):
+    # 'id;x;city;' (a trailing separator, common in ERP exports) made a column named '' in every
+    # batch, which the suite and the model then carried; a nameless column with values is named.
+    csv = tmp_path / "trailing.csv"
+    csv.write_text("id;x;city;\r\nr1;1;a;\r\nr2;2;b;\r\n")
+    columns = cols("id", None, ["x"])
+    table = pa.concat_tables(read_csv_tables(str(csv), CsvFormat(separator=";"), columns))
+    assert table.column_names == ["id", "x", "city"] and table.num_rows == 2
+    csv.write_text("id;x;city;\nr1;1;a;\nr2;2;b;oops\n")
+    with pytest.raises(IngestError, match=r"data row 2: column 4 has no name but a value, 'oops'"):
+        list(read_csv_tables(str(csv), CsvFormat(separator=";"), columns))
