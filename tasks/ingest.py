@@ -476,12 +476,15 @@ def _period_keys(stamps: pa.ChunkedArray, split_by: str) -> np.ndarray:
 
 
 def _write_by_period(
-    staged: _StagedBatches, prefix: str, table: pa.Table, timestamp_column: str, split_by: str
+    staged: _StagedBatches, prefix: str, table: pa.Table, column: str, split_by: str, first_row: int
 ) -> None:
-    stamps = table.column(timestamp_column)
+    """``table`` (from data row ``first_row`` on) into one batch per period of ``column``."""
+    stamps = table.column(column)
     if stamps.null_count:
+        row = first_row + pc.index(pc.is_null(stamps), True).as_py()
         raise IngestError(
-            f"{stamps.null_count} row(s) have no {timestamp_column!r}; cannot split by {split_by}"
+            f"data row {row} has no {column!r} (the first such row), so it "
+            f"belongs to no {split_by}; fix the CSV, or cut it with --batch-rows N --start-date D"
         )
     keys = _period_keys(stamps, split_by)
     # Periods in order of first appearance: a chronological file fills each batch in turn.
@@ -571,10 +574,11 @@ def ingest_csv(
     whole = prefix if first_day is None else f"{prefix}-{first_day.isoformat()}"
     staged = _StagedBatches(storage)
     try:
-        part, part_rows = 1, 0
+        part, part_rows, first_row = 1, 0, 1
         for table in tables:
             if split_by is not None:
-                _write_by_period(staged, prefix, table, timestamp_column, split_by)
+                _write_by_period(staged, prefix, table, timestamp_column, split_by, first_row)
+                first_row += table.num_rows
             elif batch_rows is None:
                 staged.write(whole, table)
             else:

@@ -470,3 +470,17 @@ def test_a_trailing_separator_adds_no_nameless_column(tmp_path):
     csv.write_text("id;x;city;\nr1;1;a;\nr2;2;b;oops\n")
     with pytest.raises(IngestError, match=r"data row 2: column 4 has no name but a value, 'oops'"):
         list(read_csv_tables(str(csv), CsvFormat(separator=";"), columns))
+
+
+def test_a_row_without_a_timestamp_is_named_when_splitting_by_period(tmp_path):
+    csv = tmp_path / "nullts.csv"
+    csv.write_text(
+        "id,ts,x\na,2026-05-01T10:00:00Z,1\nb,2026-05-01T11:00:00Z,2\nc,,3\nd,2026-05-02,4\n"
+    )
+    with pytest.raises(
+        IngestError, match=r"data row 3 has no .ts. \(the first such row\).*--batch-rows"
+    ):
+        ingest_csv(
+            str(csv), storage=Storage(str(tmp_path), "ds"), fmt=CsvFormat(),
+            columns=cols("id", "ts", ["x"]), batching=Batching(split_by="day"), chunk_rows=2,
+        )  # fmt: skip
