@@ -10,8 +10,10 @@ and thousands separators (``12.345,67``); :func:`text_to_float` reads them as th
 from __future__ import annotations
 
 import codecs
+import io
 import re
 from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,31 +30,52 @@ class IngestError(ValueError):
     """A CSV that cannot be converted as configured; the message names the row and the fix."""
 
 
-def csv_records(
-    lines: Iterable[bytes],
-    separator: str,
-    comment_prefix: str | None = None,
-    *,
-    encoding: str = "utf-8",
-    source: str = "the CSV",
+def utf8_lines(
+    handle: BinaryIO, encoding: str = "utf-8", source: str = "the CSV"
 ) -> Iterator[bytes]:
-    """The records of a CSV file read as binary ``lines``, each ending in a newline, in UTF-8.
+    """The lines of a binary file in ``encoding``, as UTF-8 bytes.
 
-    A UTF-8 byte-order mark before the first line (Excel's "CSV UTF-8") is dropped, so it does not
-    become part of the first column's name. Lines in another ``encoding`` are converted; a line
-    that is not text in it raises :class:`IngestError` naming ``source``, the line and the fix.
+    A UTF-8 byte-order mark (Excel's "CSV UTF-8") is dropped, so it does not become part of the
+    first column's name; other encodings are decoded by Python's codec (a UTF-16 file's mark
+    included). A line that is not text in ``encoding`` raises :class:`IngestError` naming
+    ``source``, the line and the fix.
+    """
+    utf8 = codecs.lookup(encoding).name == "utf-8"
+    done = 0  # lines read whole
+    try:
+        if utf8:
+            for line in handle:
+                if done == 0 and line.startswith(UTF8_BOM):
+                    line = line[len(UTF8_BOM) :]
+                line.decode("utf-8")
+                done += 1
+                yield line
+        else:
+            for line in io.TextIOWrapper(handle, encoding=encoding, newline=""):
+                done += 1
+                yield line.encode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IngestError(
+            f"{source} line {done + 1} is not {'UTF-8' if utf8 else encoding} "
+            f"text ({exc.reason} at byte {exc.start} of {'the line' if utf8 else 'a block'}); "
+            "set ingest.encoding to the file's encoding (e.g. 'cp1252' or 'latin-1' for Western "
+            "European exports, 'utf-16' for Excel's Unicode text) or convert the file to UTF-8"
+        ) from None
+
+
+def csv_records(
+    lines: Iterable[bytes], separator: str, comment_prefix: str | None = None
+) -> Iterator[bytes]:
+    """The records of a CSV file's UTF-8 ``lines`` (:func:`utf8_lines`), each ending in a newline.
+
     Blank lines and lines starting with ``comment_prefix`` between records are skipped; inside a
     quoted value they are data. A quoted value still open at the end of the file is yielded as it
     is, for the parser to name.
     """
     prefix = comment_prefix.encode("utf-8") if comment_prefix else None
     sep = separator.encode("utf-8")
-    utf8 = codecs.lookup(encoding).name == "utf-8"
     pending: list[bytes] = []
-    for number, line in enumerate(lines):
-        if number == 0 and utf8 and line.startswith(UTF8_BOM):
-            line = line[len(UTF8_BOM) :]
-        line = _as_utf8(line, encoding, utf8, source, number + 1)
+    for line in lines:
         if not pending:
             if not line.strip() or (prefix is not None and line.startswith(prefix)):
                 continue
@@ -69,19 +92,6 @@ def csv_records(
         pending.append(line)
     if pending:
         yield _terminated(b"".join(pending))
-
-
-def _as_utf8(line: bytes, encoding: str, utf8: bool, source: str, number: int) -> bytes:
-    try:
-        text = line.decode(encoding)
-    except UnicodeDecodeError as exc:
-        raise IngestError(
-            f"{source} line {number} is not {'UTF-8' if utf8 else encoding} text (byte "
-            f"{line[exc.start : exc.start + 1]!r} at position {exc.start}); set ingest.encoding "
-            "to the file's encoding (e.g. 'cp1252' or 'latin-1' for Western European exports) or "
-            "convert the file to UTF-8"
-        ) from None
-    return line if utf8 else text.encode("utf-8")
 
 
 def _terminated(record: bytes) -> bytes:

@@ -40,6 +40,7 @@ from tasks.csv_text import (
     csv_records,
     text_to_float,
     text_to_timestamp,
+    utf8_lines,
 )
 from tasks.io import Storage, StorageOptions, filesystem, remove
 from tasks.settings import ColumnsSettings
@@ -225,13 +226,8 @@ def read_csv_tables(
     missing = pa.array(sorted(set(columns.missing_values)), type=pa.string())
     dates = _DateFromParts(*fmt.date_from_parts) if fmt.date_from_parts else None
     with fs.open(inner, "rb") as handle:
-        lines = csv_records(
-            handle,
-            fmt.separator,
-            fmt.comment_prefix,
-            encoding=fmt.encoding,
-            source=posixpath.basename(str(csv_path)),
-        )
+        text = utf8_lines(handle, fmt.encoding, posixpath.basename(str(csv_path)))
+        lines = csv_records(text, fmt.separator, fmt.comment_prefix)
         absent: list[str] = []
         if fmt.header:
             first = next(lines, None)

@@ -450,6 +450,11 @@ def test_a_file_in_another_encoding_is_named_and_read_with_ingest_encoding(tmp_p
     assert table.column("Stadt").to_pylist() == ["München", "Köln"]
     with pytest.raises(ValueError, match="unknown encoding 'latin-9000'"):
         CsvFormat(encoding="latin-9000")
+    # Excel's "Unicode text": UTF-16 with its byte-order mark, tab-separated
+    csv.write_bytes("id\tGröße\tStadt\r\nr1\t1,5\tMünchen\r\n".encode("utf-16"))
+    fmt = CsvFormat(separator="\t", decimal=",", encoding="utf-16")
+    table = pa.concat_tables(read_csv_tables(str(csv), fmt, columns))
+    assert table.to_pylist() == [{"id": "r1", "Größe": 1.5, "Stadt": "München"}]
     cfg = tmp_path / "c.toml"
     cfg.write_text(
         'dataset = "de"\n[columns]\nid = "id"\nnumeric = ["x"]\n[validation]\nsuite = "s.json"\n'
