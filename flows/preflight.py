@@ -31,6 +31,7 @@ def check_config_columns(
     )
     from tasks.io import exists, is_local
     from tasks.validation import read_suite_document
+    from tasks.validation.suite import columns_outside_the_set
 
     cols, opts = cfg.columns, cfg.storage.options
     suite_path = cfg.suite_path
@@ -54,6 +55,10 @@ def check_config_columns(
             "fix the column names in the config",
             "redraft the suite from the data (`aeflow expectations init --force`)",
         ]
+    outside = columns_outside_the_set(document)
+    if outside:
+        problems += [f"{suite_path}: {line}" for line in outside]
+        fixes.append("fix the suite (`aeflow expectations check` lists its problems)")
     if not against_model:  # a run that trains: its labels must read as 0/1
         label_problems = label_rule_problems(
             document, cols.label, cols.label_positive, cols.label_negative

@@ -390,3 +390,23 @@ def test_a_reference_column_without_any_value_is_drafted_without_a_type(tmp_path
             make_table(5).append_column("when", pa.array([1, 2, 3, 4, 5], pa.time32("s"))),
             name="shop", columns=COLUMNS,
         )  # fmt: skip
+
+
+def test_a_suite_check_on_a_column_outside_its_column_set_is_a_suite_problem(tmp_path):
+    # A reviewer's typo ('amout') passed `expectations check`; then every batch was quarantined
+    # for a "missing column" that was the suite's own mistake, even for a warning-level check.
+    suite = drafted(make_table())
+    suite["expectations"].append(
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "amout", "min_value": 0},
+         "severity": "warning"}
+    )  # fmt: skip
+    assert suite_problems(suite) == [
+        f"expectations[{len(suite['expectations']) - 1}] (expect_column_values_to_be_between): "
+        "column 'amout' is not in the suite's column set (did you mean 'amount'?): every batch "
+        "would be quarantined for lacking it; fix the name, or add the column to "
+        "expect_table_columns_to_match_set"
+    ]
+    path = tmp_path / "shop.json"
+    path.write_text(suite_json(suite))
+    with pytest.raises(SuiteError, match="'amout' is not in the suite's column set"):
+        check(write(make_table(), tmp_path / "2026-01-02.parquet"), str(path))
