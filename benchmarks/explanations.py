@@ -17,6 +17,10 @@ multi-column kinds when it is one of the changed columns.
 
     .venv/bin/python benchmarks/explanations.py
     .venv/bin/python benchmarks/explanations.py --tables default --seeds 0 --no-demo --no-write
+    .venv/bin/python benchmarks/explanations.py --grid 0.98,0.99 3,10    # the ranking's ablation
+
+How a row's columns are ranked (``explanation_quantile``, ``explanation_floor``) changes no score,
+so ``--grid`` fits each table once and re-ranks its contributions for every pair.
 
 Writes docs/benchmarks/explanations.md unless ``--no-write``.
 """
@@ -29,6 +33,7 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import markdown_table, write_report  # noqa: E402
 from benchmarks._tables import Table, downstream_table, fit_aeflow, quality_table  # noqa: E402
 from models import AutoencoderDetector  # noqa: E402
-from tasks.explanation_check import check, plant  # noqa: E402
+from tasks.explanation_check import Planting, check, plant  # noqa: E402
 
 TABLES = ("nslkdd", "churn", "attrition", "default", "synthetic", "bank", "bank_random", "adult")
 DOWNSTREAM_ONLY = ("bank", "bank_random", "adult")
@@ -79,7 +84,8 @@ def bank_random(seed: int) -> Table:
     )
 
 
-def table_check(name: str, seed: int, params: dict) -> dict:
+def planted_table(name: str, seed: int, params: dict) -> tuple[Any, pd.DataFrame, Planting]:
+    """(the detector fitted on table ``name``'s training part, that part, the planted rows)."""
     if name == "bank_random":
         table = bank_random(seed)
     elif name in DOWNSTREAM_ONLY:
@@ -90,11 +96,35 @@ def table_check(name: str, seed: int, params: dict) -> dict:
     # Labels of bank and adult are outcomes, not anomalies: every test row may be planted into.
     normal = table.test if name in DOWNSTREAM_ONLY else table.test.loc[table.y_test == 0]
     planting = plant(table.train, normal, table.numeric, table.categorical, seed)
+    return detector, table.train, planting
+
+
+def table_check(name: str, seed: int, params: dict) -> dict:
+    detector, _, planting = planted_table(name, seed, params)
     return check(detector, planting)
 
 
 def demo_check(seed: int, params: dict, rows_per_day: int = 20_000) -> dict:
     """Fit on 6 demo days, explain the injected anomalies of day 7."""
+    detector, _, injected, changed = demo_injected(seed, params, rows_per_day)
+    top = detector.score(injected, top_k=3).top_features
+    first = [names.split(",")[0] for names in top]
+    single = np.array([len(columns) == 1 for columns in changed])
+    hit = np.array([f in columns for f, columns in zip(first, changed, strict=True)])
+    return {
+        "rows": int(len(injected)),
+        "top1": float(hit.mean()),
+        "single_rows": int(single.sum()),
+        "single_top1": float(hit[single].mean()) if single.any() else None,
+        "multi_top1": float(hit[~single].mean()) if (~single).any() else None,
+    }
+
+
+def demo_injected(
+    seed: int, params: dict, rows_per_day: int = 20_000
+) -> tuple[Any, pd.DataFrame, pd.DataFrame, list[set[str]]]:
+    """(the detector fitted on 6 demo days, those days' rows, day 7's injected rows, the columns
+    each injected row had changed)."""
     import tasks.demo_data as demo
 
     touched_per_day: list[dict[str, np.ndarray]] = []
@@ -128,17 +158,49 @@ def demo_check(seed: int, params: dict, rows_per_day: int = 20_000) -> dict:
     test, touched = frames[6], touched_per_day[6]
     injected = np.flatnonzero(test[demo.LABEL_COLUMN].to_numpy() == 1)
     changed = [{column for column, mask in touched.items() if mask[row]} for row in injected]
-    top = detector.score(test.iloc[injected], top_k=3).top_features
-    first = [names.split(",")[0] for names in top]
-    single = np.array([len(columns) == 1 for columns in changed])
-    hit = np.array([f in columns for f, columns in zip(first, changed, strict=True)])
-    return {
-        "rows": int(len(injected)),
-        "top1": float(hit.mean()),
-        "single_rows": int(single.sum()),
-        "single_top1": float(hit[single].mean()) if single.any() else None,
-        "multi_top1": float(hit[~single].mean()) if (~single).any() else None,
-    }
+    return detector, train, test.iloc[injected], changed
+
+
+def ranking_grid(
+    tables: list[str], seeds: list[int], quantiles: list[float], floors: list[float], demo: bool
+) -> list[str]:
+    """Top-1 for every (``explanation_quantile``, ``explanation_floor``) pair: one fit per table
+    and seed (the pair changes no score or contribution, only the ranking), each pair's rank
+    scale refitted from the fit rows' contributions. Markdown lines."""
+    checks = {}  # name -> [(detector, fit-row contributions, planted contributions, hit test)]
+    for name in tables:
+        for seed in seeds:
+            detector, train, planting = planted_table(name, seed, {})
+            columns = list(detector.feature_names_in_)
+            planted = np.array([columns.index(c) for c in planting.column])
+            checks.setdefault(name, []).append(
+                (detector, detector.explain(train, top_k=None).to_numpy(),
+                 detector.explain(planting.rows, top_k=None).to_numpy(),
+                 lambda first, planted=planted: first == planted)
+            )  # fmt: skip
+    if demo:
+        for seed in seeds:
+            detector, train, injected, changed = demo_injected(seed, {})
+            columns = list(detector.feature_names_in_)
+            sets = [{columns.index(c) for c in row} for row in changed]
+            checks.setdefault("demo", []).append(
+                (detector, detector.explain(train, top_k=None).to_numpy(),
+                 detector.explain(injected, top_k=None).to_numpy(),
+                 lambda first, sets=sets: np.array([f in s for f, s in zip(first, sets, strict=True)]))
+            )  # fmt: skip
+    rows = []
+    for quantile in quantiles:
+        for floor in floors:
+            cells = []
+            for runs in checks.values():
+                hits = []
+                for detector, fit_rows, rows_checked, hit in runs:
+                    scorer = detector.column_scorer_.with_rank_scale(fit_rows, quantile, floor)
+                    hits.append(hit(scorer.ranking_key(rows_checked).argmax(axis=1)).mean())
+                cells.append(float(np.mean(hits)))
+            rows.append([quantile, floor, *cells, float(np.mean(cells)), float(np.min(cells))])
+    header = ["explanation_quantile", "explanation_floor", *checks, "mean", "min"]
+    return [markdown_table(header, rows)]
 
 
 def main(argv=None) -> None:
@@ -155,8 +217,20 @@ def main(argv=None) -> None:
         help="detector parameters overriding the defaults in every fit, e.g. "
         "'{\"typical_error_floor\": 0.1}' (with --no-write, to compare with the doc's table)",
     )
+    parser.add_argument(
+        "--grid",
+        nargs=2,
+        metavar=("QUANTILES", "FLOORS"),
+        help="print top-1 for each explanation_quantile x explanation_floor pair instead, e.g. "
+        "'0.95,0.98,0.99,0.995' '1,3,10,30' (one fit per table and seed; implies --no-write)",
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
+    if args.grid:
+        torch.set_num_threads(args.threads)
+        quantiles, floors = ([float(v) for v in part.split(",")] for part in args.grid)
+        print("\n".join(ranking_grid(args.tables, args.seeds, quantiles, floors, not args.no_demo)))
+        return
     if args.params and not args.no_write:
         parser.error("--params measures a variant: add --no-write (the doc shows the defaults)")
     torch.set_num_threads(args.threads)

@@ -22,6 +22,13 @@ on every row) is named in most rows' top features. :class:`ColumnScorer` puts ev
 
 A row's score is the sum of its contributions. ``error_normalization="none"`` keeps the raw errors
 (the scoring before issue 14) for comparisons.
+
+Which columns *explain* a row is a second question: a column whose natural values often cost many
+nats (a count that is zero on most rows and anything on the rest, a heavy-tailed amount) would
+otherwise be named first in every row where it is merely being itself. Each row's columns are
+ranked by :meth:`ColumnScorer.ranking_key`: its contribution over what is a high contribution *for
+that column* (its ``explanation_quantile`` on the fit rows, at least ``explanation_floor`` nats).
+The scores and contributions do not change; only the order of ``top_features``.
 """
 
 from __future__ import annotations
@@ -73,6 +80,8 @@ class ColumnScorer:
         marginal_weight: weight of the marginal term.
         column_weights: (n_columns,) user weights (1 by default).
         excess: subtract the offsets and floor at 0 (``"surprise"``) or not.
+        rank_scale: (n_columns,) what a row's contributions are divided by to rank its columns
+            (:meth:`with_rank_scale`); None (a bundle saved before it existed): ranked as they are.
     """
 
     recon_scale: np.ndarray
@@ -85,6 +94,7 @@ class ColumnScorer:
     marginal_weight: float
     column_weights: np.ndarray
     excess: bool
+    rank_scale: np.ndarray | None = None
 
     @classmethod
     def fit(
@@ -143,6 +153,27 @@ class ColumnScorer:
             scorer = _replace(scorer, marginal_offset=np.asarray(offset, dtype=np.float64))
         return scorer
 
+    def with_rank_scale(
+        self, contributions: np.ndarray, quantile: float, floor: float
+    ) -> ColumnScorer:
+        """This scorer with ``rank_scale`` fitted on the fit rows' (n_fit, n_columns)
+        contributions: each column's ``quantile`` of them, at least ``floor`` nats (so a column
+        that is almost never surprising does not turn its first small surprise into the row's
+        main cause)."""
+        if len(contributions):
+            high = np.quantile(contributions.astype(np.float64), quantile, axis=0)
+        else:
+            high = np.zeros(contributions.shape[1])
+        return _replace(self, rank_scale=np.maximum(high, floor))
+
+    def ranking_key(self, contributions: np.ndarray) -> np.ndarray:
+        """(n, n_columns) contributions -> what each row's columns are ranked by for
+        ``top_features``: each contribution over its column's ``rank_scale`` (the contributions
+        themselves without one)."""
+        if self.rank_scale is None:
+            return contributions
+        return contributions / self.rank_scale.astype(contributions.dtype)
+
     def torch_state(self, layout: FeatureLayout, device: torch.device) -> TorchColumnScorer:
         """The tensors :class:`TorchColumnScorer` computes contributions with, on ``device``."""
         return TorchColumnScorer(self, layout, device)
@@ -159,6 +190,7 @@ class ColumnScorer:
             "marginal_weight": self.marginal_weight,
             "column_weights": self.column_weights.tolist(),
             "excess": self.excess,
+            "rank_scale": None if self.rank_scale is None else self.rank_scale.tolist(),
         }
 
     @classmethod
@@ -176,8 +208,12 @@ class ColumnScorer:
                 "column_weights",
             )
         }
+        rank_scale = data.get("rank_scale")
         return cls(
-            **arrays, marginal_weight=float(data["marginal_weight"]), excess=bool(data["excess"])
+            **arrays,
+            marginal_weight=float(data["marginal_weight"]),
+            excess=bool(data["excess"]),
+            rank_scale=None if rank_scale is None else np.asarray(rank_scale, dtype=np.float64),
         )
 
 

@@ -20,7 +20,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from models import calibration
 from models.column_scores import ColumnScorer, ScorerSettings
-from models.detector_params import check_params, library_versions, resolve_device, validation_split
+from models.detector_params import (
+    check_params,
+    column_weight_vector,
+    library_versions,
+    resolve_device,
+    validation_split,
+)
 from models.explanations import (
     ScoreResult,
     explanation_details,
@@ -113,6 +119,8 @@ class AutoencoderDetector(BaseEstimator):
         error_normalization: str = "surprise",
         marginal_weight: float = 0.5,
         typical_error_floor: float = 0.01,
+        explanation_quantile: float = 0.99,
+        explanation_floor: float = 10.0,
         threshold_method: str = "fpr",
         threshold_value: float = 0.01,
         whiten_latent: bool = True,
@@ -150,6 +158,8 @@ class AutoencoderDetector(BaseEstimator):
         self.error_normalization = error_normalization
         self.marginal_weight = marginal_weight
         self.typical_error_floor = typical_error_floor
+        self.explanation_quantile = explanation_quantile
+        self.explanation_floor = explanation_floor
         self.threshold_method = threshold_method
         self.threshold_value = threshold_value
         self.whiten_latent = whiten_latent
@@ -176,19 +186,6 @@ class AutoencoderDetector(BaseEstimator):
                 clip_inputs=self.clip_inputs,
             ),
         )
-
-    def _column_weight_vector(self, columns: Sequence[str]) -> np.ndarray:
-        weights = np.ones(len(columns), dtype=np.float32)
-        for name, weight in (self.column_weights or {}).items():
-            if name not in columns:
-                raise ValueError(
-                    f"column_weights names column {name!r}, which the detector does not use; "
-                    f"use one of {list(columns)}"
-                )
-            if not weight >= 0:
-                raise ValueError(f"column_weights[{name!r}] must be >= 0, got {weight}")
-            weights[list(columns).index(name)] = weight
-        return weights
 
     def _features(self, X) -> torch.Tensor:
         """Frame/array -> (n, n_features) float32 tensor on the detector's device."""
@@ -328,7 +325,7 @@ class AutoencoderDetector(BaseEstimator):
         self.feature_names_in_ = np.asarray([*numeric, *categorical], dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)
         self.layout_ = describe_layout(self.preprocessor_, numeric, categorical)
-        self.column_weights_ = self._column_weight_vector(self.layout_.columns)
+        self.column_weights_ = column_weight_vector(self.column_weights, self.layout_.columns)
 
         features = self._features(normalised)
         train = features[torch.as_tensor(train_rows, device=self.device_)]
@@ -416,9 +413,11 @@ class AutoencoderDetector(BaseEstimator):
         )
         self._prepare_scoring()
         with torch.inference_mode():
-            fit_scores = (
-                self._scorer(member_errors, features).sum(dim=1, dtype=torch.float64).cpu().numpy()
-            )
+            fit_contributions = self._scorer(member_errors, features)
+        fit_scores = fit_contributions.sum(dim=1, dtype=torch.float64).cpu().numpy()
+        self.column_scorer_ = self.column_scorer_.with_rank_scale(
+            fit_contributions.cpu().numpy(), self.explanation_quantile, self.explanation_floor
+        )
         validation_scores = fit_scores[validation_rows]
         self.threshold_, reference, calibrated_on = calibration.calibrate(
             self.threshold_method, self.threshold_value, validation_scores, fit_scores
@@ -507,11 +506,11 @@ class AutoencoderDetector(BaseEstimator):
 
         By default a DataFrame (n, n_columns) indexed like ``X`` with one column per original column
         (``feature_names_in_``; a categorical column's one-hot levels are one column). Rows sum to
-        :meth:`decision_function`. With ``top_k``, each row keeps only its ``top_k`` largest
-        contributions and the others are 0; ``top_k=None`` keeps all of them.
+        :meth:`decision_function`. With ``top_k``, each row keeps its ``top_k`` first columns as
+        ``top_features`` ranks them (``explanation_quantile``); ``top_k=None`` keeps all.
 
         With ``details=True``, a long DataFrame with one row per (input row, rank <= ``top_k``):
-        ``row`` (the index of ``X``), ``rank`` (1 = largest), ``column``, ``contribution``,
+        ``row`` (the index of ``X``), ``rank`` (1 = first), ``column``, ``contribution``,
         ``direction`` (``"above"`` / ``"below"``: the observed numeric or flag value is above or
         below what the model expected; ``"unexpected level"``: a categorical level other than the
         most likely one; ``"as expected"``), ``observed`` and ``expected`` (the model's
@@ -520,14 +519,15 @@ class AutoencoderDetector(BaseEstimator):
         check_is_fitted(self)
         features = self._features(X)
         contributions, _ = self._forward(features)
-        index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(len(contributions))
         if details:
             self._check_top_k(top_k)
+            index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(len(contributions))
             return explanation_details(self, as_frame(X), features, contributions, top_k, index)
         if top_k is not None:
             self._check_top_k(top_k)
             keep = np.zeros_like(contributions, dtype=bool)
-            np.put_along_axis(keep, top_indices(contributions, top_k), True, axis=1)
+            top = top_indices(self.column_scorer_.ranking_key(contributions), top_k)
+            np.put_along_axis(keep, top, True, axis=1)
             contributions = np.where(keep, contributions, np.float32(0))
         index = X.index if isinstance(X, pd.DataFrame) else None
         return pd.DataFrame(contributions, columns=list(self.feature_names_in_), index=index)
@@ -548,8 +548,8 @@ class AutoencoderDetector(BaseEstimator):
             features = torch.from_numpy(features).to(self.device_)
         contributions, latent = self._forward(features)
         scores = contributions.sum(axis=1, dtype=np.float64)
-        names = [str(c) for c in self.feature_names_in_]
-        top_features = top_feature_strings(top_indices(contributions, top_k), names)
+        top = top_indices(self.column_scorer_.ranking_key(contributions), top_k)
+        top_features = top_feature_strings(top, [str(c) for c in self.feature_names_in_])
         return ScoreResult(
             scores=scores,
             percentiles=calibration.percentile(self.reference_scores_, scores),

@@ -51,6 +51,12 @@ Scoring
         almost exactly would otherwise make any small error a huge surprise.
     marginal_weight: weight (>= 0) of each column's marginal surprise (how far its value lies
         from the column's bulk, or how rare its level is) added to its reconstruction surprise.
+Explanations
+    explanation_quantile, explanation_floor: a row's columns are ranked (``top_features``,
+        ``explain``'s ``top_k`` and ranks) by their contribution over what is a high contribution
+        for that column: its ``explanation_quantile`` (in (0, 1]) on the fit rows, at least
+        ``explanation_floor`` nats (> 0). A column whose natural values often cost many nats is
+        then named only when it is unusual for it. Scores and contributions do not change.
     threshold_method, threshold_value: see :func:`models.calibration.fit_threshold`.
 Encoded features
     whiten_latent: ``transform`` returns the code's principal axes, whitened, ordered by
@@ -62,6 +68,7 @@ Runtime
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -168,8 +175,31 @@ def check_params(detector: AutoencoderDetector) -> None:
             raise ValueError(f"{name} must be >= 0, got {getattr(detector, name)}")
     if not detector.typical_error_floor > 0:
         raise ValueError(f"typical_error_floor must be > 0, got {detector.typical_error_floor}")
+    if not 0 < detector.explanation_quantile <= 1:
+        raise ValueError(
+            f"explanation_quantile must be in (0, 1], got {detector.explanation_quantile}"
+        )
+    if not detector.explanation_floor > 0:
+        raise ValueError(f"explanation_floor must be > 0, got {detector.explanation_floor}")
     calibration.check_threshold(detector.threshold_method, detector.threshold_value)
     resolve_device(detector.device)
+
+
+def column_weight_vector(
+    column_weights: dict[str, float] | None, columns: Sequence[str]
+) -> np.ndarray:
+    """(n_columns,) float32 weight of each of ``columns``: 1, or what ``column_weights`` says."""
+    weights = np.ones(len(columns), dtype=np.float32)
+    for name, weight in (column_weights or {}).items():
+        if name not in columns:
+            raise ValueError(
+                f"column_weights names column {name!r}, which the detector does not use; "
+                f"use one of {list(columns)}"
+            )
+        if not weight >= 0:
+            raise ValueError(f"column_weights[{name!r}] must be >= 0, got {weight}")
+        weights[list(columns).index(name)] = weight
+    return weights
 
 
 def library_versions() -> dict[str, str]:

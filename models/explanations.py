@@ -179,7 +179,7 @@ def explanation_details(
 
     layout = detector.layout_
     names = [str(c) for c in detector.feature_names_in_]
-    top = top_indices(contributions, top_k)
+    top = top_indices(detector.column_scorer_.ranking_key(contributions), top_k)
     expected = reconstruction(detector, features)
     inputs = features.double().cpu().numpy()
     observed = normalise_frame(frame, detector.numeric_columns_, detector.categorical_columns_)

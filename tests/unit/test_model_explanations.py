@@ -75,3 +75,70 @@ def test_a_rare_level_and_a_set_rare_flag_are_named_first(fitted):
     flags["flag0"] = 1  # the rarest flag (3% of rows) set on rows with no other flag
     named = detector.explain(flags, top_k=3, details=True)
     assert (named.groupby("row")["column"].apply(lambda c: "flag0" in set(c))).mean() >= 0.9
+
+
+def zero_inflated_frame(n_rows: int = 4000, seed: int = 1) -> pd.DataFrame:
+    """``visits``: 0 on about 90% of rows, an unpredictable heavy-tailed count on the rest (like
+    bank's days since the last contact); ``height`` and ``weight`` move together; ``age`` is
+    uniform between 20 and 70."""
+    rng = np.random.default_rng(seed)
+    factor = rng.normal(size=n_rows)
+    visited = rng.random(n_rows) < 0.1
+    return pd.DataFrame(
+        {
+            "visits": np.where(visited, np.round(np.exp(rng.normal(3.0, 1.0, n_rows))), 0.0),
+            "height": 170 + 10 * factor + 3 * rng.normal(size=n_rows),
+            "weight": 70 + 8 * factor + 3 * rng.normal(size=n_rows),
+            "age": rng.uniform(20, 70, size=n_rows),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def zero_inflated():
+    frame = zero_inflated_frame()
+    train, test = frame.iloc[:3000], frame.iloc[3000:].reset_index(drop=True)
+    # Rows that visited: their natural count costs many nats, like every visiting row's.
+    rows = test[test["visits"] > 0].copy().reset_index(drop=True)
+    rows["age"] += 3 * 18.5  # the cause: 3 robust deviations up, past every training age
+    ranked = AutoencoderDetector(**FAST).fit(train)
+    # A floor above every column's usual high contribution divides every column alike: the
+    # ranking by contribution alone, as before explanation_quantile.
+    by_contribution = AutoencoderDetector(**FAST, explanation_floor=1e9).fit(train)
+    return ranked, by_contribution, rows
+
+
+def test_a_column_often_far_from_its_mode_does_not_outrank_the_cause(zero_inflated):
+    ranked, by_contribution, rows = zero_inflated
+    first = ranked.explain(rows, top_k=1, details=True)["column"]
+    assert (first == "age").mean() >= 0.9
+    # Ranked by contribution alone, the visiting rows' natural counts (hundreds of nats: the
+    # network cannot guess them) take the first place in a fifth of the rows.
+    plain_first = by_contribution.explain(rows, top_k=1, details=True)["column"]
+    assert (plain_first == "visits").mean() >= 0.15
+
+
+def test_the_explanation_ranking_changes_no_score_or_contribution(zero_inflated):
+    ranked, by_contribution, rows = zero_inflated
+    np.testing.assert_array_equal(
+        ranked.explain(rows, top_k=None).to_numpy(),
+        by_contribution.explain(rows, top_k=None).to_numpy(),
+    )
+    np.testing.assert_array_equal(
+        ranked.decision_function(rows), by_contribution.decision_function(rows)
+    )
+    scale = ranked.column_scorer_.rank_scale
+    assert scale.shape == (4,) and (scale >= ranked.explanation_floor).all()
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"explanation_quantile": 0.0}, "explanation_quantile must be in"),
+        ({"explanation_quantile": 1.5}, "explanation_quantile must be in"),
+        ({"explanation_floor": 0.0}, "explanation_floor must be > 0"),
+    ],
+)
+def test_explanation_ranking_parameters_are_checked(params, message):
+    with pytest.raises(ValueError, match=message):
+        AutoencoderDetector(**FAST, **params).fit(zero_inflated_frame(100))

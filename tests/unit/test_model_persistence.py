@@ -116,3 +116,30 @@ def test_a_trusted_object_that_is_not_a_column_transformer_is_refused(saved, tmp
         BundleError, match="must hold a fitted ColumnTransformer, got FunctionTransformer"
     ):
         AutoencoderDetector.load(bundle)
+
+
+def test_a_bundle_saved_before_the_explanation_ranking_keeps_ranking_by_contribution(
+    saved, tmp_path
+):
+    """Bundles saved before ``explanation_quantile`` existed have no ``rank_scale``: they load,
+    score the same and name each row's largest contributions first, as they did."""
+    detector, path = saved
+    old = copy_bundle(path, tmp_path)
+    calibration = json.loads((old / "calibration.json").read_text())
+    del calibration["column_scorer"]["rank_scale"]
+    (old / "calibration.json").write_text(json.dumps(calibration))
+    params = json.loads((old / "params.json").read_text())
+    del params["explanation_quantile"], params["explanation_floor"]
+    (old / "params.json").write_text(json.dumps(params))
+    manifest = json.loads((old / MANIFEST_FILE).read_text())
+    for name in ("calibration.json", "params.json"):
+        manifest["sha256"][name] = _sha256(old / name)
+    (old / MANIFEST_FILE).write_text(json.dumps(manifest))
+
+    loaded = AutoencoderDetector.load(old, device="cpu")
+    assert loaded.column_scorer_.rank_scale is None
+    frame = training_frame(50)
+    result = loaded.score(frame, top_k=1)
+    np.testing.assert_array_equal(result.scores, detector.score(frame).scores)
+    names = np.asarray(loaded.feature_names_in_)
+    assert result.top_features == list(names[result.contributions.argmax(axis=1)])
