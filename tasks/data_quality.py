@@ -161,7 +161,8 @@ def uninformative_columns(
     frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
 ) -> list[str]:
     """One phrase per feature column of ``frame`` (the training rows) that cannot inform the
-    model: no value at all, one value only, or (categorical) id-like."""
+    model: no value at all, one value on every row (one value and nulls is a presence flag, which
+    informs), or (categorical) id-like."""
     found = []
     for name in [*numeric, *categorical]:
         values = frame[name].dropna()
@@ -170,7 +171,7 @@ def uninformative_columns(
         distinct = values.unique()
         if len(values) == 0:
             found.append(f"{name!r} has no value")
-        elif len(distinct) == 1:
+        elif len(distinct) == 1 and len(values) == len(frame):  # with nulls: a presence flag
             value = distinct[0].item() if isinstance(distinct[0], np.generic) else distinct[0]
             found.append(f"{name!r} is constant ({value!r})")
         elif name in categorical and len(distinct) >= max(

@@ -416,12 +416,13 @@ def test_columns_that_cannot_inform_the_model_are_named():
             "x": rng.normal(size=n),
             "const": np.full(n, 1.0),
             "empty": np.full(n, np.nan),
+            "present": np.where(rng.random(n) < 0.5, 3.0, np.nan),  # a presence flag informs
             "city": rng.choice(["a", "b"], n).astype(object),
             "one_level": np.full(n, "EU", dtype=object),
             "user": np.array([f"u{i}" for i in rng.permutation(n)], dtype=object),
         }
     )
-    numeric, categorical = ["x", "const", "empty"], ["city", "one_level", "user"]
+    numeric, categorical = ["x", "const", "empty", "present"], ["city", "one_level", "user"]
     quality = data_quality(frame.iloc[:300], None, frame.iloc[300:], None, numeric, categorical)
     found = [w for w in quality["warnings"] if w.startswith("uninformative")]
     assert len(found) == 1, quality["warnings"]
@@ -433,4 +434,4 @@ def test_columns_that_cannot_inform_the_model_are_named():
         "leave them out of columns.numeric / columns.categorical",
     ):
         assert said in found[0], found[0]
-    assert "'x'" not in found[0] and "'city'" not in found[0]
+    assert all(f"'{c}'" not in found[0] for c in ("x", "present", "city"))
