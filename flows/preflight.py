@@ -19,9 +19,11 @@ def check_config_columns(
 ) -> None:
     """Raise :class:`ConfigError` when the config's columns disagree with the suite or (with
     ``against_model``) with ``model_version``, the champion by default (nothing to compare before
-    the first model is trained). ``suite_required=False``: a run that does not validate (retrain)
+    the first model is trained); without it (a run that trains), also a text label whose anomaly
+    values the config does not name. ``suite_required=False``: a run that does not validate (retrain)
     skips the suite when its file does not exist."""
     from tasks.contract import (
+        label_rule_problems,
         model_column_problems,
         scoring_model_schema,
         suite_column_problems,
@@ -29,6 +31,7 @@ def check_config_columns(
     )
     from tasks.io import exists, is_local
     from tasks.validation import read_suite_document
+    from tasks.validation.suite import columns_outside_the_set
 
     cols, opts = cfg.columns, cfg.storage.options
     suite_path = cfg.suite_path
@@ -36,7 +39,8 @@ def check_config_columns(
     if not suite_required and not exists(suite_path, suite_opts):
         return
     # The column set only: validation checks the whole suite (and pays for importing GX) later.
-    column_set, suite_optional = suite_columns(read_suite_document(suite_path, suite_opts))
+    document = read_suite_document(suite_path, suite_opts)
+    column_set, suite_optional = suite_columns(document)
     roles = {
         "columns.id": [cols.id],
         "columns.timestamp": [cols.timestamp] if cols.timestamp else [],
@@ -45,9 +49,23 @@ def check_config_columns(
     }
     optional = [*([cols.label] if cols.label else []), *suite_optional]
     problems = suite_column_problems(roles, column_set, suite_path, optional)
-    fixes = ["fix the column names in the config"]
+    fixes = []
     if problems:
-        fixes.append("redraft the suite from the data (`aeflow expectations init --force`)")
+        fixes += [
+            "fix the column names in the config",
+            "redraft the suite from the data (`aeflow expectations init --force`)",
+        ]
+    outside = columns_outside_the_set(document)
+    if outside:
+        problems += [f"{suite_path}: {line}" for line in outside]
+        fixes.append("fix the suite (`aeflow expectations check` lists its problems)")
+    if not against_model:  # a run that trains: its labels must read as 0/1
+        label_problems = label_rule_problems(
+            document, cols.label, cols.label_positive, cols.label_negative
+        )
+        if label_problems:
+            problems += label_problems
+            fixes.append("name the label values that mean anomaly in the config")
     if against_model:
         version, schema = scoring_model_schema(storage_of(cfg), model_version)
         found = (
@@ -55,10 +73,16 @@ def check_config_columns(
         )
         if found:
             problems += found
-            fixes.append("train a model on the config's columns (`aeflow train`)")
+            fixes += [
+                "fix the column names in the config",
+                "train a model on the config's columns (`aeflow train`)",
+            ]
     if problems:
         where = cfg.source or "the config"
         raise ConfigError(
             f"{where}: the config's columns do not match the data contract; no batch was read "
-            "or moved:\n  " + "\n  ".join(problems) + "\nto fix: " + "; or ".join(fixes)
+            "or moved:\n  "
+            + "\n  ".join(problems)
+            + "\nto fix: "
+            + "; or ".join(dict.fromkeys(fixes))
         )

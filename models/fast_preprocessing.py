@@ -28,6 +28,7 @@ from models.preprocessing import (
     NUMERIC_IMPUTATIONS,
     _holds_strings,
     _numeric_values,
+    categorical_text,
 )
 
 
@@ -300,13 +301,13 @@ class FastPreprocessor:
     def _level_positions(self, series: pd.Series, j: int) -> np.ndarray:
         """(n,) int64 one-hot position of each value of categorical column ``j`` within the
         categorical features, -1 for an unseen level without a rare group."""
-        if not (_holds_strings(series) or isinstance(series.dtype, pd.CategoricalDtype)):
-            # Other values are matched by their str() form, as normalise_frame does; converting
+        text_categories = isinstance(series.dtype, pd.CategoricalDtype) and _holds_strings(
+            pd.Series(series.cat.categories, dtype=object)
+        )
+        if not (_holds_strings(series) or text_categories):
+            # Other values are matched by their text, as normalise_frame gives it; converting
             # first keeps values that compare equal (1, 1.0, True) apart.
-            missing = series.isna().to_numpy()
-            as_text = series.astype(object).astype(str).to_numpy(dtype=object)
-            as_text[missing] = MISSING_LEVEL
-            series = pd.Series(as_text, dtype=object)
+            series = pd.Series(categorical_text(series), dtype=object)
         codes, uniques = pd.factorize(series, use_na_sentinel=True)
         # The last entry is for code -1 (a missing value).
         return self.level_lookup(j, uniques)[codes]

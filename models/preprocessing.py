@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import MissingIndicator, SimpleImputer
@@ -203,6 +204,30 @@ def _holds_strings(series: pd.Series) -> bool:
     return pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty")
 
 
+def categorical_text(series: pd.Series) -> np.ndarray:
+    """(n,) object array: each value of a categorical column as the text its level is known by,
+    missing values (None, NaN, pd.NA) as :data:`MISSING_LEVEL`.
+
+    The text is Arrow's cast to string, the form every batch read from Parquet gets
+    (``tasks.frames.feature_frame``): ``True`` is ``'true'``, ``1.0`` is ``'1'``. A model trained
+    on batches and the same values in a pandas frame (a notebook, a test) then meet the same
+    levels; Python's ``str()`` would put ``'True'`` and ``'1.0'`` on unseen ones. Values Arrow
+    cannot hold in one column (an object column mixing types) fall back to ``str()``.
+    """
+    missing = series.isna().to_numpy()
+    if _holds_strings(series):
+        # Already strings (the usual scoring frame): skip the per-value conversion.
+        as_text = series.to_numpy(dtype=object, copy=True)
+    else:
+        try:
+            arrow = pa.Array.from_pandas(series).cast(pa.string())
+            as_text = arrow.to_numpy(zero_copy_only=False).astype(object, copy=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            as_text = series.astype(object).astype(str).to_numpy(dtype=object)
+    as_text[missing] = MISSING_LEVEL
+    return as_text
+
+
 def normalise_frame(
     frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
 ) -> pd.DataFrame:
@@ -218,15 +243,7 @@ def normalise_frame(
     for name in numeric:
         data[name] = _numeric_values(frame[columns[name]], name)
     for name in categorical:
-        series = frame[columns[name]]
-        missing = series.isna().to_numpy()
-        if _holds_strings(series):
-            # Already strings (the usual scoring frame): skip the per-value str() conversion.
-            as_text = series.to_numpy(dtype=object, copy=True)
-        else:
-            as_text = series.astype(object).astype(str).to_numpy(dtype=object)
-        as_text[missing] = MISSING_LEVEL
-        data[name] = as_text
+        data[name] = categorical_text(frame[columns[name]])
     return pd.DataFrame(data, index=frame.index, columns=[*numeric, *categorical])
 
 

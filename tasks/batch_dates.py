@@ -26,8 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
+from tasks.csv_text import iso_to_utc
 from tasks.incoming import BatchRef
 from tasks.io import (
     Storage,
@@ -119,8 +121,12 @@ def earliest_timestamp_date(
     """The UTC date of the batch's earliest timestamp, or None when the column is absent, empty
     or not a date/time. Statistics first; without them the one column is scanned."""
     try:
-        if timestamp_column not in read_schema(path, options).names:
+        schema = read_schema(path, options)
+        if timestamp_column not in schema.names:
             return None
+        kind = schema.field(timestamp_column).type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            return _earliest_iso_text_date(path, timestamp_column, options)
         earliest = _earliest_from_statistics(path, timestamp_column, options)
         if earliest is None:
             minima = [
@@ -138,6 +144,46 @@ def earliest_timestamp_date(
     if isinstance(earliest, dt.date):
         return earliest
     return None
+
+
+def _earliest_iso_text_date(path: str, column: str, options: StorageOptions) -> dt.date | None:
+    """The UTC date of the earliest value of a timestamp column written as ISO-8601 text (an
+    offset converted, none taken as UTC, as ingest reads it), or None when it holds other text
+    or no value. Text sorts by its characters, not its instants, so every value is parsed."""
+    earliest = None
+    for record_batch in iter_record_batches(path, options, columns=[column]):
+        try:
+            stamps = iso_to_utc(record_batch.column(0))
+        except pa.ArrowInvalid:
+            return None
+        found = pc.min(stamps).as_py()
+        if found is not None and (earliest is None or found < earliest):
+            earliest = found
+    return earliest.date() if earliest is not None else None
+
+
+def timestamp_dating_problem(column: pa.ChunkedArray | pa.Array, name: str) -> str | None:
+    """Why a reference's timestamp column ``name`` cannot date batches (not a date/time, nor
+    ISO-8601 text), or None when it can."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind) or pa.types.is_null(kind):
+        return None
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        try:
+            iso_to_utc(column.cast(pa.string()))
+            return None
+        except pa.ArrowInvalid:
+            what = "text that is not ISO-8601"
+    else:
+        what = f"{kind}"
+    return (
+        f"columns.timestamp {name!r} is {what} in the reference, not a date/time: it cannot date "
+        "batches, which are then dated by a date in their id, else their arrival (the day the "
+        "file was written). Export it as a timestamp or ISO-8601 text (aeflow ingest converts "
+        "ISO text), or leave columns.timestamp out"
+    )
 
 
 def modified_date(path: str, options: StorageOptions = None) -> dt.date:

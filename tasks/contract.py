@@ -113,3 +113,34 @@ def model_column_problems(
                 f"columns.{role}"
             )
     return problems
+
+
+def label_rule_problems(
+    document: Any, label: str | None, positive: Sequence[str], negative: Sequence[str]
+) -> list[str]:
+    """The label column is text in the suite (a type check of ``str``) but the config does not say
+    which of its values mean anomaly: training would stop at the first labelled batch."""
+    if label is None or positive or negative or not isinstance(document, dict):
+        return []
+    entries = [e for e in document.get("expectations") or [] if isinstance(e, dict)]
+    on_label = [e for e in entries if (e.get("kwargs") or {}).get("column") == label]
+    if not any(
+        e.get("type") == "expect_column_values_to_be_of_type"
+        and (e.get("kwargs") or {}).get("type_") in ("str", "string", "object")
+        for e in on_label
+    ):
+        return []
+    levels = next(
+        (
+            (e.get("kwargs") or {}).get("value_set")
+            for e in on_label
+            if e.get("type") == "expect_column_values_to_be_in_set"
+        ),
+        None,
+    )
+    seen = f" (values {', '.join(repr(v) for v in levels[:10])})" if levels else ""
+    return [
+        f"columns.label {label!r} is text in the suite{seen}, and the config does not say which "
+        "values mean anomaly: set columns.label_positive (those that do) or "
+        "columns.label_negative (those that do not)"
+    ]

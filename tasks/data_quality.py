@@ -151,6 +151,36 @@ def class_balance(train_labels: np.ndarray, holdout_labels: np.ndarray) -> dict[
     return {"train": part(train_labels), "holdout": part(holdout_labels)}
 
 
+# A categorical column with at least this many levels, and at least this share of its rows
+# distinct, is id-like: its levels fall in the rare group, so it tells the model next to nothing.
+ID_LIKE_LEVELS = 50
+ID_LIKE_SHARE = 0.5
+
+
+def uninformative_columns(
+    frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
+) -> list[str]:
+    """One phrase per feature column of ``frame`` (the training rows) that cannot inform the
+    model: no value at all, one value on every row (one value and nulls is a presence flag, which
+    informs), or (categorical) id-like."""
+    found = []
+    for name in [*numeric, *categorical]:
+        values = frame[name].dropna()
+        if name in numeric:
+            values = values[np.isfinite(values.to_numpy(dtype=float))]
+        distinct = values.unique()
+        if len(values) == 0:
+            found.append(f"{name!r} has no value")
+        elif len(distinct) == 1 and len(values) == len(frame):  # with nulls: a presence flag
+            value = distinct[0].item() if isinstance(distinct[0], np.generic) else distinct[0]
+            found.append(f"{name!r} is constant ({value!r})")
+        elif name in categorical and len(distinct) >= max(
+            ID_LIKE_LEVELS, ID_LIKE_SHARE * len(values)
+        ):
+            found.append(f"{name!r} has {len(distinct)} distinct values in {len(values)} rows")
+    return found
+
+
 def data_quality(
     train_frame: pd.DataFrame,
     train_labels: np.ndarray | None,
@@ -162,6 +192,13 @@ def data_quality(
 ) -> dict[str, Any]:
     """Leakage, class balance and shift, plus one readable warning per finding."""
     warnings: list[str] = []
+    useless = uninformative_columns(train_frame, numeric, categorical)
+    if useless:
+        warnings.append(
+            f"uninformative columns in the training rows: {', '.join(useless)}; they cannot "
+            "inform the model and only add noise to its scores and top_features: leave them out "
+            "of columns.numeric / columns.categorical (or bucket an id-like column)"
+        )
     shift = distribution_shift(train_frame, holdout_frame, numeric, categorical)
     shifted = [r for r in shift if (r["psi"] or 0.0) >= PSI_SIGNIFICANT]
     if shifted:

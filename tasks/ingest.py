@@ -17,6 +17,7 @@ been read, so a failed ingest never leaves half a file to be scored.
 from __future__ import annotations
 
 import calendar
+import codecs
 import csv
 import datetime as dt
 import itertools
@@ -25,7 +26,7 @@ import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +34,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from tasks.csv_text import (
+    UTC_MICROS,
+    IngestError,
+    csv_records,
+    text_to_float,
+    text_to_timestamp,
+    utf8_lines,
+)
 from tasks.io import Storage, StorageOptions, filesystem, remove
 from tasks.settings import ColumnsSettings
 
@@ -45,11 +54,6 @@ MONTHS = {
 SPLITS = ("day", "week", "month")
 CADENCES = ("daily", "weekly", "monthly")
 CSV_EXTENSIONS = ("csv", "txt", "tsv", "dat")
-UTC_MICROS = pa.timestamp("us", tz="UTC")
-
-
-class IngestError(ValueError):
-    """A CSV that cannot be converted as configured; the message names the row and the fix."""
 
 
 @dataclass(frozen=True)
@@ -69,10 +73,26 @@ class CsvFormat:
     drop_columns: tuple[str, ...] = ()
     replace: dict[str, dict[str, str]] = field(default_factory=dict)
     date_from_parts: tuple[str, str, int] | None = None
+    decimal: str = "."
+    thousands: str | None = None
+    encoding: str = "utf-8"
 
     def __post_init__(self) -> None:
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding {self.encoding!r}; use a Python codec name such as 'utf-8', "
+                "'cp1252' or 'latin-1'"
+            ) from None
         if len(self.separator) != 1:
             raise ValueError(f"separator must be one character, got {self.separator!r}")
+        if len(self.decimal) != 1 or (self.thousands is not None and len(self.thousands) != 1):
+            raise ValueError("the decimal and thousands separators are one character each")
+        if self.decimal == self.thousands:
+            raise ValueError(
+                f"the decimal and thousands separators must differ, both {self.decimal!r}"
+            )
         if not self.header and not self.column_names:
             raise ValueError("a CSV without a header needs column_names (the columns, in order)")
 
@@ -93,18 +113,15 @@ def csv_stem(csv_path: str) -> str:
 
 
 # ------------------------------------------------------------------------------------ reading
-def _data_lines(handle: IO[bytes], comment_prefix: str | None) -> Iterator[bytes]:
-    """The file's lines without comment lines and blank lines, each ending in a newline."""
-    prefix = comment_prefix.encode("utf-8") if comment_prefix else None
-    for line in handle:
-        if not line.strip() or (prefix is not None and line.startswith(prefix)):
-            continue
-        yield line if line.endswith(b"\n") else line + b"\n"
+# A header field without a name (a trailing separator) becomes this, then column <n>; its values
+# must all be empty, and it is not carried into the batches.
+UNNAMED = "\x00unnamed column "
 
 
 def _header_names(line: bytes, fmt: CsvFormat) -> list[str]:
     names = next(csv.reader([line.decode("utf-8")], delimiter=fmt.separator))
-    return [n.strip() for n in names] if fmt.strip_whitespace else names
+    names = [n.strip() for n in names] if fmt.strip_whitespace else names
+    return [n if n.strip() else f"{UNNAMED}{i}" for i, n in enumerate(names, 1)]
 
 
 def _parse_chunk(lines: list[bytes], names: list[str], fmt: CsvFormat, first_row: int) -> pa.Table:
@@ -113,7 +130,7 @@ def _parse_chunk(lines: list[bytes], names: list[str], fmt: CsvFormat, first_row
         table = pacsv.read_csv(
             pa.py_buffer(b"".join(lines)),
             read_options=pacsv.ReadOptions(column_names=names),
-            parse_options=pacsv.ParseOptions(delimiter=fmt.separator),
+            parse_options=pacsv.ParseOptions(delimiter=fmt.separator, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types={name: pa.string() for name in names},
                 null_values=[""],
@@ -141,40 +158,6 @@ def _replace_values(column: pa.ChunkedArray, mapping: dict[str, str]) -> pa.Chun
     for old, new in mapping.items():
         column = pc.if_else(pc.equal(column, old), pa.scalar(new), column)
     return column
-
-
-def _to_float(
-    column: pa.ChunkedArray, name: str, missing: pa.Array, first_row: int
-) -> pa.ChunkedArray:
-    """Text to float64, missing-value tokens to null; raises naming the first bad row."""
-    column = pc.if_else(pc.is_in(column, value_set=missing), pa.scalar(None, pa.string()), column)
-    try:
-        return column.cast(pa.float64())
-    except pa.ArrowInvalid:
-        for offset, value in enumerate(column.to_pylist()):
-            try:
-                float("nan" if value is None else value)
-            except ValueError:
-                raise IngestError(
-                    f"data row {first_row + offset}, column {name!r}: {value!r} is not a number; "
-                    "fix the CSV, add the token to columns.missing_values, or list the column as "
-                    "categorical"
-                ) from None
-        raise
-
-
-def _to_timestamp(column: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
-    """ISO-8601 text to UTC timestamps (text without an offset is taken as UTC)."""
-    try:
-        return column.cast(UTC_MICROS)
-    except pa.ArrowInvalid:
-        pass
-    try:
-        return column.cast(pa.timestamp("us")).cast(UTC_MICROS)
-    except pa.ArrowInvalid as exc:
-        raise IngestError(
-            f"timestamp column {name!r} holds values that are not ISO-8601 dates: {exc}"
-        ) from None
 
 
 class _DateFromParts:
@@ -243,7 +226,8 @@ def read_csv_tables(
     missing = pa.array(sorted(set(columns.missing_values)), type=pa.string())
     dates = _DateFromParts(*fmt.date_from_parts) if fmt.date_from_parts else None
     with fs.open(inner, "rb") as handle:
-        lines = _data_lines(handle, fmt.comment_prefix)
+        text = utf8_lines(handle, fmt.encoding, posixpath.basename(str(csv_path)))
+        lines = csv_records(text, fmt.separator, fmt.comment_prefix)
         absent: list[str] = []
         if fmt.header:
             first = next(lines, None)
@@ -355,15 +339,23 @@ def _convert(lines: list[bytes], plan: _ChunkPlan, first_row: int) -> pa.Table:
     if dates is not None:
         arrays[timestamp_column] = dates(raw, first_row)
     for name in names:
-        if name in fmt.drop_columns:
+        if name.startswith(UNNAMED) and raw.column(name).null_count < raw.num_rows:
+            row = pc.index(pc.is_valid(raw.column(name)), True).as_py()
+            raise IngestError(
+                f"data row {first_row + row}: column {name.removeprefix(UNNAMED)} has no name "
+                f"but a value, {raw.column(name)[row].as_py()!r}; name it in the CSV's header"
+            )
+        if name in fmt.drop_columns or name.startswith(UNNAMED):
             continue
         column = raw.column(name)
         if name in fmt.replace:
             column = _replace_values(column, fmt.replace[name])
         if name in numeric:
-            column = _to_float(column, name, missing, first_row)
+            column = text_to_float(
+                column, name, missing, first_row, decimal=fmt.decimal, thousands=fmt.thousands
+            )
         elif name == timestamp_column:
-            column = _to_timestamp(column, name)
+            column = text_to_timestamp(column, name, first_row)
         arrays[name] = column
     return pa.table(arrays)
 
@@ -480,12 +472,15 @@ def _period_keys(stamps: pa.ChunkedArray, split_by: str) -> np.ndarray:
 
 
 def _write_by_period(
-    staged: _StagedBatches, prefix: str, table: pa.Table, timestamp_column: str, split_by: str
+    staged: _StagedBatches, prefix: str, table: pa.Table, column: str, split_by: str, first_row: int
 ) -> None:
-    stamps = table.column(timestamp_column)
+    """``table`` (from data row ``first_row`` on) into one batch per period of ``column``."""
+    stamps = table.column(column)
     if stamps.null_count:
+        row = first_row + pc.index(pc.is_null(stamps), True).as_py()
         raise IngestError(
-            f"{stamps.null_count} row(s) have no {timestamp_column!r}; cannot split by {split_by}"
+            f"data row {row} has no {column!r} (the first such row), so it "
+            f"belongs to no {split_by}; fix the CSV, or cut it with --batch-rows N --start-date D"
         )
     keys = _period_keys(stamps, split_by)
     # Periods in order of first appearance: a chronological file fills each batch in turn.
@@ -575,10 +570,11 @@ def ingest_csv(
     whole = prefix if first_day is None else f"{prefix}-{first_day.isoformat()}"
     staged = _StagedBatches(storage)
     try:
-        part, part_rows = 1, 0
+        part, part_rows, first_row = 1, 0, 1
         for table in tables:
             if split_by is not None:
-                _write_by_period(staged, prefix, table, timestamp_column, split_by)
+                _write_by_period(staged, prefix, table, timestamp_column, split_by, first_row)
+                first_row += table.num_rows
             elif batch_rows is None:
                 staged.write(whole, table)
             else:

@@ -11,9 +11,12 @@ flows -> tasks -> models. Every section forbids unknown keys, so a typo is an er
 
 from __future__ import annotations
 
+import codecs
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tasks.output_names import OUTPUT_COLUMNS, PARTITION_COLUMN, reserved_output_name
 
 
 class Section(BaseModel):
@@ -99,6 +102,24 @@ class ColumnsSettings(Section):
             name = getattr(self, role)
             if name is not None and name in features:
                 raise ValueError(f"the {role} column {name!r} must not also be a feature column")
+        with_commas = [c for c in features if "," in c]
+        if with_commas:
+            raise ValueError(
+                f"feature column(s) {with_commas} contain ',': top_features names the columns "
+                "that explain a row joined by ',', so a reader could not split it. Rename the "
+                "column in the batches (or in the CSV export before aeflow ingest) and in this "
+                "config"
+            )
+        for role in ("id", "timestamp"):
+            name = getattr(self, role)
+            if name is not None and reserved_output_name(name):
+                raise ValueError(
+                    f"columns.{role} {name!r} is also the name of a column aeflow writes to every "
+                    f"scored row ({', '.join(OUTPUT_COLUMNS)}, z_0.., and the '{PARTITION_COLUMN}' "
+                    "partition of scored/): the scored files would hold two columns of that name, "
+                    "which pandas and pyarrow cannot read. Rename the column in the batches (or "
+                    "in the CSV export before aeflow ingest) and in this config"
+                )
         if self.label_positive and self.label_negative:
             raise ValueError("give label_positive or label_negative, not both")
         if self.batch_date == "timestamp" and self.timestamp is None:
@@ -187,6 +208,17 @@ class IngestSettings(Section):
         None,
         description="build the timestamp column from month/day columns (see DatePartsSettings)",
     )
+    decimal: str = Field(
+        ".", description="decimal mark of numeric columns, one character (',' for 12,5)"
+    )
+    encoding: str = Field(
+        "utf-8", description="the file's text encoding, e.g. 'cp1252' or 'latin-1' (utf-8)"
+    )
+    thousands: str | None = Field(
+        None,
+        description="thousands separator of numeric columns, removed before reading them "
+        "('.' for 12.345,67; ',' for \"12,345.67\")",
+    )
 
     @model_validator(mode="after")
     def _csv_layout_is_complete(self) -> IngestSettings:
@@ -199,6 +231,18 @@ class IngestSettings(Section):
         if self.header and self.column_names:
             raise ValueError(
                 "give ingest.column_names only for a CSV without a header (set header = false)"
+            )
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(
+                f"ingest.encoding: unknown encoding {self.encoding!r}; use a Python codec name "
+                "such as 'utf-8', 'cp1252' or 'latin-1'"
+            ) from None
+        if len(self.decimal) != 1 or self.decimal == self.thousands:
+            raise ValueError(
+                "ingest.decimal is one character, and ingest.thousands another (or none), got "
+                f"{self.decimal!r} and {self.thousands!r}"
             )
         return self
 

@@ -26,6 +26,7 @@ def read_reference_batches(cfg: PipelineConfig, paths: list[str]) -> list[pa.Tab
     from flows.commands.ingest import csv_format
     from tasks.ingest import csv_stem, read_csv_tables, safe_batch_prefix
     from tasks.io import read_table
+    from tasks.validation.prechecks import schema_differences
 
     tables = []
     for path in paths:
@@ -35,19 +36,42 @@ def read_reference_batches(cfg: PipelineConfig, paths: list[str]) -> list[pa.Tab
         prefix = safe_batch_prefix(csv_stem(path))
         chunks = list(read_csv_tables(path, csv_format(cfg), cfg.columns, id_prefix=prefix))
         tables.append(pa.concat_tables(chunks))
-    schemas = {str(t.schema) for t in tables}
-    if len(schemas) > 1:
+    differences = []
+    for path, table in zip(paths[1:], tables[1:], strict=True):
+        schema = _numbers_as_in(table.schema, tables[0].schema)
+        if not schema.equals(tables[0].schema):
+            said = schema_differences(tables[0].schema, schema, os.path.basename(paths[0]))
+            differences.append(f"{os.path.basename(path)}: {said}")
+    if differences:
         raise ValueError(
-            f"the references {paths} have different schemas; draft from batches of one layout"
+            f"the references have different schemas ({'; '.join(differences)}); draft from "
+            "batches of one layout"
         )
     return tables
+
+
+def _numbers_as_in(schema: pa.Schema, first: pa.Schema) -> pa.Schema:
+    """``schema`` with each number column given ``first``'s type where that is a number too: an
+    int64 column that gains a null arrives as double, and the drafted type check accepts both."""
+    import pyarrow as pa
+
+    def number(kind: pa.DataType) -> bool:
+        return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+
+    fields = []
+    for field in schema:
+        index = first.get_field_index(field.name)
+        if index >= 0 and number(field.type) and number(first.field(index).type):
+            field = field.with_type(first.field(index).type)
+        fields.append(field)
+    return pa.schema(fields)
 
 
 def read_reference(cfg: PipelineConfig, paths: list[str]) -> pa.Table:
     """All reference rows as one table (see :func:`read_reference_batches`)."""
     import pyarrow as pa
 
-    return pa.concat_tables(read_reference_batches(cfg, paths))
+    return pa.concat_tables(read_reference_batches(cfg, paths), promote_options="permissive")
 
 
 def _self_check(cfg: PipelineConfig, reference: pa.Table, suite_path: str) -> Any:
@@ -71,6 +95,7 @@ def _self_check(cfg: PipelineConfig, reference: pa.Table, suite_path: str) -> An
 
 def cmd_init(args: argparse.Namespace) -> int:
     from flows.config import load_config
+    from tasks.batch_dates import timestamp_dating_problem
     from tasks.io import exists, write_text_atomic
     from tasks.validation import DraftSettings, describe_failures, draft_suite, suite_json
 
@@ -103,6 +128,17 @@ def cmd_init(args: argparse.Namespace) -> int:
     if dropped:
         print(
             f"left out {len(dropped)} that no batch could fail (listed under meta.aeflow.dropped)"
+        )
+    timestamp = cfg.columns.timestamp
+    if timestamp and timestamp in references[0].schema.names:
+        problem = timestamp_dating_problem(references[0].column(timestamp), timestamp)
+        if problem:
+            print(f"warning: {problem}")
+    untyped = suite["meta"]["aeflow"].get("untyped", [])
+    if untyped:
+        print(
+            f"no type check for {untyped}: no reference holds a value of them (listed under "
+            "meta.aeflow.untyped); draft from a batch that has values, or add the check by hand"
         )
     failed = 0
     for path, reference in zip(args.reference, references, strict=True):

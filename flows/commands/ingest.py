@@ -27,6 +27,9 @@ def csv_format(cfg: PipelineConfig) -> CsvFormat:
         drop_columns=tuple(ingest.drop_columns),
         replace={column: dict(mapping) for column, mapping in ingest.replace.items()},
         date_from_parts=(parts.month, parts.day, parts.first_year) if parts else None,
+        decimal=ingest.decimal,
+        thousands=ingest.thousands,
+        encoding=ingest.encoding,
     )
 
 

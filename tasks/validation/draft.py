@@ -10,6 +10,9 @@ An expectation that no batch could fail is dropped (and listed in the suite's
 ``meta.aeflow.dropped`` with the reason): a null check with ``mostly`` 0, a range or quantile
 ranges covering the column type's whole domain (an int8 in [-128, 127], a boolean in [0, 1]), a
 category set holding every value of a boolean, a KL threshold no distribution can exceed.
+A column no reference holds a value of (Arrow's null type, as pandas writes an all-None
+column) gets no type check, being of no known type: it is listed in
+``meta.aeflow.untyped`` (a numeric column is still checked as numbers).
 """
 
 from __future__ import annotations
@@ -423,13 +426,21 @@ def draft_suite(
     ]
     types: dict[str | None, pa.DataType | None] = {None: None}
     key_columns = {id_column, timestamp_column} - {None}
+    untyped = []  # no reference holds a value of these: their type is unknown
     for column_name in present:
         columns = [t.column(column_name) for t in tables]
-        types[column_name] = columns[0].type
-        kind, kwargs, described = _type_check(columns[0].type, column_name in numeric)
-        expectations.append(
-            _expectation(kind, "critical", f"type: {described}", column=column_name, **kwargs)
-        )
+        typed = [c.type for c in columns if not pa.types.is_null(c.type)]
+        types[column_name] = typed[0] if typed else columns[0].type
+        if typed or column_name in numeric:
+            try:
+                kind, kwargs, described = _type_check(types[column_name], column_name in numeric)
+            except ValueError as exc:
+                raise ValueError(f"column {column_name!r}: {exc}") from None
+            expectations.append(
+                _expectation(kind, "critical", f"type: {described}", column=column_name, **kwargs)
+            )
+        else:
+            untyped.append(column_name)
         null_share = max(c.null_count / len(c) for c in columns)
         emptiest = "the reference's" if len(tables) == 1 else "the emptiest reference batch's"
         if column_name in key_columns:
@@ -451,6 +462,16 @@ def draft_suite(
                         "more than half the values the reference had are missing: a broken feed",
                         column=column_name,
                         mostly=_floor_share(0.5 * (1 - null_share)),
+                    )
+                )
+            if all(c.null_count == len(c) for c in columns):
+                expectations.append(
+                    _expectation(
+                        "expect_column_values_to_be_null",
+                        "warning",
+                        "no reference holds a value: values arriving here are new to the model, "
+                        "which learnt nothing from this column",
+                        column=column_name,
                     )
                 )
             allowed = _null_allowance(null_share, settings.null_margin)
@@ -505,6 +526,8 @@ def draft_suite(
         meta["aeflow"]["reference_batch_rows"] = counts
     if dropped:
         meta["aeflow"]["dropped"] = dropped
+    if untyped:
+        meta["aeflow"]["untyped"] = untyped
     return {
         "name": name,
         "expectations": kept,

@@ -199,7 +199,22 @@ def describe_failure(failure: dict[str, Any]) -> str:
         return _brief(text, 160)
     observed = failure.get("observed")
     shown = _num(observed) if isinstance(observed, float) else _brief(observed, 80)
+    if failure["type"] in TYPE_CHECKS:
+        return f"{failure['type']}{where}: observed {shown}, expected {_expected_type(failure)}"
     return f"{failure['type']}{where}: observed {shown}"
+
+
+TYPE_CHECKS = ("expect_column_values_to_be_of_type", "expect_column_values_to_be_in_type_list")
+
+
+def _expected_type(failure: dict[str, Any]) -> str:
+    """What a type check wants, in words: its drafted ``why`` ('type: timestamps with a time
+    zone'), else its kwargs."""
+    why = failure.get("why") or ""
+    if why.startswith("type: "):
+        return why.removeprefix("type: ")
+    expected = failure.get("expected") or {}
+    return _brief(expected.get("type_") or expected.get("type_list"), 80)
 
 
 def _num(value: Any) -> str:

@@ -141,19 +141,44 @@ def read_batch(batch: BatchRef, options: StorageOptions) -> tuple[pa.Table | Non
     try:
         return (tables[0] if len(tables) == 1 else pa.concat_tables(tables)), None
     except Exception as exc:  # parts whose schemas differ
-        first = tables[0].schema
-        differing = [
-            _part_name(batch, f) for f, t in zip(files, tables, strict=True) if t.schema != first
-        ]
+        first, first_name = tables[0].schema, _part_name(batch, files[0])
+        differences = {
+            _part_name(batch, f): schema_differences(first, t.schema, first_name)
+            for f, t in zip(files, tables, strict=True)
+            if t.schema != first
+        }
+        differing = list(differences)
+        said = "; ".join(f"{name}: {said}" for name, said in differences.items())
         return None, precheck_failure(
             "readable",
             f"the parts cannot be read as one table: part(s) {differing} have a different "
-            f"schema from {_part_name(batch, files[0])}; re-export the batch with one schema",
+            f"schema from {first_name} ({said}); re-export the batch with one schema",
             expected="parts with one schema",
             observed=_one_line(exc),
             bad_parts=differing,
             footer_rows=sum(t.num_rows for t in tables),
         )
+
+
+def schema_differences(first: pa.Schema, other: pa.Schema, first_name: str, most: int = 5) -> str:
+    """How ``other`` differs from ``first`` (the schema of the part ``first_name``), in words:
+    columns of another type, absent or extra (the first ``most`` of each), else their order."""
+    found = []
+    for field in first:
+        index = other.get_field_index(field.name)
+        if index < 0:
+            found.append(f"{field.name!r} is absent")
+        elif not other.field(index).type.equals(field.type):
+            found.append(
+                f"{field.name!r} is {other.field(index).type} ({field.type} in {first_name})"
+            )
+    found += [f"{n!r} is not in {first_name}" for n in other.names if first.get_field_index(n) < 0]
+    if not found:
+        if first.names != other.names:
+            return "the same columns in another order"
+        return "the same columns and types, but a column may or may not hold nulls"
+    more = f", and {len(found) - most} more" if len(found) > most else ""
+    return ", ".join(found[:most]) + more
 
 
 def _duplicate_columns(files: Sequence[str], options: StorageOptions) -> list[str]:
@@ -246,11 +271,17 @@ def schema_prechecks(
                 why = f"numeric column {name!r} holds text that is not a number"
             else:
                 why = f"numeric column {name!r} is stored as text (the values parse as numbers)"
+        elif pa.types.is_boolean(kind):
+            why = (
+                f"numeric column {name!r} holds booleans; list it under columns.categorical in "
+                "the config (a flag is a two-level category) and redraft the suite, or export "
+                "it as 0/1 numbers"
+            )
         else:
             why = f"numeric column {name!r} has type {kind}, not a number type"
-        failures.append(
-            precheck_failure("numeric_type", why + "; fix the export's column type", **detail)
-        )
+        if not pa.types.is_boolean(kind):
+            why += "; fix the export's column type"
+        failures.append(precheck_failure("numeric_type", why, **detail))
     for name in numeric:
         if name not in present or not pa.types.is_floating(table.schema.field(name).type):
             continue

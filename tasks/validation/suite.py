@@ -9,6 +9,7 @@ Optional columns (the label) may be present or absent in a batch (:meth:`Suite.f
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import threading
@@ -203,6 +204,44 @@ def suite_problems(data: Any) -> list[str]:
             if type(exc).__name__ == "ExpectationNotFoundError":
                 message = "unknown expectation type (not in great_expectations 1.x)"
             problems.append(f"{where}: {message}")
+    return problems + columns_outside_the_set(data)
+
+
+def columns_outside_the_set(data: dict[str, Any]) -> list[str]:
+    """Expectations on a column the suite's exact column set lacks (optional columns aside):
+    every batch would be quarantined for "missing" it, a mistake of the suite, not of the data.
+    Reads the parsed document only (no GX import): the runs' preflight checks it too."""
+    if not isinstance(data, dict) or not isinstance(data.get("expectations"), list):
+        return []
+    entries = [e for e in data["expectations"] if isinstance(e, dict)]
+    column_set = next(
+        (
+            (e.get("kwargs") or {}).get("column_set")
+            for e in entries
+            if e.get("type") == "expect_table_columns_to_match_set"
+        ),
+        None,
+    )
+    if not isinstance(column_set, list):
+        return []
+    meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+    optional = (meta.get("aeflow") or {}).get("optional_columns") or []
+    known = [*column_set, *optional]
+    problems = []
+    for position, entry in enumerate(data["expectations"]):
+        kwargs = entry.get("kwargs") if isinstance(entry, dict) else None
+        if not isinstance(kwargs, dict):
+            continue
+        for key in COLUMN_KWARGS:
+            name = kwargs.get(key)
+            if isinstance(name, str) and name not in known:
+                close = difflib.get_close_matches(name, [str(c) for c in known], n=1, cutoff=0.6)
+                near = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(
+                    f"expectations[{position}] ({entry.get('type')}): column {name!r} is not in "
+                    f"the suite's column set{near}: every batch would be quarantined for lacking "
+                    "it; fix the name, or add the column to expect_table_columns_to_match_set"
+                )
     return problems
 
 

@@ -80,3 +80,26 @@ def test_nsl_kdd_from_csv_to_a_suite_identical_to_the_committed_one(shared_datas
 
     listed = run("quarantine", "list", "--config", str(config))
     assert listed.returncode == 0 and "no quarantined batches" in listed.stdout
+
+
+def test_init_says_when_the_timestamp_column_cannot_date_batches(tmp_path):
+    # Epoch seconds in the timestamp column were accepted without a word, and every batch was
+    # then dated by its arrival (today), whatever days its rows belong to.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    reference = tmp_path / "2026-01-01.parquet"
+    pq.write_table(
+        pa.table({"id": ["a", "b"], "ts": [1767225600, 1767229200], "x": [1.0, 2.0]}), reference
+    )
+    config = tmp_path / "shop.toml"
+    config.write_text(
+        'dataset = "shop"\n[columns]\nid = "id"\ntimestamp = "ts"\nnumeric = ["x"]\n'
+        '[validation]\nsuite = "shop.json"\n'
+    )
+    drafted = run("expectations", "init", "--config", str(config), "--reference", str(reference))
+    assert drafted.returncode == 0, drafted.stderr
+    assert (
+        "columns.timestamp 'ts' is int64 in the reference, not a date/time: it cannot date "
+        "batches" in drafted.stdout
+    ), drafted.stdout

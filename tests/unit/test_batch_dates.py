@@ -151,3 +151,21 @@ def test_the_config_says_where_dates_come_from():
     with pytest.raises(ValueError, match="batch_date"):
         PipelineConfig(**config(batch_date="filename"))
     assert issubclass(ConfigError, ValueError)
+
+
+def test_a_timestamp_column_of_iso_text_dates_the_batch(layout, tmp_path):
+    # Timestamps exported as ISO text (a common Parquet export) were ignored without a word and
+    # every batch was dated by its arrival: today, whatever days its rows belong to.
+    path = tmp_path / "in" / "export.parquet"
+    path.parent.mkdir(parents=True)
+    stamps = ["2026-01-04T01:00:00+02:00", "2026-01-05 10:00:00", None]
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "x": [1.0, 2.0, 3.0], "ts": stamps}), path)
+    set_mtime(str(path), "2026-03-09")
+    assert date_of("export", str(path), layout, "auto", "ts") == BatchDate(
+        "2026-01-03", "timestamp"
+    )
+    assert date_of("export", str(path), layout, "timestamp", "ts") == (
+        BatchDate("2026-01-03", "timestamp")
+    )
+    pq.write_table(pa.table({"id": ["a"], "x": [1.0], "ts": ["not a time"]}), path)
+    assert date_of("export", str(path), layout, "timestamp", "ts") == BatchDate(None, None)

@@ -139,3 +139,40 @@ def test_unknown_key_in_an_optional_nested_section_lists_that_sections_keys(tmp_
         load_config(write(tmp_path, text))
     line = next(x for x in str(err.value).splitlines() if "monht" in x)
     assert "allowed here: day, first_year, month" in line
+
+
+@pytest.mark.parametrize(
+    ("role", "name"),
+    [("id", "batch_id"), ("timestamp", "scored_at"), ("id", "z_3"), ("timestamp", "date")],
+)
+def test_an_id_or_timestamp_named_like_an_output_column_is_refused(tmp_path, role, name):
+    # The id and timestamp are copied into every scored file beside aeflow's own columns: one of
+    # the same name made a file with two `batch_id` columns, which pandas and pyarrow refuse to
+    # read, and a `date` column breaks every reader of the date=... partitions.
+    roles = {"id": "order_id", "timestamp": "event_time", role: name}
+    text = MINIMAL.replace(
+        'id = "order_id"', f'id = "{roles["id"]}"\ntimestamp = "{roles["timestamp"]}"'
+    )
+    with pytest.raises(
+        ConfigError, match=rf"columns.{role} '{name}'.*aeflow writes.*Rename the column"
+    ):
+        load_config(write(tmp_path, text))
+
+
+def test_the_reserved_names_are_the_scored_files_columns():
+    import pyarrow as pa
+
+    from tasks.output_names import reserved_output_name
+    from tasks.scored_output import output_schema
+
+    schema = output_schema(pa.schema([("my_id", pa.string())]), ["my_id"], latent_dim=12)
+    assert all(reserved_output_name(name) for name in [*schema.names[1:], "date"])
+    assert not any(reserved_output_name(n) for n in ["my_id", "z", "z_", "z_1a", "dates"])
+
+
+def test_a_feature_name_with_a_comma_is_refused(tmp_path):
+    # top_features joins the names of the columns that explain a row with ',': a column called
+    # "amount, eur" made "amount, eur,country" unsplittable for every alerting job.
+    text = MINIMAL.replace('numeric = ["amount"]', 'numeric = ["amount, eur"]')
+    with pytest.raises(ConfigError, match=r"'amount, eur'.*top_features.*Rename the column"):
+        load_config(write(tmp_path, text))

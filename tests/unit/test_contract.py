@@ -90,3 +90,52 @@ def test_a_config_that_drops_a_model_column_is_named(demo):
     demo["config"].write_text(demo["text"].replace('    "balance_ratio",\n', ""))
     with pytest.raises(ConfigError, match=r"trained on numeric column\(s\) \['balance_ratio'\]"):
         check_config_columns(load_config(demo["config"]))
+
+
+def test_a_text_label_without_its_anomaly_values_is_a_config_error_before_training(tmp_path):
+    # Training found out only after reading and validating every batch of the window, with a
+    # Prefect traceback per task; the suite already knows the label is text.
+    import pyarrow as pa
+
+    table = pa.table({"id": ["a", "b", "c"], "x": [1.0, 2.0, 3.0], "lab": ["ok", "fraud", "ok"]})
+    config = tmp_path / "lbl.toml"
+    text = (
+        'dataset = "lbl"\n[columns]\nid = "id"\nlabel = "lab"\nnumeric = ["x"]\n'
+        '[validation]\nsuite = "lbl.json"\n'
+    )
+    config.write_text(text)
+    cfg = load_config(config)
+    suite = draft_suite(table, name="lbl", columns=cfg.columns)
+    Path(cfg.suite_path).write_text(suite_json(suite))
+    with pytest.raises(ConfigError) as raised:
+        check_config_columns(cfg, against_model=False)
+    message = str(raised.value)
+    assert "columns.label 'lab' is text" in message and "'fraud', 'ok'" in message
+    assert "columns.label_positive" in message and "no batch was read or moved" in message
+    config.write_text(text.replace('label = "lab"', 'label = "lab"\nlabel_positive = ["fraud"]'))
+    check_config_columns(load_config(config), against_model=False)
+
+
+def test_a_suite_check_on_a_column_outside_its_set_stops_a_run_before_any_batch(tmp_path):
+    import json
+
+    import pyarrow as pa
+
+    config = tmp_path / "shop.toml"
+    config.write_text(
+        'dataset = "shop"\n[columns]\nid = "id"\nnumeric = ["x"]\n[validation]\nsuite = "s.json"\n'
+    )
+    cfg = load_config(config)
+    suite = draft_suite(
+        pa.table({"id": ["a", "b"], "x": [1.0, 2.0]}), name="shop", columns=cfg.columns
+    )
+    suite["expectations"].append(
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "xx", "min_value": 0}}
+    )
+    Path(cfg.suite_path).write_text(json.dumps(suite))
+    with pytest.raises(
+        ConfigError, match=r"column 'xx' is not in the suite's column set"
+    ) as raised:
+        check_config_columns(cfg)
+    assert "no batch was read or moved" in str(raised.value)
+    assert "fix the suite" in str(raised.value)

@@ -403,3 +403,35 @@ def test_a_window_where_some_batches_lack_the_label_is_evaluated_without_labels(
     assert detector.history_["best_epoch"] == 2
     assert any("stopped at its epoch cap (2) while still improving" in w for w in warnings)
     assert metrics["training"]["calibration"]["source"] in ("validation", "fit")
+
+
+def test_columns_that_cannot_inform_the_model_are_named():
+    # A constant, an empty and an id-like column trained without a word; the constant one then
+    # showed up in top_features of ordinary rows (its reconstruction noise over a floored
+    # typical error).
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "const": np.full(n, 1.0),
+            "empty": np.full(n, np.nan),
+            "present": np.where(rng.random(n) < 0.5, 3.0, np.nan),  # a presence flag informs
+            "city": rng.choice(["a", "b"], n).astype(object),
+            "one_level": np.full(n, "EU", dtype=object),
+            "user": np.array([f"u{i}" for i in rng.permutation(n)], dtype=object),
+        }
+    )
+    numeric, categorical = ["x", "const", "empty", "present"], ["city", "one_level", "user"]
+    quality = data_quality(frame.iloc[:300], None, frame.iloc[300:], None, numeric, categorical)
+    found = [w for w in quality["warnings"] if w.startswith("uninformative")]
+    assert len(found) == 1, quality["warnings"]
+    for said in (
+        "'const' is constant (1.0)",
+        "'empty' has no value",
+        "'one_level' is constant ('EU')",
+        "'user' has 300 distinct values in 300 rows",
+        "leave them out of columns.numeric / columns.categorical",
+    ):
+        assert said in found[0], found[0]
+    assert all(f"'{c}'" not in found[0] for c in ("x", "present", "city"))

@@ -358,3 +358,134 @@ def test_nsl_kdd_drops_the_label_leaking_difficulty(shared_datasets):
     )
     assert "difficulty" not in table.column_names and len(table.column_names) == 43
     assert table.schema.field("src_bytes").type == pa.float64()
+
+
+def test_a_bom_and_quoted_newlines_survive_any_chunking(tmp_path):
+    # Excel's "CSV UTF-8" starts with a byte-order mark: it must not become part of the first
+    # column's name (ingest then generated ids of its own beside a '\ufeffid' column). A quoted
+    # value may hold newlines, blank lines, the separator and doubled quotes; a quote inside an
+    # unquoted value is literal; a record is never split between two chunks, and rows are
+    # counted as records, not lines.
+    csv = tmp_path / "export.csv"
+    csv.write_bytes(
+        "\ufeffid;amount;note\n"
+        'r1;1.5;plain\nr2;2;"two\nlines"\nr3;3;"blank\n\nline; and ""quotes"""\n'
+        'r4;4;12" pizza\nr5;5;last\n'.encode()
+    )
+    notes = ["plain", "two\nlines", 'blank\n\nline; and "quotes"', '12" pizza', "last"]
+    for chunk_rows in (1, 2, 1000):
+        table = pa.concat_tables(
+            read_csv_tables(
+                str(csv), CsvFormat(separator=";"), cols("id", None, ["amount"]),
+                chunk_rows=chunk_rows,
+            )
+        )  # fmt: skip
+        assert table.column_names == ["id", "amount", "note"]
+        assert table.column("id").to_pylist() == ["r1", "r2", "r3", "r4", "r5"]
+        assert table.column("amount").to_pylist() == [1.5, 2.0, 3.0, 4.0, 5.0]
+        assert table.column("note").to_pylist() == notes
+    csv.write_bytes(csv.read_bytes().replace(b"r4;4;", b"r4;four;"))
+    with pytest.raises(IngestError, match=r"data row 4, column 'amount': 'four'"):
+        list(read_csv_tables(str(csv), CsvFormat(separator=";"), cols("id", None, ["amount"])))
+
+
+def test_numbers_with_a_decimal_comma_and_thousands_separators_are_read(tmp_path):
+    # A German export writes 12.345,67; an American one 12,345.67 in quotes. Both stopped ingest
+    # ("is not a number") with no way in the config to read them.
+    csv = tmp_path / "de.csv"
+    csv.write_text("id;Betrag\nr1;12.345,67\nr2;-0,5\nr3;\nr4;1.000.000\n")
+    fmt = CsvFormat(separator=";", decimal=",", thousands=".")
+    table = pa.concat_tables(read_csv_tables(str(csv), fmt, cols("id", None, ["Betrag"])))
+    assert table.column("Betrag").to_pylist() == [12345.67, -0.5, None, 1000000.0]
+    csv.write_text('id,amount\nr1,"12,345.67"\nr2,0.5\n')
+    fmt = CsvFormat(thousands=",")
+    table = pa.concat_tables(read_csv_tables(str(csv), fmt, cols("id", None, ["amount"])))
+    assert table.column("amount").to_pylist() == [12345.67, 0.5]
+    with pytest.raises(IngestError, match=r"'12,345.67' is not a number.*ingest.thousands"):
+        list(read_csv_tables(str(csv), CsvFormat(), cols("id", None, ["amount"])))
+    with pytest.raises(ValueError, match="decimal and thousands separators must differ"):
+        CsvFormat(decimal=",", thousands=",")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        'dataset = "de"\n[columns]\nid = "id"\nnumeric = ["Betrag"]\n[validation]\n'
+        'suite = "s.json"\n[ingest]\nseparator = ";"\ndecimal = ","\nthousands = "."\n'
+    )
+    assert csv_format(load_config(cfg)) == CsvFormat(separator=";", decimal=",", thousands=".")
+
+
+def test_timestamps_with_and_without_an_offset_mix_and_a_bad_one_is_named(tmp_path):
+    # One export held local times with their offset and some without (taken as UTC): ingest
+    # stopped saying the ISO-8601 value '2026-05-01T10:00:00+02:00' was "not ISO-8601".
+    csv = tmp_path / "mixed.csv"
+    csv.write_text(
+        "id,ts,x\na,2026-05-01 10:00:00,1\nb,2026-05-01T10:00:00+02:00,2\nc,,3\n"
+        "d,2026-05-01T23:30Z,4\ne,2026-05-02,5\n"
+    )
+    columns = cols("id", "ts", ["x"])
+    table = pa.concat_tables(read_csv_tables(str(csv), CsvFormat(), columns))
+    assert table.schema.field("ts").type == pa.timestamp("us", tz="UTC")
+    assert [v and v.isoformat() for v in table.column("ts").to_pylist()] == [
+        "2026-05-01T10:00:00+00:00",
+        "2026-05-01T08:00:00+00:00",
+        None,
+        "2026-05-01T23:30:00+00:00",
+        "2026-05-02T00:00:00+00:00",
+    ]
+    csv.write_text(csv.read_text() + "f,01/05/2026 10:00,6\n")
+    with pytest.raises(IngestError, match=r"data row 6, column 'ts': '01/05/2026 10:00' is not"):
+        list(read_csv_tables(str(csv), CsvFormat(), columns))
+
+
+def test_a_file_in_another_encoding_is_named_and_read_with_ingest_encoding(tmp_path):
+    # A Latin-1 export stopped ingest with "'utf-8' codec can't decode byte 0xf6 in position 5"
+    # (no file, no line, no fix).
+    csv = tmp_path / "latin1.csv"
+    csv.write_bytes("id;Größe;Stadt\nr1;1,5;München\nr2;2;Köln\n".encode("latin-1"))
+    columns = ColumnsSettings(id="id", numeric=["Größe"], categorical=["Stadt"])
+    with pytest.raises(IngestError, match=r"latin1.csv line 1 is not UTF-8.*ingest.encoding"):
+        list(read_csv_tables(str(csv), CsvFormat(separator=";", decimal=","), columns))
+    fmt = CsvFormat(separator=";", decimal=",", encoding="latin-1")
+    table = pa.concat_tables(read_csv_tables(str(csv), fmt, columns))
+    assert table.column_names == ["id", "Größe", "Stadt"]
+    assert table.column("Stadt").to_pylist() == ["München", "Köln"]
+    with pytest.raises(ValueError, match="unknown encoding 'latin-9000'"):
+        CsvFormat(encoding="latin-9000")
+    # Excel's "Unicode text": UTF-16 with its byte-order mark, tab-separated
+    csv.write_bytes("id\tGröße\tStadt\r\nr1\t1,5\tMünchen\r\n".encode("utf-16"))
+    fmt = CsvFormat(separator="\t", decimal=",", encoding="utf-16")
+    table = pa.concat_tables(read_csv_tables(str(csv), fmt, columns))
+    assert table.to_pylist() == [{"id": "r1", "Größe": 1.5, "Stadt": "München"}]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        'dataset = "de"\n[columns]\nid = "id"\nnumeric = ["x"]\n[validation]\nsuite = "s.json"\n'
+        '[ingest]\nencoding = "latin-9000"\n'
+    )
+    with pytest.raises(ValueError, match=r"ingest.encoding.*unknown encoding 'latin-9000'"):
+        load_config(cfg)
+
+
+def test_a_trailing_separator_adds_no_nameless_column(tmp_path):
+    # 'id;x;city;' (a trailing separator, common in ERP exports) made a column named '' in every
+    # batch, which the suite and the model then carried; a nameless column with values is named.
+    csv = tmp_path / "trailing.csv"
+    csv.write_text("id;x;city;\r\nr1;1;a;\r\nr2;2;b;\r\n")
+    columns = cols("id", None, ["x"])
+    table = pa.concat_tables(read_csv_tables(str(csv), CsvFormat(separator=";"), columns))
+    assert table.column_names == ["id", "x", "city"] and table.num_rows == 2
+    csv.write_text("id;x;city;\nr1;1;a;\nr2;2;b;oops\n")
+    with pytest.raises(IngestError, match=r"data row 2: column 4 has no name but a value, 'oops'"):
+        list(read_csv_tables(str(csv), CsvFormat(separator=";"), columns))
+
+
+def test_a_row_without_a_timestamp_is_named_when_splitting_by_period(tmp_path):
+    csv = tmp_path / "nullts.csv"
+    csv.write_text(
+        "id,ts,x\na,2026-05-01T10:00:00Z,1\nb,2026-05-01T11:00:00Z,2\nc,,3\nd,2026-05-02,4\n"
+    )
+    with pytest.raises(
+        IngestError, match=r"data row 3 has no .ts. \(the first such row\).*--batch-rows"
+    ):
+        ingest_csv(
+            str(csv), storage=Storage(str(tmp_path), "ds"), fmt=CsvFormat(),
+            columns=cols("id", "ts", ["x"]), batching=Batching(split_by="day"), chunk_rows=2,
+        )  # fmt: skip

@@ -188,3 +188,38 @@ def test_auto_scaling_reshapes_only_columns_whose_bulk_is_skewed():
     np.testing.assert_allclose(out.std(axis=0), 1.0, atol=1e-9)
     layout = describe_layout(preprocessor, list(source), [])
     assert [layout.columns[i] for i in layout.value_columns] == ["height", "rare", "amount"]
+
+
+def test_categorical_values_get_the_text_a_parquet_batch_gives_them():
+    # A model trained by `aeflow train` learns the levels of batches read through Arrow
+    # (tasks.frames.feature_frame: True -> 'true', 1.0 -> '1'); the same values in a pandas frame
+    # (the detector in a notebook) must meet those levels, not fall on unseen ones ('True', '1.0').
+    import pyarrow as pa
+
+    from models.fast_preprocessing import FastPreprocessor
+    from tasks.frames import feature_frame
+
+    source = pd.DataFrame(
+        {
+            "flag": [True, False, None, True],
+            "code": [1.0, 2.5, np.nan, 1.0],
+            "count": pd.array([1, None, 3, 1], dtype="Int64"),
+            "bools": pd.array([True, None, False, False], dtype="boolean"),
+            "tier": pd.Categorical([1.0, 2.0, None, 1.0]),
+        }
+    )
+    columns = list(source.columns)
+    from_batch = feature_frame(pa.Table.from_pandas(source, preserve_index=False), [], columns)
+    expected = normalise_frame(from_batch, [], columns)
+    assert expected["flag"].tolist() == ["true", "false", MISSING_LEVEL, "true"]
+    pd.testing.assert_frame_equal(normalise_frame(source, [], columns), expected)
+    preprocessor = fit_preprocessor(
+        expected, [], columns, PreprocessingSettings(
+            scaling="standard", numeric_imputation="median", add_missing_indicators=True,
+            min_frequency=None, max_categories=None, random_state=0,
+        ),
+    )  # fmt: skip
+    fast = FastPreprocessor.from_fitted(preprocessor, [], columns)
+    np.testing.assert_array_equal(
+        fast.transform(source), preprocessor.transform(expected).astype(np.float32)
+    )

@@ -182,3 +182,27 @@ def test_init_drafts_from_several_references_and_checks_each(tmp_path, capsys):
     assert "every reference batch passes it" in out
     suite = json.loads((tmp_path / "shop.json").read_text())
     assert suite["meta"]["aeflow"]["drafted_from"] == [Path(p).name for p in paths]
+
+
+def test_references_that_differ_only_in_number_widths_draft_and_others_are_named(tmp_path):
+    # A whole-number column without nulls in one export and with them in the next (int64, then
+    # double) stopped init with "the references have different schemas", naming nothing.
+    from flows.config import load_config
+
+    config = tmp_path / "shop.toml"
+    config.write_text(
+        'dataset = "shop"\n[columns]\nid = "tx_id"\nnumeric = ["amount", "visits"]\n'
+        'categorical = ["channel"]\n[validation]\nsuite = "shop.json"\n'
+    )
+    cfg = load_config(config)
+    first, second = batch(1), batch(2)
+    widened = second.set_column(2, "visits", second.column("visits").cast(pa.float64()))
+    paths = [str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")]
+    pq.write_table(first, paths[0])
+    pq.write_table(widened, paths[1])
+    tables = expectations_commands.read_reference_batches(cfg, paths)
+    assert [t.num_rows for t in tables] == [200, 200]
+    retyped = second.set_column(3, "channel", pa.array(range(200)))
+    pq.write_table(retyped, paths[1])
+    with pytest.raises(ValueError, match=r"b.parquet: 'channel' is int64 \(string in a.parquet\)"):
+        expectations_commands.read_reference_batches(cfg, paths)

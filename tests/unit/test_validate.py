@@ -310,3 +310,103 @@ def test_the_label_is_optional_in_every_batch(tmp_path, suite_path):
         label="label",
     )
     assert missing_feature.status == "quarantined" and "visits" in missing_feature.reason
+
+
+def test_parts_that_disagree_name_the_columns_and_types_that_differ(tmp_path):
+    # A folder batch of 300 columns whose parts "have a different schema" leaves the user
+    # diffing schemas by hand: the reason names each differing column, its types and its part.
+    from tasks.validation.prechecks import read_batch
+
+    table = make_table(40)
+    folder = tmp_path / "2026-01-05"
+    folder.mkdir()
+    pq.write_table(table.slice(0, 10), folder / "part-0.parquet")
+    pq.write_table(
+        table.slice(10, 10).set_column(
+            3, "visits", table.column("visits").slice(10, 10).cast("double")
+        ),
+        folder / "part-1.parquet",
+    )
+    pq.write_table(table.slice(20, 10).drop_columns(["channel"]), folder / "part-2.parquet")
+    pq.write_table(
+        table.slice(30, 10).append_column("extra", pa.array([1] * 10)), folder / "part-3.parquet"
+    )
+    _, failure = read_batch(BatchRef("2026-01-05", str(folder), 0), None)
+    assert failure["bad_parts"] == ["part-1.parquet", "part-2.parquet", "part-3.parquet"]
+    assert failure["footer_rows"] == 40
+    for said in (
+        "part-1.parquet: 'visits' is double (int64 in part-0.parquet)",
+        "part-2.parquet: 'channel' is absent",
+        "part-3.parquet: 'extra' is not in part-0.parquet",
+        "re-export the batch with one schema",
+    ):
+        assert said in failure["why"], failure["why"]
+
+
+def test_a_boolean_listed_as_numeric_is_told_to_be_categorical():
+    # "has type bool, not a number type; fix the export's column type" sent users to re-export a
+    # flag; listing it as categorical (a two-level category) is the fix in the config.
+    from tasks.validation.prechecks import schema_prechecks
+
+    table = make_table(20).append_column("vip", pa.array([True, False] * 10))
+    (failure,) = schema_prechecks(table, [], None, ["amount", "vip"], "tx_id")
+    assert failure["type"] == "precheck.numeric_type" and failure["column"] == "vip"
+    assert "holds booleans" in failure["why"] and "columns.categorical" in failure["why"]
+
+
+def test_a_timestamp_without_its_time_zone_is_named_as_such(tmp_path, suite_path):
+    # The reason said only "expect_column_values_to_be_of_type on event_time: observed
+    # datetime64": what the suite wanted (timestamps with a time zone) was left to the report.
+    table = make_table()
+    naive = table.column("event_time").cast(pa.timestamp("us"))
+    batch = write(table.set_column(1, "event_time", naive), tmp_path / "2026-01-02.parquet")
+    outcome = check(batch, suite_path)
+    assert outcome.status == "quarantined"
+    assert (
+        "expect_column_values_to_be_of_type on event_time: observed datetime64, expected "
+        "timestamps with a time zone" in outcome.reason
+    ), outcome.reason
+
+
+def test_a_reference_column_without_any_value_is_drafted_without_a_type(tmp_path):
+    # pandas writes an all-None object column as Arrow's null type: init stopped with "cannot
+    # draft a type check for Arrow type null" without naming the column, and no suite at all.
+    table = make_table(50).append_column("promo_code", pa.nulls(50))
+    suite = draft_suite(table, name="shop", columns=COLUMNS)
+    assert suite["meta"]["aeflow"]["untyped"] == ["promo_code"]
+    on_promo = [e for e in suite["expectations"] if e["kwargs"].get("column") == "promo_code"]
+    assert "type" not in " ".join(e["type"] for e in on_promo)
+    path = tmp_path / "shop.json"
+    path.write_text(suite_json(suite))
+    later = make_table(50, seed=1).append_column("promo_code", pa.array(["X1"] * 50))
+    outcome = check(write(later, tmp_path / "later.parquet"), str(path))
+    assert outcome.accepted
+    # values where the references had none: the model learnt nothing of them, so say so
+    assert outcome.status == "warning" and "expect_column_values_to_be_null on promo_code" in (
+        outcome.reason
+    ), outcome.reason
+    with pytest.raises(ValueError, match=r"column 'when': cannot draft a type check"):
+        draft_suite(
+            make_table(5).append_column("when", pa.array([1, 2, 3, 4, 5], pa.time32("s"))),
+            name="shop", columns=COLUMNS,
+        )  # fmt: skip
+
+
+def test_a_suite_check_on_a_column_outside_its_column_set_is_a_suite_problem(tmp_path):
+    # A reviewer's typo ('amout') passed `expectations check`; then every batch was quarantined
+    # for a "missing column" that was the suite's own mistake, even for a warning-level check.
+    suite = drafted(make_table())
+    suite["expectations"].append(
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "amout", "min_value": 0},
+         "severity": "warning"}
+    )  # fmt: skip
+    assert suite_problems(suite) == [
+        f"expectations[{len(suite['expectations']) - 1}] (expect_column_values_to_be_between): "
+        "column 'amout' is not in the suite's column set (did you mean 'amount'?): every batch "
+        "would be quarantined for lacking it; fix the name, or add the column to "
+        "expect_table_columns_to_match_set"
+    ]
+    path = tmp_path / "shop.json"
+    path.write_text(suite_json(suite))
+    with pytest.raises(SuiteError, match="'amout' is not in the suite's column set"):
+        check(write(make_table(), tmp_path / "2026-01-02.parquet"), str(path))
