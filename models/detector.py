@@ -549,13 +549,13 @@ class AutoencoderDetector(BaseEstimator):
         contributions, latent = self._forward(features)
         scores = contributions.sum(axis=1, dtype=np.float64)
         top = top_indices(self.column_scorer_.ranking_key(contributions), top_k)
-        top_features = top_feature_strings(top, [str(c) for c in self.feature_names_in_])
+        names = [str(c) for c in self.feature_names_in_]
         return ScoreResult(
             scores=scores,
             percentiles=calibration.percentile(self.reference_scores_, scores),
             is_anomaly=scores > self.threshold_,
             latent=latent,
-            top_features=top_features,
+            top_features=top_feature_strings(top, names, contributions),
             contributions=contributions,
         )
 

@@ -1,11 +1,12 @@
 """What the scoring job writes per row, and explanations: top columns, direction, expected value.
 
-:class:`ScoreResult` carries a forward pass's outputs. :func:`top_indices` and
-:func:`top_feature_strings` name each row's largest contributors. :func:`reconstruction` maps the
-network's output back to each column's own units (the value the model expected), and
-:func:`explanation_details` lays out, for each row's top columns, the contribution, the direction of
-the deviation (``"above"`` / ``"below"`` what the model expected for a numeric or flag column,
-``"unexpected level"`` for a categorical one) and the observed and expected values.
+:class:`ScoreResult` carries a forward pass's outputs. :func:`top_indices` (over
+``ColumnScorer.ranking_key``) and :func:`top_feature_strings` name each row's first causes.
+:func:`reconstruction` maps the network's output back to each column's own units (the value the
+model expected), and :func:`explanation_details` lays out, for each row's top columns, the
+contribution, the direction of the deviation (``"above"`` / ``"below"`` what the model expected for
+a numeric or flag column, ``"unexpected level"`` for a categorical one) and the observed and
+expected values.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ class ScoreResult:
         is_anomaly: (n,) bool, ``scores > threshold``.
         latent: (n, latent_dim) float32 encoded features (whitened principal axes of the code, see
             :mod:`models.latent`).
-        top_features: n strings, each the names of the row's ``top_k`` largest contributors joined by
-            ``","`` (largest first), e.g. ``"amount,merchant,hour"``.
+        top_features: n strings, each the names of the row's first ``top_k`` columns as
+            ``ColumnScorer.ranking_key`` ranks them, joined by ``","`` (first cause first), e.g.
+            ``"amount,merchant,hour"``; a column contributing 0 is left out (a row with nothing
+            unusual: ``""``).
         contributions: (n, n_columns) float32 per-column score contributions (they sum to
             ``scores``), columns in ``detector.feature_names_in_`` order.
     """
@@ -96,32 +99,44 @@ def _top_by_argmax(contributions: np.ndarray, k: int) -> np.ndarray:
     return top
 
 
-def top_feature_strings(top: np.ndarray, names: list[str]) -> list[str]:
-    """(n, k) column indices -> n strings ``"col_a,col_b,..."``. Rows share few distinct
-    combinations, so each distinct one is joined once."""
+def top_feature_strings(
+    top: np.ndarray, names: list[str], contributions: np.ndarray | None = None
+) -> list[str]:
+    """(n, k) column indices -> n strings ``"col_a,col_b,..."``. With ``contributions`` (n,
+    n_columns), a column whose contribution is 0 is left out: it explains nothing, so a row with
+    nothing unusual names no column (an empty string). Rows share few distinct combinations, so
+    each distinct one is joined once."""
     if top.shape[0] == 0:
         return []
     n_columns = len(names)
-    if n_columns ** top.shape[1] < 2**62:
-        # One integer per combination (base n_columns digits): a 1-D unique is far cheaper than a
-        # row-wise one.
+    if contributions is not None:
+        # The sentinel index n_columns stands for "no column here".
+        top = np.where(np.take_along_axis(contributions, top, axis=1) > 0, top, n_columns)
+    base = n_columns + 1
+    if base ** top.shape[1] < 2**62:
+        # One integer per combination (base n_columns + 1 digits): a 1-D unique is far cheaper
+        # than a row-wise one.
         keys = np.zeros(top.shape[0], dtype=np.int64)
         for position in range(top.shape[1]):
-            keys *= n_columns
+            keys *= base
             keys += top[:, position]
         unique_keys, row_combination = np.unique(keys, return_inverse=True)
         combinations = np.empty((len(unique_keys), top.shape[1]), dtype=np.int64)
         for position in reversed(range(top.shape[1])):
-            combinations[:, position] = unique_keys % n_columns
-            unique_keys = unique_keys // n_columns
+            combinations[:, position] = unique_keys % base
+            unique_keys = unique_keys // base
     else:
         combinations, row_combination = np.unique(top, axis=0, return_inverse=True)
     # Joined column by column over all combinations at once (object arrays add their strings in
     # one C loop): a request of 1,000 rows has hundreds of distinct combinations.
-    labels = np.asarray(names, dtype=object)[combinations]
-    joined = labels[:, 0]
+    labels = np.asarray([*names, ""], dtype=object)[combinations]
+    shown = combinations < n_columns
+    joined = np.where(shown[:, 0], labels[:, 0], "")
+    started = shown[:, 0].copy()
     for position in range(1, labels.shape[1]):
-        joined = joined + "," + labels[:, position]
+        piece = np.where(started, "," + labels[:, position], labels[:, position])
+        joined = np.where(shown[:, position], joined + piece, joined)
+        started |= shown[:, position]
     return joined[row_combination.reshape(-1)].tolist()
 
 

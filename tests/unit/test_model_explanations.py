@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from models import AutoencoderDetector
+from models.explanations import top_feature_strings
 
 FAST = {"epochs": 20, "device": "cpu", "random_state": 0}
 N_FLAGS = 12
@@ -162,3 +163,18 @@ def test_top_indices_is_the_stable_order_of_the_largest_for_every_path(top_k):
     expected = np.argsort(-with_minus_infinity, axis=1, kind="stable")[:, :top_k]
     np.testing.assert_array_equal(top_indices(with_minus_infinity, top_k), expected)
     assert top_indices(contributions[:0], top_k).shape == (0, min(top_k, 12))
+
+
+def test_top_feature_strings_leave_out_the_columns_that_add_nothing():
+    names = ["amount", "fee", "channel"]
+    top = np.array([[2, 0, 1], [1, 2, 0], [0, 1, 2], [2, 1, 0]])
+    contributions = np.array(
+        [[3.0, 0.0, 9.0], [0.0, 0.0, 0.0], [5.0, 1.0, 0.5], [0.0, 0.0, 2.0]], dtype=np.float32
+    )
+    assert top_feature_strings(top, names) == [
+        "channel,amount,fee", "fee,channel,amount", "amount,fee,channel", "channel,fee,amount",
+    ]  # fmt: skip
+    # A row with nothing unusual names no column; the others name only what adds to the score.
+    assert top_feature_strings(top, names, contributions) == [
+        "channel,amount", "", "amount,fee,channel", "channel",
+    ]  # fmt: skip
