@@ -314,8 +314,17 @@ def open_parquet(path: str, options: StorageOptions = None) -> pq.ParquetFile:
 
 
 def read_schema(path: str, options: StorageOptions = None) -> pa.Schema:
-    """The Arrow schema of a batch (its first file)."""
-    return open_parquet(batch_files(path, options)[0], options).schema_arrow
+    """The Arrow schema of a batch: its file's, or for a folder of parts their schemas unified
+    (a number column that is int64 in one part and double in another is double, as
+    :func:`read_table` reads it; validation refuses parts that differ otherwise)."""
+    files = batch_files(path, options)
+    first = open_parquet(files[0], options).schema_arrow
+    if len(files) == 1:
+        return first
+    schemas = [first, *(open_parquet(f, options).schema_arrow for f in files[1:])]
+    if all(schema.equals(first) for schema in schemas[1:]):
+        return first
+    return pa.unify_schemas(schemas, promote_options="permissive")
 
 
 def count_rows(path: str, options: StorageOptions = None) -> int:
@@ -356,7 +365,11 @@ def read_table(
             tables.append(pq.read_table(handle, columns=columns, use_threads=threads_safe))
     if not tables:
         raise FileNotFoundError(f"batch {path} holds no Parquet files")
-    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    if len(tables) == 1:
+        return tables[0]
+    # Parts whose number columns differ in width (int64 here, double there: a null in one day's
+    # export) read as one table with the wider type (see :func:`read_schema`).
+    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def checksum(path: str, options: StorageOptions = None) -> str:

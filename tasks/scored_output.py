@@ -189,7 +189,7 @@ def chunk_output(
             f"the model returned latent features of shape {latent.shape}, the output schema "
             f"expects ({n}, {latent_dim}); the model and the schema are out of step"
         )
-    arrays = [record_batch.column(name) for name in passthrough]
+    arrays = [_as_field(record_batch.column(name), schema.field(name)) for name in passthrough]
     arrays += score_arrays(result, threshold)
     arrays += latent_arrays(latent)
     arrays += [
@@ -211,6 +211,12 @@ def score_chunk(
     return chunk_output(
         record_batch, result, threshold=detector.threshold_, schema=schema, chunk=chunk
     )
+
+
+def _as_field(column: pa.Array, field: pa.Field) -> pa.Array:
+    """A passthrough column in the output schema's type: a part of a folder batch may hold an
+    id as int64 where the batch's unified schema (:func:`tasks.io.read_schema`) has double."""
+    return column if column.type.equals(field.type) else column.cast(field.type)
 
 
 def score_record_batches(

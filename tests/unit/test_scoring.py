@@ -504,3 +504,37 @@ def test_the_partition_is_the_batch_date_never_the_scoring_day(store):
     # a strict source that cannot date the batch fails it, naming the fix
     with pytest.raises(ValueError, match="batch export has no date: columns.batch_date = 'id'"):
         run(plain, force=True, batch_date_source="id")
+
+
+def test_a_folder_batch_whose_parts_differ_in_number_width_is_scored_whole(store):
+    """pandas writes an integer column holding a null as double, so a folder of daily parts can
+    carry the id as int64 in one part and double in the next. Validation reads such parts as one
+    table with the wider type (tests/unit/test_validate.py); scoring used to take the output
+    schema from the first part alone and cast the others to it, failing on any value int64 cannot
+    hold. The output holds the id in the batch's unified (wider) type, every row scored."""
+    from model_support import demo_columns
+
+    from tasks.io import BatchRef
+
+    layout, batch = store["layout"], store["batches"][0]
+    table = pq.read_table(batch.path)
+    n = table.num_rows
+    table = table.append_column("row_no", pa.array(np.arange(n), type=pa.int64()))
+    folder = Path(layout.incoming, "2026-01-01-parts")
+    folder.mkdir()
+    half = n // 2
+    pq.write_table(table.slice(0, half), folder / "part-0.parquet")
+    second = table.slice(half)
+    second = second.set_column(
+        second.schema.get_field_index("row_no"), "row_no", second["row_no"].cast("double")
+    )
+    pq.write_table(second, folder / "part-1.parquet")
+    parts = BatchRef("2026-01-01-parts", str(folder), 0)
+
+    marker = score(layout, parts, chunk_rows=400, columns=demo_columns(id="row_no"))
+    assert marker.rows_in == marker.rows_out == n
+    scored = pq.read_table(marker.output)
+    assert scored.schema.field("row_no").type == pa.float64()
+    assert scored.column("row_no").to_pylist() == [float(i) for i in range(n)]
+    whole = pq.read_table(score(layout, batch, chunk_rows=400).output)
+    assert scored.column("anomaly_score").equals(whole.column("anomaly_score"))

@@ -343,6 +343,36 @@ def test_parts_that_disagree_name_the_columns_and_types_that_differ(tmp_path):
         assert said in failure["why"], failure["why"]
 
 
+def test_parts_that_differ_only_in_number_width_are_read_as_one_batch(tmp_path):
+    # pandas writes an integer column that holds a null as double: a folder of daily parts then
+    # has int64 in one part and double in the next. The whole batch used to be quarantined for it;
+    # it reads as one table with the wider type, everywhere the batch is read.
+    from tasks.io import read_schema, read_table
+    from tasks.validation.prechecks import read_batch
+
+    table = make_table(40)
+    folder = tmp_path / "2026-01-05"
+    folder.mkdir()
+    pq.write_table(table.slice(0, 25), folder / "part-0.parquet")
+    visits = table.column("visits").slice(25, 15).cast("double")
+    pq.write_table(table.slice(25, 15).set_column(3, "visits", visits), folder / "part-1.parquet")
+    batch = BatchRef("2026-01-05", str(folder), 0)
+    read, failure = read_batch(batch, None)
+    assert failure is None
+    assert read.num_rows == 40 and read.schema.field("visits").type == pa.float64()
+    assert read.column("visits").to_pylist() == [float(v) for v in table["visits"].to_pylist()]
+    assert read_schema(str(folder)).field("visits").type == pa.float64()
+    assert read_table(str(folder)).equals(read)
+    # A column of another kind (text here) still fails the batch, naming the part and the column.
+    pq.write_table(
+        table.slice(25, 15).set_column(3, "visits", visits.cast("string")),
+        folder / "part-1.parquet",
+    )
+    _, failure = read_batch(batch, None)
+    assert failure["bad_parts"] == ["part-1.parquet"]
+    assert "part-1.parquet: 'visits' is string (int64 in part-0.parquet)" in failure["why"]
+
+
 def test_a_boolean_listed_as_numeric_is_told_to_be_categorical():
     # "has type bool, not a number type; fix the export's column type" sent users to re-export a
     # flag; listing it as categorical (a two-level category) is the fix in the config.
