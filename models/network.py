@@ -115,14 +115,22 @@ class Architecture:
     clip_inputs: bool = False
 
 
+def level_rows(layout) -> tuple[int, list[tuple[int, int]]]:
+    """(the first one-hot feature of a feature layout, each categorical block's ``(start, stop)``
+    counted from it: its rows in the transposed (n_levels, n) one-hot matrix); no categorical
+    block: (n_features, [])."""
+    blocks = layout.categorical_blocks
+    first = blocks[0][0] if blocks else layout.n_features
+    return first, [(start - first, stop - first) for start, stop, _ in blocks]
+
+
 def level_blocks(layout) -> tuple[int, torch.Tensor]:
     """(the first one-hot feature, (n_levels, n_blocks) float32 membership: 1 where a level
     belongs to a categorical block) of a feature layout; no categorical block: (n_features, empty)."""
-    blocks = layout.categorical_blocks
-    first = blocks[0][0] if blocks else layout.n_features
-    membership = torch.zeros(layout.n_features - first, len(blocks))
-    for block, (start, stop, _) in enumerate(blocks):
-        membership[start - first : stop - first, block] = 1.0
+    first, rows = level_rows(layout)
+    membership = torch.zeros(layout.n_features - first, len(rows))
+    for block, (start, stop) in enumerate(rows):
+        membership[start:stop, block] = 1.0
     return first, membership
 
 
@@ -352,15 +360,10 @@ class ColumnErrors:
         self.blocks = [(start, stop) for start, stop, _ in layout.categorical_blocks]
         # Numeric-only data without indicators: feature i is column i, no scatter needed.
         self.identity = not self.blocks and layout.regression_column == tuple(range(self.n_columns))
-        self.categorical_column = torch.tensor(
-            [column for _, _, column in layout.categorical_blocks], dtype=torch.long, device=device
-        )
         self.categorical_columns = ColumnSet(
             [column for _, _, column in layout.categorical_blocks], device
         )
-        # Each block's rows in the transposed (n_levels, n) one-hot matrix.
-        self.first_level = self.blocks[0][0] if self.blocks else layout.n_features
-        self.level_rows = [(a - self.first_level, b - self.first_level) for a, b in self.blocks]
+        self.first_level, self.level_rows = level_rows(layout)
 
     def target_levels(self, target: torch.Tensor) -> OneHotLevels | None:
         """(n, n_features) targets -> their :class:`OneHotLevels` (the layout the scoring
@@ -385,7 +388,7 @@ class ColumnErrors:
         if self.blocks:
             if output.requires_grad:
                 cross_entropies = self._cross_entropies(output, target)
-                errors = errors.index_add(1, self.categorical_column, cross_entropies)
+                errors = errors.index_add(1, self.categorical_columns.index, cross_entropies)
             else:
                 cross_entropies = self._cross_entropies_transposed(output, target, levels)
                 errors = self.categorical_columns.add_(errors, cross_entropies)
