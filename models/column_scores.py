@@ -38,7 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.network import ColumnSet, OneHotLevels, block_sums
+from models.explanations import top_indices
+from models.network import ColumnSet, OneHotLevels, block_sums, level_rows
 from models.preprocessing import NORMAL_IQR, FeatureLayout
 
 ERROR_NORMALIZATIONS = ("surprise", "none", "validation_mean")
@@ -167,6 +168,12 @@ class ColumnScorer:
             high = np.zeros(contributions.shape[1])
         return _replace(self, rank_scale=np.maximum(high, floor))
 
+    def first_columns(self, contributions: np.ndarray, top_k: int) -> np.ndarray:
+        """(n, n_columns) contributions -> (n, min(top_k, n_columns)) column indices of the
+        columns that explain each row, first cause first: :func:`models.explanations.top_indices`
+        of :meth:`ranking_key` (what ``top_features`` and ``explain`` name)."""
+        return top_indices(self.ranking_key(contributions), top_k)
+
     def ranking_key(self, contributions: np.ndarray) -> np.ndarray:
         """(n, n_columns) contributions -> what each row's columns are ranked by for
         ``top_features``: each contribution over its column's ``rank_scale`` (the contributions
@@ -272,12 +279,10 @@ class TorchColumnScorer:
         self.value_scale = tensor(scorer.value_scale)
         self.value_columns = ColumnSet(layout.value_columns, device)
         self.blocks = layout.categorical_blocks
-        self.first_level = self.blocks[0][0] if self.blocks else layout.n_features
+        self.first_level, self.block_rows = level_rows(layout)
         self.level_surprise = tensor(scorer.level_surprise)
         self.unknown_surprise = tensor(scorer.unknown_surprise)
         self.block_columns = ColumnSet([column for _, _, column in self.blocks], device)
-        # Each block's rows in the transposed (n_levels, n) one-hot matrix.
-        self.block_rows = [(a - self.first_level, b - self.first_level) for a, b, _ in self.blocks]
         self.marginal_offset = tensor(scorer.marginal_offset)
 
     def _levels(self, features: torch.Tensor) -> OneHotLevels:

@@ -31,7 +31,6 @@ from models.explanations import (
     ScoreResult,
     explanation_details,
     top_feature_strings,
-    top_indices,
 )
 from models.fast_preprocessing import FastPreprocessor
 from models.latent import LatentRotation
@@ -526,7 +525,7 @@ class AutoencoderDetector(BaseEstimator):
         if top_k is not None:
             self._check_top_k(top_k)
             keep = np.zeros_like(contributions, dtype=bool)
-            top = top_indices(self.column_scorer_.ranking_key(contributions), top_k)
+            top = self.column_scorer_.first_columns(contributions, top_k)
             np.put_along_axis(keep, top, True, axis=1)
             contributions = np.where(keep, contributions, np.float32(0))
         index = X.index if isinstance(X, pd.DataFrame) else None
@@ -548,7 +547,7 @@ class AutoencoderDetector(BaseEstimator):
             features = torch.from_numpy(features).to(self.device_)
         contributions, latent = self._forward(features)
         scores = contributions.sum(axis=1, dtype=np.float64)
-        top = top_indices(self.column_scorer_.ranking_key(contributions), top_k)
+        top = self.column_scorer_.first_columns(contributions, top_k)
         names = [str(c) for c in self.feature_names_in_]
         return ScoreResult(
             scores=scores,

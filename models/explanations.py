@@ -1,7 +1,8 @@
 """What the scoring job writes per row, and explanations: top columns, direction, expected value.
 
 :class:`ScoreResult` carries a forward pass's outputs. :func:`top_indices` (over
-``ColumnScorer.ranking_key``) and :func:`top_feature_strings` name each row's first causes.
+``ColumnScorer.ranking_key``, in ``ColumnScorer.first_columns``) and :func:`top_feature_strings`
+name each row's first causes.
 :func:`reconstruction` maps the network's output back to each column's own units (the value the
 model expected), and :func:`explanation_details` lays out, for each row's top columns, the
 contribution, the direction of the deviation (``"above"`` / ``"below"`` what the model expected for
@@ -222,7 +223,7 @@ def explanation_details(
 
     layout = detector.layout_
     names = [str(c) for c in detector.feature_names_in_]
-    top = top_indices(detector.column_scorer_.ranking_key(contributions), top_k)
+    top = detector.column_scorer_.first_columns(contributions, top_k)
     expected = reconstruction(detector, features)
     inputs = features.double().cpu().numpy()
     observed = normalise_frame(frame, detector.numeric_columns_, detector.categorical_columns_)
