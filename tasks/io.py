@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import posixpath
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -365,11 +365,37 @@ def read_table(
             tables.append(pq.read_table(handle, columns=columns, use_threads=threads_safe))
     if not tables:
         raise FileNotFoundError(f"batch {path} holds no Parquet files")
+    return concat_parts(tables)
+
+
+def concat_parts(tables: list[pa.Table]) -> pa.Table:
+    """The parts of one batch as one table. Parts whose number columns differ only in width
+    (int64 here, double there: pandas writes an integer column holding a null as double) give the
+    wider type, as :func:`read_schema` says, so no row is lost to a width; any other difference
+    raises ``pyarrow.ArrowInvalid`` (validation names it and quarantines the batch)."""
     if len(tables) == 1:
         return tables[0]
-    # Parts whose number columns differ in width (int64 here, double there: a null in one day's
-    # export) read as one table with the wider type (see :func:`read_schema`).
-    return pa.concat_tables(tables, promote_options="permissive")
+    widths = only_number_widths_differ([t.schema for t in tables])
+    return pa.concat_tables(tables, promote_options="permissive" if widths else "none")
+
+
+def only_number_widths_differ(schemas: Sequence[pa.Schema]) -> bool:
+    """True when every schema has the first one's columns, in its order, and each column differs
+    from the first's at most as one number type from another (integer or floating point)."""
+    first = schemas[0]
+
+    def number(arrow_type: pa.DataType) -> bool:
+        return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)
+
+    for other in schemas[1:]:
+        if other.names != first.names:
+            return False
+        for mine, theirs in zip(first, other, strict=True):
+            if not mine.type.equals(theirs.type) and not (
+                number(mine.type) and number(theirs.type)
+            ):
+                return False
+    return True
 
 
 def checksum(path: str, options: StorageOptions = None) -> str:

@@ -25,6 +25,7 @@ from tasks.io import (
     BatchRef,
     StorageOptions,
     batch_files,
+    concat_parts,
     count_rows,
     filesystem,
     open_input,
@@ -139,14 +140,7 @@ def read_batch(batch: BatchRef, options: StorageOptions) -> tuple[pa.Table | Non
             footer_rows=footer_rows(files, options, _reading(batch)),
         )
     try:
-        if len(tables) == 1:
-            return tables[0], None
-        if only_number_widths_differ([t.schema for t in tables]):
-            # int64 in one part, double in another (pandas writes a column with a null as
-            # double): one table with the wider type, as tasks.io reads it for training and
-            # scoring; no row is lost to a width.
-            return pa.concat_tables(tables, promote_options="permissive"), None
-        return pa.concat_tables(tables), None
+        return concat_parts(tables), None
     except Exception as exc:  # parts whose schemas differ
         first, first_name = tables[0].schema, _part_name(batch, files[0])
         differences = {
@@ -165,25 +159,6 @@ def read_batch(batch: BatchRef, options: StorageOptions) -> tuple[pa.Table | Non
             bad_parts=differing,
             footer_rows=sum(t.num_rows for t in tables),
         )
-
-
-def only_number_widths_differ(schemas: Sequence[pa.Schema]) -> bool:
-    """True when every schema has the first one's columns, in its order, and each column differs
-    from the first's at most as one number type from another (integer or floating point)."""
-    first = schemas[0]
-
-    def number(arrow_type: pa.DataType) -> bool:
-        return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)
-
-    for other in schemas[1:]:
-        if other.names != first.names:
-            return False
-        for mine, theirs in zip(first, other, strict=True):
-            if not mine.type.equals(theirs.type) and not (
-                number(mine.type) and number(theirs.type)
-            ):
-                return False
-    return True
 
 
 def schema_differences(first: pa.Schema, other: pa.Schema, first_name: str, most: int = 5) -> str:
