@@ -266,8 +266,8 @@ class AutoencoderDetector(BaseEstimator):
                 self._set_unseen_fill(network, torch.as_tensor(shares, device=self.device_))
 
     def _set_unseen_fill(self, network: MixedAutoencoder, shares: torch.Tensor) -> None:
-        first, membership = level_blocks(self.layout_)
-        network.set_unseen_fill(first, membership.to(self.device_), shares)
+        first, level_block = level_blocks(self.layout_)
+        network.set_unseen_fill(first, level_block.to(self.device_), shares)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, progress: ProgressCallback | None = None) -> AutoencoderDetector:

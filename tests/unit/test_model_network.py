@@ -139,9 +139,11 @@ def test_clipped_inputs_fill_only_unseen_blocks_with_the_same_bits_as_over_all_r
     torch.manual_seed(0)
     network = MixedAutoencoder(7, Architecture((16,), 3, clip_inputs=True)).eval()
     network.set_input_bounds(torch.tensor([-2.0, 0, 0, 0, 0, 0, 0]), torch.full((7,), 1.0))
-    first, membership = level_blocks(TWO_BLOCKS)
+    first, level_block = level_blocks(TWO_BLOCKS)
+    assert level_block.tolist() == [0, 0, 0, 1, 1]
+    membership = torch.nn.functional.one_hot(level_block).float()  # (n_levels, n_blocks)
     shares = torch.tensor([0.5, 0.3, 0.2, 0.9, 0.1])
-    network.set_unseen_fill(first, membership, shares)
+    network.set_unseen_fill(first, level_block, shares)
     x = _one_hot_rows(256, seed=1)
     # The fill as it was: every row, clipped with maximum(minimum(...)) and concatenated.
     clipped = torch.maximum(torch.minimum(x, network.input_high), network.input_low)
@@ -208,3 +210,85 @@ def test_column_set_adds_and_floors_like_the_indexed_operations(columns):
         floored = target.clone()
         floored[:, columns] = torch.maximum(floored[:, columns], source)
         assert torch.equal(column_set.maximum_(target.clone(), source), floored)
+
+
+def _many_blocks_layout(widths: list[int], n_regression: int = 2) -> FeatureLayout:
+    """Two numeric columns, then one categorical block per width, in that order."""
+    blocks, start = [], n_regression
+    for column, width in enumerate(widths, start=n_regression):
+        blocks.append((start, start + width, column))
+        start += width
+    return FeatureLayout(
+        columns=tuple(f"c{i}" for i in range(n_regression + len(widths))),
+        n_features=start,
+        n_regression=n_regression,
+        regression_column=tuple(range(n_regression)),
+        categorical_blocks=tuple(blocks),
+        levels=tuple(tuple(f"l{j}" for j in range(w)) for w in widths),
+    )
+
+
+def _many_blocks_rows(layout: FeatureLayout, n_rows: int, seed: int) -> torch.Tensor:
+    """Rows of ``layout`` with one level per block, and every 7th row's first block unseen."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.zeros(n_rows, layout.n_features)
+    rows[:, : layout.n_regression] = torch.randn(n_rows, layout.n_regression, generator=generator)
+    for start, stop, _ in layout.categorical_blocks:
+        level = torch.randint(start, stop, (n_rows,), generator=generator)
+        rows[torch.arange(n_rows), level] = 1.0
+    first_start, first_stop, _ = layout.categorical_blocks[0]
+    rows[::7, first_start:first_stop] = 0.0
+    return rows
+
+
+def test_training_cross_entropies_grouped_by_width_match_the_per_block_loop():
+    # Blocks of one width are reduced together (a table of many flags trains in a few kernels
+    # per step); values and gradients must be the bits of the loop over single blocks.
+    layout = _many_blocks_layout([2, 5, 2, 3, 5, 2, 40, 3, 2])
+    target = _many_blocks_rows(layout, 300, seed=5)
+    logits = torch.randn(300, layout.n_features, generator=torch.Generator().manual_seed(6)) * 3
+    weights = torch.randn(
+        len(layout.categorical_blocks), generator=torch.Generator().manual_seed(7)
+    )
+    expected_input = logits.clone().requires_grad_()
+    expected = []
+    for start, stop, _ in layout.categorical_blocks:
+        log_probs = torch.log_softmax(expected_input[:, start:stop], dim=1)
+        one_hot = target[:, start:stop]
+        observed = -(one_hot * log_probs).sum(dim=1)
+        least_likely = -log_probs.min(dim=1).values
+        expected.append(torch.where(one_hot.sum(dim=1) > 0.5, observed, least_likely))
+    expected = torch.stack(expected, 1)
+    (expected * weights).sum().backward()
+    got_input = logits.clone().requires_grad_()
+    got = ColumnErrors(layout, "cpu")._cross_entropies(got_input, target)
+    (got * weights).sum().backward()
+    assert torch.equal(got, expected)
+    assert torch.equal(got_input.grad, expected_input.grad)
+
+
+@pytest.mark.parametrize(
+    "n_blocks", [3, 40]
+)  # a matrix product up to 32 blocks, an index-add above
+def test_unseen_fill_is_the_membership_product_with_few_or_many_blocks(n_blocks):
+    from models.network import MATMUL_BLOCKS, level_blocks
+
+    layout = _many_blocks_layout([2 + block % 3 for block in range(n_blocks)])
+    torch.manual_seed(0)
+    network = MixedAutoencoder(layout.n_features, Architecture((16,), 3, clip_inputs=True)).eval()
+    low = torch.zeros(layout.n_features)
+    low[: layout.n_regression] = -2.0
+    network.set_input_bounds(low, torch.ones(layout.n_features))
+    first, level_block = level_blocks(layout)
+    shares = torch.rand(len(level_block), generator=torch.Generator().manual_seed(8))
+    network.set_unseen_fill(first, level_block, shares)
+    assert (network.block_membership is None) == (n_blocks > MATMUL_BLOCKS)
+    x = _many_blocks_rows(layout, 200, seed=9)
+    clipped = torch.maximum(torch.minimum(x, network.input_high), network.input_low)
+    levels = clipped[:, first:]
+    membership = torch.nn.functional.one_hot(level_block).float()
+    unseen = (levels @ membership < 0.5).float()
+    assert 0 < int(unseen.amax(dim=1).sum()) < len(x)
+    filled = torch.cat([clipped[:, :first], levels + (unseen @ membership.T) * shares], dim=1)
+    with torch.no_grad():
+        assert torch.equal(network.encode(x), network.encoder(filled))
