@@ -17,6 +17,7 @@ from collections.abc import Iterator
 _OWN_PACKAGES = frozenset({"flows", "tasks", "models"})
 TRANSIENT = "transient"
 DENIED = "denied"
+FULL = "full"
 
 # Transport errors of the HTTP stacks under fsspec back ends, by class name (so this module
 # imports none of them): botocore (s3fs), aiohttp (s3fs, gcsfs, adlfs), requests, fsspec itself.
@@ -56,6 +57,8 @@ _TRANSIENT_ERRNOS = frozenset(
         getattr(errno, "EREMOTEIO", errno.EIO),  # s3fs: InternalError (a 500)
     }
 )
+# No room or no writing: a full disk, a quota, a read-only file system. Waiting does not clear them.
+_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS})
 # Object-store error codes (S3, GCS, Azure) that mean "try again later" or "not allowed".
 _TRANSIENT_CODES = frozenset(
     {
@@ -112,6 +115,10 @@ class StorageAccessDenied(StorageError):
     """The storage refused the credentials or the permission (403, bad key, expired token)."""
 
 
+class StorageFull(StorageError):
+    """The storage has no room left (a full disk, a quota) or cannot be written (read-only)."""
+
+
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
     stack: list[BaseException] = [exc]
@@ -135,15 +142,18 @@ def _response_code(exc: BaseException) -> tuple[str, int | None]:
 
 
 def storage_problem(exc: BaseException) -> str | None:
-    """:data:`TRANSIENT`, :data:`DENIED`, or None when ``exc`` is not a storage failure (bad data,
-    a missing file, a bug).
+    """:data:`TRANSIENT`, :data:`DENIED`, :data:`FULL`, or None when ``exc`` is not a storage
+    failure (bad data, a missing file, a bug).
 
-    Denied wins over transient: a refused credential does not get better by waiting.
+    Denied and full win over transient: a refused credential or a full disk does not get better
+    by waiting.
     """
     found = None
     for error in _chain(exc):
         if isinstance(error, StorageAccessDenied):
             return DENIED
+        if isinstance(error, StorageFull):
+            return FULL
         if isinstance(error, StorageUnavailable):
             found = TRANSIENT
             continue
@@ -154,6 +164,8 @@ def storage_problem(exc: BaseException) -> str | None:
             return DENIED
         if isinstance(error, PermissionError):
             return DENIED
+        if isinstance(error, OSError) and error.errno in _FULL_ERRNOS:
+            return FULL
         if (
             code in _TRANSIENT_CODES
             or (status is not None and status >= 500)
@@ -178,6 +190,13 @@ def as_storage_error(exc: BaseException, url: str, action: str) -> StorageError 
         return StorageAccessDenied(
             f"storage {url} refused access while {action} ({detail}); check the credentials in "
             "the config's storage.options (or the environment) and the permissions on that location",
+            url,
+        )
+    if kind == FULL:
+        return StorageFull(
+            f"storage {url} has no room or cannot be written while {action} ({detail}); free "
+            "space (or raise the quota, or make the location writable) and run again: batches "
+            "without a success marker are scored again, nothing is lost",
             url,
         )
     if kind == TRANSIENT:
