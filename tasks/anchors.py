@@ -237,17 +237,27 @@ class PCAAnchor:
         X = np.asarray(X, dtype=np.float64)
         self.scaler = StandardScaler().fit(X)
         standardised = self.scaler.transform(X)
-        rank = max(1, int(np.linalg.matrix_rank(standardised)))
-        pca = PCA(n_components=min(rank, *standardised.shape), svd_solver="full").fit(standardised)
-        self.components_ = pca.components_
-        self.weights_ = np.maximum(pca.explained_variance_ratio_, 1e-300)
+        pca = PCA(n_components=min(standardised.shape), svd_solver="full").fit(standardised)
+        # The rank by numpy.linalg.matrix_rank's tolerance, from the singular values the fit
+        # computed (a second decomposition cost as much as the fit: ~30 s at 3,000 columns).
+        singular = pca.singular_values_
+        tolerance = singular.max(initial=0.0) * max(standardised.shape) * np.finfo(float).eps
+        rank = max(1, int((singular > tolerance).sum()))
+        self.components_ = pca.components_[:rank]
+        self.weights_ = np.maximum(pca.explained_variance_ratio_[:rank], 1e-300)
         return self
 
     def decision_function(self, X):
-        from scipy.spatial.distance import cdist
-
         standardised = self.scaler.transform(np.asarray(X, dtype=np.float64))
-        return (cdist(standardised, self.components_) / self.weights_).sum(axis=1)
+        # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2: one matrix product (scipy's cdist runs a loop
+        # per pair: minutes for a thousand rows of 3,000 features); the same distances to
+        # within float rounding.
+        squared = (
+            np.einsum("ij,ij->i", standardised, standardised)[:, None]
+            - 2.0 * standardised @ self.components_.T
+            + np.einsum("ij,ij->i", self.components_, self.components_)[None, :]
+        )
+        return (np.sqrt(np.maximum(squared, 0.0)) / self.weights_).sum(axis=1)
 
 
 def fit_score(name: str, seed: int, train: np.ndarray, rows: Sequence[np.ndarray], use_pyod=None):

@@ -44,6 +44,28 @@ def test_pca_keeps_the_rank_so_collinear_columns_give_finite_scores():
     assert np.isfinite(scores).all() and scores[50:].min() > np.median(scores[:50])
 
 
+def test_pca_is_pyods_definition_computed_with_one_decomposition():
+    # PyOD's PCA: every component up to the matrix rank, each row's Euclidean distance to each
+    # component vector over its explained variance ratio, summed.
+    from scipy.spatial.distance import cdist
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    train, test = _data(3)
+    train = np.column_stack([train, train[:, 1] - train[:, 2], np.ones(len(train))])
+    test = np.column_stack([test, test[:, 1] - test[:, 2], np.ones(len(test))])
+    standardised = StandardScaler().fit(train).transform(train)
+    rank = np.linalg.matrix_rank(standardised)
+    pca = PCA(n_components=rank, svd_solver="full").fit(standardised)
+    expected = (
+        cdist(StandardScaler().fit(train).transform(test), pca.components_)
+        / pca.explained_variance_ratio_
+    ).sum(axis=1)
+    anchor = make_anchor("PCA", 0, use_pyod=False).fit(train)
+    assert len(anchor.components_) == rank == 4
+    np.testing.assert_allclose(anchor.decision_function(test), expected, rtol=1e-9)
+
+
 def test_unknown_anchor_and_missing_pyod_are_clear_errors():
     with pytest.raises(ValueError, match="unknown anchor 'LOF'"):
         make_anchor("LOF", 0)
