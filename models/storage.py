@@ -201,14 +201,26 @@ def write_text_atomic(text: str, url: str, options: StorageOptions = None) -> st
     return write_bytes_atomic(text.encode("utf-8"), url, options)
 
 
+class DamagedJsonError(ValueError):
+    """A stored JSON file that is not JSON (a hand edit, a partial copy, a failing disk); the
+    message names it."""
+
+
 def read_json(url: str, options: StorageOptions = None) -> Any | None:
-    """Parsed JSON at ``url``, or None when there is no such file."""
+    """Parsed JSON at ``url``, or None when there is no such file.
+
+    Raises :class:`DamagedJsonError` naming ``url`` when the file is not UTF-8 JSON."""
     fs, path = filesystem(url, options)
     try:
         with fs.open(path, "rb") as handle:
             return json.loads(handle.read().decode("utf-8"))
     except FileNotFoundError:
         return None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DamagedJsonError(
+            f"{url} is damaged: not valid JSON ({exc}); restore it from a backup or an earlier "
+            "copy (aeflow writes it whole or not at all, so a partial file comes from outside)"
+        ) from exc
 
 
 def exists(url: str, options: StorageOptions = None) -> bool:
