@@ -356,6 +356,9 @@ def table_from_records(
         values = [record.get(rule.name) for record in records]
         try:
             array = pa.array(values)
+        except UnicodeEncodeError:
+            problems.append(_not_unicode(rule, values))
+            continue
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
             problems.append(_mixed_types(rule, values))
             continue
@@ -376,6 +379,28 @@ def _mixed_types(rule: ColumnRule, values: Sequence[Any]) -> InputProblem:
         fix = f"send every level of {rule.name!r} as text"
         rule_text = "one type of level per column"
     return InputProblem(rule.name, f"{rule_text}, got a mix of {sorted(kinds)}", fix, *_rows(odd))
+
+
+def _not_unicode(rule: ColumnRule, values: Sequence[Any]) -> InputProblem:
+    """JSON text may escape half of a surrogate pair ("\\ud83d"): not Unicode, so not text."""
+    odd = np.array([isinstance(v, str) and _has_lone_surrogate(v) for v in values])
+    first = next(v for v, bad in zip(values, odd, strict=True) if bad)
+    shown = ascii(next(c for c in first if 0xD800 <= ord(c) <= 0xDFFF))
+    return InputProblem(
+        rule.name,
+        f"text must be Unicode; got a lone surrogate {shown} (half of an escaped pair)",
+        f"send {rule.name!r} as UTF-8 text, escaping a character beyond U+FFFF as both halves "
+        "of its pair",
+        *_rows(odd),
+    )
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _is_json_number(value: Any) -> bool:

@@ -1,0 +1,41 @@
+"""Request bodies that are valid bytes but odd JSON: each is a 4xx naming the problem, never a
+500 (serving.codecs.parse_body and serving.rules, without a server)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from serving.codecs import parse_body
+from serving.rules import ColumnRule, InputContract, InputError
+
+RULES = [
+    ColumnRule("id", "passthrough"),
+    ColumnRule("amount", "numeric"),
+    ColumnRule("channel", "categorical", levels=frozenset({"web", "shop"})),
+]
+LATENT = tuple(
+    ColumnRule(f"z_{i}", "latent", "a code to decode needs every z value") for i in (0, 1)
+)
+CONTRACT = InputContract(tuple(RULES[1:]), (RULES[0],), LATENT)
+
+
+def _problems(raw: bytes, latent: bool = False) -> list:
+    rules = [*CONTRACT.passthrough, *(CONTRACT.latent if latent else CONTRACT.features)]
+    body = parse_body(raw, "json", rules, max_rows=100)
+    with pytest.raises(InputError) as caught:
+        CONTRACT.check(body.table, latent=latent, found=body.problems)
+    return caught.value.problems
+
+
+@pytest.mark.parametrize("column", ["channel", "id"])
+def test_text_with_a_lone_surrogate_is_a_problem_of_its_column(column):
+    # JSON may escape half of a surrogate pair ("\ud83d"): not Unicode text, Arrow cannot hold it.
+    row = {"id": "a", "amount": 1.0, "channel": "web"}
+    raw = json.dumps([row, {**row, column: "X"}]).replace('"X"', '"\\ud83d"').encode()
+    (problem,) = _problems(raw)
+    assert problem.column == column
+    assert "surrogate" in problem.rule and "\\ud83d" in problem.rule
+    assert problem.rows == (1,) and problem.n_rows == 1
+    assert "UTF-8" in problem.fix
