@@ -137,6 +137,11 @@ def _json_loads(raw: bytes) -> Any:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BodyError(f"the body is not valid JSON ({error}); send JSON records") from None
+    except RecursionError:
+        raise BodyError(
+            "the JSON body is nested too deep to read (thousands of levels); send rows as a "
+            "list of flat objects"
+        ) from None
 
 
 def _read_arrow(raw: bytes) -> pa.Table:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from serving.codecs import parse_body
+from serving.codecs import BodyError, parse_body
 from serving.rules import ColumnRule, InputContract, InputError
 
 RULES = [
@@ -39,3 +39,8 @@ def test_text_with_a_lone_surrogate_is_a_problem_of_its_column(column):
     assert "surrogate" in problem.rule and "\\ud83d" in problem.rule
     assert problem.rows == (1,) and problem.n_rows == 1
     assert "UTF-8" in problem.fix
+
+
+def test_a_body_nested_too_deep_is_a_400():
+    with pytest.raises(BodyError, match="nested"):
+        parse_body(b"[" * 100_000 + b"]" * 100_000, "json", RULES, max_rows=100)
