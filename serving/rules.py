@@ -37,6 +37,7 @@ UNSEEN_POLICIES = ("reject", "score")
 # Row numbers named per problem; the count says how many there were in all.
 ROWS_SHOWN = 5
 LEVELS_SHOWN = 12
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -316,6 +317,8 @@ def _check_column(
             missing = levels.is_null().to_numpy(zero_copy_only=False)
     elif rule.not_null is not None:
         missing = _null_mask(column)
+    if kind == "latent":
+        problems += _beyond_float32(name, column)
     if missing is not None and missing.any():
         problems.append(
             InputProblem(
@@ -326,6 +329,26 @@ def _check_column(
             )
         )
     return problems
+
+
+def _beyond_float32(name: str, column: pa.Array) -> list[InputProblem]:
+    """The network decodes in float32: a finite code beyond its range would become infinity."""
+    if not pa.types.is_floating(column.type) and not pa.types.is_decimal(column.type):
+        return []
+    values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    with np.errstate(invalid="ignore"):
+        beyond = np.isfinite(values) & (np.abs(values) > FLOAT32_MAX)
+    if not beyond.any():
+        return []
+    return [
+        InputProblem(
+            name,
+            f"encoded feature: a float32 number (|z| <= {FLOAT32_MAX:.4g}); got "
+            f"{values[beyond][0]:.4g}",
+            f"send {name!r} as /encode and `aeflow score` write it (z values are float32)",
+            *_rows(beyond),
+        )
+    ]
 
 
 def table_from_records(

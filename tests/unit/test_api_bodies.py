@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
 import pytest
 
 from serving.codecs import BodyError, parse_body
@@ -44,3 +45,19 @@ def test_text_with_a_lone_surrogate_is_a_problem_of_its_column(column):
 def test_a_body_nested_too_deep_is_a_400():
     with pytest.raises(BodyError, match="nested"):
         parse_body(b"[" * 100_000 + b"]" * 100_000, "json", RULES, max_rows=100)
+
+
+@pytest.mark.parametrize("value", [1e39, -1e308])
+def test_a_code_beyond_float32_is_a_problem_of_its_column(value):
+    # /decode runs the network in float32: 1e39 would become infinity there.
+    raw = json.dumps([{"z_0": 0.5, "z_1": 0.0}, {"z_0": value, "z_1": 0.0}]).encode()
+    (problem,) = _problems(raw, latent=True)
+    assert problem.column == "z_0"
+    assert "float32" in problem.rule and problem.rows == (1,)
+
+
+def test_codes_within_float32_pass():
+    raw = json.dumps([{"z_0": 3.0e38, "z_1": -1.5}]).encode()
+    body = parse_body(raw, "json", [*CONTRACT.passthrough, *CONTRACT.latent], max_rows=100)
+    batch = CONTRACT.check(body.table, latent=True)
+    assert batch.num_rows == 1 and batch.column("z_0").type == pa.float64()
