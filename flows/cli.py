@@ -26,6 +26,7 @@ from flows.errors import (
     EXIT_USAGE,
     BatchesFailed,
 )
+from flows.storage_preflight import SCORE_WRITES, TRAIN_WRITES
 
 # Quiet, offline-friendly defaults; a user's own environment wins.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -170,7 +171,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tasks.window import parse_date
 
     # fail fast on a bad config or date, before Prefect starts
-    cfg, _ = config_and_storage(args.config)
+    cfg, _ = config_and_storage(args.config, writes=TRAIN_WRITES)
     if args.params:
         with_model_params(cfg, args.params)
     if args.until:
@@ -197,27 +198,13 @@ def check_model_version(cfg: Any, layout: Any, version: str | None) -> None:
         layout.registry().entry(version)
 
 
-def check_storage_access(cfg: Any, layout: Any) -> None:
-    """Fail fast, before Prefect starts, when the storage refuses the credentials (one line naming
-    the URL). A storage that does not answer is left to the run, which retries."""
-    from models.storage_errors import DENIED, as_storage_error, storage_problem
-    from tasks.io import exists
-
-    try:
-        exists(layout.incoming, cfg.storage.options)
-    except Exception as exc:
-        if storage_problem(exc) == DENIED:
-            raise as_storage_error(exc, layout.incoming, "listing the batches") from exc
-
-
 def cmd_score(args: argparse.Namespace) -> int:
     from flows.prefect_api import require_prefect_api
     from flows.preflight import check_config_columns
     from flows.score import run_score
 
-    cfg, layout = config_and_storage(args.config)
+    cfg, layout = config_and_storage(args.config, writes=SCORE_WRITES)
     check_model_version(cfg, layout, args.model_version)
-    check_storage_access(cfg, layout)
     check_config_columns(cfg, args.model_version)  # before Prefect starts or a batch is touched
     require_prefect_api()
     summary = run_score(

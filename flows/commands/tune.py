@@ -33,14 +33,15 @@ def format_tune_summary(summary: dict[str, Any]) -> str:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from flows.config import load_config
+    from flows.commands import config_and_storage
     from flows.prefect_api import require_prefect_api
     from flows.preflight import check_config_columns
     from flows.score import task_runner_for
     from flows.tune import run_tune, tuning_settings
     from tasks.window import parse_date
 
-    cfg = load_config(args.config)  # fail fast on a bad config, before Prefect starts
+    # fail fast on a bad config or storage, before Prefect starts
+    cfg, _ = config_and_storage(args.config, writes=("reports",))
     tuning = tuning_settings(
         cfg.tuning,
         trials=args.trials,

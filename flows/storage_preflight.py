@@ -1,0 +1,111 @@
+"""The storage a command is about to use, checked before Prefect starts or a batch is touched.
+
+A run against storage it cannot use should stop at once, in one line that names the location and
+the fix, not fail batch by batch after validating and scoring each (a read-only output folder) or
+report an empty registry (a bucket that does not exist). Three checks, in this order:
+
+- the credentials: a refused credential is a :class:`StorageAccessDenied` naming the URL;
+- the bucket (object stores): aeflow never creates buckets, so a root in a bucket that does not
+  exist is a :class:`StorageRootMissing`, whatever the command (a read would find nothing, a write
+  would try to create the bucket);
+- for a command that writes, on a local or mounted folder: each folder it writes under can take a
+  file (a read-only mount, a folder without write permission), probed by creating and removing a
+  hidden file there (``.aeflow-write-check-<hex>``). Object stores are not probed (a PUT and a
+  DELETE per run): their refusal of a write is an access error the run reports with its URL.
+
+A store that does not answer at all is left to the run, which retries (docs/outputs.md).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from models.storage_errors import DENIED, StorageError, as_storage_error, storage_problem
+
+# fsspec protocols whose first path component is a bucket (or container) that aeflow never creates.
+BUCKET_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl"})
+
+
+# The folders each kind of command writes under (the storage layout's names).
+SCORE_WRITES = ("incoming", "scored", "quarantine")  # quarantining moves inputs out of incoming/
+TRAIN_WRITES = ("models", "reports")
+NIGHTLY_WRITES = (*SCORE_WRITES, *TRAIN_WRITES)
+
+
+class StorageRootMissing(StorageError):
+    """The storage root's bucket (container) does not exist."""
+
+
+class StorageNotWritable(StorageError):
+    """A local folder a command writes under cannot take a file (read-only, no permission)."""
+
+
+def check_storage(cfg: Any, layout: Any, writes: Iterable[str] = ()) -> None:
+    """Raise a :class:`StorageError` naming the URL and the fix when the storage refuses the
+    credentials, its bucket does not exist, or one of the folders ``writes`` (the layout's names:
+    "scored", "quarantine", ...) cannot take a file. Nothing else is raised: a store that does not
+    answer is left to the run."""
+    from tasks.io import exists, filesystem, is_local
+
+    options = cfg.storage.options
+    try:
+        exists(layout.incoming, options)
+    except Exception as exc:
+        if storage_problem(exc) == DENIED:
+            raise as_storage_error(exc, layout.incoming, "listing the batches") from exc
+        return  # unreachable: the run retries and names it
+    if is_local(layout.root):
+        for name in writes:
+            _check_writable(_folder(layout, name), cfg.source)
+        return
+    fs, path = filesystem(layout.root, options)
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    if not protocols & BUCKET_PROTOCOLS:
+        return
+    bucket = path.strip("/").split("/", 1)[0]
+    try:
+        found = fs.exists(bucket)
+    except Exception:  # unreachable or refused: the run reports it with its URL
+        return
+    if not found:
+        raise StorageRootMissing(
+            f"storage {layout.root}: the bucket {bucket!r} does not exist"
+            f"{_endpoint(options)}; create it (aeflow never creates buckets), or fix "
+            f"storage.root in {cfg.source or 'the config'}",
+            layout.root,
+        )
+
+
+def _folder(layout: Any, name: str) -> str:
+    """The URL of the layout's folder ``name`` ("scored", "quarantine", "reports", ...)."""
+    folder = getattr(layout, name)
+    return folder() if callable(folder) else folder
+
+
+def _endpoint(options: dict[str, Any] | None) -> str:
+    endpoint = ((options or {}).get("client_kwargs") or {}).get("endpoint_url")
+    return f" at {endpoint}" if endpoint else ""
+
+
+def _check_writable(folder: str, source: str | None) -> None:
+    """Create and remove a hidden file in ``folder`` (made first, as a run would make it), or in
+    its nearest existing parent when it cannot be made."""
+    target = Path(str(folder).removeprefix("file://"))
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        probe = target / f".aeflow-write-check-{uuid.uuid4().hex}"
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        probe.unlink()
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise StorageNotWritable(
+            f"storage {folder} cannot be written ({reason}: {exc.filename or target}); nothing "
+            f"was read or moved: make the folder writable (a read-only mount, its permissions, "
+            f"a full disk), or point storage.root in {source or 'the config'} at one that is",
+            str(folder),
+        ) from exc
