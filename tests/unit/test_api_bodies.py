@@ -61,3 +61,33 @@ def test_codes_within_float32_pass():
     body = parse_body(raw, "json", [*CONTRACT.passthrough, *CONTRACT.latent], max_rows=100)
     batch = CONTRACT.check(body.table, latent=True)
     assert batch.num_rows == 1 and batch.column("z_0").type == pa.float64()
+
+
+def _arrow(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _arrow_problems(table: pa.Table) -> list:
+    body = parse_body(_arrow(table), "arrow", RULES, max_rows=100)
+    with pytest.raises(InputError) as caught:
+        CONTRACT.check(body.table, found=body.problems)
+    return caught.value.problems
+
+
+def test_arrow_text_that_is_not_utf8_is_a_problem_of_its_column():
+    # Arrow IPC does not check that string bytes are UTF-8; a writer that cast bytes may send any.
+    channel = pa.array([b"web", b"sh\xffp"], pa.binary()).view(pa.string())
+    table = pa.table({"id": ["a", "b"], "amount": [1.0, 2.0], "channel": channel})
+    (problem,) = _arrow_problems(table)
+    assert problem.column == "channel" and "UTF-8" in problem.rule and problem.fix
+
+
+def test_an_arrow_body_with_a_column_twice_is_a_problem_of_that_column():
+    table = pa.Table.from_arrays(
+        [pa.array([1.0]), pa.array([2.0]), pa.array(["web"])], names=["amount", "amount", "channel"]
+    )
+    (problem,) = _arrow_problems(table)
+    assert problem.column == "amount" and "2 columns" in problem.rule
