@@ -150,6 +150,12 @@ def format_score_summary(summary: dict[str, Any], scored_root: str, quarantine_r
         lines.append(f"warnings          {warned['batch_id']}: {warned.get('reason', '')}")
     for flag_warning in summary.get("flag_warnings", []):
         lines.append(f"flag rate         {flag_warning}")
+    for copy in summary.get("same_input", []):
+        lines.append(
+            f"same input        {copy['batch_id']} holds the same bytes as "
+            f"{', '.join(copy['same_as'])}: its rows are in scored/ twice; if it was delivered "
+            "twice, remove the copy from incoming/ and its output and marker from scored/"
+        )
     ignored = summary.get("ignored") or []
     for entry in ignored[:IGNORED_SHOWN]:
         lines.append(f"ignored           {entry['path']}: {entry['reason']}")
