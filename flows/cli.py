@@ -417,14 +417,21 @@ class ExplainedErrorsWithoutTracebacks(logging.Filter):
     message, the terminal ends in one `aeflow: error:` line rather than a stack of frames."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from flows.config import ConfigError
-        from models.registry import RegistryError
-        from models.storage_errors import StorageError
-
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, StorageError | RegistryError | ConfigError):
+        if isinstance(error, explained_errors()):
             record.exc_info, record.exc_text = None, None
         return True
+
+
+def explained_errors() -> tuple[type[BaseException], ...]:
+    """The errors :func:`main` reports in one `aeflow: error:` line (their message says what
+    happened and what to do): storage, config, registry, argument and data errors, and batches
+    that failed to score."""
+    from flows.config import ConfigError
+    from models.registry import RegistryError
+    from models.storage_errors import StorageError
+
+    return (StorageError, ConfigError, RegistryError, FileNotFoundError, ValueError, BatchesFailed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
