@@ -146,7 +146,7 @@ class BatchProgress:
 def _task_runner(dask: str | None, workers: int | None, default_workers: int) -> Any:
     from flows.score import task_runner_for
 
-    return task_runner_for(workers or default_workers, dask)
+    return task_runner_for(default_workers if workers is None else workers, dask)
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:

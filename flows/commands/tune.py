@@ -53,7 +53,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         parse_date(args.until, "--until")
     check_config_columns(cfg, against_model=False)
     require_prefect_api()
-    runner = task_runner_for(args.workers or tuning.workers, args.dask)
+    runner = task_runner_for(tuning.workers if args.workers is None else args.workers, args.dask)
     summary = run_tune(
         args.config,
         task_runner=runner,
