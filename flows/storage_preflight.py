@@ -5,9 +5,9 @@ the fix, not fail batch by batch after validating and scoring each (a read-only 
 report an empty registry (a bucket that does not exist). Three checks, in this order:
 
 - the credentials: a refused credential is a :class:`StorageAccessDenied` naming the URL;
-- the bucket (object stores): aeflow never creates buckets, so a root in a bucket that does not
-  exist is a :class:`StorageRootMissing`, whatever the command (a read would find nothing, a write
-  would try to create the bucket);
+- the bucket (S3 and S3-compatible stores): aeflow never creates buckets, so a root in a bucket
+  that does not exist is a :class:`StorageRootMissing`, whatever the command (a read would find
+  nothing, a write would try to create the bucket);
 - for a command that writes, on a local or mounted folder: each folder it writes under can take a
   file (a read-only mount, a folder without write permission), probed by creating and removing a
   hidden file there (``.aeflow-write-check-<hex>``). Object stores are not probed (a PUT and a
@@ -26,8 +26,9 @@ from typing import Any
 
 from models.storage_errors import DENIED, StorageError, as_storage_error, storage_problem
 
-# fsspec protocols whose first path component is a bucket (or container) that aeflow never creates.
-BUCKET_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl"})
+# fsspec protocols whose first path component is a bucket that aeflow never creates, and whose
+# store can say "no such bucket" (S3 and S3-compatible stores, through s3fs).
+BUCKET_PROTOCOLS = frozenset({"s3", "s3a"})
 
 
 # The folders each kind of command writes under (the storage layout's names).
@@ -66,18 +67,21 @@ def check_storage(cfg: Any, layout: Any, writes: Iterable[str] = ()) -> None:
     protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
     if not protocols & BUCKET_PROTOCOLS:
         return
-    bucket = path.strip("/").split("/", 1)[0]
+    bucket, _, prefix = path.strip("/").partition("/")
+    # One listing under the root: what every run needs the right to do anyway. (fs.exists(bucket)
+    # probes HeadBucket, which a key scoped to a prefix may not be allowed: it would read as
+    # "no such bucket".) Only the store's own "no such bucket" answer counts as missing.
     try:
-        found = fs.exists(bucket)
-    except Exception:  # unreachable or refused: the run reports it with its URL
-        return
-    if not found:
+        fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=prefix, MaxKeys=1)
+    except FileNotFoundError:
         raise StorageRootMissing(
             f"storage {layout.root}: the bucket {bucket!r} does not exist"
             f"{_endpoint(options)}; create it (aeflow never creates buckets), or fix "
             f"storage.root in {cfg.source or 'the config'}",
             layout.root,
-        )
+        ) from None
+    except Exception:  # unreachable or refused: the run reports it with its URL
+        return
 
 
 def _folder(layout: Any, name: str) -> str:
