@@ -10,8 +10,9 @@ report an empty registry (a bucket that does not exist). Three checks, in this o
   nothing, a write would try to create the bucket);
 - for a command that writes, on a local or mounted folder: each folder it writes under can take a
   file (a read-only mount, a folder without write permission), probed by creating and removing a
-  hidden file there (``.aeflow-write-check-<hex>``). Object stores are not probed (a PUT and a
-  DELETE per run): their refusal of a write is an access error the run reports with its URL.
+  hidden file (``.aeflow-write-check-<hex>``) there, or in its nearest existing parent (no folder
+  is made). Object stores are not probed (a PUT and a DELETE per run): their refusal of a write is
+  an access error the run reports with its URL.
 
 A store that does not answer at all is left to the run, which retries (docs/outputs.md).
 """
@@ -96,19 +97,21 @@ def _endpoint(options: dict[str, Any] | None) -> str:
 
 
 def _check_writable(folder: str, source: str | None) -> None:
-    """Create and remove a hidden file in ``folder`` (made first, as a run would make it), or in
-    its nearest existing parent when it cannot be made."""
+    """Create and remove a hidden file in ``folder``, or in its nearest existing parent when the
+    run has not made it yet (nothing is left behind: no file, no folder)."""
     target = Path(str(folder).removeprefix("file://"))
+    existing = target
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
     try:
-        target.mkdir(parents=True, exist_ok=True)
-        probe = target / f".aeflow-write-check-{uuid.uuid4().hex}"
+        probe = existing / f".aeflow-write-check-{uuid.uuid4().hex}"
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)
         probe.unlink()
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise StorageNotWritable(
-            f"storage {folder} cannot be written ({reason}: {exc.filename or target}); nothing "
+            f"storage {folder} cannot be written ({reason}: {existing}); nothing "
             f"was read or moved: make the folder writable (a read-only mount, its permissions, "
             f"a full disk), or point storage.root in {source or 'the config'} at one that is",
             str(folder),
