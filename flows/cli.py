@@ -26,6 +26,7 @@ from flows.errors import (
     EXIT_USAGE,
     BatchesFailed,
 )
+from flows.storage_preflight import SCORE_WRITES, TRAIN_WRITES
 
 # Quiet, offline-friendly defaults; a user's own environment wins.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -149,6 +150,12 @@ def format_score_summary(summary: dict[str, Any], scored_root: str, quarantine_r
         lines.append(f"warnings          {warned['batch_id']}: {warned.get('reason', '')}")
     for flag_warning in summary.get("flag_warnings", []):
         lines.append(f"flag rate         {flag_warning}")
+    for copy in summary.get("same_input", []):
+        lines.append(
+            f"same input        {copy['batch_id']} holds the same bytes as "
+            f"{', '.join(copy['same_as'])}: its rows are in scored/ twice; if it was delivered "
+            "twice, remove the copy from incoming/ and its output and marker from scored/"
+        )
     ignored = summary.get("ignored") or []
     for entry in ignored[:IGNORED_SHOWN]:
         lines.append(f"ignored           {entry['path']}: {entry['reason']}")
@@ -170,7 +177,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tasks.window import parse_date
 
     # fail fast on a bad config or date, before Prefect starts
-    cfg, _ = config_and_storage(args.config)
+    cfg, _ = config_and_storage(args.config, writes=TRAIN_WRITES)
     if args.params:
         with_model_params(cfg, args.params)
     if args.until:
@@ -197,27 +204,13 @@ def check_model_version(cfg: Any, layout: Any, version: str | None) -> None:
         layout.registry().entry(version)
 
 
-def check_storage_access(cfg: Any, layout: Any) -> None:
-    """Fail fast, before Prefect starts, when the storage refuses the credentials (one line naming
-    the URL). A storage that does not answer is left to the run, which retries."""
-    from models.storage_errors import DENIED, as_storage_error, storage_problem
-    from tasks.io import exists
-
-    try:
-        exists(layout.incoming, cfg.storage.options)
-    except Exception as exc:
-        if storage_problem(exc) == DENIED:
-            raise as_storage_error(exc, layout.incoming, "listing the batches") from exc
-
-
 def cmd_score(args: argparse.Namespace) -> int:
     from flows.prefect_api import require_prefect_api
     from flows.preflight import check_config_columns
     from flows.score import run_score
 
-    cfg, layout = config_and_storage(args.config)
+    cfg, layout = config_and_storage(args.config, writes=SCORE_WRITES)
     check_model_version(cfg, layout, args.model_version)
-    check_storage_access(cfg, layout)
     check_config_columns(cfg, args.model_version)  # before Prefect starts or a batch is touched
     require_prefect_api()
     summary = run_score(
@@ -424,14 +417,21 @@ class ExplainedErrorsWithoutTracebacks(logging.Filter):
     message, the terminal ends in one `aeflow: error:` line rather than a stack of frames."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from flows.config import ConfigError
-        from models.registry import RegistryError
-        from models.storage_errors import StorageError
-
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, StorageError | RegistryError | ConfigError):
+        if isinstance(error, explained_errors()):
             record.exc_info, record.exc_text = None, None
         return True
+
+
+def explained_errors() -> tuple[type[BaseException], ...]:
+    """The errors :func:`main` reports in one `aeflow: error:` line (their message says what
+    happened and what to do): storage, config, registry, argument and data errors, and batches
+    that failed to score."""
+    from flows.config import ConfigError
+    from models.registry import RegistryError
+    from models.storage_errors import StorageError
+
+    return (StorageError, ConfigError, RegistryError, FileNotFoundError, ValueError, BatchesFailed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,7 +10,8 @@ code   meaning
 2      the command could not run as asked: a config, suite, date or argument error, named with
        its fix; no batch was touched
 3      ``--fail-on-quarantine``: the run quarantined at least one batch (the rest are scored)
-4      the storage was unreachable (after the retries) or refused the credentials, named with its
+4      the storage was unreachable (after the retries), refused the credentials, has no such
+       bucket, or cannot take a file in a folder the command writes (read-only), named with its
        URL; what it stopped was neither scored nor quarantined: run again once it answers
 5      the Prefect API does not answer: at the start of a command that runs flows, during a run
        for longer than AEFLOW_PREFECT_API_GRACE_S, or when `aeflow serve` stops
@@ -39,7 +40,8 @@ EXIT_CODES_HELP = """exit codes:
   1    some batches failed to score (the others are committed); expectations check problems
   2    config, suite, date or argument error (named with its fix; no batch touched)
   3    --fail-on-quarantine and at least one batch was quarantined
-  4    storage unreachable or refusing the credentials (named with its URL); nothing judged
+  4    storage unreachable, refusing the credentials, without its bucket or read-only (named
+       with its URL); nothing judged
   5    the Prefect API does not answer (at the start, for AEFLOW_PREFECT_API_GRACE_S during a
        run, or when `aeflow serve` stops)
   130  interrupted

@@ -277,7 +277,9 @@ def run_score(
     Dask cluster (`dask`: "local" or a scheduler address), or on the given Prefect task runner.
     """
     if task_runner is None:
-        task_runner = task_runner_for(workers or load_config(config).scoring.workers, dask)
+        if workers is None:
+            workers = load_config(config).scoring.workers
+        task_runner = task_runner_for(workers, dask)
     return score_flow.with_options(task_runner=task_runner)(
         config=config, model_version=model_version, force=force
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
+from pydantic import ValidationError
 
 from flows.config import load_config, storage_of
 from flows.prefect_api import API_WATCH_HOOKS
@@ -25,11 +26,24 @@ from tasks.tuning.settings import TuningSettings
 from tasks.tuning.study_store import open_study
 from tasks.tuning.tasks import prepare_search_task, run_trial_task, write_results_task
 
+# The command line's options for the tuning settings they override.
+OPTION_OF = {"timeout_s": "--timeout"}
+
 
 def tuning_settings(config_tuning: TuningSettings, **overrides: Any) -> TuningSettings:
     """The config's tuning section with the command line's overrides (None = keep), validated."""
     given = {key: value for key, value in overrides.items() if value is not None}
-    return TuningSettings(**{**config_tuning.model_dump(), **given})
+    try:
+        return TuningSettings(**{**config_tuning.model_dump(), **given})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "tuning"
+        name = OPTION_OF.get(field, f"--{field}") if field in given else f"tuning.{field}"
+        if error["type"] == "value_error":  # the section's own message: the rule and the value
+            message = error["msg"].removeprefix("Value error, ")
+            raise ValueError(message.replace(f"tuning.{field}", name)) from None
+        rule = error["msg"].removeprefix("Input ").replace("should", "must")
+        raise ValueError(f"{name} {rule}, got {error['input']!r}") from None
 
 
 @flow(name="aeflow-tune", log_prints=True, **API_WATCH_HOOKS)

@@ -124,7 +124,44 @@ def parse_body(raw: bytes, form: str, rules: Sequence[ColumnRule], max_rows: int
             f"the body is not {name}: {error}; send the bytes the writer made"
         ) from None
     check_row_limit(table.num_rows, max_rows)
-    return Body(table, form)
+    table, problems = _readable_columns(table, rules)
+    return Body(table, form, problems=tuple(problems))
+
+
+def _readable_columns(
+    table: pa.Table, rules: Sequence[ColumnRule]
+) -> tuple[pa.Table, list[InputProblem]]:
+    """The columns ``rules`` name that the table holds once and can be read, and the problems of
+    the others: a name held twice, text that is not UTF-8 (Arrow IPC does not check it)."""
+    problems, kept = [], {}
+    for rule in rules:
+        count = table.column_names.count(rule.name)
+        if count == 0:
+            continue
+        if count > 1:
+            problems.append(
+                InputProblem(
+                    rule.name,
+                    f"one column per name; the body has {count} columns named {rule.name!r}",
+                    f"send {rule.name!r} once",
+                )
+            )
+            continue
+        column = table.column(rule.name)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            try:
+                column.validate(full=True)
+            except pa.ArrowInvalid:
+                problems.append(
+                    InputProblem(
+                        rule.name,
+                        "text must be UTF-8; the column holds bytes that are not",
+                        f"write {rule.name!r} as UTF-8 text (or decode it before sending)",
+                    )
+                )
+                continue
+        kept[rule.name] = column
+    return pa.table(kept) if kept else pa.table({}), problems
 
 
 def _json_loads(raw: bytes) -> Any:
@@ -137,6 +174,11 @@ def _json_loads(raw: bytes) -> Any:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BodyError(f"the body is not valid JSON ({error}); send JSON records") from None
+    except RecursionError:
+        raise BodyError(
+            "the JSON body is nested too deep to read (thousands of levels); send rows as a "
+            "list of flat objects"
+        ) from None
 
 
 def _read_arrow(raw: bytes) -> pa.Table:

@@ -37,6 +37,7 @@ UNSEEN_POLICIES = ("reject", "score")
 # Row numbers named per problem; the count says how many there were in all.
 ROWS_SHOWN = 5
 LEVELS_SHOWN = 12
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -316,6 +317,8 @@ def _check_column(
             missing = levels.is_null().to_numpy(zero_copy_only=False)
     elif rule.not_null is not None:
         missing = _null_mask(column)
+    if kind == "latent":
+        problems += _beyond_float32(name, column)
     if missing is not None and missing.any():
         problems.append(
             InputProblem(
@@ -326,6 +329,26 @@ def _check_column(
             )
         )
     return problems
+
+
+def _beyond_float32(name: str, column: pa.Array) -> list[InputProblem]:
+    """The network decodes in float32: a finite code beyond its range would become infinity."""
+    if not pa.types.is_floating(column.type) and not pa.types.is_decimal(column.type):
+        return []
+    values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    with np.errstate(invalid="ignore"):
+        beyond = np.isfinite(values) & (np.abs(values) > FLOAT32_MAX)
+    if not beyond.any():
+        return []
+    return [
+        InputProblem(
+            name,
+            f"encoded feature: a float32 number (|z| <= {FLOAT32_MAX:.4g}); got "
+            f"{values[beyond][0]:.4g}",
+            f"send {name!r} as /encode and `aeflow score` write it (z values are float32)",
+            *_rows(beyond),
+        )
+    ]
 
 
 def table_from_records(
@@ -356,6 +379,9 @@ def table_from_records(
         values = [record.get(rule.name) for record in records]
         try:
             array = pa.array(values)
+        except UnicodeEncodeError:
+            problems.append(_not_unicode(rule, values))
+            continue
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
             problems.append(_mixed_types(rule, values))
             continue
@@ -376,6 +402,28 @@ def _mixed_types(rule: ColumnRule, values: Sequence[Any]) -> InputProblem:
         fix = f"send every level of {rule.name!r} as text"
         rule_text = "one type of level per column"
     return InputProblem(rule.name, f"{rule_text}, got a mix of {sorted(kinds)}", fix, *_rows(odd))
+
+
+def _not_unicode(rule: ColumnRule, values: Sequence[Any]) -> InputProblem:
+    """JSON text may escape half of a surrogate pair ("\\ud83d"): not Unicode, so not text."""
+    odd = np.array([isinstance(v, str) and _has_lone_surrogate(v) for v in values])
+    first = next(v for v, bad in zip(values, odd, strict=True) if bad)
+    shown = ascii(next(c for c in first if 0xD800 <= ord(c) <= 0xDFFF))
+    return InputProblem(
+        rule.name,
+        f"text must be Unicode; got a lone surrogate {shown} (half of an escaped pair)",
+        f"send {rule.name!r} as UTF-8 text, escaping a character beyond U+FFFF as both halves "
+        "of its pair",
+        *_rows(odd),
+    )
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _is_json_number(value: Any) -> bool:

@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -41,6 +42,8 @@ from tasks.io import (
 from tasks.markers import read_marker
 from tasks.records import VERDICTS, FeedbackSubmission, VerdictSubmission
 from tasks.settings import ColumnsSettings
+
+PARQUET_MAGIC = b"PAR1"
 
 BATCH_COLUMN = "batch_id"
 ROW_COLUMN = "row_id"
@@ -165,13 +168,29 @@ def read_id_rows(
     a CSV/text file (see :func:`parse_id_rows`)."""
     if source == "-":
         return parse_id_rows(stdin.read(), id_column=id_column, batch=batch)
-    if source.endswith(".parquet"):
-        return parse_id_table(read_table(source), id_column=id_column, batch=batch)
     fs, path = filesystem(source)
     if not fs.exists(path):
         raise FeedbackError(f"ids file {source} does not exist; pass --ids FILE, or - for stdin")
     with fs.open(path, "rb") as handle:
-        return parse_id_rows(handle.read().decode("utf-8"), id_column=id_column, batch=batch)
+        content = handle.read()
+    # Parquet by its magic bytes (whatever the name), or by its name when it is damaged.
+    if content[:4] == PARQUET_MAGIC or source.endswith(".parquet"):
+        try:
+            table = pq.read_table(pa.BufferReader(content))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise FeedbackError(
+                f"ids file {source} cannot be read as Parquet ({exc}); write it again, or pass the "
+                "ids as CSV"
+            ) from None
+        return parse_id_table(table, id_column=id_column, batch=batch)
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FeedbackError(
+            f"ids file {source} is neither UTF-8 text nor Parquet (byte {content[exc.start]:#04x} "
+            f"at {exc.start}); save the ids as UTF-8 CSV, or as Parquet"
+        ) from None
+    return parse_id_rows(text, id_column=id_column, batch=batch)
 
 
 # ---------------------------------------------------------------------------------- record

@@ -63,6 +63,20 @@ def numeric_cast_error(name: str, column: pa.Array | pa.ChunkedArray) -> ValueEr
     )
 
 
+def as_float64(column: pa.Array | pa.ChunkedArray, name: str) -> pa.Array | pa.ChunkedArray:
+    """A numeric feature column as float64: integers and decimals rounded to the nearest float64
+    (beyond 2**53 not every integer is one; pandas and numpy round the same way), text parsed;
+    :func:`numeric_cast_error` when a value is not a number."""
+    if pa.types.is_float64(column.type):
+        return column
+    # Arrow's safe cast refuses an integer a float64 cannot hold exactly; the model reads float32.
+    exact = not (pa.types.is_integer(column.type) or pa.types.is_decimal(column.type))
+    try:
+        return column.cast(pa.float64(), safe=exact)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise numeric_cast_error(name, column) from exc
+
+
 def feature_frame(
     data: pa.Table | pa.RecordBatch,
     numeric: Sequence[str],
@@ -80,11 +94,7 @@ def feature_frame(
     data = null_missing_tokens(data.select([*numeric, *categorical]), missing_tokens)
     frame: dict[str, object] = {}
     for name in numeric:
-        column = data.column(name)
-        try:
-            values = column.cast(pa.float64())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise numeric_cast_error(name, column) from exc
+        values = as_float64(data.column(name), name)
         frame[name] = values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
     for name in categorical:
         column = data.column(name)

@@ -21,9 +21,9 @@ import codecs
 import csv
 import datetime as dt
 import itertools
+import logging
 import posixpath
 import re
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +32,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from tasks.csv_text import (
     UTC_MICROS,
@@ -42,8 +41,11 @@ from tasks.csv_text import (
     text_to_timestamp,
     utf8_lines,
 )
-from tasks.io import Storage, StorageOptions, filesystem, remove
+from tasks.ingest_staging import StagedBatches, remove_abandoned_staging
+from tasks.io import Storage, StorageOptions, filesystem
 from tasks.settings import ColumnsSettings
+
+logger = logging.getLogger("aeflow.ingest")
 
 MONTHS = {
     name: number
@@ -360,91 +362,6 @@ def _convert(lines: list[bytes], plan: _ChunkPlan, first_row: int) -> pa.Table:
     return pa.table(arrays)
 
 
-# ------------------------------------------------------------------------------------ writing
-# Batches written at once; a file split by day can hold years of days, and rows need not be in
-# order, so the least recently written batch is closed and reopened as a further part when needed.
-MAX_OPEN_WRITERS = 32
-
-
-class _StagedBatches:
-    """Parquet writers for the batches of one ingest, in a hidden staging folder."""
-
-    def __init__(self, storage: Storage) -> None:
-        self.storage, self.options = storage, storage.options
-        self.token = uuid.uuid4().hex
-        self.staging = storage.ingest_staging(self.token)
-        self.fs, _ = filesystem(storage.incoming, self.options)
-        self.open: dict[str, tuple[Any, pq.ParquetWriter]] = {}  # in order of last write
-        self.parts: dict[str, list[str]] = {}
-        self.rows: dict[str, int] = {}
-
-    def _inner(self, url: str) -> str:
-        return filesystem(url, self.options)[1]
-
-    def write(self, batch_id: str, table: pa.Table) -> None:
-        if batch_id not in self.open:
-            if len(self.open) >= MAX_OPEN_WRITERS:
-                self.close(next(iter(self.open)))
-            parts = self.parts.setdefault(batch_id, [])
-            part = self.storage.ingest_staging(self.token, batch_id, len(parts))
-            parts.append(part)
-            self.fs.makedirs(posixpath.dirname(self._inner(part)), exist_ok=True)
-            handle = self.fs.open(self._inner(part), "wb")
-            self.open[batch_id] = (
-                handle,
-                pq.ParquetWriter(handle, table.schema, compression="zstd"),
-            )
-            self.rows.setdefault(batch_id, 0)
-        else:
-            self.open[batch_id] = self.open.pop(batch_id)  # most recently written last
-        self.open[batch_id][1].write_table(table)
-        self.rows[batch_id] += table.num_rows
-
-    def close(self, batch_id: str) -> None:
-        if batch_id not in self.open:
-            return  # closed already to make room for another batch
-        handle, writer = self.open.pop(batch_id)
-        writer.close()
-        handle.close()
-
-    def _merge(self, batch_id: str) -> str:
-        """One Parquet file of a batch's parts (in the order written); returns its staging URL."""
-        parts = self.parts[batch_id]
-        if len(parts) == 1:
-            return parts[0]
-        merged = self.storage.ingest_staging(self.token, batch_id)
-        with self.fs.open(self._inner(merged), "wb") as handle:
-            writer = None
-            for part in parts:
-                with self.fs.open(self._inner(part), "rb") as source:
-                    table = pq.read_table(source)
-                writer = writer or pq.ParquetWriter(handle, table.schema, compression="zstd")
-                writer.write_table(table)
-            writer.close()
-        return merged
-
-    def commit(self) -> list[dict[str, Any]]:
-        """Close every writer and move the batches into incoming/ (each move is atomic)."""
-        for batch_id in list(self.open):
-            self.close(batch_id)
-        written = []
-        for batch_id in sorted(self.rows):
-            target = self.storage.incoming_file(batch_id)
-            self.fs.mv(self._inner(self._merge(batch_id)), self._inner(target))
-            written.append({"batch_id": batch_id, "path": target, "rows": self.rows[batch_id]})
-        remove(self.staging, self.options)
-        return written
-
-    def abort(self) -> None:
-        for handle, writer in self.open.values():
-            try:
-                writer.close()
-            finally:
-                handle.close()
-        self.open.clear()
-        remove(self.staging, self.options)
-
-
 # ------------------------------------------------------------------------------------- naming
 def _add_months(day: dt.date, months: int) -> dt.date:
     month0 = day.month - 1 + months
@@ -472,7 +389,7 @@ def _period_keys(stamps: pa.ChunkedArray, split_by: str) -> np.ndarray:
 
 
 def _write_by_period(
-    staged: _StagedBatches, prefix: str, table: pa.Table, column: str, split_by: str, first_row: int
+    staged: StagedBatches, prefix: str, table: pa.Table, column: str, split_by: str, first_row: int
 ) -> None:
     """``table`` (from data row ``first_row`` on) into one batch per period of ``column``."""
     stamps = table.column(column)
@@ -568,7 +485,9 @@ def ingest_csv(
         options=storage.options,
     )
     whole = prefix if first_day is None else f"{prefix}-{first_day.isoformat()}"
-    staged = _StagedBatches(storage)
+    for url in remove_abandoned_staging(storage):
+        logger.warning("removed %s, the staging folder of an ingest that was killed", url)
+    staged = StagedBatches(storage)
     try:
         part, part_rows, first_row = 1, 0, 1
         for table in tables:

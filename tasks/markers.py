@@ -13,6 +13,7 @@ path it cannot map as None: such a path is never deleted (a run deletes only ins
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
 from typing import Any
@@ -23,6 +24,7 @@ from models.storage import StorageOptions, filesystem, read_json, write_json_ato
 from tasks.io import PARQUET_SUFFIX, Storage, checksum, fingerprint
 from tasks.records import ScoreMarker
 
+logger = logging.getLogger("aeflow.markers")
 MARKER_FORMAT = 2  # 1 (no field): full paths; 2: paths relative to the storage root
 PATH_FIELDS = ("input_path", "output")
 
@@ -79,11 +81,32 @@ def from_storage(stored: dict[str, Any], layout: Storage) -> dict[str, Any]:
 
 
 def read_marker(storage: Storage, batch_id: str) -> ScoreMarker | None:
-    """The batch's success marker with URLs under this root, or None when it has none."""
-    stored = read_json(storage.success_marker(batch_id), storage.options)
-    if stored is None:
+    """The batch's success marker with URLs under this root, or None when it has none.
+
+    A marker is written atomically, so one that is not a marker (bad JSON, missing fields) was
+    damaged by hand or by the disk: it commits nothing, so the batch counts as not scored (the
+    next run scores it again and rewrites the marker), with a warning naming the file."""
+    url = storage.success_marker(batch_id)
+    try:
+        stored = read_json(url, storage.options)
+        if stored is None:
+            return None
+        return ScoreMarker.from_dict(from_storage(stored, storage))
+    except (
+        ValueError,
+        TypeError,
+        AttributeError,
+        KeyError,
+    ) as exc:  # JSONDecodeError is a ValueError
+        logger.warning(
+            "success marker %s is damaged (%s: %s): it commits nothing, so batch %r is scored "
+            "again and the marker rewritten",
+            url,
+            type(exc).__name__,
+            exc,
+            batch_id,
+        )
         return None
-    return ScoreMarker.from_dict(from_storage(stored, storage))
 
 
 def write_marker(marker: ScoreMarker, storage: Storage) -> str:

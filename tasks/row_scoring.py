@@ -31,10 +31,10 @@ from models.detector import INPUT_CLIP
 from models.explanations import ScoreResult
 from models.fast_preprocessing import FastPreprocessor
 from tasks.frames import (
+    as_float64,
     feature_frame,
     missing_columns_error,
     null_tokens,
-    numeric_cast_error,
     token_array,
 )
 
@@ -82,11 +82,7 @@ class ArrowReplay:
         """(n,) float64 copy, NaN for null, NaN and infinity."""
         if self.tokens is not None and _is_text(column.type):
             column = null_tokens(column, self.tokens)
-        try:
-            values = column if pa.types.is_float64(column.type) else column.cast(pa.float64())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise numeric_cast_error(name, column) from exc
-        out = np.array(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+        out = np.array(as_float64(column, name).to_numpy(zero_copy_only=False), dtype=np.float64)
         # An infinite value cannot be scaled; it is treated as missing (imputed and indicated).
         out[np.isinf(out)] = np.nan
         return out

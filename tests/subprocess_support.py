@@ -112,3 +112,33 @@ def prefect_server(home: Path, timeout_s: float = 90, **settings: str) -> Iterat
     """:func:`prefect_server_process`, yielding only the API URL."""
     with prefect_server_process(home, timeout_s, **settings) as (api, _):
         yield api
+
+
+@contextlib.contextmanager
+def moto_s3_server(**env: str) -> Iterator[str]:
+    """moto's S3 server in a subprocess on loopback (``env``: its settings, e.g.
+    INITIAL_NO_AUTH_ACTION_COUNT="0" to check credentials); yields its endpoint URL. Skips the
+    test when moto_server is not installed."""
+    import pytest
+
+    moto = shutil.which("moto_server", path=str(BIN)) or shutil.which("moto_server")
+    if moto is None:
+        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
+    port = free_port()
+    server = subprocess.Popen(
+        [moto, "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process_group(server)

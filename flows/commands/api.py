@@ -33,7 +33,7 @@ def _is_loopback(host: str) -> bool:
 def build_service(args: argparse.Namespace):
     """(app, holder) for the parsed arguments; the model is loaded, verified and warmed up before
     this returns, so a config, registry or bundle problem stops the command before it listens."""
-    from flows.config import load_config, storage_of
+    from flows.commands import config_and_storage
     from flows.preflight import check_config_columns
     from serving.app import ApiSettings, create_app
     from serving.model_holder import ModelHolder, model_builder
@@ -41,12 +41,12 @@ def build_service(args: argparse.Namespace):
     from tasks.io import is_local
     from tasks.validation import load_suite
 
-    cfg = load_config(args.config)
+    cfg, layout = config_and_storage(args.config)
     check_config_columns(cfg, args.model_version)
     cols, opts = cfg.columns, cfg.storage.options
     suite_opts = None if is_local(cfg.suite_path) else opts
     suite = load_suite(cfg.suite_path, cfg.validation.severity, suite_opts)
-    registry = storage_of(cfg).registry()
+    registry = layout.registry()
     build = model_builder(
         cols.numeric,
         cols.categorical,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from flows.commands import add_config_argument
+from flows.commands import add_config_argument, config_and_storage
 
 if TYPE_CHECKING:
     from flows.config import PipelineConfig
@@ -34,14 +34,12 @@ def csv_format(cfg: PipelineConfig) -> CsvFormat:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from flows.config import load_config, storage_of
     from tasks.batch_dates import date_in_id
     from tasks.ingest import Batching, ingest_csv
 
-    cfg = load_config(args.config)
     if args.cadence and not args.start_date:
         raise ValueError("--cadence dates batches from --start-date: give --start-date YYYY-MM-DD")
-    layout = storage_of(cfg)
+    cfg, layout = config_and_storage(args.config, writes=("incoming",))
     written = ingest_csv(
         args.csv,
         storage=layout,

@@ -7,13 +7,11 @@ import json
 import sys
 from typing import Any
 
-from flows.commands import add_config_argument
+from flows.commands import add_config_argument, config_and_storage
 
 
-def _registry(config_path: str):
-    from flows.config import load_config, storage_of
-
-    return storage_of(load_config(config_path)).registry()
+def _registry(config_path: str, writes: tuple[str, ...] = ()):
+    return config_and_storage(config_path, writes)[1].registry()
 
 
 def _number(value: Any, digits: int = 4) -> str:
@@ -136,7 +134,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    registry = _registry(args.config)
+    registry = _registry(args.config, writes=("models",))
     before = registry.champion()
     state = registry.promote(args.version, f"manual promote (gate bypassed): {args.reason}")
     registry.update_entry(
@@ -148,7 +146,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    registry = _registry(args.config)
+    registry = _registry(args.config, writes=("models",))
     before = registry.champion()
     state = registry.rollback(f"manual rollback: {args.reason}")
     print(f"champion: {before} -> {state['version']} (rolled back)")

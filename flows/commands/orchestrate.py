@@ -11,7 +11,7 @@ import argparse
 import os
 from typing import Any
 
-from flows.commands import add_config_argument
+from flows.commands import add_config_argument, config_and_storage
 
 
 # ------------------------------------------------------------------------------- summaries
@@ -146,23 +146,23 @@ class BatchProgress:
 def _task_runner(dask: str | None, workers: int | None, default_workers: int) -> Any:
     from flows.score import task_runner_for
 
-    return task_runner_for(workers or default_workers, dask)
+    return task_runner_for(default_workers if workers is None else workers, dask)
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
     from flows.cli import quarantine_exit, with_training_progress
-    from flows.config import load_config, storage_of
     from flows.nightly import nightly_flow
     from flows.prefect_api import require_prefect_api
     from flows.preflight import check_config_columns
+    from flows.storage_preflight import NIGHTLY_WRITES
     from tasks.window import parse_date
 
-    cfg = load_config(args.config)  # fail fast on a bad config or date, before Prefect starts
+    # fail fast on a bad config, date or storage, before Prefect starts
+    cfg, layout = config_and_storage(args.config, writes=NIGHTLY_WRITES)
     if args.date:
         parse_date(args.date)
     check_config_columns(cfg)
     require_prefect_api()
-    layout = storage_of(cfg)
     runner = _task_runner(args.dask, args.workers, cfg.scoring.workers)
     result = with_training_progress(
         lambda: nightly_flow.with_options(task_runner=runner)(
@@ -176,13 +176,13 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     from flows.cli import with_training_progress
-    from flows.config import load_config
     from flows.prefect_api import require_prefect_api
     from flows.preflight import check_config_columns
     from flows.retrain import retrain_flow
+    from flows.storage_preflight import TRAIN_WRITES
     from tasks.window import parse_date
 
-    cfg = load_config(args.config)
+    cfg, _ = config_and_storage(args.config, writes=TRAIN_WRITES)
     if args.until:
         parse_date(args.until, "--until")
     check_config_columns(cfg, against_model=False, suite_required=False)
@@ -204,19 +204,18 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def cmd_backfill(args: argparse.Namespace) -> int:
     from flows.backfill import backfill_flow
     from flows.cli import check_model_version, format_score_summary, quarantine_exit
-    from flows.config import load_config, storage_of
     from flows.prefect_api import require_prefect_api
     from flows.preflight import check_config_columns
+    from flows.storage_preflight import SCORE_WRITES
     from tasks.batch_dates import batch_dates
     from tasks.io import list_batches
     from tasks.window import parse_date, select_date_range
 
-    cfg = load_config(args.config)
+    cfg, layout = config_and_storage(args.config, writes=SCORE_WRITES)
     parse_date(args.start, "--from")
     parse_date(args.end, "--to")
     check_config_columns(cfg, args.model_version)
     require_prefect_api()
-    layout = storage_of(cfg)
     check_model_version(cfg, layout, args.model_version)
     runner = _task_runner(args.dask, args.workers, cfg.scoring.workers)
     opts, cols = cfg.storage.options, cfg.columns

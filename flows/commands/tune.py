@@ -33,14 +33,15 @@ def format_tune_summary(summary: dict[str, Any]) -> str:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from flows.config import load_config
+    from flows.commands import config_and_storage
     from flows.prefect_api import require_prefect_api
     from flows.preflight import check_config_columns
     from flows.score import task_runner_for
     from flows.tune import run_tune, tuning_settings
     from tasks.window import parse_date
 
-    cfg = load_config(args.config)  # fail fast on a bad config, before Prefect starts
+    # fail fast on a bad config or storage, before Prefect starts
+    cfg, _ = config_and_storage(args.config, writes=("reports",))
     tuning = tuning_settings(
         cfg.tuning,
         trials=args.trials,
@@ -52,7 +53,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         parse_date(args.until, "--until")
     check_config_columns(cfg, against_model=False)
     require_prefect_api()
-    runner = task_runner_for(args.workers or tuning.workers, args.dask)
+    runner = task_runner_for(tuning.workers if args.workers is None else args.workers, args.dask)
     summary = run_tune(
         args.config,
         task_runner=runner,

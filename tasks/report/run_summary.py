@@ -87,7 +87,30 @@ def summarize_score_run(
         "warnings": warnings,
         "flag_warnings": _flag_warnings(scored, method, value),
         "ignored": [i.to_dict() for i in ignored],
+        "same_input": _same_input(batches.scored, batches.skipped),
     }
+
+
+def _same_input(
+    scored: Sequence[ScoreMarker], skipped: Sequence[ScoreMarker | QuarantineRecord]
+) -> list[dict[str, Any]]:
+    """The batches scored in this run whose input has the same bytes (sha256) as another batch's,
+    scored earlier or in this run: [{"batch_id", "same_as": [earlier ids]}]. A day delivered
+    twice under two names is two batches; their rows would be in scored/ twice."""
+    seen: dict[str, list[str]] = {}
+    for marker in skipped:
+        sha = getattr(marker, "input_sha256", None)
+        if sha:
+            seen.setdefault(sha, []).append(marker.batch_id)
+    copies = []
+    for marker in sorted(scored, key=lambda m: m.batch_id):
+        if not marker.input_sha256:
+            continue
+        earlier = seen.setdefault(marker.input_sha256, [])
+        if earlier:
+            copies.append({"batch_id": marker.batch_id, "same_as": sorted(earlier)})
+        earlier.append(marker.batch_id)
+    return copies
 
 
 def rows_text(summary: dict[str, Any], key: str) -> str:

@@ -157,6 +157,15 @@ def test_ids_from_a_scored_parquet_slice(storage, tmp_path):
     pq.write_table(scored, tmp_path / "picked.parquet")
     pairs = read_id_rows(str(tmp_path / "picked.parquet"), id_column="id")
     assert pairs == [[DAY1, f"{DAY1}-1"], [DAY1, f"{DAY1}-3"]]
+    # Parquet under another name is read as Parquet; bytes that are neither are named.
+    (tmp_path / "picked.pq").write_bytes((tmp_path / "picked.parquet").read_bytes())
+    assert read_id_rows(str(tmp_path / "picked.pq"), id_column="id") == pairs
+    (tmp_path / "ids.csv").write_bytes(b"\xff\xfe\x00 not text")
+    with pytest.raises(FeedbackError, match=r"ids\.csv is neither UTF-8 text nor Parquet"):
+        read_id_rows(str(tmp_path / "ids.csv"), id_column="id")
+    (tmp_path / "cut.parquet").write_bytes((tmp_path / "picked.parquet").read_bytes()[:100])
+    with pytest.raises(FeedbackError, match=r"cut\.parquet cannot be read as Parquet"):
+        read_id_rows(str(tmp_path / "cut.parquet"), id_column="id")
 
 
 # -------------------------------------------------------------------------------------- CLI

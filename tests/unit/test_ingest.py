@@ -258,9 +258,9 @@ def test_row_batches_are_named_by_a_start_date_and_a_cadence(tmp_path):
 
 def test_split_by_day_and_week_from_the_timestamp_in_any_row_order(tmp_path, monkeypatch):
     """More days than open writers, rows out of order: each day still becomes one file."""
-    from tasks import ingest
+    from tasks import ingest_staging
 
-    monkeypatch.setattr(ingest, "MAX_OPEN_WRITERS", 3)
+    monkeypatch.setattr(ingest_staging, "MAX_OPEN_WRITERS", 3)
     days = [dt.date(2026, 1, 1) + dt.timedelta(days=d) for d in range(10)]
     order = [days[i % 10] for i in (0, 7, 3, 9, 1, 5, 2, 8, 4, 6) * 2]
     csv = tmp_path / "events.csv"
@@ -489,3 +489,27 @@ def test_a_row_without_a_timestamp_is_named_when_splitting_by_period(tmp_path):
             str(csv), storage=Storage(str(tmp_path), "ds"), fmt=CsvFormat(),
             columns=cols("id", "ts", ["x"]), batching=Batching(split_by="day"), chunk_rows=2,
         )  # fmt: skip
+
+
+def test_an_ingest_killed_half_way_leaves_no_staging_behind_the_next_one(tmp_path):
+    """A SIGKILLed ingest cannot remove its hidden staging folder; the next ingest on the machine
+    removes it once its process is gone (a live ingest's folder is left alone)."""
+    import os
+    import subprocess
+    import sys
+
+    from tasks.ingest_staging import staging_token
+
+    storage = Storage(str(tmp_path), "ds")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)  # fmt: skip
+    live_token = staging_token()  # this process: alive
+    dead_token = staging_token().replace(f"-{os.getpid()}-", f"-{int(dead.stdout)}-")
+    for token in (live_token, dead_token):
+        part = Path(storage.ingest_staging(token, "events-0001", 0))
+        part.parent.mkdir(parents=True)
+        part.write_bytes(b"half a Parquet file")
+    csv = tmp_path / "events.csv"
+    csv.write_text("id,amount\ne1,1\n")
+    ingest_csv(str(csv), storage=storage, fmt=CsvFormat(), columns=cols("id", None, ["amount"]))
+    left = sorted(p.name for p in Path(storage.incoming).iterdir())
+    assert left == sorted([f"_ingest-{live_token}", "events.parquet"])

@@ -170,3 +170,21 @@ def test_a_scored_file_deleted_behind_its_marker_is_scored_again(original):
     [batch] = [b for b in list_batches(layout.incoming) if b.batch_id == "2026-01-01"]
     assert score(layout, batch).status == "scored"  # not "skipped": the marker is not enough
     assert output.is_file()
+
+
+@pytest.mark.parametrize("content", ['{"batch_id": "2026-01', "[]", '{"batch_id": "x"}'])
+def test_a_damaged_marker_is_named_and_its_batch_scored_again(original, content, caplog):
+    # A marker is written atomically, so only a hand edit or a failing disk damages one; it used
+    # to stop every later run at the planning step with a bare JSONDecodeError ("Invalid control
+    # character at: line 1 column 18") naming no file.
+    from tasks.markers import read_marker
+
+    layout = Storage(str(original), "demo")
+    path = original / "scored/demo/_success/2026-01-01.json"
+    path.write_text(content)
+    with caplog.at_level("WARNING"):
+        assert read_marker(layout, "2026-01-01") is None
+    assert str(path) in caplog.text and "scored again" in caplog.text
+    batch = next(b for b in list_batches(layout.incoming) if b.batch_id == "2026-01-01")
+    assert score(layout, batch).status == "scored"
+    assert read_marker(layout, "2026-01-01").rows_in == 400  # rewritten whole

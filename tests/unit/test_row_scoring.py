@@ -146,3 +146,19 @@ def test_rows_preprocessed_first_score_to_the_same_bits(fitted):
     )
     # A model without a replay for these columns is scored through the frame.
     assert preprocess_rows(table, detector, NUMERIC[1:], CATEGORICAL) is None
+
+
+@pytest.mark.parametrize("kind", [pa.int64(), pa.uint64(), pa.decimal128(38, 0)])
+def test_integers_beyond_2_53_are_numbers_on_both_paths(fitted, kind):
+    # A byte count, a nanosecond epoch or an amount in cents can pass 2**53, where float64 stops
+    # holding every integer: the value is rounded to the nearest float64 (as pandas and numpy
+    # round it), not refused as "cannot be read as numbers".
+    detector, table = fitted
+    big = [2**53 + 1, 2**63 - 1 if kind != pa.int64() else -(2**62) - 1]
+    counts = pa.array(big * (table.num_rows // 2) + big[: table.num_rows % 2], kind)
+    table = table.set_column(table.schema.get_field_index("tx_count_24h"), "tx_count_24h", counts)
+    frame = feature_frame(table, NUMERIC, CATEGORICAL)
+    assert frame["tx_count_24h"].iloc[0] == float(2**53)  # the nearest float64 of 2**53 + 1
+    _assert_same(
+        score_rows(table, detector, NUMERIC, CATEGORICAL, top_k=3), detector.score(frame, top_k=3)
+    )

@@ -303,3 +303,15 @@ def test_trials_markdown_escapes_notes_and_names_so_the_table_holds():
     assert len(set(unescaped_pipes)) == 1 and unescaped_pipes[0] == 5
     assert "](http" not in text.replace("\\]", "")
     assert "a\\|b" in text and "night\\|ly" in text
+
+
+def test_a_bad_command_line_override_names_its_option():
+    # `aeflow tune --trials 0` printed pydantic's three-line "1 validation error for
+    # TuningSettings" with a link, naming the field rather than the option.
+    from flows.tune import tuning_settings
+    from tasks.tuning.settings import TuningSettings
+
+    with pytest.raises(ValueError, match=r"^--trials must be .*1.*got 0$"):
+        tuning_settings(TuningSettings(), trials=0)
+    with pytest.raises(ValueError, match=r"^--timeout must be .*got -5"):
+        tuning_settings(TuningSettings(), timeout_s=-5.0)
