@@ -114,14 +114,6 @@ def test_the_same_bundle_registered_twice_in_one_second_gets_two_versions(
     assert len(registry.versions()) == len(versions) + 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="models/storage.py's read_json (not this branch's to change) lets a JSONDecodeError "
-    "out without the file: a damaged champion.json or registry.json stops every command with "
-    "'aeflow: error: Expecting ',' delimiter: line 2 column 1'. Fix there: read_json raises an "
-    "error naming the URL and saying the file is not JSON (restore it, or promote a version "
-    "again to rewrite champion.json)",
-)
 def test_a_damaged_champion_file_is_named(registry_setup, capsys):
     config, registry, _ = registry_setup
     champion = registry.layout.champion_file

@@ -114,14 +114,6 @@ def test_errors_are_sorted_by_what_they_say_about_the_storage():
     assert storage_problem(BatchLockTimeout("held by another run")) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="models/storage_errors.py (not this branch's to change) sorts a full disk, a quota or "
-    "a read-only file system as no storage problem: a scoring run that meets one mid-run fails "
-    "each batch with a bare OSError (exit 1). Fix there: storage_problem gives these errnos a kind "
-    "that is not retried, and as_storage_error turns it into a StorageError naming the URL and "
-    "the fix (free space / make it writable, then run again), so the run stops with exit 4",
-)
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EROFS])
 def test_a_full_or_read_only_file_system_is_a_storage_error_naming_the_url(code):
     import os
