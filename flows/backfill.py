@@ -53,5 +53,5 @@ def backfill_flow(
     announce_score(
         "backfill", summary, action=f"backfill {start}..{end}", failed=len(results.failures)
     )
-    raise_failures(results.failures, results.errors)
+    raise_failures(results.failures, results.errors, results.committed)
     return {**summary, "start": start, "end": end}

@@ -53,22 +53,40 @@ class BatchesFailed(RuntimeError):
     each failure."""
 
 
-def raise_failures(failures: Sequence[str], errors: Sequence[BaseException]) -> None:
-    """Fail a run after its summary when a batch could not be processed; nothing that failed was
-    quarantined or marked. A storage failure is raised as that :class:`StorageError` (its message
-    names the storage URL; exit code 4); errors that explain themselves (a bad suite, an unknown
-    model version: ValueError, RegistryError) as the first of them (exit 2); anything else as
-    :class:`BatchesFailed` listing every failed batch (exit 1)."""
-    if not failures:
-        return
-    from prefect import get_run_logger
+def run_failure(
+    failures: Sequence[str], errors: Sequence[BaseException], committed: int
+) -> BaseException | None:
+    """The error that ends a run whose batches ``failures`` (messages) failed with ``errors``
+    while ``committed`` others were scored or quarantined, or None when none failed.
 
-    get_run_logger().error("%d batch(es) failed: %s", len(failures), "; ".join(failures))
+    A storage failure is that :class:`StorageError` (its message names the storage URL; exit code
+    4). Errors that explain themselves (a bad suite, an unknown model version: ValueError,
+    RegistryError) are the first of them (exit 2, "no batch touched") only when the run committed
+    no batch; with batches committed they are a :class:`BatchesFailed` like anything else (exit 1,
+    listing every failed batch), because exit 2 would say nothing was touched."""
+    if not failures:
+        return None
     more = len(failures) - 1
     suffix = f" ({more} more batch(es) failed too; see the run's log)" if more else ""
     storage = [e for e in errors if isinstance(e, StorageError)]
     if storage:
-        raise type(storage[0])(f"{storage[0]}{suffix}", storage[0].url)
-    if errors and all(isinstance(e, ValueError | RegistryError) for e in errors):
-        raise errors[0]
-    raise BatchesFailed(f"{len(failures)} batch(es) failed to score: " + "; ".join(failures))
+        return type(storage[0])(f"{storage[0]}{suffix}", storage[0].url)
+    explained = errors and all(isinstance(e, ValueError | RegistryError) for e in errors)
+    if explained and not committed:
+        return errors[0]
+    return BatchesFailed(f"{len(failures)} batch(es) failed to score: " + "; ".join(failures))
+
+
+def raise_failures(
+    failures: Sequence[str], errors: Sequence[BaseException], committed: int = 0
+) -> None:
+    """Fail a run after its summary when a batch could not be processed (nothing that failed was
+    quarantined or marked) with :func:`run_failure`'s error, after logging every failure;
+    ``committed``: the batches the run scored or quarantined."""
+    error = run_failure(failures, errors, committed)
+    if error is None:
+        return
+    from prefect import get_run_logger
+
+    get_run_logger().error("%d batch(es) failed: %s", len(failures), "; ".join(failures))
+    raise error

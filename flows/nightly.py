@@ -130,5 +130,5 @@ def nightly_flow(config: str, date: str | None = None, retrain: bool = True) -> 
     )
     result = publish_nightly_task(record, storage)
     announce_nightly(result)
-    raise_failures(processed.failures, processed.errors)
+    raise_failures(processed.failures, processed.errors, processed.committed)
     return result

@@ -76,6 +76,11 @@ class BatchResults:
     failures: list[str] = field(default_factory=list)
     errors: list[BaseException] = field(default_factory=list)
 
+    @property
+    def committed(self) -> int:
+        """Batches this run scored or quarantined (their outputs are committed)."""
+        return len(self.scored) + len(self.quarantined)
+
     def failed(self, batch_id: str, exc: BaseException) -> None:
         """Record a batch that could not be processed (its message, and the exception)."""
         self.failures.append(f"{batch_id}: {exc.__class__.__name__}: {exc}")
@@ -226,7 +231,7 @@ def score_flow(
         ignored=scan.ignored,
     )
     announce_score("score", summary, action="scored", failed=len(results.failures))
-    raise_failures(results.failures, results.errors)
+    raise_failures(results.failures, results.errors, results.committed)
     return summary
 
 
