@@ -81,6 +81,16 @@ class BatchResults:
         """Batches this run scored or quarantined (their outputs are committed)."""
         return len(self.scored) + len(self.quarantined)
 
+    def settle(self) -> BatchResults:
+        """Once every batch is done: the warnings kept only for batches this run scored (a batch
+        a concurrent run scored first is skipped here, one that failed is a failure: neither was
+        "scored with warnings" by this run), every list in batch id order. Returns self."""
+        scored = {marker.batch_id for marker in self.scored}
+        self.warnings = [outcome for outcome in self.warnings if outcome.batch_id in scored]
+        for found in (self.scored, self.skipped, self.quarantined, self.warnings):
+            found.sort(key=batch_id_of)
+        return self
+
     def failed(self, batch_id: str, exc: BaseException) -> None:
         """Record a batch that could not be processed (its message, and the exception)."""
         self.failures.append(f"{batch_id}: {exc.__class__.__name__}: {exc}")
@@ -164,9 +174,7 @@ def validate_and_score(
             emit(batch_quarantined(cfg.dataset, moved))
         else:
             result.skipped.append(moved)
-    for found in (result.scored, result.skipped, result.quarantined, result.warnings):
-        found.sort(key=batch_id_of)
-    return result
+    return result.settle()
 
 
 def summarize_run(
