@@ -108,7 +108,8 @@ def is_temporary(candidate: str) -> bool:
     return _TEMPORARY.fullmatch(candidate) is not None
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (whoever owns it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -126,7 +127,7 @@ def remove_orphaned_uploads(folder: str | None = None) -> list[str]:
     removed = []
     for path in glob.glob(os.path.join(glob.escape(folder), f"{UPLOAD_PREFIX}*{UPLOAD_SUFFIX}")):
         found = _UPLOAD_NAME.fullmatch(os.path.basename(path))
-        if found and not _process_alive(int(found.group(1))):
+        if found and not process_alive(int(found.group(1))):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
                 removed.append(path)

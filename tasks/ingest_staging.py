@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from models.storage import _process_alive as process_alive  # as for orphaned uploads
+from models.storage import process_alive
 from tasks.io import Storage, filesystem, remove
 
 _STAGING = re.compile(r"_ingest-(?P<host>[A-Za-z0-9.]+)-(?P<pid>\d+)-[0-9a-f]{32}")
